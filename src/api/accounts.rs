@@ -1,0 +1,354 @@
+//! `/v1/accounts`: a tenant's provider accounts, with write-only credentials.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    extract::{Json, Path, Query},
+    problem::{ApiError, Problem},
+    AppState,
+};
+use crate::{
+    auth::{Caller, Scope},
+    domain::{Account, AccountHealth, AccountId, ProviderKind},
+    providers::{validate_credentials, validate_settings, FieldError},
+    store::{AccountPatch, NewAccount, SealedCredentials},
+};
+
+/// An account as the API shows it: never its credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// Slug chosen at creation, immutable.
+    #[schema(value_type = String, example = "prod-hyperstack")]
+    pub id: AccountId,
+    pub provider: ProviderKind,
+    pub display_name: Option<String>,
+    /// Non-secret provider settings (e.g. Oktawave `region`).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub credentials: CredentialsView,
+    pub health: AccountHealth,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What can be shown of stored credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialsView {
+    /// Names of the stored fields.
+    pub fields: Vec<String>,
+    /// Keyed, non-reversible fingerprint: changes when the credentials change.
+    #[schema(example = "hmac-sha256:1f2e3d4c5b6a7980")]
+    pub fingerprint: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id,
+            provider: a.provider,
+            display_name: a.display_name,
+            settings: a.settings,
+            credentials: CredentialsView {
+                fields: a.credential_fields,
+                fingerprint: a.credential_fingerprint,
+                updated_at: a.credentials_updated_at,
+            },
+            health: a.health,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    pub items: Vec<AccountView>,
+}
+
+/// Body of `POST /v1/accounts`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// Slug `[a-z0-9][a-z0-9-]{0,62}`, unique within the tenant.
+    #[schema(value_type = String, example = "prod-hyperstack")]
+    pub id: AccountId,
+    pub provider: ProviderKind,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Provider credential fields (see `GET /v1/providers`); write-only.
+    #[schema(value_type = Object, example = json!({"api_key": "…"}))]
+    pub credentials: serde_json::Map<String, serde_json::Value>,
+    /// Provider settings (see `GET /v1/providers`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Body of `PATCH /v1/accounts/{account}`; absent members stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    /// New display name; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    /// Replaces all credentials (every required field must be given).
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Replaces all settings.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Filters of `GET /v1/accounts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccountFilter {
+    /// Only accounts of this provider.
+    pub provider: Option<ProviderKind>,
+}
+
+/// Path of account routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AccountPath {
+    /// Account id.
+    #[param(value_type = String)]
+    pub account: AccountId,
+}
+
+/// Tells a member set to `null` (`Some(None)`) apart from an absent one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+const MAX_DISPLAY_NAME: usize = 200;
+
+fn check_display_name(name: &Option<String>) -> Result<(), ApiError> {
+    match name {
+        Some(n) if n.chars().count() > MAX_DISPLAY_NAME => Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("display_name must be at most {MAX_DISPLAY_NAME} characters"),
+        )
+        .with_field("display_name")),
+        _ => Ok(()),
+    }
+}
+
+fn field_error(e: FieldError) -> ApiError {
+    let field = e.field();
+    ApiError::unprocessable("invalid_field", e.to_string()).with_field(field)
+}
+
+pub(crate) fn account_not_found(id: &AccountId) -> ApiError {
+    ApiError::not_found(
+        "account_not_found",
+        format!("account `{id}` does not exist"),
+    )
+}
+
+fn context(tenant: &str, id: &AccountId) -> String {
+    format!("{tenant}/{id}")
+}
+
+/// Lists the caller's accounts.
+#[utoipa::path(
+    get, path = "/v1/accounts", tag = "accounts",
+    params(AccountFilter),
+    security(("bearer" = ["accounts:read"])),
+    responses((status = 200, description = "The tenant's accounts, by id", body = AccountList))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<AccountFilter>,
+) -> Result<axum::Json<AccountList>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let accounts = state.store.list_accounts(&caller.tenant).await?;
+    let items = accounts
+        .into_iter()
+        .filter(|a| filter.provider.is_none_or(|p| p == a.provider))
+        .map(AccountView::from)
+        .collect();
+    Ok(axum::Json(AccountList { items }))
+}
+
+/// Creates an account; its credentials are sealed and never shown again.
+#[utoipa::path(
+    post, path = "/v1/accounts", tag = "accounts",
+    request_body = CreateAccount,
+    security(("bearer" = ["accounts:write"])),
+    responses(
+        (status = 201, description = "Created", body = AccountView,
+         headers(("Location" = String, description = "URL of the new account"))),
+        (status = 409, description = "An account with this id exists", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateAccount>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::AccountsWrite)?;
+    check_display_name(&body.display_name)?;
+    let info = state.registry.get(body.provider).info();
+    let settings = validate_settings(info, body.settings).map_err(field_error)?;
+    let creds = validate_credentials(info, body.credentials).map_err(field_error)?;
+    let sealed = SealedCredentials {
+        fields: creds.field_names(),
+        fingerprint: state.sealer.fingerprint(&creds),
+        sealed: state
+            .sealer
+            .seal(&creds, &context(&caller.tenant, &body.id)),
+    };
+    let id = body.id.clone();
+    let account = state
+        .store
+        .insert_account(NewAccount {
+            tenant: caller.tenant.clone(),
+            id: body.id,
+            provider: body.provider,
+            display_name: body.display_name,
+            settings,
+            credentials: sealed,
+            now: Utc::now(),
+        })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict => ApiError::conflict(
+                "account_exists",
+                format!("an account with id `{id}` already exists"),
+            )
+            .with_field("id"),
+            other => other.into(),
+        })?;
+    let location = format!("/v1/accounts/{}", account.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(AccountView::from(account)),
+    )
+        .into_response())
+}
+
+/// Shows one account.
+#[utoipa::path(
+    get, path = "/v1/accounts/{account}", tag = "accounts",
+    params(AccountPath),
+    security(("bearer" = ["accounts:read"])),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 404, description = "No such account in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<AccountPath>,
+) -> Result<axum::Json<AccountView>, ApiError> {
+    caller.require(Scope::AccountsRead)?;
+    let account = state
+        .store
+        .get_account(&caller.tenant, &path.account)
+        .await?
+        .ok_or_else(|| account_not_found(&path.account))?;
+    Ok(axum::Json(account.into()))
+}
+
+/// Changes an account's display name, settings or credentials.
+#[utoipa::path(
+    patch, path = "/v1/accounts/{account}", tag = "accounts",
+    params(AccountPath),
+    request_body = UpdateAccount,
+    security(("bearer" = ["accounts:write"])),
+    responses(
+        (status = 200, description = "The updated account", body = AccountView),
+        (status = 404, description = "No such account in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<AccountPath>,
+    Json(body): Json<UpdateAccount>,
+) -> Result<axum::Json<AccountView>, ApiError> {
+    caller.require(Scope::AccountsWrite)?;
+    let existing = state
+        .store
+        .get_account(&caller.tenant, &path.account)
+        .await?
+        .ok_or_else(|| account_not_found(&path.account))?;
+    if let Some(name) = &body.display_name {
+        check_display_name(name)?;
+    }
+    let info = state.registry.get(existing.provider).info();
+    let settings = body
+        .settings
+        .map(|s| validate_settings(info, s))
+        .transpose()
+        .map_err(field_error)?;
+    let credentials = body
+        .credentials
+        .map(|c| validate_credentials(info, c))
+        .transpose()
+        .map_err(field_error)?
+        .map(|creds| SealedCredentials {
+            fields: creds.field_names(),
+            fingerprint: state.sealer.fingerprint(&creds),
+            sealed: state
+                .sealer
+                .seal(&creds, &context(&caller.tenant, &path.account)),
+        });
+    let patch = AccountPatch {
+        display_name: body.display_name,
+        settings,
+        credentials,
+    };
+    let account = state
+        .store
+        .update_account(&caller.tenant, &path.account, patch, Utc::now())
+        .await?
+        .ok_or_else(|| account_not_found(&path.account))?;
+    Ok(axum::Json(account.into()))
+}
+
+/// Deletes an account and its sealed credentials.
+#[utoipa::path(
+    delete, path = "/v1/accounts/{account}", tag = "accounts",
+    params(AccountPath),
+    security(("bearer" = ["accounts:write"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such account in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<AccountPath>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::AccountsWrite)?;
+    if state
+        .store
+        .delete_account(&caller.tenant, &path.account)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(account_not_found(&path.account))
+    }
+}

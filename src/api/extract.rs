@@ -1,0 +1,166 @@
+//! Extractors that answer bad input with our problem format instead of axum's plain text.
+
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+        FromRequest, FromRequestParts, Request,
+    },
+    http::{header, request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use super::{problem::ApiError, AppState};
+use crate::auth::Caller;
+
+/// A JSON body: `415` without a JSON content type, `413` over the limit, `400` when it is not
+/// JSON, `422` when it is JSON of the wrong shape (naming the field).
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json"
+            && !(mime.starts_with("application/") && mime.ends_with("+json"))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON: send `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses JSON, classifying syntax errors (`400`) apart from shape errors (`422`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = redact_values(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = (path != ".").then_some(path);
+                let detail = match &field {
+                    Some(f) => format!("invalid request body at `{f}`: {message}"),
+                    None => format!("invalid request body: {message}"),
+                };
+                let e = ApiError::unprocessable("invalid_body", detail);
+                match field {
+                    Some(f) => e.with_field(f),
+                    None => e,
+                }
+            }
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {message}"),
+            ),
+        }
+    })
+}
+
+/// serde echoes rejected string values (`invalid type: string "…"`); a value may be a secret.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        let (head, tail) = rest.split_at(start + "string ".len());
+        out.push_str(head);
+        // Skip the quoted value.
+        let after = &tail[1..];
+        match after.find('"') {
+            Some(end) => {
+                out.push_str("(value hidden)");
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str("(value hidden)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body exceeds the size limit",
+        )
+    } else {
+        ApiError::bad_request("unreadable_body", "the request body could not be read")
+    }
+}
+
+/// Path parameters: a `400` problem when they do not parse.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
+    }
+}
+
+/// Query parameters: a `400` problem when they do not parse.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(state.auth.authenticate(header)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_values;
+
+    #[test]
+    fn rejected_string_values_are_not_echoed() {
+        let m = redact_values("invalid type: string \"s3cret\", expected a map at line 1");
+        assert!(!m.contains("s3cret"));
+        assert!(m.contains("expected a map"));
+    }
+}

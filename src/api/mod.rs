@@ -1,0 +1,112 @@
+//! The HTTP edge: routes, handlers, extractors, problem errors and the OpenAPI document.
+//!
+//! Every route is listed in [`router`]. Handlers speak domain types; vendor types never
+//! reach this module.
+
+mod accounts;
+pub mod extract;
+mod health;
+pub mod openapi;
+pub mod problem;
+mod providers;
+pub mod request_id;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth::Authenticator,
+    config::Config,
+    providers::Registry,
+    store::{Sealer, Store},
+};
+use problem::ApiError;
+
+/// What every handler can reach: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Authenticator>,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<Sealer>,
+    pub registry: Registry,
+    pub config: Arc<Config>,
+}
+
+/// Builds the whole HTTP router over a state.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit_bytes;
+    let deadline = state.config.server.request_timeout();
+    let v1 = Router::new()
+        .route("/providers", get(providers::list))
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route(
+            "/accounts/{account}",
+            get(accounts::get)
+                .patch(accounts::update)
+                .delete(accounts::delete),
+        );
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req, next| {
+            with_deadline(deadline, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(request_id::layer))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(
+        "route_not_found",
+        format!("no route for {}", req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            format!(
+                "the request did not finish within {} ms",
+                deadline.as_millis()
+            ),
+        )
+        .with_retry_after(1)
+        .into_response(),
+    }
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("handler panicked", &"panic").into_response()
+}

@@ -1,0 +1,195 @@
+//! The one error type of the HTTP edge: RFC 9457 problem details plus `code` and `request_id`.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::request_id;
+use crate::{auth::AuthError, domain::ProviderKind, store::StoreError};
+
+/// An RFC 9457 problem, as every error response of snapgate carries it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI identifying the problem type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong on this request.
+    pub detail: String,
+    /// Stable snake_case code clients branch on.
+    pub code: String,
+    /// The request id (also in the `x-request-id` header).
+    pub request_id: String,
+    /// The input field at fault, where one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The vendor's HTTP status, for upstream failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Whether the same request may succeed if retried later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+    /// Providers that support the operation, for `unsupported_operation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supported_by: Option<Vec<ProviderKind>>,
+}
+
+/// An error answered as a problem response.
+#[derive(Debug)]
+pub struct ApiError {
+    problem: Box<Problem>,
+    retry_after: Option<u64>,
+    www_authenticate: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            problem: Box::new(Problem {
+                type_: format!("https://snapgate.dev/problems/{code}"),
+                title: status.canonical_reason().unwrap_or("Error").to_owned(),
+                status: status.as_u16(),
+                detail: detail.into(),
+                code: code.to_owned(),
+                request_id: String::new(),
+                field: None,
+                provider: None,
+                account: None,
+                upstream_status: None,
+                retryable: None,
+                supported_by: None,
+            }),
+            retry_after: None,
+            www_authenticate: None,
+        }
+    }
+
+    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// A failure that is ours, not the caller's: logged in full, answered generically.
+    pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; quote the request_id when reporting it",
+        )
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.problem.field = Some(field.into());
+        self
+    }
+
+    pub fn with_account(mut self, provider: ProviderKind, account: impl Into<String>) -> Self {
+        self.problem.provider = Some(provider);
+        self.problem.account = Some(account.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self.problem.retryable = Some(true);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn code(&self) -> &str {
+        &self.problem.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut problem = *self.problem;
+        problem.request_id = request_id::current();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(value) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingScope(scope) => {
+                let mut err =
+                    ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", e.to_string());
+                err.www_authenticate = Some(format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                    scope.as_str()
+                ));
+                err
+            }
+            AuthError::MissingToken | AuthError::InvalidToken(_) => {
+                let detail = e.to_string();
+                let mut err = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", &detail);
+                err.www_authenticate = Some(format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    detail.replace('"', "'")
+                ));
+                err
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ApiError::conflict("conflict", "the record already exists"),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the gateway's store is unavailable; retry later",
+                )
+                .with_retry_after(1)
+            }
+        }
+    }
+}

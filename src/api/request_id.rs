@@ -1,0 +1,51 @@
+//! Request ids: accepted from `x-request-id` or generated, echoed on every response, and
+//! available to error bodies through a task-local.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::Request,
+    http::{HeaderName, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The current request's id, or an empty string outside a request.
+pub fn current() -> String {
+    REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
+}
+
+fn acceptable(v: &HeaderValue) -> Option<&str> {
+    v.to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// Middleware: pick the id, run the request inside its scope, set the response header.
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let id: Arc<str> = match req.headers().get(&X_REQUEST_ID).and_then(acceptable) {
+        Some(id) => id.into(),
+        None => uuid::Uuid::now_v7().simple().to_string().into(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    response
+}

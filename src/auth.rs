@@ -1,0 +1,338 @@
+//! Caller authentication: JWT verification, scopes and tenants.
+//!
+//! Knows nothing of routes; the API layer turns [`AuthError`] into problems.
+
+use std::collections::HashSet;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+
+/// A permission a token can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    SnapshotsRead,
+    SnapshotsWrite,
+    AccountsRead,
+    AccountsWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::SnapshotsRead,
+        Scope::SnapshotsWrite,
+        Scope::AccountsRead,
+        Scope::AccountsWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::SnapshotsRead => "snapshots:read",
+            Scope::SnapshotsWrite => "snapshots:write",
+            Scope::AccountsRead => "accounts:read",
+            Scope::AccountsWrite => "accounts:write",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// The authenticated caller of one request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub tenant: String,
+    pub subject: Option<String>,
+    scopes: HashSet<Scope>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// Succeeds when the caller holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingScope(scope))
+        }
+    }
+}
+
+/// Why a request was not authenticated or not allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("token lacks the `{}` scope", .0.as_str())]
+    MissingScope(Scope),
+}
+
+/// Why the authenticator could not be built from config.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("no token verification key is configured: set SNAPGATE_AUTH__HS256_SECRET or a PEM public key")]
+    NoKeys,
+    #[error("auth.{field} is not a valid PEM public key: {source}")]
+    BadPem {
+        field: &'static str,
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("auth.tenant_claim must not be empty")]
+    EmptyTenantClaim,
+}
+
+/// Verifies bearer tokens against the explicitly configured algorithms.
+pub struct Authenticator {
+    keys: Vec<(Algorithm, DecodingKey, Validation)>,
+    tenant_claim: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let algs: Vec<_> = self.keys.iter().map(|(a, _, _)| *a).collect();
+        f.debug_struct("Authenticator")
+            .field("algorithms", &algs)
+            .field("tenant_claim", &self.tenant_claim)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<String>,
+    scope: Option<String>,
+    scp: Option<ScpClaim>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScpClaim {
+    List(Vec<String>),
+    Spaced(String),
+}
+
+impl Authenticator {
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthConfigError> {
+        if cfg.tenant_claim.is_empty() {
+            return Err(AuthConfigError::EmptyTenantClaim);
+        }
+        let mut keys = Vec::new();
+        if let Some(secret) = &cfg.hs256_secret {
+            keys.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+            ));
+        }
+        let pem =
+            |field,
+             pem: &Option<String>,
+             alg,
+             parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>| {
+                pem.as_ref()
+                    .map(|p| {
+                        parse(p.as_bytes())
+                            .map(|k| (alg, k))
+                            .map_err(|source| AuthConfigError::BadPem { field, source })
+                    })
+                    .transpose()
+            };
+        keys.extend(pem(
+            "rs256_public_key_pem",
+            &cfg.rs256_public_key_pem,
+            Algorithm::RS256,
+            DecodingKey::from_rsa_pem,
+        )?);
+        keys.extend(pem(
+            "es256_public_key_pem",
+            &cfg.es256_public_key_pem,
+            Algorithm::ES256,
+            DecodingKey::from_ec_pem,
+        )?);
+        keys.extend(pem(
+            "eddsa_public_key_pem",
+            &cfg.eddsa_public_key_pem,
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_pem,
+        )?);
+        if keys.is_empty() {
+            return Err(AuthConfigError::NoKeys);
+        }
+        let keys = keys
+            .into_iter()
+            .map(|(alg, key)| (alg, key, validation(cfg, alg)))
+            .collect();
+        Ok(Self {
+            keys,
+            tenant_claim: cfg.tenant_claim.clone(),
+        })
+    }
+
+    /// Verifies a raw `Authorization` header value and returns the caller.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let header = authorization.ok_or(AuthError::MissingToken)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::MissingToken)?;
+        let jwt_header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::InvalidToken(format!("malformed token header ({e})")))?;
+        let (_, key, validation) = self
+            .keys
+            .iter()
+            .find(|(alg, _, _)| *alg == jwt_header.alg)
+            .ok_or_else(|| {
+                AuthError::InvalidToken(format!("algorithm {:?} is not accepted", jwt_header.alg))
+            })?;
+        let data = jsonwebtoken::decode::<RawClaims>(token, key, validation)
+            .map_err(|e| AuthError::InvalidToken(describe(&e)))?;
+        let claims = data.claims;
+        let tenant = claims
+            .rest
+            .get(&self.tenant_claim)
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                AuthError::InvalidToken(format!(
+                    "the `{}` claim naming the tenant is missing",
+                    self.tenant_claim
+                ))
+            })?
+            .to_owned();
+        let mut scopes = HashSet::new();
+        let mut add = |s: &str| {
+            s.split_whitespace()
+                .filter_map(Scope::parse)
+                .for_each(|scope| {
+                    scopes.insert(scope);
+                })
+        };
+        if let Some(s) = &claims.scope {
+            add(s);
+        }
+        match &claims.scp {
+            Some(ScpClaim::List(list)) => list.iter().for_each(|s| add(s)),
+            Some(ScpClaim::Spaced(s)) => add(s),
+            None => {}
+        }
+        Ok(Caller {
+            tenant,
+            subject: claims.sub,
+            scopes,
+        })
+    }
+}
+
+fn validation(cfg: &AuthConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = cfg.leeway_secs;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    match &cfg.issuer {
+        Some(iss) => {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        None => v.iss = None,
+    }
+    match &cfg.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        None => v.validate_aud = false,
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "token has expired".into(),
+        K::ImmatureSignature => "token is not valid yet (nbf)".into(),
+        K::InvalidSignature => "signature does not verify".into(),
+        K::InvalidIssuer => "issuer (iss) is not accepted".into(),
+        K::InvalidAudience => "audience (aud) is not accepted".into(),
+        K::MissingRequiredClaim(c) => format!("required claim `{c}` is missing"),
+        K::InvalidAlgorithm => "algorithm is not accepted".into(),
+        _ => "token could not be decoded".into(),
+    }
+}
+
+/// Claims of a development token minted by `snapgate token`.
+#[derive(Serialize)]
+struct MintClaims<'a> {
+    sub: &'a str,
+    #[serde(flatten)]
+    tenant: serde_json::Map<String, serde_json::Value>,
+    scope: String,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// Why a token could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("no HS256 secret is configured (set SNAPGATE_AUTH__HS256_SECRET)")]
+    NoSecret,
+    #[error(
+        "unknown scope `{0}`; known: snapshots:read snapshots:write accounts:read accounts:write"
+    )]
+    UnknownScope(String),
+    #[error("signing failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Mints an HS256 token for `tenant` with `scopes`, valid for `ttl_secs`.
+pub fn mint(
+    cfg: &AuthConfig,
+    tenant: &str,
+    scopes: &[String],
+    ttl_secs: u64,
+) -> Result<String, MintError> {
+    let secret: &SecretString = cfg.hs256_secret.as_ref().ok_or(MintError::NoSecret)?;
+    for s in scopes.iter().flat_map(|s| s.split_whitespace()) {
+        if Scope::parse(s).is_none() {
+            return Err(MintError::UnknownScope(s.to_owned()));
+        }
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut tenant_claim = serde_json::Map::new();
+    tenant_claim.insert(cfg.tenant_claim.clone(), tenant.into());
+    let claims = MintClaims {
+        sub: "snapgate-dev",
+        tenant: tenant_claim,
+        scope: scopes.join(" "),
+        iat: now,
+        exp: now + ttl_secs,
+        iss: cfg.issuer.as_deref(),
+        aud: cfg.audience.as_deref(),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+    )?)
+}
+
+/// All four scopes, space separated.
+pub fn all_scopes() -> Vec<String> {
+    Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+}

@@ -1,0 +1,9 @@
+//! The normalized model callers see: providers, accounts, snapshots, operations.
+//!
+//! Nothing here knows HTTP, SQL or any vendor's wire format.
+
+mod account;
+mod provider;
+
+pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
+pub use provider::{Capabilities, FieldSpec, ProviderKind, UnknownProvider};

@@ -1,0 +1,122 @@
+//! Provider kinds, the fields their accounts hold, and what each can do.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One of the five clouds snapgate speaks to.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Hyperstack,
+    Koyeb,
+    Oktawave,
+    Hostinger,
+    Syminet,
+}
+
+impl ProviderKind {
+    /// Every provider, in the order the API lists them.
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Hyperstack,
+        ProviderKind::Koyeb,
+        ProviderKind::Oktawave,
+        ProviderKind::Hostinger,
+        ProviderKind::Syminet,
+    ];
+
+    /// The lowercase name used on the wire, in config keys and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Hyperstack => "hyperstack",
+            ProviderKind::Koyeb => "koyeb",
+            ProviderKind::Oktawave => "oktawave",
+            ProviderKind::Hostinger => "hostinger",
+            ProviderKind::Syminet => "syminet",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider name that is not one of the five.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown provider `{0}`; expected one of hyperstack, koyeb, oktawave, hostinger, syminet")]
+pub struct UnknownProvider(pub String);
+
+impl FromStr for ProviderKind {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderKind::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProvider(s.to_owned()))
+    }
+}
+
+/// Describes one credential or setting field an account of a provider carries.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FieldSpec {
+    /// Field name as sent in `credentials` or `settings`.
+    pub name: &'static str,
+    /// Whether the field must be present.
+    pub required: bool,
+    /// What the field holds, for people reading the API.
+    pub description: &'static str,
+    /// The only values accepted, when the field is an enumeration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<&'static [&'static str]>,
+}
+
+impl FieldSpec {
+    pub const fn required(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            required: true,
+            description,
+            allowed: None,
+        }
+    }
+
+    pub const fn optional(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            required: false,
+            description,
+            allowed: None,
+        }
+    }
+
+    pub const fn one_of(mut self, allowed: &'static [&'static str]) -> Self {
+        self.allowed = Some(allowed);
+        self
+    }
+}
+
+/// The snapshot operations a provider supports, as its adapter declares them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Capabilities {
+    pub list: bool,
+    pub get: bool,
+    pub create: bool,
+    /// Create replaces the source's existing snapshot (Hostinger keeps one per VM).
+    pub create_replaces_existing: bool,
+    pub rename: bool,
+    pub describe: bool,
+    pub delete: bool,
+    pub restore: bool,
+    /// Restore creates a new resource (VM or volume) instead of rolling back in place.
+    pub restore_to_new_resource: bool,
+    /// Restore may target another resource than the snapshot's source.
+    pub restore_to_other_target: bool,
+    pub create_image: bool,
+    pub name_availability: bool,
+}

@@ -1,0 +1,16 @@
+//! snapgate: one HTTP API in front of the snapshot APIs of five clouds.
+//!
+//! Request flow: `api` (auth, extractors, handlers) → `store` (accounts, sealed credentials)
+//! → `providers` (one adapter per vendor) → the vendor. See `ARCHITECTURE.md`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod providers;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

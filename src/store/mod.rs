@@ -1,0 +1,103 @@
+//! Persistence: accounts (with sealed credentials), behind one trait.
+//!
+//! The SQLite back-end is embedded; a PostgreSQL one can implement the same trait and be
+//! chosen by URL scheme in [`connect`]. Nothing here knows HTTP or vendors.
+
+mod seal;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Account, AccountHealth, AccountId, ProviderKind};
+
+pub use seal::{SealError, Sealed, Sealer};
+pub use sqlite::SqliteStore;
+
+/// A store failure. Details are for logs; callers see a generic 503/500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported store URL `{0}`: expected a SQLite path or sqlite:// URL")]
+    UnsupportedUrl(String),
+}
+
+/// A new account to insert, credentials already sealed.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub tenant: String,
+    pub id: AccountId,
+    pub provider: ProviderKind,
+    pub display_name: Option<String>,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub credentials: SealedCredentials,
+    pub now: DateTime<Utc>,
+}
+
+/// Sealed credentials with what may be shown of them.
+#[derive(Clone, Debug)]
+pub struct SealedCredentials {
+    pub fields: Vec<String>,
+    pub fingerprint: String,
+    pub sealed: Sealed,
+}
+
+/// Changes to an account; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct AccountPatch {
+    pub display_name: Option<Option<String>>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub credentials: Option<SealedCredentials>,
+}
+
+/// Storage for everything snapgate persists, tenant-scoped on every call.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the store answers queries.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError>;
+    async fn get_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+    ) -> Result<Option<Account>, StoreError>;
+    /// The account with its sealed credentials, for a provider call.
+    async fn get_account_sealed(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+    ) -> Result<Option<(Account, Sealed)>, StoreError>;
+    async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, StoreError>;
+    async fn update_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        patch: AccountPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Account>, StoreError>;
+    async fn delete_account(&self, tenant: &str, id: &AccountId) -> Result<bool, StoreError>;
+    async fn record_health(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        health: &AccountHealth,
+    ) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names, creating and migrating it if needed.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(Arc::new(SqliteStore::open(url).await?))
+}

@@ -1,0 +1,205 @@
+//! Sealing credentials at rest: AES-256-GCM under the master key, plus keyed fingerprints.
+
+use aes_gcm::{
+    aead::{Aead, KeyInit, Payload},
+    Aes256Gcm, Nonce,
+};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::domain::Credentials;
+
+/// Why the master key or a sealed record is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("SNAPGATE_MASTER_KEY is not set: generate one with `openssl rand -base64 32` (or `snapgate demo` makes a local one)")]
+    MissingKey,
+    #[error("SNAPGATE_MASTER_KEY must be base64 of exactly 32 bytes")]
+    BadKey,
+    #[error("record was sealed with key `{0}`, which is not loaded")]
+    UnknownKey(String),
+    #[error("sealed record failed authentication (tampered or wrong key)")]
+    Open,
+}
+
+/// A sealed credential record as stored: the key id, a fresh nonce and the ciphertext.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// Seals and opens credentials; the only holder of the master key.
+pub struct Sealer {
+    key_id: String,
+    cipher: Aes256Gcm,
+    fingerprint_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// Builds a sealer from the base64 master key.
+    pub fn from_base64(key: Option<&SecretString>) -> Result<Self, SealError> {
+        let key = key.ok_or(SealError::MissingKey)?;
+        let bytes = STANDARD
+            .decode(key.expose_secret().trim())
+            .map_err(|_| SealError::BadKey)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadKey)?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    pub fn from_bytes(key: &[u8; 32]) -> Self {
+        // The key id is a hash of the key, so rotating keys needs no extra bookkeeping.
+        let digest = Sha256::digest([b"snapgate-key-id:".as_slice(), key].concat());
+        let key_id = format!("k-{}", hex::encode(&digest[..6]));
+        let fingerprint_key: [u8; 32] =
+            Sha256::digest([b"snapgate-fingerprint:".as_slice(), key].concat()).into();
+        Self {
+            key_id,
+            cipher: Aes256Gcm::new(key.into()),
+            fingerprint_key,
+        }
+    }
+
+    /// A new random master key, base64 encoded.
+    pub fn generate_key() -> String {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        STANDARD.encode(key)
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Seals credentials; `context` (tenant and account) is bound as associated data so a
+    /// sealed record cannot be moved to another account.
+    pub fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
+        let plain = plaintext(creds);
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain.expose_secret().as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
+            // AES-GCM encryption only fails for messages over 64 GiB.
+            .unwrap_or_default();
+        Sealed {
+            key_id: self.key_id.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Opens a sealed record for a provider call.
+    pub fn open(&self, sealed: &Sealed, context: &str) -> Result<Credentials, SealError> {
+        if sealed.key_id != self.key_id {
+            return Err(SealError::UnknownKey(sealed.key_id.clone()));
+        }
+        if sealed.nonce.len() != 12 {
+            return Err(SealError::Open);
+        }
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| SealError::Open)?;
+        let map: std::collections::BTreeMap<String, String> =
+            serde_json::from_slice(&plain).map_err(|_| SealError::Open)?;
+        Ok(Credentials::new(
+            map.into_iter()
+                .map(|(k, v)| (k, SecretString::from(v)))
+                .collect(),
+        ))
+    }
+
+    /// A keyed, non-reversible fingerprint: equal credentials give equal fingerprints.
+    pub fn fingerprint(&self, creds: &Credentials) -> String {
+        let plain = plaintext(creds);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(plain.expose_secret().as_bytes());
+        format!(
+            "hmac-sha256:{}",
+            hex::encode(&mac.finalize().into_bytes()[..8])
+        )
+    }
+}
+
+fn plaintext(creds: &Credentials) -> SecretString {
+    let map: std::collections::BTreeMap<&str, &str> = creds
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+        .collect();
+    SecretString::from(serde_json::to_string(&map).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(v: &str) -> Credentials {
+        Credentials::new([("token".to_owned(), SecretString::from(v.to_owned()))].into())
+    }
+
+    #[test]
+    fn sealed_credentials_open_only_in_their_own_context() {
+        let s = Sealer::from_bytes(&[7; 32]);
+        let sealed = s.seal(&creds("hunter2"), "t1/acc");
+        assert!(!String::from_utf8_lossy(&sealed.ciphertext).contains("hunter2"));
+        let opened = s.open(&sealed, "t1/acc").unwrap();
+        assert_eq!(opened.get("token").unwrap().expose_secret(), "hunter2");
+        assert!(matches!(s.open(&sealed, "t2/acc"), Err(SealError::Open)));
+    }
+
+    #[test]
+    fn each_seal_uses_a_fresh_nonce() {
+        let s = Sealer::from_bytes(&[7; 32]);
+        let a = s.seal(&creds("x"), "c");
+        let b = s.seal(&creds("x"), "c");
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.ciphertext, b.ciphertext);
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_hides_the_secret() {
+        let s = Sealer::from_bytes(&[7; 32]);
+        assert_eq!(s.fingerprint(&creds("abc")), s.fingerprint(&creds("abc")));
+        assert_ne!(s.fingerprint(&creds("abc")), s.fingerprint(&creds("abd")));
+        assert!(!s.fingerprint(&creds("abc")).contains("abc"));
+    }
+
+    #[test]
+    fn bad_master_keys_are_refused() {
+        assert!(matches!(
+            Sealer::from_base64(None),
+            Err(SealError::MissingKey)
+        ));
+        let short = SecretString::from(STANDARD.encode([1u8; 16]));
+        assert!(matches!(
+            Sealer::from_base64(Some(&short)),
+            Err(SealError::BadKey)
+        ));
+    }
+}
