@@ -209,7 +209,25 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("SNAPGATE_").split("__"));
-        figment.extract().map_err(|e| ConfigError(Box::new(e)))
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        config.drop_empty_values();
+        Ok(config)
+    }
+
+    /// Treats empty strings (e.g. `SNAPGATE_AUTH__ISSUER=` from a compose file) as unset.
+    fn drop_empty_values(&mut self) {
+        let auth = &mut self.auth;
+        for field in [
+            &mut auth.issuer,
+            &mut auth.audience,
+            &mut auth.rs256_public_key_pem,
+            &mut auth.es256_public_key_pem,
+            &mut auth.eddsa_public_key_pem,
+        ] {
+            if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *field = None;
+            }
+        }
     }
 
     /// Defaults only, for tests and the demo to adjust.

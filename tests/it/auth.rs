@@ -1,0 +1,181 @@
+//! Caller authentication through the public API.
+
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn assert_rejected(app: &TestApp, token: &str, why: &str) {
+    let resp = app.get("/v1/accounts", token).await;
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = assert_problem(resp, 401, "invalid_token").await;
+    assert!(
+        www.starts_with("Bearer error=\"invalid_token\""),
+        "{why}: WWW-Authenticate was {www:?}"
+    );
+    assert!(body["detail"].is_string(), "{why}");
+}
+
+#[tokio::test]
+async fn requests_without_a_token_get_401_with_www_authenticate() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(format!("{}/v1/providers", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\", error_description=\"missing bearer token\""
+    );
+    assert_problem(resp, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn unsigned_wrongly_signed_expired_and_premature_tokens_are_rejected() {
+    let app = spawn_app().await;
+    // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
+    let none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        base64_url(&json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() + 600}).to_string())
+    );
+    assert_rejected(&app, &none, "alg none").await;
+    let wrong_key = jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() + 600}),
+        &EncodingKey::from_secret(b"another-secret"),
+    )
+    .unwrap();
+    assert_rejected(&app, &wrong_key, "wrong key").await;
+    let expired = sign(&json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() - 3600}));
+    assert_rejected(&app, &expired, "expired").await;
+    let no_exp = sign(&json!({"tenant": "t", "scope": ALL_SCOPES}));
+    assert_rejected(&app, &no_exp, "no exp").await;
+    let premature = sign(
+        &json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() + 7200, "nbf": now() + 3600}),
+    );
+    assert_rejected(&app, &premature, "future nbf").await;
+    let no_tenant = sign(&json!({"scope": ALL_SCOPES, "exp": now() + 600}));
+    assert_rejected(&app, &no_tenant, "no tenant claim").await;
+    assert_rejected(&app, "not-a-jwt", "garbage").await;
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_required_and_checked_when_configured() {
+    let app = spawn_app_with(|c| {
+        c.auth.issuer = Some("https://idp.example".into());
+        c.auth.audience = Some("snapgate".into());
+    })
+    .await;
+    let base = json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() + 600});
+    let with = |extra: serde_json::Value| {
+        let mut claims = base.clone();
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        sign(&claims)
+    };
+    assert_rejected(&app, &with(json!({"aud": "snapgate"})), "missing iss").await;
+    assert_rejected(
+        &app,
+        &with(json!({"iss": "https://idp.example"})),
+        "missing aud",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        &with(json!({"iss": "https://evil.example", "aud": "snapgate"})),
+        "wrong iss",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        &with(json!({"iss": "https://idp.example", "aud": "other"})),
+        "wrong aud",
+    )
+    .await;
+    let good = with(json!({"iss": "https://idp.example", "aud": "snapgate"}));
+    assert_eq!(app.get("/v1/accounts", &good).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403_and_scp_arrays_count() {
+    let app = spawn_app().await;
+    let read_only = token("t", "snapshots:read");
+    let resp = app.get("/v1/accounts", &read_only).await;
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
+    let body = assert_problem(resp, 403, "insufficient_scope").await;
+    assert!(body["detail"].as_str().unwrap().contains("accounts:read"));
+    // Any valid token may list providers.
+    assert_eq!(app.get("/v1/providers", &read_only).await.status(), 200);
+    let scp = sign(&json!({"tenant": "t", "scp": ["accounts:read"], "exp": now() + 600}));
+    assert_eq!(app.get("/v1/accounts", &scp).await.status(), 200);
+}
+
+#[tokio::test]
+async fn eddsa_tokens_verify_against_a_configured_public_key_and_hs256_is_then_refused() {
+    let app = spawn_app_with(|c| {
+        c.auth.hs256_secret = None;
+        c.auth.eddsa_public_key_pem = Some(include_str!("keys/ed25519.pub.pem").to_owned());
+    })
+    .await;
+    let key = EncodingKey::from_ed_pem(include_bytes!("keys/ed25519.pem")).unwrap();
+    let claims = json!({"tenant": "t", "scope": "accounts:read", "exp": now() + 600});
+    let ed =
+        jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::EdDSA), &claims, &key).unwrap();
+    assert_eq!(app.get("/v1/accounts", &ed).await.status(), 200);
+    assert_rejected(&app, &sign(&claims), "HS256 not configured").await;
+}
+
+#[tokio::test]
+async fn the_token_command_mints_tokens_the_gateway_accepts() {
+    let app = spawn_app().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["token", "--tenant", "acme", "--scope", "accounts:read"])
+        .env("SNAPGATE_AUTH__HS256_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let minted = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(app.get("/v1/accounts", minted.trim()).await.status(), 200);
+    let resp = app
+        .post("/v1/accounts", minted.trim(), &account_body("a", "syminet"))
+        .await;
+    assert_problem(resp, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_master_key() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .arg("serve")
+        .env_remove("SNAPGATE_MASTER_KEY")
+        .env("SNAPGATE_AUTH__HS256_SECRET", SECRET)
+        .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SNAPGATE_STORE__URL", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SNAPGATE_MASTER_KEY is not set"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,131 @@
+//! Bad input always gets a problem+json answer, never a 500.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn bad_bodies_get_400_413_415_and_422_problems() {
+    let app = spawn_app_with(|c| c.server.body_limit_bytes = 1024).await;
+    let t = token("acme", ALL_SCOPES);
+    let url = format!("{}/v1/accounts", app.url);
+    let send = |body: String, content_type: &'static str| {
+        app.client
+            .post(&url)
+            .bearer_auth(&t)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let p = assert_problem(
+        send("{\"id\": ".into(), "application/json").await.unwrap(),
+        400,
+        "malformed_json",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert_problem(
+        send("{}".into(), "text/plain").await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let big = json!({"id": "a", "provider": "koyeb", "credentials": {"token": "x".repeat(4096)}})
+        .to_string();
+    assert_problem(
+        send(big, "application/json").await.unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    let p = assert_problem(
+        send(
+            json!({"id": 5, "provider": "koyeb", "credentials": {}}).to_string(),
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    assert_eq!(p["field"], "id");
+    // No content type at all.
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(&t)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_methods_and_bad_path_ids_are_problems() {
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    assert_problem(app.get("/v2/nothing", &t).await, 404, "route_not_found").await;
+    let resp = app
+        .client
+        .put(format!("{}/v1/accounts", app.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 405, "method_not_allowed").await;
+    assert_problem(
+        app.get("/v1/accounts/NOT_A_SLUG", &t).await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    assert_problem(
+        app.get("/v1/accounts?provider=aws", &t).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_accepted_or_generated() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(generated.len() >= 16);
+    let resp = app
+        .client
+        .get(format!("{}/v1/accounts", app.url))
+        .header("x-request-id", "caller-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "caller-chosen-42");
+    let body = assert_problem(resp, 401, "invalid_token").await;
+    assert_eq!(body["request_id"], "caller-chosen-42");
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let resp = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(
+            resp.json::<serde_json::Value>().await.unwrap()["status"],
+            "ok"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Spawns the gateway on 127.0.0.1:0 with a temporary SQLite store and mints tokens.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{json, Value};
+use snapgate::{Application, Config};
+
+pub const SECRET: &str = "test-hs256-secret-that-is-long-enough";
+pub const ALL_SCOPES: &str = "snapshots:read snapshots:write accounts:read accounts:write";
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A config for tests: loopback port 0, a temp SQLite file, a random master key.
+pub fn test_config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Config::defaults();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.store.url = format!("sqlite://{}", dir.path().join("snapgate.db").display());
+    config.master_key = Some(
+        base64::engine::general_purpose::STANDARD
+            .encode([42u8; 32])
+            .into(),
+    );
+    config.auth.hs256_secret = Some(SECRET.to_owned().into());
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    spawn_config(config, dir).await
+}
+
+pub async fn spawn_config(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}", app.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        url,
+        client: reqwest::Client::new(),
+        dir,
+        shutdown: Some(tx),
+    }
+}
+
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Signs arbitrary claims with the test HS256 secret.
+pub fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid token for `tenant` with space-separated `scopes`.
+pub fn token(tenant: &str, scopes: &str) -> String {
+    sign(&json!({"sub": "test", "tenant": tenant, "scope": scopes, "exp": now() + 600}))
+}
+
+impl TestApp {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("snapgate.db")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the body.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// Valid credentials and settings for an account of each provider.
+pub fn account_body(id: &str, provider: &str) -> Value {
+    let (credentials, settings) = match provider {
+        "hyperstack" => (json!({"api_key": "hs-secret-api-key-0001"}), json!({})),
+        "koyeb" => (
+            json!({"token": "koyeb-secret-token-0002"}),
+            json!({"organization_id": "org-1"}),
+        ),
+        "oktawave" => (
+            json!({"client_id": "okta-client", "client_secret": "okta-secret-0003",
+                   "username": "ops@example.com", "password": "okta-password-0004"}),
+            json!({"region": "pl1"}),
+        ),
+        "hostinger" => (json!({"token": "hostinger-secret-token-0005"}), json!({})),
+        "syminet" => (json!({"token": "syminet-secret-token-0006"}), json!({})),
+        other => panic!("unknown provider {other}"),
+    };
+    json!({"id": id, "provider": provider, "credentials": credentials, "settings": settings})
+}
+
+/// Every secret value `account_body` uses.
+pub const SECRET_VALUES: [&str; 7] = [
+    "hs-secret-api-key-0001",
+    "koyeb-secret-token-0002",
+    "okta-secret-0003",
+    "okta-password-0004",
+    "hostinger-secret-token-0005",
+    "syminet-secret-token-0006",
+    "okta-client",
+];
+
+pub const PROVIDERS: [&str; 5] = ["hyperstack", "koyeb", "oktawave", "hostinger", "syminet"];
