@@ -1,4 +1,9 @@
 //! Integration tests: one binary, one shared helper that spawns the gateway on port 0.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a panic in a test helper is a failing test"
+)]
 
 mod accounts;
 mod auth;
