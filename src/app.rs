@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     providers::Registry,
     store::{self, SealError, Sealer, StoreError},
+    upstream::{Upstream, UpstreamConfig},
 };
 
 /// Why the application could not start.
@@ -49,7 +50,7 @@ impl Application {
             auth: Arc::new(auth),
             store,
             sealer: Arc::new(sealer),
-            registry: Registry::new(&config.providers),
+            registry: Registry::new(&config.providers, Upstream::new(UpstreamConfig::default())),
             config: Arc::new(config),
         };
         Ok(Self {

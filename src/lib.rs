@@ -11,6 +11,7 @@ pub mod domain;
 pub mod providers;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 
 pub use app::Application;
 pub use config::Config;

@@ -1,6 +1,20 @@
 //! Logging setup: `RUST_LOG`-filtered, human-readable or JSON (`SNAPGATE_LOG_FORMAT=json`).
 
+use std::sync::Arc;
+
 use tracing_subscriber::{fmt, EnvFilter};
+
+tokio::task_local! {
+    /// The id of the gateway request being served; set by the API's request-id middleware.
+    pub static REQUEST_ID: Arc<str>;
+}
+
+/// The current request's id, or an empty string outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.to_string())
+        .unwrap_or_default()
+}
 
 /// Installs the global subscriber; logs go to stderr so stdout stays for `export` lines.
 pub fn init(default_filter: &str) {

@@ -4,6 +4,11 @@
 
 mod account;
 mod provider;
+mod snapshot;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use provider::{Capabilities, FieldSpec, ProviderKind, UnknownProvider};
+pub use snapshot::{
+    Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
+    SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+};

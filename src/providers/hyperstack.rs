@@ -1,10 +1,35 @@
 //! Hyperstack (NexGen Cloud Infrahub): VM snapshots, `api_key` header auth.
+//!
+//! Quirks: request `pageSize` but response `page_size`; `labels` is an array in lists and a
+//! string in get; zone-less timestamps; restore makes a new VM and answers `instance` or
+//! `instances[]`; create-image answers `id` or `image{}`.
 
-use super::{ProviderAdapter, ProviderInfo};
-use crate::domain::{Capabilities, FieldSpec, ProviderKind};
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+
+use super::{
+    wire::{self, Id},
+    CallContext, CreateRequest, ImageRequest, ProviderAdapter, ProviderError, ProviderInfo,
+    Progress, RestoreRequest, Submitted,
+};
+use crate::{
+    config::ProvidersConfig,
+    domain::{
+        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+    },
+    upstream::{Reply, Upstream},
+};
+
+const KIND: ProviderKind = ProviderKind::Hyperstack;
+const PAGE_SIZE: usize = 100;
+/// Names (snapshot, new VM) are limited to 50 characters.
+const MAX_NAME: usize = 50;
 
 static INFO: ProviderInfo = ProviderInfo {
-    kind: ProviderKind::Hyperstack,
+    kind: KIND,
     display_name: "Hyperstack",
     source_kind: "vm",
     credential_fields: &[FieldSpec::required(
@@ -29,10 +54,335 @@ static INFO: ProviderInfo = ProviderInfo {
 };
 
 /// The Hyperstack adapter.
-pub struct Hyperstack;
+pub struct Hyperstack {
+    base_url: String,
+    http: Upstream,
+}
 
+impl Hyperstack {
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
+        Self {
+            base_url: config.hyperstack.base_url.clone(),
+            http,
+        }
+    }
+
+    async fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Reply, ProviderError> {
+        let mut rb = self
+            .http
+            .request(method, &wire::url(&self.base_url, path))
+            .header("api_key", ctx.secret("api_key"));
+        if !query.is_empty() {
+            rb = rb.query(query);
+        }
+        if let Some(body) = body {
+            rb = rb.json(&body);
+        }
+        self.http.send(KIND, operation, rb, wire::error_message).await
+    }
+
+    async fn page(&self, ctx: &CallContext<'_>, page: usize, size: usize) -> Result<ListPage, ProviderError> {
+        let query = [("page", page.to_string()), ("pageSize", size.to_string())];
+        self.call(ctx, "list", Method::GET, "/core/snapshots", &query, None)
+            .await?
+            .json(KIND)
+    }
+}
+
+/// Hyperstack ids are integers: anything else cannot exist there.
+fn numeric(id: &str) -> Result<&str, ProviderError> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ProviderError::NotFound)
+    }
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
+        return Err(ProviderError::Invalid {
+            field,
+            message: format!("{field} must be 1 to {MAX_NAME} characters for Hyperstack"),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
 impl ProviderAdapter for Hyperstack {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
+    }
+
+    async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        self.page(ctx, 1, 1).await.map(|_| ())
+    }
+
+    async fn list(
+        &self,
+        ctx: &CallContext<'_>,
+        source_id: Option<&str>,
+    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let mut out = Vec::new();
+        // `count` may be the page's count or the total (undocumented): page until short.
+        for page in 1.. {
+            let reply = self.page(ctx, page, PAGE_SIZE).await?;
+            let n = reply.snapshots.len();
+            for raw in reply.snapshots {
+                let snapshot = to_domain(raw)?;
+                let wanted = source_id.is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
+                if wanted {
+                    out.push(snapshot);
+                }
+            }
+            if n < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, ctx: &CallContext<'_>, native_id: &str) -> Result<VendorSnapshot, ProviderError> {
+        let path = format!("/core/snapshots/{}", numeric(native_id)?);
+        let reply: Envelope = self.call(ctx, "get", Method::GET, &path, &[], None).await?.json(KIND)?;
+        to_domain(reply.snapshot)
+    }
+
+    async fn create(&self, ctx: &CallContext<'_>, request: &CreateRequest) -> Result<Submitted, ProviderError> {
+        check_name("name", &request.name)?;
+        let vm = numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
+            field: "source_id",
+            message: "source_id must be a Hyperstack VM id (an integer)".to_owned(),
+        })?;
+        // The spec requires `description`; send it, empty when the caller gave none.
+        let body = json!({
+            "name": request.name,
+            "description": request.description.clone().unwrap_or_default(),
+        });
+        let path = format!("/core/virtual-machines/{vm}/snapshots");
+        let reply: Envelope = self.call(ctx, "create", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
+        let snapshot = to_domain(reply.snapshot)?;
+        Ok(Submitted {
+            state: state_of(snapshot.status),
+            native_id: Some(snapshot.native_id.clone()),
+            snapshot: Some(snapshot),
+            vendor_ref: VendorRef { kind: VendorRefKind::SnapshotStatus, id: None },
+            result: None,
+            tracking: serde_json::Value::Null,
+        })
+    }
+
+    async fn delete(&self, ctx: &CallContext<'_>, native_id: &str) -> Result<Submitted, ProviderError> {
+        let path = format!("/core/snapshots/{}", numeric(native_id)?);
+        let reply: Message = self.call(ctx, "delete", Method::DELETE, &path, &[], None).await?.json(KIND)?;
+        Ok(done(Some(json!({ "message": reply.message }))))
+    }
+
+    async fn restore(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let name = request.new_name.as_deref().ok_or_else(|| ProviderError::Invalid {
+            field: "new_name",
+            message: "Hyperstack restores to a new VM: new_name is required".to_owned(),
+        })?;
+        check_name("new_name", name)?;
+        if request.target_id.is_some() {
+            return Err(ProviderError::Invalid {
+                field: "target_id",
+                message: "Hyperstack restores to a new VM; target_id is not accepted".to_owned(),
+            });
+        }
+        let path = format!("/core/snapshots/{}/restore", numeric(native_id)?);
+        let body = json!({ "new_vm_name": name });
+        let reply: RestoreReply = self.call(ctx, "restore", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
+        let vm = reply.instance.or_else(|| reply.instances.into_iter().next());
+        Ok(done(vm.map(|vm| json!({ "vm_id": vm.id.0, "vm_name": vm.name }))))
+    }
+
+    async fn create_image(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &ImageRequest,
+    ) -> Result<Submitted, ProviderError> {
+        check_name("name", &request.name)?;
+        let path = format!("/core/snapshots/{}/image", numeric(native_id)?);
+        let body = json!({ "name": request.name, "labels": request.labels });
+        let reply: ImageReply = self.call(ctx, "image", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
+        let image_id = reply.id.or(reply.image.map(|i| i.id));
+        Ok(done(image_id.map(|id| json!({ "image_id": id.0 }))))
+    }
+
+    async fn name_available(&self, ctx: &CallContext<'_>, name: &str) -> Result<bool, ProviderError> {
+        check_name("name", name)?;
+        let path = format!("/core/snapshots/name-availability/{}", urlencode(name));
+        let reply: NameReply = self.call(ctx, "name_availability", Method::GET, &path, &[], None).await?.json(KIND)?;
+        Ok(reply.available)
+    }
+
+    async fn poll(&self, ctx: &CallContext<'_>, operation: &Operation) -> Result<Progress, ProviderError> {
+        let Some(native_id) = operation.snapshot_id.as_deref().and_then(|s| s.split_once(':')).map(|(_, n)| n) else {
+            return Ok(Progress::succeeded());
+        };
+        match (operation.kind, self.get(ctx, native_id).await) {
+            (OperationKind::Create, Ok(s)) => Ok(match s.status {
+                SnapshotStatus::Error => Progress::failed(ProviderError::Upstream {
+                    status: None,
+                    message: format!("Hyperstack reports the snapshot as {}", s.vendor_status.unwrap_or_default()),
+                }),
+                status => Progress { state: state_of(status), ..Progress::running() },
+            }),
+            (OperationKind::Create, Err(ProviderError::NotFound)) => Ok(Progress::failed(ProviderError::NotFound)),
+            (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
+            (_, Err(e)) => Err(e),
+        }
+    }
+}
+
+fn done(result: Option<serde_json::Value>) -> Submitted {
+    Submitted {
+        state: OperationState::Succeeded,
+        snapshot: None,
+        native_id: None,
+        vendor_ref: VendorRef { kind: VendorRefKind::None, id: None },
+        result,
+        tracking: serde_json::Value::Null,
+    }
+}
+
+fn state_of(status: SnapshotStatus) -> OperationState {
+    match status {
+        SnapshotStatus::Available => OperationState::Succeeded,
+        SnapshotStatus::Error => OperationState::Failed,
+        _ => OperationState::Running,
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+// ---- wire types (private) ----
+
+#[derive(Deserialize)]
+struct ListPage {
+    #[serde(default)]
+    snapshots: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    snapshot: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireSnapshot {
+    id: Id,
+    name: Option<String>,
+    description: Option<String>,
+    vm_id: Option<Id>,
+    region: Option<String>,
+    region_id: Option<Id>,
+    status: Option<String>,
+    #[serde(default, deserialize_with = "wire::lenient_f64")]
+    size: Option<f64>,
+    #[serde(default, deserialize_with = "wire::time")]
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct RestoreReply {
+    instance: Option<WireVm>,
+    #[serde(default)]
+    instances: Vec<WireVm>,
+}
+
+#[derive(Deserialize)]
+struct WireVm {
+    id: Id,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImageReply {
+    id: Option<Id>,
+    image: Option<WireImage>,
+}
+
+#[derive(Deserialize)]
+struct WireImage {
+    id: Id,
+}
+
+#[derive(Deserialize)]
+struct NameReply {
+    available: bool,
+}
+
+// ---- conversions ----
+
+fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
+    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
+        status: None,
+        message: format!("Hyperstack sent a snapshot snapgate could not read ({e})"),
+    })?;
+    let vendor_status = w.status.filter(|s| !s.is_empty());
+    Ok(VendorSnapshot {
+        native_id: w.id.0,
+        name: w.name,
+        description: w.description.filter(|d| !d.is_empty()),
+        status: vendor_status.as_deref().map_or(SnapshotStatus::Unknown, map_status),
+        vendor_status,
+        // `size` is 0 while creating: unknown, not empty.
+        size_gb: w.size.filter(|s| *s > 0.0),
+        created_at: w.created_at,
+        expires_at: None,
+        source: w.vm_id.map(|id| Source { kind: SourceKind::Vm, id: id.0 }),
+        region: w.region.or(w.region_id.map(|id| format!("region-{id}"))),
+        vendor: Some(raw),
+    })
+}
+
+/// Hyperstack's status is a free string; map defensively (SUMMARY.md §2).
+fn map_status(s: &str) -> SnapshotStatus {
+    let s = s.to_ascii_uppercase();
+    match s.as_str() {
+        "COMPLETE" | "SUCCESSFUL" | "SUCCESS" | "AVAILABLE" | "ACTIVE" => SnapshotStatus::Available,
+        "DELETING" => SnapshotStatus::Deleting,
+        "DELETED" => SnapshotStatus::Deleted,
+        _ if s.contains("CREAT") || s.contains("PENDING") || s.contains("SNAPSHOTTING") => SnapshotStatus::Creating,
+        _ if s.contains("ERROR") || s.contains("FAIL") => SnapshotStatus::Error,
+        _ => SnapshotStatus::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_per_the_summary_table() {
+        assert_eq!(map_status("CREATING"), SnapshotStatus::Creating);
+        assert_eq!(map_status("COMPLETE"), SnapshotStatus::Available);
+        assert_eq!(map_status("SUCCESSFUL"), SnapshotStatus::Available);
+        assert_eq!(map_status("snapshot_failed"), SnapshotStatus::Error);
+        assert_eq!(map_status("WEIRD"), SnapshotStatus::Unknown);
     }
 }

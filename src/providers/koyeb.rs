@@ -1,6 +1,12 @@
 //! Koyeb: volume snapshots, Bearer token auth.
 
-use super::{ProviderAdapter, ProviderInfo};
+use async_trait::async_trait;
+
+use super::{
+    CallContext, CreateRequest, ProviderAdapter, ProviderError, ProviderInfo, Progress,
+    RestoreRequest, Submitted,
+};
+use crate::{config::ProvidersConfig, domain::{Operation, VendorSnapshot}, upstream::Upstream};
 use crate::domain::{Capabilities, FieldSpec, ProviderKind};
 
 static INFO: ProviderInfo = ProviderInfo {
@@ -32,10 +38,44 @@ static INFO: ProviderInfo = ProviderInfo {
 };
 
 /// The Koyeb adapter.
-pub struct Koyeb;
+pub struct Koyeb {
+    http: Upstream,
+}
 
+impl Koyeb {
+    pub fn new(_config: &ProvidersConfig, http: Upstream) -> Self {
+        Self { http }
+    }
+}
+
+// TEMPORARY: replaced by the full adapter in this same change.
+const PENDING: ProviderError = ProviderError::Unsupported { operation: "pending adapter" };
+
+#[async_trait]
 impl ProviderAdapter for Koyeb {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
+    }
+    async fn verify(&self, _ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        let _ = &self.http;
+        Err(PENDING)
+    }
+    async fn list(&self, _ctx: &CallContext<'_>, _source_id: Option<&str>) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        Err(PENDING)
+    }
+    async fn get(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<VendorSnapshot, ProviderError> {
+        Err(PENDING)
+    }
+    async fn create(&self, _ctx: &CallContext<'_>, _request: &CreateRequest) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn delete(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn restore(&self, _ctx: &CallContext<'_>, _native_id: &str, _request: &RestoreRequest) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn poll(&self, _ctx: &CallContext<'_>, _operation: &Operation) -> Result<Progress, ProviderError> {
+        Err(PENDING)
     }
 }

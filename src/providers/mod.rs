@@ -8,13 +8,20 @@ mod koyeb;
 mod oktawave;
 mod syminet;
 
+mod wire;
+
 use std::{collections::BTreeMap, sync::Arc};
 
+use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::{
     config::ProvidersConfig,
-    domain::{Capabilities, Credentials, FieldSpec, ProviderKind},
+    domain::{
+        Account, Capabilities, Credentials, FieldSpec, Operation, OperationState, ProviderKind,
+        VendorRef, VendorSnapshot,
+    },
+    upstream::Upstream,
 };
 
 /// What a provider is and what its accounts carry: declared by each adapter.
@@ -29,10 +36,225 @@ pub struct ProviderInfo {
     pub capabilities: Capabilities,
 }
 
+/// A vendor failure, in the gateway's terms (mapped to HTTP once, at the API edge).
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    /// The vendor rejected the request as invalid (400/422).
+    #[error("the provider rejected the request: {message}")]
+    Rejected { status: u16, message: String },
+    /// The stored credentials were refused (401/403).
+    #[error("the provider refused the stored credentials (HTTP {status})")]
+    Auth { status: u16 },
+    /// The snapshot (or the resource named) does not exist at the vendor.
+    #[error("not found at the provider")]
+    NotFound,
+    #[error("the provider reported a conflict: {message}")]
+    Conflict { message: String },
+    #[error("the provider is rate limiting; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// 5xx, unreadable body, reset connection.
+    #[error("{message}")]
+    Upstream { status: Option<u16>, message: String },
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// The caller's input cannot be sent to this vendor.
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    /// Hostinger keeps one snapshot per VM and one exists.
+    #[error("{message}")]
+    SnapshotExists { message: String },
+    #[error("{operation} is not supported by this provider")]
+    Unsupported { operation: &'static str },
+}
+
+impl ProviderError {
+    /// Whether the same call may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::RateLimited { .. }
+                | ProviderError::Upstream { .. }
+                | ProviderError::Timeout
+        )
+    }
+}
+
+/// The account a call acts for, with its opened credentials.
+pub struct CallContext<'a> {
+    pub account: &'a Account,
+    pub credentials: &'a Credentials,
+}
+
+impl CallContext<'_> {
+    /// A credential field's value (validated present at account creation).
+    pub fn secret(&self, field: &str) -> &str {
+        use secrecy::ExposeSecret;
+        self.credentials
+            .get(field)
+            .map(|s| s.expose_secret())
+            .unwrap_or_default()
+    }
+
+    /// An account setting.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.account.settings.get(name).and_then(|v| v.as_str())
+    }
+}
+
+/// Normalized create request.
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub source_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub replace_existing: bool,
+}
+
+/// Normalized rename / describe request.
+#[derive(Clone, Debug)]
+pub struct UpdateRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Normalized restore request.
+#[derive(Clone, Debug)]
+pub struct RestoreRequest {
+    pub target_id: Option<String>,
+    pub new_name: Option<String>,
+}
+
+/// Hyperstack image-from-snapshot request.
+#[derive(Clone, Debug)]
+pub struct ImageRequest {
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
+/// What a vendor said when work was submitted.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub state: OperationState,
+    /// The snapshot as the vendor returned it, when it did.
+    pub snapshot: Option<VendorSnapshot>,
+    /// The snapshot's native id, when known.
+    pub native_id: Option<String>,
+    pub vendor_ref: VendorRef,
+    pub result: Option<serde_json::Value>,
+    /// Private data the adapter needs to poll this work later.
+    pub tracking: serde_json::Value,
+}
+
+/// An operation's state as the vendor now reports it.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub state: OperationState,
+    pub native_id: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<ProviderError>,
+}
+
+impl Progress {
+    pub fn running() -> Self {
+        Self {
+            state: OperationState::Running,
+            native_id: None,
+            result: None,
+            error: None,
+        }
+    }
+
+    pub fn succeeded() -> Self {
+        Self {
+            state: OperationState::Succeeded,
+            ..Self::running()
+        }
+    }
+
+    pub fn failed(error: ProviderError) -> Self {
+        Self {
+            state: OperationState::Failed,
+            error: Some(error),
+            ..Self::running()
+        }
+    }
+}
+
+fn unsupported<T>(operation: &'static str) -> Result<T, ProviderError> {
+    Err(ProviderError::Unsupported { operation })
+}
+
 /// One vendor's snapshot API, shared by every tenant: credentials come with each call.
+///
+/// Optional capabilities default to "unsupported"; `info().capabilities` declares which
+/// ones an adapter implements.
+#[async_trait]
 pub trait ProviderAdapter: Send + Sync + 'static {
     /// The provider's static description.
     fn info(&self) -> &'static ProviderInfo;
+
+    /// A cheap authenticated call proving the credentials work.
+    async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError>;
+
+    /// Every snapshot of the account (all vendor pages), optionally of one source.
+    async fn list(
+        &self,
+        ctx: &CallContext<'_>,
+        source_id: Option<&str>,
+    ) -> Result<Vec<VendorSnapshot>, ProviderError>;
+
+    async fn get(&self, ctx: &CallContext<'_>, native_id: &str)
+        -> Result<VendorSnapshot, ProviderError>;
+
+    async fn create(
+        &self,
+        ctx: &CallContext<'_>,
+        request: &CreateRequest,
+    ) -> Result<Submitted, ProviderError>;
+
+    async fn update(
+        &self,
+        _ctx: &CallContext<'_>,
+        _native_id: &str,
+        _request: &UpdateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        unsupported("rename")
+    }
+
+    async fn delete(&self, ctx: &CallContext<'_>, native_id: &str)
+        -> Result<Submitted, ProviderError>;
+
+    async fn restore(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<Submitted, ProviderError>;
+
+    async fn create_image(
+        &self,
+        _ctx: &CallContext<'_>,
+        _native_id: &str,
+        _request: &ImageRequest,
+    ) -> Result<Submitted, ProviderError> {
+        unsupported("image")
+    }
+
+    /// Whether a snapshot name is free.
+    async fn name_available(
+        &self,
+        _ctx: &CallContext<'_>,
+        _name: &str,
+    ) -> Result<bool, ProviderError> {
+        unsupported("name availability")
+    }
+
+    /// Reads the vendor's truth about an unfinished operation.
+    async fn poll(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError>;
 }
 
 /// Every adapter, by provider kind.
@@ -49,14 +271,13 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// Builds the five adapters against the configured vendor endpoints.
-    pub fn new(config: &ProvidersConfig) -> Self {
-        let _ = config;
+    pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Self {
         let adapters: [Arc<dyn ProviderAdapter>; 5] = [
-            Arc::new(hyperstack::Hyperstack),
-            Arc::new(koyeb::Koyeb),
-            Arc::new(oktawave::Oktawave),
-            Arc::new(hostinger::Hostinger),
-            Arc::new(syminet::Syminet),
+            Arc::new(hyperstack::Hyperstack::new(config, upstream.clone())),
+            Arc::new(koyeb::Koyeb::new(config, upstream.clone())),
+            Arc::new(oktawave::Oktawave::new(config, upstream.clone())),
+            Arc::new(hostinger::Hostinger::new(config, upstream.clone())),
+            Arc::new(syminet::Syminet::new(config, upstream)),
         ];
         Self {
             adapters: Arc::new(adapters.into_iter().map(|a| (a.info().kind, a)).collect()),
@@ -204,7 +425,7 @@ mod tests {
 
     #[test]
     fn oktawave_needs_all_four_credentials_and_a_known_region() {
-        let r = Registry::new(&ProvidersConfig::default());
+        let r = Registry::new(&ProvidersConfig::default(), Upstream::new(Default::default()));
         let info = r.get(ProviderKind::Oktawave).info();
         let err = validate_credentials(
             info,
@@ -219,7 +440,7 @@ mod tests {
 
     #[test]
     fn unknown_credential_fields_are_named() {
-        let r = Registry::new(&ProvidersConfig::default());
+        let r = Registry::new(&ProvidersConfig::default(), Upstream::new(Default::default()));
         let info = r.get(ProviderKind::Hyperstack).info();
         let err = validate_credentials(
             info,

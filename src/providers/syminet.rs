@@ -1,6 +1,12 @@
 //! Syminet: slice snapshots, lowercase `authorization: bearer`, bare 202 answers.
 
-use super::{ProviderAdapter, ProviderInfo};
+use async_trait::async_trait;
+
+use super::{
+    CallContext, CreateRequest, ProviderAdapter, ProviderError, ProviderInfo, Progress,
+    RestoreRequest, Submitted,
+};
+use crate::{config::ProvidersConfig, domain::{Operation, VendorSnapshot}, upstream::Upstream};
 use crate::domain::{Capabilities, FieldSpec, ProviderKind};
 
 static INFO: ProviderInfo = ProviderInfo {
@@ -29,10 +35,44 @@ static INFO: ProviderInfo = ProviderInfo {
 };
 
 /// The Syminet adapter.
-pub struct Syminet;
+pub struct Syminet {
+    http: Upstream,
+}
 
+impl Syminet {
+    pub fn new(_config: &ProvidersConfig, http: Upstream) -> Self {
+        Self { http }
+    }
+}
+
+// TEMPORARY: replaced by the full adapter in this same change.
+const PENDING: ProviderError = ProviderError::Unsupported { operation: "pending adapter" };
+
+#[async_trait]
 impl ProviderAdapter for Syminet {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
+    }
+    async fn verify(&self, _ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        let _ = &self.http;
+        Err(PENDING)
+    }
+    async fn list(&self, _ctx: &CallContext<'_>, _source_id: Option<&str>) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        Err(PENDING)
+    }
+    async fn get(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<VendorSnapshot, ProviderError> {
+        Err(PENDING)
+    }
+    async fn create(&self, _ctx: &CallContext<'_>, _request: &CreateRequest) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn delete(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn restore(&self, _ctx: &CallContext<'_>, _native_id: &str, _request: &RestoreRequest) -> Result<Submitted, ProviderError> {
+        Err(PENDING)
+    }
+    async fn poll(&self, _ctx: &CallContext<'_>, _operation: &Operation) -> Result<Progress, ProviderError> {
+        Err(PENDING)
     }
 }

@@ -10,3 +10,8 @@ mod auth;
 mod errors;
 mod helpers;
 mod openapi;
+mod wire_hostinger;
+mod wire_hyperstack;
+mod wire_koyeb;
+mod wire_oktawave;
+mod wire_syminet;

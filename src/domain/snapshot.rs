@@ -1,0 +1,248 @@
+//! Normalized snapshots and the async operations that change them.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::{AccountId, ProviderKind};
+
+/// Normalized snapshot status (vendor value kept in `vendor_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    Creating,
+    Available,
+    Restoring,
+    Deleting,
+    Deleted,
+    Error,
+    Unknown,
+}
+
+/// What a snapshot was taken of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Vm,
+    Volume,
+    Instance,
+    Slice,
+}
+
+/// The resource a snapshot was taken of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub id: String,
+}
+
+/// `{account}:{native_id}`: the gateway's snapshot id, URL-safe and round-tripping every vendor id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotId {
+    pub account: AccountId,
+    pub native_id: String,
+}
+
+/// Why a string is not a snapshot id.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot id `{0}` is invalid: expected `{{account}}:{{native_id}}`")]
+pub struct SnapshotIdError(pub String);
+
+impl FromStr for SnapshotId {
+    type Err = SnapshotIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SnapshotIdError(s.chars().take(120).collect());
+        let (account, native) = s.split_once(':').ok_or_else(bad)?;
+        let account = account.parse().map_err(|_| bad())?;
+        let native_ok = !native.is_empty()
+            && native.len() <= 128
+            && native
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !native_ok {
+            return Err(bad());
+        }
+        Ok(SnapshotId {
+            account,
+            native_id: native.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.account, self.native_id)
+    }
+}
+
+impl Serialize for SnapshotId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SnapshotId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A snapshot as a vendor reports it, normalized; the account is added by the caller layer.
+#[derive(Clone, Debug)]
+pub struct VendorSnapshot {
+    pub native_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: SnapshotStatus,
+    pub vendor_status: Option<String>,
+    pub size_gb: Option<f64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub source: Option<Source>,
+    pub region: Option<String>,
+    /// The raw vendor object, returned only with `?include=vendor`.
+    pub vendor: Option<Box<RawValue>>,
+}
+
+/// A normalized snapshot as the API returns it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Snapshot {
+    #[schema(value_type = String, example = "prod-hyperstack:8812")]
+    pub id: SnapshotId,
+    #[schema(value_type = String)]
+    pub account: AccountId,
+    pub provider: ProviderKind,
+    pub native_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: SnapshotStatus,
+    /// The vendor's own status value, or the synthesized source (e.g. `ticket:135`).
+    pub vendor_status: Option<String>,
+    pub size_gb: Option<f64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub source: Option<Source>,
+    pub region: Option<String>,
+    /// The vendor's raw object (only with `?include=vendor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub vendor: Option<Box<RawValue>>,
+}
+
+impl Snapshot {
+    pub fn from_vendor(
+        account: &AccountId,
+        provider: ProviderKind,
+        v: VendorSnapshot,
+        include_vendor: bool,
+    ) -> Self {
+        Self {
+            id: SnapshotId {
+                account: account.clone(),
+                native_id: v.native_id.clone(),
+            },
+            account: account.clone(),
+            provider,
+            native_id: v.native_id,
+            name: v.name,
+            description: v.description,
+            status: v.status,
+            vendor_status: v.vendor_status,
+            size_gb: v.size_gb,
+            created_at: v.created_at,
+            expires_at: v.expires_at,
+            source: v.source,
+            region: v.region,
+            vendor: if include_vendor { v.vendor } else { None },
+        }
+    }
+}
+
+/// Kind of async work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Create,
+    Delete,
+    Restore,
+    Rename,
+    Image,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Create => "create",
+            OperationKind::Delete => "delete",
+            OperationKind::Restore => "restore",
+            OperationKind::Rename => "rename",
+            OperationKind::Image => "image",
+        }
+    }
+}
+
+/// Where an operation is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl OperationState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OperationState::Succeeded | OperationState::Failed)
+    }
+}
+
+/// How the vendor exposes the progress of the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VendorRefKind {
+    Ticket,
+    Action,
+    SnapshotStatus,
+    List,
+    None,
+}
+
+/// The vendor handle an operation is tracked by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VendorRef {
+    pub kind: VendorRefKind,
+    pub id: Option<String>,
+}
+
+/// Normalized async work, persisted and advanced from the vendor's truth.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OperationKind,
+    pub state: OperationState,
+    #[schema(value_type = String)]
+    pub account: AccountId,
+    pub provider: ProviderKind,
+    /// Gateway snapshot id, once known.
+    pub snapshot_id: Option<String>,
+    /// E.g. `{"vm_id": "…"}` for a restore that made a new VM.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub vendor_ref: VendorRef,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// A problem object when the operation failed.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    /// Private tracking data for the adapter (e.g. the name a Syminet create waits for).
+    #[serde(skip)]
+    pub tracking: serde_json::Value,
+}

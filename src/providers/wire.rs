@@ -1,0 +1,122 @@
+//! Wire-format pieces several vendors share: lenient timestamps, ids that arrive as numbers
+//! or strings, and reading an error message out of a vendor body.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer};
+
+/// Parses RFC 3339 (`Z` or offset) and the zone-less `T` or space-separated forms (as UTC).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.is_empty() || s.starts_with("0001-01-01") {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+        .map(|t| t.and_utc())
+}
+
+/// Deserializes an optional timestamp leniently: absent, null, empty, zero time → `None`.
+pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.as_deref().and_then(parse_time))
+}
+
+/// An id or number that a vendor sends as a JSON number or a string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Id(pub String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            U(u64),
+            S(String),
+        }
+        Ok(Id(match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::U(n) => n.to_string(),
+            Raw::S(s) => s,
+        }))
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A number that may arrive as a JSON number or a numeric string.
+pub fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        F(f64),
+        S(String),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        Some(Raw::F(f)) => Some(f),
+        Some(Raw::S(s)) => s.trim().parse().ok(),
+        None => None,
+    })
+}
+
+/// Reads `message` (or `error`, or `Message`) from a JSON error body.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Body {
+        message: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+        #[serde(rename = "Message")]
+        pascal: Option<serde_json::Value>,
+    }
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => b
+            .message
+            .and_then(text)
+            .or_else(|| b.error.and_then(text))
+            .or_else(|| b.pascal.and_then(text)),
+        Err(_) => {
+            let s = String::from_utf8_lossy(body).trim().to_owned();
+            (!s.is_empty() && s.len() < 300 && !s.starts_with('<')).then_some(s)
+        }
+    }
+}
+
+/// Joins a base URL and a path without doubling or dropping the slash.
+pub fn url(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_timestamp_form_parses_as_utc() {
+        let want = "2024-11-04T10:48:13Z";
+        for s in ["2024-11-04T10:48:13", "2024-11-04T10:48:13Z", "2024-11-04T11:48:13+01:00", "2024-11-04 10:48:13.000000"] {
+            assert_eq!(parse_time(s).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), want, "{s}");
+        }
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time(""), None);
+    }
+
+    #[test]
+    fn error_messages_are_read_from_every_vendor_shape() {
+        assert_eq!(error_message(br#"{"status":false,"message":"bad","error_reason":"x"}"#).unwrap(), "bad");
+        assert_eq!(error_message(br#"{"error":"missing slice name"}"#).unwrap(), "missing slice name");
+        assert_eq!(error_message(br#"{"Message":"denied"}"#).unwrap(), "denied");
+        assert_eq!(error_message(b"<html>oops</html>"), None);
+    }
+}

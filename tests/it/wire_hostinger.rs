@@ -1,0 +1,1 @@
+//! Exact hostinger requests and response mapping, asserted with a mock vendor (wiremock).

@@ -1,0 +1,1 @@
+//! Exact oktawave requests and response mapping, asserted with a mock vendor (wiremock).
