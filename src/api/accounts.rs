@@ -352,3 +352,42 @@ pub async fn delete(
         Err(account_not_found(&path.account))
     }
 }
+
+/// The outcome of a credential check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verification {
+    pub status: crate::domain::HealthStatus,
+    pub checked_at: DateTime<Utc>,
+    /// The problem met, when the check failed.
+    #[schema(value_type = Option<Object>)]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// Checks the stored credentials with a cheap vendor call and records the account's health.
+#[utoipa::path(
+    post, path = "/v1/accounts/{account}/verify", tag = "accounts",
+    params(AccountPath),
+    security(("bearer" = ["accounts:write"])),
+    responses(
+        (status = 200, description = "Checked: `ok`, or `failing` with the problem met", body = Verification),
+        (status = 404, description = "No such account in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<AccountPath>,
+) -> Result<axum::Json<Verification>, ApiError> {
+    caller.require(Scope::AccountsWrite)?;
+    let resolved =
+        super::gateway::resolve(&state, &caller.tenant, &path.account, account_not_found).await?;
+    let outcome = resolved.adapter.verify(&resolved.ctx()).await;
+    let checked_at = Utc::now();
+    let (status, problem) = match outcome {
+        Ok(()) => (crate::domain::HealthStatus::Ok, None),
+        Err(e) => (crate::domain::HealthStatus::Failing, Some(resolved.fail(e).to_json())),
+    };
+    let health = AccountHealth { status, checked_at: Some(checked_at), problem: problem.clone() };
+    state.store.record_health(&caller.tenant, &path.account, &health).await?;
+    Ok(axum::Json(Verification { status, checked_at, problem }))
+}

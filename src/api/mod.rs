@@ -5,11 +5,14 @@
 
 mod accounts;
 pub mod extract;
+mod gateway;
 mod health;
 pub mod openapi;
 pub mod problem;
+mod operations;
 mod providers;
 pub mod request_id;
+mod snapshots;
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,7 +21,7 @@ use axum::{
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     Router,
 };
 use tower_http::{
@@ -56,7 +59,21 @@ pub fn router(state: AppState) -> Router {
             get(accounts::get)
                 .patch(accounts::update)
                 .delete(accounts::delete),
-        );
+        )
+        .route("/accounts/{account}/verify", post(accounts::verify))
+        .route(
+            "/accounts/{account}/snapshot-names/{name}",
+            get(snapshots::name_availability),
+        )
+        .route("/snapshots", post(snapshots::create))
+        .route(
+            "/snapshots/{snapshot}",
+            get(snapshots::get).patch(snapshots::update).delete(snapshots::delete),
+        )
+        .route("/snapshots/{snapshot}/restore", post(snapshots::restore))
+        .route("/snapshots/{snapshot}/image", post(snapshots::image))
+        .route("/operations", get(operations::list))
+        .route("/operations/{operation}", get(operations::get));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

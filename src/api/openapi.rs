@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi, PartialSchema, ToSchema,
 };
 
-use super::{accounts, health, problem::Problem, providers};
+use super::{accounts, health, operations, problem::Problem, providers, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,10 @@ use super::{accounts, health, problem::Problem, providers};
     paths(
         providers::list,
         accounts::list, accounts::create, accounts::get, accounts::update, accounts::delete,
+        accounts::verify,
+        snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
+        snapshots::restore, snapshots::image, snapshots::name_availability,
+        operations::list, operations::get,
         health::healthz, health::readyz,
     ),
     components(schemas(Problem)),
@@ -29,6 +33,8 @@ use super::{accounts, health, problem::Problem, providers};
     tags(
         (name = "providers", description = "The five clouds and what each supports"),
         (name = "accounts", description = "Provider credentials, sealed at rest and write-only"),
+        (name = "snapshots", description = "The normalized snapshot API over all five providers"),
+        (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
         (name = "service", description = "Health and readiness"),
     )
 )]

@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request_id;
-use crate::{auth::AuthError, domain::ProviderKind, store::StoreError};
+use crate::{
+    auth::AuthError, domain::ProviderKind, providers::ProviderError, store::StoreError,
+};
 
 /// An RFC 9457 problem, as every error response of snapgate carries it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -117,6 +119,26 @@ impl ApiError {
         self
     }
 
+    pub fn with_supported_by(mut self, providers: Vec<ProviderKind>) -> Self {
+        self.problem.supported_by = Some(providers);
+        self
+    }
+
+    /// The problem as a JSON value (for an operation's `error`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.problem).unwrap_or_default()
+    }
+
+    /// Removes any of `secrets` from the detail (vendor messages may echo what they were sent).
+    pub fn scrubbed(mut self, secrets: &[&str]) -> Self {
+        for secret in secrets.iter().filter(|s| s.len() >= 4) {
+            if self.problem.detail.contains(secret) {
+                self.problem.detail = self.problem.detail.replace(secret, "[redacted]");
+            }
+        }
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -191,5 +213,55 @@ impl From<StoreError> for ApiError {
                 .with_retry_after(1)
             }
         }
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        let detail = e.to_string();
+        let mut err = match e {
+            ProviderError::Rejected { status, message } => {
+                let mut err = ApiError::bad_request("upstream_rejected", message);
+                err.problem.upstream_status = Some(status);
+                err.problem.retryable = Some(false);
+                err
+            }
+            ProviderError::Auth { status } => {
+                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, "provider_auth_failed", detail);
+                err.problem.upstream_status = Some(status);
+                err.problem.retryable = Some(false);
+                err
+            }
+            ProviderError::NotFound => ApiError::not_found("snapshot_not_found", "the snapshot does not exist at the provider"),
+            ProviderError::Conflict { message } => ApiError::conflict("conflict", message),
+            ProviderError::RateLimited { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "provider_rate_limited", detail)
+                    .with_retry_after(retry_after)
+            }
+            ProviderError::Upstream { status, message } => {
+                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message);
+                err.problem.upstream_status = status;
+                err.problem.retryable = Some(true);
+                err
+            }
+            ProviderError::Timeout => {
+                let mut err = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail);
+                err.problem.retryable = Some(true);
+                err
+            }
+            ProviderError::Invalid { field, message } => {
+                ApiError::unprocessable("invalid_field", message).with_field(field)
+            }
+            ProviderError::SnapshotExists { message } => ApiError::conflict("snapshot_exists", message),
+            ProviderError::Unsupported { operation } => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported_operation",
+                format!("{operation} is not supported by this provider"),
+            ),
+        };
+        if err.problem.status >= 500 && err.problem.retryable.is_none() {
+            err.problem.retryable = Some(false);
+        }
+        err
     }
 }

@@ -5,13 +5,14 @@
 
 mod seal;
 mod sqlite;
+mod sqlite_ops;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Account, AccountHealth, AccountId, ProviderKind};
+use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
 
 pub use seal::{SealError, Sealed, Sealer};
 pub use sqlite::SqliteStore;
@@ -59,6 +60,28 @@ pub struct AccountPatch {
     pub credentials: Option<SealedCredentials>,
 }
 
+/// Which operations to list.
+#[derive(Clone, Debug, Default)]
+pub struct OperationFilter {
+    pub account: Option<AccountId>,
+    pub snapshot_id: Option<String>,
+    pub unfinished_only: bool,
+    pub limit: u32,
+}
+
+/// What the store says when a request with an `Idempotency-Key` starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: go ahead (the key is now recorded as in flight).
+    Started,
+    /// Same key and request: the recorded response.
+    Replay { status: u16, body: String },
+    /// Same key, different request.
+    Mismatch,
+    /// Same key, first request still running.
+    InFlight,
+}
+
 /// Storage for everything snapgate persists, tenant-scoped on every call.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -92,6 +115,36 @@ pub trait Store: Send + Sync + 'static {
         id: &AccountId,
         health: &AccountHealth,
     ) -> Result<(), StoreError>;
+
+    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
+    async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError>;
+    /// Saves an operation's state, result, error and timestamps.
+    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_operations(
+        &self,
+        tenant: &str,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, StoreError>;
+
+    /// Records `key` as in flight, or reports what an earlier use of it decided.
+    async fn begin_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError>;
+    /// Stores the response of the request that started `key`.
+    async fn finish_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError>;
+    /// Forgets `key` (the request failed in a way a retry may fix).
+    async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 }
 
 /// Opens the store a URL names, creating and migrating it if needed.

@@ -11,8 +11,11 @@ use sqlx::{
     Row, SqlitePool,
 };
 
-use super::{AccountPatch, NewAccount, Sealed, Store, StoreError};
-use crate::domain::{Account, AccountHealth, AccountId, ProviderKind};
+use super::{
+    sqlite_ops, AccountPatch, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
+    StoreError,
+};
+use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
 
 /// SQLite-backed [`Store`].
 #[derive(Clone, Debug)]
@@ -59,21 +62,21 @@ impl SqliteStore {
 const ACCOUNT_COLUMNS: &str = "tenant, id, provider, display_name, settings, credential_fields, \
     credential_fingerprint, key_id, nonce, ciphertext, credentials_updated_at, health, created_at, updated_at";
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
@@ -266,5 +269,49 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+        sqlite_ops::insert(&self.pool, tenant, op).await
+    }
+
+    async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
+        sqlite_ops::get(&self.pool, tenant, id).await
+    }
+
+    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+        sqlite_ops::update(&self.pool, tenant, op).await
+    }
+
+    async fn list_operations(
+        &self,
+        tenant: &str,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, StoreError> {
+        sqlite_ops::list(&self.pool, tenant, filter).await
+    }
+
+    async fn begin_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        sqlite_ops::begin_idempotent(&self.pool, tenant, key, fingerprint, now).await
+    }
+
+    async fn finish_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        sqlite_ops::finish_idempotent(&self.pool, tenant, key, status, body).await
+    }
+
+    async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        sqlite_ops::abandon_idempotent(&self.pool, tenant, key).await
     }
 }

@@ -1,0 +1,313 @@
+//! Plumbing shared by the snapshot and operation handlers: resolving an account to an
+//! adapter call, recording operations, advancing them from the vendor, idempotency.
+
+use std::sync::Arc;
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use super::{accounts::account_not_found, problem::ApiError, AppState};
+use crate::{
+    domain::{
+        Account, AccountId, Capabilities, Credentials, Operation, OperationKind,
+        ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
+    },
+    providers::{CallContext, ProviderAdapter, ProviderError, Registry, Submitted},
+    store::{IdempotencyBegin, OperationFilter},
+};
+
+/// An account opened for a provider call.
+pub struct Resolved {
+    pub account: Account,
+    credentials: Credentials,
+    pub adapter: Arc<dyn ProviderAdapter>,
+    registry: Registry,
+}
+
+impl Resolved {
+    pub fn ctx(&self) -> CallContext<'_> {
+        CallContext {
+            account: &self.account,
+            credentials: &self.credentials,
+        }
+    }
+
+    /// Maps a provider failure to a problem naming the account, with any echoed secret removed.
+    pub fn fail(&self, e: ProviderError) -> ApiError {
+        let secrets: Vec<&str> = self.credentials.iter().map(|(_, v)| v.expose_secret()).collect();
+        let err = match e {
+            ProviderError::Unsupported { operation } => unsupported(&self.registry, operation, |c| match operation {
+                "rename" => c.rename,
+                "image" => c.create_image,
+                "name availability" => c.name_availability,
+                "restore" => c.restore,
+                _ => false,
+            }),
+            other => ApiError::from(other),
+        };
+        err.with_account(self.account.provider, self.account.id.as_str())
+            .scrubbed(&secrets)
+    }
+
+    /// `501` unless the adapter declares the capability.
+    pub fn require(&self, operation: &'static str, has: fn(&Capabilities) -> bool) -> Result<(), ApiError> {
+        if has(&self.adapter.info().capabilities) {
+            Ok(())
+        } else {
+            Err(unsupported(&self.registry, operation, has).with_account(self.account.provider, self.account.id.as_str()))
+        }
+    }
+}
+
+/// The `501 unsupported_operation` problem, naming the providers that do support it.
+fn unsupported(registry: &Registry, operation: &'static str, has: impl Fn(&Capabilities) -> bool) -> ApiError {
+    let supported: Vec<ProviderKind> = registry
+        .all()
+        .map(|a| a.info())
+        .filter(|i| has(&i.capabilities))
+        .map(|i| i.kind)
+        .collect();
+    let names: Vec<&str> = supported.iter().map(|p| p.as_str()).collect();
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "unsupported_operation",
+        format!(
+            "{operation} is not supported by this provider; supported by: {}",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        ),
+    )
+    .with_supported_by(supported)
+}
+
+/// Opens the caller's account, or `404` (`not_found` decides the code: an account route or a
+/// snapshot whose account part is unknown).
+pub async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    id: &AccountId,
+    not_found: fn(&AccountId) -> ApiError,
+) -> Result<Resolved, ApiError> {
+    let (account, sealed) = state
+        .store
+        .get_account_sealed(tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let credentials = state
+        .sealer
+        .open(&sealed, &format!("{tenant}/{id}"))
+        .map_err(|e| ApiError::internal("cannot open sealed credentials", &e))?;
+    Ok(Resolved {
+        adapter: state.registry.get(account.provider).clone(),
+        registry: state.registry.clone(),
+        account,
+        credentials,
+    })
+}
+
+pub fn account_404(id: &AccountId) -> ApiError {
+    account_not_found(id)
+}
+
+pub fn snapshot_404(_: &AccountId) -> ApiError {
+    ApiError::not_found("snapshot_not_found", "the snapshot does not exist")
+}
+
+/// Records the operation a vendor call started.
+pub async fn record(
+    state: &AppState,
+    tenant: &str,
+    resolved: &Resolved,
+    kind: OperationKind,
+    known_native_id: Option<&str>,
+    submitted: &Submitted,
+) -> Result<Operation, ApiError> {
+    let now = Utc::now();
+    let native = submitted.native_id.as_deref().or(known_native_id);
+    let op = Operation {
+        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        kind,
+        state: submitted.state,
+        account: resolved.account.id.clone(),
+        provider: resolved.account.provider,
+        snapshot_id: native.map(|n| format!("{}:{n}", resolved.account.id)),
+        result: submitted.result.clone(),
+        vendor_ref: submitted.vendor_ref.clone(),
+        created_at: now,
+        updated_at: now,
+        finished_at: submitted.state.is_terminal().then_some(now),
+        error: None,
+        tracking: submitted.tracking.clone(),
+    };
+    state.store.insert_operation(tenant, &op).await?;
+    Ok(op)
+}
+
+/// Advances an unfinished operation from the vendor's truth and saves it. A vendor that
+/// cannot be reached leaves the stored state as it was.
+pub async fn refresh(state: &AppState, tenant: &str, mut op: Operation) -> Result<Operation, ApiError> {
+    if op.state.is_terminal() {
+        return Ok(op);
+    }
+    let Ok(resolved) = resolve(state, tenant, &op.account, account_404).await else {
+        return Ok(op);
+    };
+    let progress = match resolved.adapter.poll(&resolved.ctx(), &op).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(operation = %op.id, error = %e, "operation poll failed");
+            return Ok(op);
+        }
+    };
+    let now = Utc::now();
+    let changed = progress.state != op.state
+        || progress.native_id.is_some()
+        || progress.result.is_some()
+        || progress.error.is_some();
+    if !changed {
+        return Ok(op);
+    }
+    op.state = progress.state;
+    if let Some(native) = progress.native_id {
+        op.snapshot_id = Some(format!("{}:{native}", op.account));
+    }
+    if progress.result.is_some() {
+        op.result = progress.result;
+    }
+    if let Some(error) = progress.error {
+        op.error = Some(resolved.fail(error).to_json());
+    }
+    op.updated_at = now;
+    if op.state.is_terminal() {
+        op.finished_at = Some(now);
+    }
+    state.store.update_operation(tenant, &op).await?;
+    Ok(op)
+}
+
+/// Vendors without a snapshot status get it from the gateway's unfinished operations.
+pub async fn overlay(state: &AppState, tenant: &str, snapshot: &mut Snapshot) -> Result<(), ApiError> {
+    let filter = OperationFilter {
+        snapshot_id: Some(snapshot.id.to_string()),
+        unfinished_only: true,
+        limit: 10,
+        ..Default::default()
+    };
+    for op in state.store.list_operations(tenant, &filter).await? {
+        let op = refresh(state, tenant, op).await?;
+        if op.state.is_terminal() {
+            continue;
+        }
+        let status = match op.kind {
+            OperationKind::Create => SnapshotStatus::Creating,
+            OperationKind::Delete => SnapshotStatus::Deleting,
+            OperationKind::Restore => SnapshotStatus::Restoring,
+            OperationKind::Rename | OperationKind::Image => continue,
+        };
+        // A vendor's own transitional status is the truth; only settled ones are overridden.
+        if matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Unknown) {
+            snapshot.status = status;
+            if snapshot.vendor_status.is_none() {
+                let source = match op.vendor_ref.kind {
+                    VendorRefKind::Ticket => "ticket",
+                    VendorRefKind::Action => "action",
+                    VendorRefKind::List => "list",
+                    VendorRefKind::SnapshotStatus | VendorRefKind::None => "operation",
+                };
+                let id = op.vendor_ref.id.as_deref().unwrap_or(&op.id);
+                snapshot.vendor_status = Some(format!("{source}:{id}:{}", op.kind.as_str()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `Idempotency-Key` of a request, if any (1–255 visible ASCII characters).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|s| Some(s.to_owned()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// Runs `work` at most once per (tenant, key): a replay returns the first response without
+/// calling the vendor again; another body under the same key is `422`; a concurrent retry `409`.
+pub async fn idempotent<F>(
+    state: &AppState,
+    tenant: &str,
+    key: Option<String>,
+    request: &str,
+    work: F,
+) -> Result<Response, ApiError>
+where
+    F: std::future::Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    let Some(key) = key else {
+        return work.await.map(|(status, body)| respond(status, body));
+    };
+    let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
+    match state.store.begin_idempotent(tenant, &key, &fingerprint, Utc::now()).await? {
+        IdempotencyBegin::Started => {}
+        IdempotencyBegin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let body = serde_json::from_str(&body).unwrap_or_default();
+            let mut response = respond(status, body);
+            response
+                .headers_mut()
+                .insert("idempotency-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        IdempotencyBegin::Mismatch => {
+            return Err(ApiError::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ))
+        }
+        IdempotencyBegin::InFlight => {
+            return Err(ApiError::conflict(
+                "idempotency_in_flight",
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .with_retry_after(1))
+        }
+    }
+    match work.await {
+        Ok((status, body)) => {
+            state
+                .store
+                .finish_idempotent(tenant, &key, status.as_u16(), &body.to_string())
+                .await?;
+            Ok(respond(status, body))
+        }
+        Err(e) => {
+            // Nothing was done at the vendor (or it failed): let a retry run again.
+            state.store.abandon_idempotent(tenant, &key).await?;
+            Err(e)
+        }
+    }
+}
+
+/// A JSON answer; a `202` carrying an operation gets `Location` pointing at it.
+pub fn respond(status: StatusCode, body: serde_json::Value) -> Response {
+    let location = body["operation"]["id"]
+        .as_str()
+        .and_then(|id| HeaderValue::from_str(&format!("/v1/operations/{id}")).ok());
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(axum::http::header::LOCATION, location);
+    }
+    response
+}

@@ -1,0 +1,420 @@
+//! `/v1/snapshots`: get, create, rename, delete, restore, image; Hyperstack name availability.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    extract::{Json, Path, Query},
+    gateway::{self, account_404, idempotent, idempotency_key, snapshot_404, Resolved},
+    problem::{ApiError, Problem},
+    AppState,
+};
+use crate::{
+    auth::{Caller, Scope},
+    domain::{AccountId, Operation, OperationKind, Snapshot, SnapshotId},
+    providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
+};
+
+/// Path of snapshot routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SnapshotPath {
+    /// Snapshot id, `{account}:{native_id}`.
+    #[param(value_type = String, example = "prod-hyperstack:1402")]
+    pub snapshot: SnapshotId,
+}
+
+/// `?include=vendor` adds the raw vendor object.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeQuery {
+    /// `vendor` to include the vendor's raw object.
+    pub include: Option<Include>,
+}
+
+/// What `include` may add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Include {
+    Vendor,
+}
+
+/// Body of `POST /v1/snapshots`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    /// Account to create the snapshot in.
+    #[schema(value_type = String, example = "prod-hyperstack")]
+    pub account: AccountId,
+    /// The VM, volume, instance or slice to snapshot (vendor id).
+    #[schema(example = "2058")]
+    pub source_id: String,
+    #[schema(example = "pre-upgrade")]
+    pub name: String,
+    pub description: Option<String>,
+    /// Hostinger keeps one snapshot per VM: set `true` to replace an existing one.
+    #[serde(default)]
+    pub replace_existing: bool,
+}
+
+/// Body of `PATCH /v1/snapshots/{snapshot}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSnapshot {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Body of `POST /v1/snapshots/{snapshot}/restore`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSnapshot {
+    /// Restore onto this resource (Syminet: another slice). Default: in place / new resource.
+    pub target_id: Option<String>,
+    /// Name of the new VM or volume (required for Hyperstack).
+    pub new_name: Option<String>,
+}
+
+/// Body of `POST /v1/snapshots/{snapshot}/image` (Hyperstack).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateImage {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// A `202` answer: the operation tracking the work, and the snapshot when known.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub operation: Operation,
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Name availability answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameAvailability {
+    pub name: String,
+    pub available: bool,
+}
+
+/// Path of the name-availability route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NamePath {
+    #[param(value_type = String)]
+    pub account: AccountId,
+    pub name: String,
+}
+
+const MAX_NAME: usize = 500;
+
+fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), ApiError> {
+    if required && value.trim().is_empty() {
+        return Err(ApiError::unprocessable("invalid_field", format!("{field} must not be empty")).with_field(field));
+    }
+    if value.chars().count() > MAX_NAME {
+        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be at most {MAX_NAME} characters"))
+            .with_field(field));
+    }
+    Ok(())
+}
+
+async fn open(state: &AppState, caller: &Caller, id: &SnapshotId) -> Result<Resolved, ApiError> {
+    gateway::resolve(state, &caller.tenant, &id.account, snapshot_404).await
+}
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    resolved: &Resolved,
+    kind: OperationKind,
+    native_id: Option<&str>,
+    submitted: Submitted,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let operation = gateway::record(state, &caller.tenant, resolved, kind, native_id, &submitted).await?;
+    let snapshot = submitted
+        .snapshot
+        .map(|s| Snapshot::from_vendor(&resolved.account.id, resolved.account.provider, s, false));
+    let body = serde_json::to_value(Accepted { operation, snapshot })
+        .map_err(|e| ApiError::internal("serializing an operation", &e))?;
+    Ok((StatusCode::ACCEPTED, body))
+}
+
+fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
+    format!("{route}\n{}", serde_json::to_string(body).unwrap_or_default())
+}
+
+/// Shows one snapshot, its status advanced from any operation the gateway is tracking.
+#[utoipa::path(
+    get, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    params(SnapshotPath, IncludeQuery),
+    security(("bearer" = ["snapshots:read"])),
+    responses(
+        (status = 200, description = "The snapshot", body = Snapshot),
+        (status = 404, description = "No such snapshot (or account) for the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The provider is rate limiting (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed or refused the stored credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<SnapshotPath>,
+    Query(query): Query<IncludeQuery>,
+) -> Result<axum::Json<Snapshot>, ApiError> {
+    caller.require(Scope::SnapshotsRead)?;
+    let resolved = open(&state, &caller, &path.snapshot).await?;
+    let vendor = resolved
+        .adapter
+        .get(&resolved.ctx(), &path.snapshot.native_id)
+        .await
+        .map_err(|e| resolved.fail(e))?;
+    let include = query.include == Some(Include::Vendor);
+    let mut snapshot = Snapshot::from_vendor(&resolved.account.id, resolved.account.provider, vendor, include);
+    gateway::overlay(&state, &caller.tenant, &mut snapshot).await?;
+    Ok(axum::Json(snapshot))
+}
+
+/// Starts a snapshot of a VM, volume, instance or slice.
+#[utoipa::path(
+    post, path = "/v1/snapshots", tag = "snapshots",
+    request_body = CreateSnapshot,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer")),
+    security(("bearer" = ["snapshots:write"])),
+    responses(
+        (status = 202, description = "Accepted; poll the operation", body = Accepted,
+         headers(("Location" = String, description = "URL of the operation"))),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`snapshot_exists` (Hostinger VM already has one), idempotency key in flight, or vendor conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The provider is rate limiting (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot do this", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed or refused the stored credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The provider did not answer in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<CreateSnapshot>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    check_text("name", &body.name, true)?;
+    check_text("source_id", &body.source_id, true)?;
+    if let Some(d) = &body.description {
+        check_text("description", d, false)?;
+    }
+    let key = idempotency_key(&headers)?;
+    let request = fingerprint("POST /v1/snapshots", &body);
+    idempotent(&state, &caller.tenant, key, &request, async {
+        let resolved = gateway::resolve(&state, &caller.tenant, &body.account, account_404).await?;
+        resolved.require("create", |c| c.create)?;
+        let submitted = resolved
+            .adapter
+            .create(
+                &resolved.ctx(),
+                &CreateRequest {
+                    source_id: body.source_id.clone(),
+                    name: body.name.clone(),
+                    description: body.description.clone(),
+                    replace_existing: body.replace_existing,
+                },
+            )
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        accept(&state, &caller, &resolved, OperationKind::Create, None, submitted).await
+    })
+    .await
+}
+
+/// Renames a snapshot or changes its description.
+#[utoipa::path(
+    patch, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    params(SnapshotPath),
+    request_body = UpdateSnapshot,
+    security(("bearer" = ["snapshots:write"])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot rename (Hyperstack, Hostinger) or describe", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<SnapshotPath>,
+    Json(body): Json<UpdateSnapshot>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    if body.name.is_none() && body.description.is_none() {
+        return Err(ApiError::unprocessable("invalid_body", "give name and/or description"));
+    }
+    if let Some(n) = &body.name {
+        check_text("name", n, true)?;
+    }
+    if let Some(d) = &body.description {
+        check_text("description", d, false)?;
+    }
+    let resolved = open(&state, &caller, &path.snapshot).await?;
+    if body.name.is_some() {
+        resolved.require("rename", |c| c.rename)?;
+    }
+    if body.description.is_some() {
+        resolved.require("describe", |c| c.describe)?;
+    }
+    let native = &path.snapshot.native_id;
+    let submitted = resolved
+        .adapter
+        .update(&resolved.ctx(), native, &UpdateRequest { name: body.name, description: body.description })
+        .await
+        .map_err(|e| resolved.fail(e))?;
+    let (status, body) = accept(&state, &caller, &resolved, OperationKind::Rename, Some(native), submitted).await?;
+    Ok(gateway::respond(status, body))
+}
+
+/// Deletes a snapshot (Hyperstack also deletes images made from it).
+#[utoipa::path(
+    delete, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    security(("bearer" = ["snapshots:write"])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Vendor conflict or idempotency key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(path): Path<SnapshotPath>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    let key = idempotency_key(&headers)?;
+    let request = format!("DELETE /v1/snapshots/{}", path.snapshot);
+    idempotent(&state, &caller.tenant, key, &request, async {
+        let resolved = open(&state, &caller, &path.snapshot).await?;
+        let native = &path.snapshot.native_id;
+        let submitted = resolved.adapter.delete(&resolved.ctx(), native).await.map_err(|e| resolved.fail(e))?;
+        accept(&state, &caller, &resolved, OperationKind::Delete, Some(native), submitted).await
+    })
+    .await
+}
+
+/// Restores a snapshot: in place, onto a target, or to a new VM / volume, per provider.
+#[utoipa::path(
+    post, path = "/v1/snapshots/{snapshot}/restore", tag = "snapshots",
+    params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    request_body = RestoreSnapshot,
+    security(("bearer" = ["snapshots:write"])),
+    responses(
+        (status = 202, description = "Accepted; the operation's result names a new VM / volume where one is made", body = Accepted),
+        (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(path): Path<SnapshotPath>,
+    Json(body): Json<RestoreSnapshot>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    if let Some(n) = &body.new_name {
+        check_text("new_name", n, true)?;
+    }
+    let key = idempotency_key(&headers)?;
+    let request = fingerprint(&format!("POST /v1/snapshots/{}/restore", path.snapshot), &body);
+    idempotent(&state, &caller.tenant, key, &request, async {
+        let resolved = open(&state, &caller, &path.snapshot).await?;
+        resolved.require("restore", |c| c.restore)?;
+        let native = &path.snapshot.native_id;
+        let submitted = resolved
+            .adapter
+            .restore(
+                &resolved.ctx(),
+                native,
+                &RestoreRequest { target_id: body.target_id.clone(), new_name: body.new_name.clone() },
+            )
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        accept(&state, &caller, &resolved, OperationKind::Restore, Some(native), submitted).await
+    })
+    .await
+}
+
+/// Creates a custom image from a snapshot (Hyperstack).
+#[utoipa::path(
+    post, path = "/v1/snapshots/{snapshot}/image", tag = "snapshots",
+    params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    request_body = CreateImage,
+    security(("bearer" = ["snapshots:write"])),
+    responses(
+        (status = 202, description = "Accepted; the operation's result names the image", body = Accepted),
+        (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Only Hyperstack makes images from snapshots", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn image(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(path): Path<SnapshotPath>,
+    Json(body): Json<CreateImage>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    check_text("name", &body.name, true)?;
+    let key = idempotency_key(&headers)?;
+    let request = fingerprint(&format!("POST /v1/snapshots/{}/image", path.snapshot), &body);
+    idempotent(&state, &caller.tenant, key, &request, async {
+        let resolved = open(&state, &caller, &path.snapshot).await?;
+        resolved.require("image", |c| c.create_image)?;
+        let native = &path.snapshot.native_id;
+        let submitted = resolved
+            .adapter
+            .create_image(&resolved.ctx(), native, &ImageRequest { name: body.name.clone(), labels: body.labels.clone() })
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        accept(&state, &caller, &resolved, OperationKind::Image, Some(native), submitted).await
+    })
+    .await
+}
+
+/// Whether a snapshot name is free in an account (Hyperstack).
+#[utoipa::path(
+    get, path = "/v1/accounts/{account}/snapshot-names/{name}", tag = "snapshots",
+    params(NamePath),
+    security(("bearer" = ["snapshots:read"])),
+    responses(
+        (status = 200, description = "Availability", body = NameAvailability),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Only Hyperstack checks names", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn name_availability(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<NamePath>,
+) -> Result<axum::Json<NameAvailability>, ApiError> {
+    caller.require(Scope::SnapshotsRead)?;
+    let resolved = gateway::resolve(&state, &caller.tenant, &path.account, account_404).await?;
+    resolved.require("name availability", |c| c.name_availability)?;
+    let available = resolved
+        .adapter
+        .name_available(&resolved.ctx(), &path.name)
+        .await
+        .map_err(|e| resolved.fail(e))?;
+    Ok(axum::Json(NameAvailability { name: path.name, available }))
+}
