@@ -10,6 +10,7 @@ mod auth;
 mod errors;
 mod helpers;
 mod openapi;
+mod snapshots;
 mod wire_hostinger;
 mod wire_hyperstack;
 mod wire_koyeb;

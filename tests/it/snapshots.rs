@@ -1,0 +1,189 @@
+//! Gateway behaviour around snapshot calls: idempotency, tenants, persistence of operations.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::*;
+
+fn created(id: u64) -> Value {
+    json!({"status": true, "message": "Snapshot creation is scheduled.", "snapshot": {
+        "id": id, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
+        "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})
+}
+
+async fn hyperstack_app(mock: &MockServer, config: Option<snapgate::Config>) -> (TestApp, String) {
+    let uri = mock.uri();
+    let app = match config {
+        Some(mut c) => {
+            c.providers.hyperstack.base_url = uri;
+            spawn_config(c, tempfile::tempdir().unwrap()).await
+        }
+        None => spawn_app_with(|c| c.providers.hyperstack.base_url = uri).await,
+    };
+    let t = token("acme", ALL_SCOPES);
+    let resp = app.post("/v1/accounts", &t, &account_body("hs", "hyperstack")).await;
+    assert!(resp.status() == 201 || resp.status() == 409);
+    (app, t)
+}
+
+async fn post_with_key(app: &TestApp, t: &str, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v1/snapshots", app.url))
+        .bearer_auth(t)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retried_create_with_the_same_idempotency_key_replays_without_a_second_vendor_call() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(77)))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    let first = post_with_key(&app, &t, "key-1", &body).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = post_with_key(&app, &t, "key-1", &body).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert!(again.headers()["location"].to_str().unwrap().starts_with("/v1/operations/op_"));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    // Same key, other body: 422, still no vendor call.
+    let other = json!({"account": "hs", "source_id": "2058", "name": "other"});
+    assert_problem(post_with_key(&app, &t, "key-1", &other).await, 422, "idempotency_key_reused").await;
+    // Keys are per tenant: another tenant's identical key is unrelated (and its account unknown).
+    let t2 = token("globex", ALL_SCOPES);
+    assert_problem(post_with_key(&app, &t2, "key-1", &body).await, 404, "account_not_found").await;
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_request_is_in_flight_is_409() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(78)).set_delay(Duration::from_millis(600)))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    let (first, second) = tokio::join!(post_with_key(&app, &t, "slow", &body), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        post_with_key(&app, &t, "slow", &body).await
+    });
+    assert_eq!(first.status(), 202);
+    let resp = second;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_problem(resp, 409, "idempotency_in_flight").await;
+}
+
+#[tokio::test]
+async fn a_failed_vendor_call_frees_the_key_for_a_retry() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(79)))
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    assert_problem(post_with_key(&app, &t, "k", &body).await, 502, "upstream_error").await;
+    assert_eq!(post_with_key(&app, &t, "k", &body).await.status(), 202);
+}
+
+#[tokio::test]
+async fn another_tenant_gets_404_for_snapshots_and_operations() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(80)))
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let accepted: Value = app
+        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op_id = accepted["operation"]["id"].as_str().unwrap();
+    let other = token("globex", ALL_SCOPES);
+    assert_problem(app.get("/v1/snapshots/hs:80", &other).await, 404, "snapshot_not_found").await;
+    assert_problem(app.delete("/v1/snapshots/hs:80", &other).await, 404, "snapshot_not_found").await;
+    assert_problem(app.get(&format!("/v1/operations/{op_id}"), &other).await, 404, "operation_not_found").await;
+    let list: Value = app.get("/v1/operations", &other).await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+    let mine: Value = app.get("/v1/operations", &t).await.json().await.unwrap();
+    assert_eq!(mine["items"][0]["id"], op_id);
+}
+
+#[tokio::test]
+async fn operations_survive_a_restart() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(81)))
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir);
+    let (app, t) = hyperstack_app(&mock, Some(config.clone())).await;
+    let accepted: Value = app
+        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op_id = accepted["operation"]["id"].as_str().unwrap().to_owned();
+    drop(app);
+    // The vendor now says the snapshot is done; the restarted gateway advances the stored op.
+    Mock::given(method("GET"))
+        .and(path("/core/snapshots/81"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": true, "message": "", "snapshot": {
+            "id": 81, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "region": "CANADA-1", "status": "COMPLETE",
+            "is_image": false, "size": 10, "labels": "", "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})))
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, Some(config)).await;
+    let op: Value = app.get(&format!("/v1/operations/{op_id}"), &t).await.json().await.unwrap();
+    assert_eq!(op["kind"], "create");
+    assert_eq!(op["state"], "succeeded");
+    assert_eq!(op["snapshot_id"], "hs:81");
+}
+
+#[tokio::test]
+async fn bad_snapshot_ids_and_bodies_are_caller_errors() {
+    let mock = MockServer::start().await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    assert_problem(app.get("/v1/snapshots/no-colon", &t).await, 400, "invalid_path").await;
+    assert_problem(app.get("/v1/snapshots/hs:a%2Fb", &t).await, 400, "invalid_path").await;
+    let p = assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": ""})).await, 422, "invalid_field").await;
+    assert_eq!(p["field"], "name");
+    assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "nope", "source_id": "1", "name": "n"})).await, 404, "account_not_found").await;
+    let p = assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "vm-x", "name": "n"})).await, 422, "invalid_field").await;
+    assert_eq!(p["field"], "source_id");
+    let read_only = token("acme", "snapshots:read");
+    assert_problem(app.post("/v1/snapshots", &read_only, &json!({"account": "hs", "source_id": "1", "name": "n"})).await, 403, "insufficient_scope").await;
+    // Nothing reached the vendor.
+    assert!(mock.received_requests().await.unwrap().is_empty());
+}
