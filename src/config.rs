@@ -25,6 +25,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub listing: ListingConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -104,6 +106,25 @@ impl Default for AuthConfig {
             audience: None,
             tenant_claim: "tenant".to_owned(),
             leeway_secs: 30,
+        }
+    }
+}
+
+/// The fan-out list across accounts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListingConfig {
+    /// How long one account may take before it is reported in `errors`, in milliseconds.
+    pub account_timeout_ms: u64,
+    /// Accounts listed at once for one request.
+    pub max_concurrency: usize,
+}
+
+impl Default for ListingConfig {
+    fn default() -> Self {
+        Self {
+            account_timeout_ms: 10_000,
+            max_concurrency: 8,
         }
     }
 }
@@ -237,6 +258,7 @@ impl Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             providers: ProvidersConfig::default(),
+            listing: ListingConfig::default(),
             master_key: None,
         }
     }

@@ -7,6 +7,7 @@ mod accounts;
 pub mod extract;
 mod gateway;
 mod health;
+mod listing;
 pub mod openapi;
 pub mod problem;
 mod operations;
@@ -65,7 +66,7 @@ pub fn router(state: AppState) -> Router {
             "/accounts/{account}/snapshot-names/{name}",
             get(snapshots::name_availability),
         )
-        .route("/snapshots", post(snapshots::create))
+        .route("/snapshots", get(listing::list).post(snapshots::create))
         .route(
             "/snapshots/{snapshot}",
             get(snapshots::get).patch(snapshots::update).delete(snapshots::delete),

@@ -10,7 +10,7 @@ use utoipa::{
     Modify, OpenApi, PartialSchema, ToSchema,
 };
 
-use super::{accounts, health, operations, problem::Problem, providers, snapshots};
+use super::{accounts, health, listing, operations, problem::Problem, providers, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,7 +23,7 @@ use super::{accounts, health, operations, problem::Problem, providers, snapshots
         providers::list,
         accounts::list, accounts::create, accounts::get, accounts::update, accounts::delete,
         accounts::verify,
-        snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
+        listing::list, snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
         snapshots::restore, snapshots::image, snapshots::name_availability,
         operations::list, operations::get,
         health::healthz, health::readyz,

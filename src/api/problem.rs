@@ -124,6 +124,15 @@ impl ApiError {
         self
     }
 
+    /// Copies the account, provider, upstream status and retryability of another problem.
+    pub fn with_problem_of(mut self, other: &ApiError) -> Self {
+        self.problem.account = other.problem.account.clone();
+        self.problem.provider = other.problem.provider;
+        self.problem.upstream_status = other.problem.upstream_status;
+        self.problem.retryable = other.problem.retryable;
+        self
+    }
+
     /// The problem as a JSON value (for an operation's `error`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&*self.problem).unwrap_or_default()

@@ -134,6 +134,15 @@ impl Sealer {
         ))
     }
 
+    /// An HMAC-SHA256 tag over `data` under a key derived from the master key (page tokens).
+    pub fn tag(&self, data: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"snapgate-tag:");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A keyed, non-reversible fingerprint: equal credentials give equal fingerprints.
     pub fn fingerprint(&self, creds: &Credentials) -> String {
         let plain = plaintext(creds);

@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod errors;
 mod helpers;
+mod listing;
 mod openapi;
 mod snapshots;
 mod wire_hostinger;

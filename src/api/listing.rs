@@ -1,0 +1,318 @@
+//! `GET /v1/snapshots`: one list across every account of the tenant, merged in one order,
+//! paged by one tamper-evident cursor, with per-account failures reported beside the items.
+//!
+//! Each page re-lists the selected accounts (walking every vendor page) and returns the items
+//! strictly after the cursor's `(created_at, id)` position, so following tokens yields every
+//! matching snapshot exactly once while the vendors do not change.
+
+use std::{cmp::Ordering, collections::HashMap, time::Duration};
+
+use axum::{
+    extract::{RawQuery, State},
+    http::StatusCode,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    gateway::{self, account_404},
+    problem::ApiError,
+    snapshots::Include,
+    AppState,
+};
+use crate::{
+    auth::{Caller, Scope},
+    domain::{Account, OperationKind, ProviderKind, Snapshot, SnapshotStatus},
+    providers::ProviderError,
+    store::OperationFilter,
+};
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 200;
+
+/// Query of `GET /v1/snapshots` (repeatable members may be given several times).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only these accounts (repeatable).
+    #[param(value_type = Option<Vec<String>>)]
+    pub account: Vec<String>,
+    /// Only accounts of these providers (repeatable).
+    #[param(value_type = Option<Vec<ProviderKind>>)]
+    pub provider: Vec<ProviderKind>,
+    /// Only these normalized statuses (repeatable).
+    #[param(value_type = Option<Vec<SnapshotStatus>>)]
+    pub status: Vec<SnapshotStatus>,
+    /// Only snapshots of this VM / volume / instance / slice (pushed down to the vendor).
+    pub source_id: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub name: Option<String>,
+    /// Items per page: default 50, max 200.
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// `true`: any account failure fails the request with `502`.
+    pub strict: Option<bool>,
+    /// `vendor` adds the raw vendor objects.
+    pub include: Option<Include>,
+}
+
+/// One page of the merged list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotPage {
+    /// Newest first (`created_at` descending, ties by `id`).
+    pub items: Vec<Snapshot>,
+    /// Pass as `page_token` for the next page; `null` on the last page.
+    pub next_page_token: Option<String>,
+    /// One problem per account that could not be listed (with `account`, `provider`, `retryable`).
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<serde_json::Value>,
+}
+
+fn enum_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned())).ok()
+}
+
+fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut q = ListQuery::default();
+    let bad = |name: &str, value: &str| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("invalid value `{}` for `{name}`", value.chars().take(80).collect::<String>()),
+        )
+        .with_field(name.to_owned())
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let v = value.as_ref();
+        match key.as_ref() {
+            "account" => q.account.push(v.to_owned()),
+            "provider" => q.provider.push(enum_value(v).ok_or_else(|| bad("provider", v))?),
+            "status" => q.status.push(enum_value(v).ok_or_else(|| bad("status", v))?),
+            "source_id" => q.source_id = Some(v.to_owned()),
+            "name" => q.name = Some(v.to_owned()),
+            "page_size" => {
+                let n: usize = v.parse().map_err(|_| bad("page_size", v))?;
+                if n == 0 || n > MAX_PAGE_SIZE {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
+                    )
+                    .with_field("page_size"));
+                }
+                q.page_size = Some(n);
+            }
+            "page_token" => q.page_token = Some(v.to_owned()),
+            "strict" => q.strict = Some(v.parse().map_err(|_| bad("strict", v))?),
+            "include" => q.include = Some(enum_value(v).ok_or_else(|| bad("include", v))?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter `{}`", other.chars().take(40).collect::<String>()),
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// Where the previous page ended, bound to the tenant and filters that produced it.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// `created_at` of the last item (RFC 3339), or null when it had none.
+    t: Option<String>,
+    /// Id of the last item.
+    id: String,
+    /// Hash of tenant + filters.
+    f: String,
+}
+
+fn filters_hash(tenant: &str, q: &ListQuery) -> String {
+    use sha2::{Digest, Sha256};
+    let mut accounts = q.account.clone();
+    accounts.sort();
+    let mut providers: Vec<&str> = q.provider.iter().map(|p| p.as_str()).collect();
+    providers.sort_unstable();
+    let mut statuses: Vec<String> = q.status.iter().map(|s| format!("{s:?}")).collect();
+    statuses.sort();
+    let canonical = serde_json::json!([tenant, accounts, providers, statuses, q.source_id, q.name.as_ref().map(|n| n.to_lowercase())]);
+    hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..12])
+}
+
+fn encode_token(state: &AppState, cursor: &Cursor) -> String {
+    let payload = serde_json::to_vec(cursor).unwrap_or_default();
+    let tag = state.sealer.tag(&payload);
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&tag[..16]))
+}
+
+fn decode_token(state: &AppState, token: &str, expected_filters: &str) -> Result<Cursor, ApiError> {
+    let invalid = |why: &str| {
+        ApiError::bad_request("invalid_page_token", format!("page_token is not valid: {why}")).with_field("page_token")
+    };
+    let (payload, tag) = token.split_once('.').ok_or_else(|| invalid("malformed"))?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid("malformed"))?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid("malformed"))?;
+    let expected = state.sealer.tag(&payload);
+    // Constant-time enough for a 16-byte tag compare: fold with XOR.
+    if tag.len() != 16 || tag.iter().zip(&expected[..16]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+        return Err(invalid("it was modified"));
+    }
+    let cursor: Cursor = serde_json::from_slice(&payload).map_err(|_| invalid("malformed"))?;
+    if cursor.f != expected_filters {
+        return Err(invalid("it belongs to a different query; keep the same filters while paging"));
+    }
+    Ok(cursor)
+}
+
+/// Newest first, snapshots without a date last, ties by id ascending.
+fn order(a: (Option<DateTime<Utc>>, &str), b: (Option<DateTime<Utc>>, &str)) -> Ordering {
+    match (a.0, b.0) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+    .then_with(|| a.1.cmp(b.1))
+}
+
+/// Lists every snapshot across the caller's accounts, merged and paged by one cursor.
+#[utoipa::path(
+    get, path = "/v1/snapshots", tag = "snapshots",
+    params(ListQuery),
+    security(("bearer" = ["snapshots:read"])),
+    responses(
+        (status = 200, description = "A page of snapshots, with per-account failures in `errors`", body = SnapshotPage),
+        (status = 502, description = "`strict=true` and an account failed", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<SnapshotPage>, ApiError> {
+    caller.require(Scope::SnapshotsRead)?;
+    let q = parse_query(raw.as_deref())?;
+    let filters = filters_hash(&caller.tenant, &q);
+    let cursor = q.page_token.as_deref().map(|t| decode_token(&state, t, &filters)).transpose()?;
+    let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+
+    let accounts: Vec<Account> = state
+        .store
+        .list_accounts(&caller.tenant)
+        .await?
+        .into_iter()
+        .filter(|a| q.account.is_empty() || q.account.iter().any(|id| id == a.id.as_str()))
+        .filter(|a| q.provider.is_empty() || q.provider.contains(&a.provider))
+        .collect();
+
+    let timeout = Duration::from_millis(state.config.listing.account_timeout_ms);
+    let include = q.include == Some(Include::Vendor);
+    let source = q.source_id.as_deref();
+    let results: Vec<Result<Vec<Snapshot>, ApiError>> = stream::iter(accounts)
+        .map(|account| {
+            let state = &state;
+            let tenant = caller.tenant.as_str();
+            async move {
+                let resolved = gateway::resolve(state, tenant, &account.id, account_404).await?;
+                let listed = tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), source))
+                    .await
+                    .unwrap_or(Err(ProviderError::Timeout))
+                    .map_err(|e| resolved.fail(e))?;
+                Ok(listed
+                    .into_iter()
+                    .map(|v| Snapshot::from_vendor(&account.id, account.provider, v, include))
+                    .collect())
+            }
+        })
+        .buffer_unordered(state.config.listing.max_concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(listed) => items.extend(listed),
+            Err(e) if q.strict == Some(true) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "account_failed",
+                    format!("strict listing: an account failed ({})", e.to_json()["detail"].as_str().unwrap_or("")),
+                )
+                .with_problem_of(&e))
+            }
+            Err(e) => {
+                let mut problem = e.to_json();
+                if problem["retryable"].is_null() {
+                    problem["retryable"] = false.into();
+                }
+                errors.push(problem);
+            }
+        }
+    }
+    errors.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str()));
+
+    overlay_pending(&state, &caller.tenant, &mut items).await?;
+    let name = q.name.as_ref().map(|n| n.to_lowercase());
+    items.retain(|s| {
+        (q.status.is_empty() || q.status.contains(&s.status))
+            && source.is_none_or(|src| s.source.as_ref().is_some_and(|x| x.id == src))
+            && name.as_ref().is_none_or(|n| s.name.as_ref().is_some_and(|sn| sn.to_lowercase().contains(n)))
+    });
+    let mut keyed: Vec<(String, Snapshot)> = items.into_iter().map(|s| (s.id.to_string(), s)).collect();
+    keyed.sort_by(|a, b| order((a.1.created_at, &a.0), (b.1.created_at, &b.0)));
+    if let Some(c) = &cursor {
+        let t = c.t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+        keyed.retain(|(id, s)| order((s.created_at, id), (t, &c.id)) == Ordering::Greater);
+    }
+    let more = keyed.len() > page_size;
+    keyed.truncate(page_size);
+    let next_page_token = if more {
+        keyed.last().map(|(id, s)| {
+            encode_token(
+                &state,
+                &Cursor {
+                    t: s.created_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                    id: id.clone(),
+                    f: filters.clone(),
+                },
+            )
+        })
+    } else {
+        None
+    };
+    Ok(axum::Json(SnapshotPage {
+        items: keyed.into_iter().map(|(_, s)| s).collect(),
+        next_page_token,
+        errors,
+    }))
+}
+
+/// Applies the status of unfinished operations (one store query, no vendor calls).
+async fn overlay_pending(state: &AppState, tenant: &str, items: &mut [Snapshot]) -> Result<(), ApiError> {
+    let filter = OperationFilter { unfinished_only: true, limit: 1000, ..Default::default() };
+    let pending: HashMap<String, OperationKind> = state
+        .store
+        .list_operations(tenant, &filter)
+        .await?
+        .into_iter()
+        .filter_map(|op| op.snapshot_id.map(|s| (s, op.kind)))
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    for s in items.iter_mut() {
+        if !matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Unknown) {
+            continue;
+        }
+        s.status = match pending.get(&s.id.to_string()) {
+            Some(OperationKind::Create) => SnapshotStatus::Creating,
+            Some(OperationKind::Delete) => SnapshotStatus::Deleting,
+            Some(OperationKind::Restore) => SnapshotStatus::Restoring,
+            _ => continue,
+        };
+    }
+    Ok(())
+}
