@@ -22,6 +22,11 @@ impl Respond for PagedVendor {
             "fail-500" => return ResponseTemplate::new(500).set_body_json(json!({"message": "Internal Server Error"})),
             "limited" => return ResponseTemplate::new(429).insert_header("retry-after", "30"),
             "slow" => return ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+            k if k.starts_with("lag-") => {
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"status": true, "message": "", "snapshots": [snapshot(9, 1, k, 1, "COMPLETE")], "count": 1, "page": 1, "page_size": 100}))
+                    .set_delay(Duration::from_millis(300))
+            }
             _ => {}
         }
         let all = self.sets.get(key).cloned().unwrap_or_default();
@@ -45,7 +50,7 @@ async fn setup(sets: HashMap<String, Vec<Value>>, keys: &[(&str, &str)]) -> (Moc
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
         c.providers.hyperstack.base_url = uri;
-        c.listing.account_timeout_ms = 400;
+        c.listing.account_timeout_ms = 1000;
     })
     .await;
     let t = token("acme", ALL_SCOPES);
@@ -175,4 +180,17 @@ async fn another_tenants_accounts_never_appear() {
     assert_eq!(page["errors"], json!([]));
     let mine: Value = app.get("/v1/snapshots?page_size=1", &t).await.json().await.unwrap();
     assert_eq!(mine["items"][0]["account"], "a");
+}
+
+#[tokio::test]
+async fn five_slow_accounts_cost_about_one_accounts_time() {
+    let keys: Vec<(String, String)> = (0..5).map(|i| (format!("slow-{i}"), format!("lag-{i}"))).collect();
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(a, k)| (a.as_str(), k.as_str())).collect();
+    let (_mock, app, t) = setup(HashMap::new(), &refs).await;
+    let started = std::time::Instant::now();
+    let page: Value = app.get("/v1/snapshots", &t).await.json().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    // Sequential would be >= 1.5 s; concurrent is ~0.3 s. Generous bound for a loaded machine.
+    assert!(elapsed < Duration::from_millis(1000), "took {elapsed:?}");
 }
