@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     providers::Registry,
     store::{self, SealError, Sealer, StoreError},
-    upstream::{Upstream, UpstreamConfig},
+    upstream::Upstream,
 };
 
 /// Why the application could not start.
@@ -50,7 +50,7 @@ impl Application {
             auth: Arc::new(auth),
             store,
             sealer: Arc::new(sealer),
-            registry: Registry::new(&config.providers, Upstream::new(UpstreamConfig::default())),
+            registry: Registry::new(&config.providers, Upstream::new(config.upstream)),
             config: Arc::new(config),
         };
         Ok(Self {

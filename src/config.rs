@@ -27,6 +27,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub listing: ListingConfig,
+    #[serde(default)]
+    pub upstream: crate::upstream::UpstreamConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -259,6 +261,7 @@ impl Config {
             auth: AuthConfig::default(),
             providers: ProvidersConfig::default(),
             listing: ListingConfig::default(),
+            upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,
         }
     }

@@ -258,6 +258,10 @@ impl From<ProviderError> for ApiError {
                 err.problem.retryable = Some(true);
                 err
             }
+            ProviderError::CircuitOpen { retry_after } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", detail)
+                    .with_retry_after(retry_after)
+            }
             ProviderError::Invalid { field, message } => {
                 ApiError::unprocessable("invalid_field", message).with_field(field)
             }

@@ -57,6 +57,9 @@ pub enum ProviderError {
     Upstream { status: Option<u16>, message: String },
     #[error("the provider did not answer in time")]
     Timeout,
+    /// The account's circuit breaker is open after repeated failures.
+    #[error("the provider failed repeatedly; calls are paused for {retry_after} s")]
+    CircuitOpen { retry_after: u64 },
     /// The caller's input cannot be sent to this vendor.
     #[error("{message}")]
     Invalid { field: &'static str, message: String },
@@ -75,6 +78,7 @@ impl ProviderError {
             ProviderError::RateLimited { .. }
                 | ProviderError::Upstream { .. }
                 | ProviderError::Timeout
+                | ProviderError::CircuitOpen { .. }
         )
     }
 }

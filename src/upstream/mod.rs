@@ -1,0 +1,310 @@
+//! The one place that builds vendor HTTP clients and sends vendor requests: timeouts,
+//! no redirects, capped bodies, request ids, tracing, and the generic status mapping.
+//!
+//! Adapters describe a request; this module sends it and turns every failure into a
+//! [`ProviderError`]. It knows no vendor's wire format.
+
+mod guard;
+
+use std::{
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::{header::HeaderMap, Method, RequestBuilder, StatusCode};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{domain::ProviderKind, providers::ProviderError, telemetry};
+use guard::{Admission, GuardConfig, Guards, RetryBudget};
+
+/// Largest vendor response body read, in bytes.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// How vendor calls are made: timeouts, retries, breaker and concurrency cap.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Timeout of one vendor call (one attempt), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Retries of an idempotent call (GET) after a 5xx, reset or timeout.
+    pub max_retries: u32,
+    /// Retries earned per first attempt (0.2: retries stay within ~20% extra load).
+    pub retry_budget_ratio: f64,
+    /// Consecutive failures that open an account's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one probe, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// Simultaneous calls per account (credential identity) and vendor; more wait.
+    pub max_concurrency_per_account: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 10_000,
+            max_retries: 2,
+            retry_budget_ratio: 0.2,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 10_000,
+            max_concurrency_per_account: 16,
+        }
+    }
+}
+
+/// A pooled HTTP client shared by every adapter and tenant.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: reqwest::Client,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: UpstreamConfig,
+    guards: Guards,
+    budget: RetryBudget,
+}
+
+/// A vendor's successful answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Decodes the body into a typed wire struct; garbage is a `502 upstream_error`.
+    pub fn json<T: DeserializeOwned>(&self, vendor: ProviderKind) -> Result<T, ProviderError> {
+        serde_json::from_slice(&self.body).map_err(|e| ProviderError::Upstream {
+            status: Some(self.status.as_u16()),
+            message: format!("{vendor} answered with a body snapgate could not read ({e})"),
+        })
+    }
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("snapgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let guards = Guards::new(GuardConfig {
+            failure_threshold: config.breaker_failures.max(1),
+            cooldown: Duration::from_millis(config.breaker_cooldown_ms),
+            max_concurrency: config.max_concurrency_per_account,
+        });
+        Self {
+            client,
+            inner: Arc::new(Inner {
+                config,
+                guards,
+                budget: RetryBudget::new(config.retry_budget_ratio),
+            }),
+        }
+    }
+
+    /// Starts a request; the adapter adds auth, query and body.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let mut rb = self
+            .client
+            .request(method, url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let id = telemetry::current_request_id();
+        if !id.is_empty() {
+            rb = rb.header("x-request-id", id);
+        }
+        rb
+    }
+
+    /// Sends a request; non-2xx answers become [`ProviderError`]s, with the vendor's message
+    /// taken from the body by `message` (a vendor-specific reader).
+    ///
+    /// GETs are retried after a 5xx, reset or timeout (backoff with jitter, within the retry
+    /// budget); nothing is retried after a 429. Each credential identity has a breaker and a
+    /// concurrency cap.
+    pub async fn send(
+        &self,
+        vendor: ProviderKind,
+        operation: &'static str,
+        request: RequestBuilder,
+        message: fn(&[u8]) -> Option<String>,
+    ) -> Result<Reply, ProviderError> {
+        let request = request.build().map_err(|e| ProviderError::Upstream {
+            status: None,
+            message: format!("could not build the {vendor} request ({e})"),
+        })?;
+        let guard = self.inner.guards.get(identity(&request));
+        let probe = match guard.admit() {
+            Admission::Rejected(retry_after) => {
+                tracing::info!(%vendor, operation, "circuit open: failing fast");
+                return Err(ProviderError::CircuitOpen { retry_after });
+            }
+            Admission::Probe => true,
+            Admission::Allowed => false,
+        };
+        let config = &self.inner.config;
+        let wait = Duration::from_millis(config.request_timeout_ms);
+        let _permit = match tokio::time::timeout(wait, guard.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                if probe {
+                    guard.release_probe();
+                }
+                return Err(ProviderError::Timeout);
+            }
+        };
+        let retryable_method = request.method() == Method::GET;
+        self.inner.budget.deposit();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let Some(this_try) = request.try_clone() else {
+                return Err(ProviderError::Upstream { status: None, message: "request body cannot be resent".into() });
+            };
+            let result = self.attempt(vendor, this_try, message).await;
+            let ms = started.elapsed().as_millis() as u64;
+            let unwell = matches!(
+                &result,
+                Err(ProviderError::Timeout) | Err(ProviderError::Upstream { .. })
+            );
+            match &result {
+                Ok(reply) => tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call"),
+                Err(e) => tracing::info!(%vendor, operation, attempt, error = %e, ms, "upstream call failed"),
+            }
+            if !unwell {
+                // The vendor answered (2xx, 4xx or 429): it is alive.
+                guard.success();
+                return result;
+            }
+            // A hang is not retried: another attempt would only spend the caller's deadline.
+            let may_retry = retryable_method
+                && !matches!(result, Err(ProviderError::Timeout))
+                && attempt <= config.max_retries
+                && !probe
+                && self.inner.budget.withdraw();
+            if !may_retry {
+                guard.failure();
+                return result;
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        vendor: ProviderKind,
+        request: reqwest::Request,
+        message: fn(&[u8]) -> Option<String>,
+    ) -> Result<Reply, ProviderError> {
+        let mut response = self.client.execute(request).await.map_err(|e| transport_error(vendor, &e))?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(vendor, &e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(ProviderError::Upstream {
+                    status: Some(status.as_u16()),
+                    message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return Ok(Reply {
+                status,
+                headers,
+                body: body.into(),
+            });
+        }
+        let text = message(&body);
+        Err(classify(vendor, status, &headers, text))
+    }
+}
+
+/// Full-jitter exponential backoff: up to 50 ms, 100 ms, 200 ms … capped at 1 s.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 50u64.saturating_mul(1 << attempt.min(5)).min(1_000);
+    Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+}
+
+/// Vendor host plus a hash of the credential header: one account's view of one vendor.
+fn identity(request: &reqwest::Request) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request.url().host_str().hash(&mut h);
+    request.url().port_or_known_default().hash(&mut h);
+    for name in ["authorization", "api_key"] {
+        if let Some(v) = request.headers().get(name) {
+            v.as_bytes().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+fn transport_error(vendor: ProviderKind, e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else {
+        ProviderError::Upstream {
+            status: None,
+            message: if e.is_connect() {
+                format!("could not connect to {vendor}")
+            } else {
+                format!("the connection to {vendor} failed")
+            },
+        }
+    }
+}
+
+/// Seconds from a `Retry-After` header (delta-seconds form), default 1.
+pub fn retry_after(headers: &HeaderMap) -> u64 {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 3600)
+}
+
+/// The generic vendor-status mapping of DESIGN.md §3, written once for every adapter.
+pub fn classify(
+    vendor: ProviderKind,
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: Option<String>,
+) -> ProviderError {
+    let message = message
+        .map(|m| m.chars().take(500).collect::<String>())
+        .unwrap_or_else(|| format!("{vendor} answered {status}"));
+    match status.as_u16() {
+        400 | 422 => ProviderError::Rejected {
+            status: status.as_u16(),
+            message,
+        },
+        401 | 403 => ProviderError::Auth {
+            status: status.as_u16(),
+        },
+        404 => ProviderError::NotFound,
+        409 => ProviderError::Conflict { message },
+        429 => ProviderError::RateLimited {
+            retry_after: retry_after(headers),
+        },
+        _ => ProviderError::Upstream {
+            status: Some(status.as_u16()),
+            message,
+        },
+    }
+}
