@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod providers;
+pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

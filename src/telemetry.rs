@@ -11,9 +11,7 @@ tokio::task_local! {
 
 /// The current request's id, or an empty string outside a request.
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.to_string())
-        .unwrap_or_default()
+    REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
 }
 
 /// Installs the global subscriber; logs go to stderr so stdout stays for `export` lines.

@@ -385,9 +385,23 @@ pub async fn verify(
     let checked_at = Utc::now();
     let (status, problem) = match outcome {
         Ok(()) => (crate::domain::HealthStatus::Ok, None),
-        Err(e) => (crate::domain::HealthStatus::Failing, Some(resolved.fail(e).to_json())),
+        Err(e) => (
+            crate::domain::HealthStatus::Failing,
+            Some(resolved.fail(e).to_json()),
+        ),
     };
-    let health = AccountHealth { status, checked_at: Some(checked_at), problem: problem.clone() };
-    state.store.record_health(&caller.tenant, &path.account, &health).await?;
-    Ok(axum::Json(Verification { status, checked_at, problem }))
+    let health = AccountHealth {
+        status,
+        checked_at: Some(checked_at),
+        problem: problem.clone(),
+    };
+    state
+        .store
+        .record_health(&caller.tenant, &path.account, &health)
+        .await?;
+    Ok(axum::Json(Verification {
+        status,
+        checked_at,
+        problem,
+    }))
 }

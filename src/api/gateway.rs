@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use super::{accounts::account_not_found, problem::ApiError, AppState};
 use crate::{
     domain::{
-        Account, AccountId, Capabilities, Credentials, Operation, OperationKind,
-        ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
+        Account, AccountId, Capabilities, Credentials, Operation, OperationKind, ProviderKind,
+        Snapshot, SnapshotStatus, VendorRefKind,
     },
     providers::{CallContext, ProviderAdapter, ProviderError, Registry, Submitted},
     store::{IdempotencyBegin, OperationFilter},
@@ -39,15 +39,21 @@ impl Resolved {
 
     /// Maps a provider failure to a problem naming the account, with any echoed secret removed.
     pub fn fail(&self, e: ProviderError) -> ApiError {
-        let secrets: Vec<&str> = self.credentials.iter().map(|(_, v)| v.expose_secret()).collect();
+        let secrets: Vec<&str> = self
+            .credentials
+            .iter()
+            .map(|(_, v)| v.expose_secret())
+            .collect();
         let err = match e {
-            ProviderError::Unsupported { operation } => unsupported(&self.registry, operation, |c| match operation {
-                "rename" => c.rename,
-                "image" => c.create_image,
-                "name availability" => c.name_availability,
-                "restore" => c.restore,
-                _ => false,
-            }),
+            ProviderError::Unsupported { operation } => {
+                unsupported(&self.registry, operation, |c| match operation {
+                    "rename" => c.rename,
+                    "image" => c.create_image,
+                    "name availability" => c.name_availability,
+                    "restore" => c.restore,
+                    _ => false,
+                })
+            }
             other => ApiError::from(other),
         };
         err.with_account(self.account.provider, self.account.id.as_str())
@@ -55,17 +61,26 @@ impl Resolved {
     }
 
     /// `501` unless the adapter declares the capability.
-    pub fn require(&self, operation: &'static str, has: fn(&Capabilities) -> bool) -> Result<(), ApiError> {
+    pub fn require(
+        &self,
+        operation: &'static str,
+        has: fn(&Capabilities) -> bool,
+    ) -> Result<(), ApiError> {
         if has(&self.adapter.info().capabilities) {
             Ok(())
         } else {
-            Err(unsupported(&self.registry, operation, has).with_account(self.account.provider, self.account.id.as_str()))
+            Err(unsupported(&self.registry, operation, has)
+                .with_account(self.account.provider, self.account.id.as_str()))
         }
     }
 }
 
 /// The `501 unsupported_operation` problem, naming the providers that do support it.
-fn unsupported(registry: &Registry, operation: &'static str, has: impl Fn(&Capabilities) -> bool) -> ApiError {
+fn unsupported(
+    registry: &Registry,
+    operation: &'static str,
+    has: impl Fn(&Capabilities) -> bool,
+) -> ApiError {
     let supported: Vec<ProviderKind> = registry
         .all()
         .map(|a| a.info())
@@ -78,7 +93,11 @@ fn unsupported(registry: &Registry, operation: &'static str, has: impl Fn(&Capab
         "unsupported_operation",
         format!(
             "{operation} is not supported by this provider; supported by: {}",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         ),
     )
     .with_supported_by(supported)
@@ -149,7 +168,11 @@ pub async fn record(
 
 /// Advances an unfinished operation from the vendor's truth and saves it. A vendor that
 /// cannot be reached leaves the stored state as it was.
-pub async fn refresh(state: &AppState, tenant: &str, mut op: Operation) -> Result<Operation, ApiError> {
+pub async fn refresh(
+    state: &AppState,
+    tenant: &str,
+    mut op: Operation,
+) -> Result<Operation, ApiError> {
     if op.state.is_terminal() {
         return Ok(op);
     }
@@ -190,7 +213,11 @@ pub async fn refresh(state: &AppState, tenant: &str, mut op: Operation) -> Resul
 }
 
 /// Vendors without a snapshot status get it from the gateway's unfinished operations.
-pub async fn overlay(state: &AppState, tenant: &str, snapshot: &mut Snapshot) -> Result<(), ApiError> {
+pub async fn overlay(
+    state: &AppState,
+    tenant: &str,
+    snapshot: &mut Snapshot,
+) -> Result<(), ApiError> {
     let filter = OperationFilter {
         snapshot_id: Some(snapshot.id.to_string()),
         unfinished_only: true,
@@ -209,7 +236,10 @@ pub async fn overlay(state: &AppState, tenant: &str, snapshot: &mut Snapshot) ->
             OperationKind::Rename | OperationKind::Image => continue,
         };
         // A vendor's own transitional status is the truth; only settled ones are overridden.
-        if matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Unknown) {
+        if matches!(
+            snapshot.status,
+            SnapshotStatus::Available | SnapshotStatus::Unknown
+        ) {
             snapshot.status = status;
             if snapshot.vendor_status.is_none() {
                 let source = match op.vendor_ref.kind {
@@ -259,7 +289,11 @@ where
         return work.await.map(|(status, body)| respond(status, body));
     };
     let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
-    match state.store.begin_idempotent(tenant, &key, &fingerprint, Utc::now()).await? {
+    match state
+        .store
+        .begin_idempotent(tenant, &key, &fingerprint, Utc::now())
+        .await?
+    {
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -307,7 +341,9 @@ pub fn respond(status: StatusCode, body: serde_json::Value) -> Response {
         .and_then(|id| HeaderValue::from_str(&format!("/v1/operations/{id}")).ok());
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(location) = location {
-        response.headers_mut().insert(axum::http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
     }
     response
 }

@@ -81,7 +81,10 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let bad = |name: &str, value: &str| {
         ApiError::bad_request(
             "invalid_query",
-            format!("invalid value `{}` for `{name}`", value.chars().take(80).collect::<String>()),
+            format!(
+                "invalid value `{}` for `{name}`",
+                value.chars().take(80).collect::<String>()
+            ),
         )
         .with_field(name.to_owned())
     };
@@ -89,8 +92,12 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         let v = value.as_ref();
         match key.as_ref() {
             "account" => q.account.push(v.to_owned()),
-            "provider" => q.provider.push(enum_value(v).ok_or_else(|| bad("provider", v))?),
-            "status" => q.status.push(enum_value(v).ok_or_else(|| bad("status", v))?),
+            "provider" => q
+                .provider
+                .push(enum_value(v).ok_or_else(|| bad("provider", v))?),
+            "status" => q
+                .status
+                .push(enum_value(v).ok_or_else(|| bad("status", v))?),
             "source_id" => q.source_id = Some(v.to_owned()),
             "name" => q.name = Some(v.to_owned()),
             "page_size" => {
@@ -110,7 +117,10 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_query",
-                    format!("unknown query parameter `{}`", other.chars().take(40).collect::<String>()),
+                    format!(
+                        "unknown query parameter `{}`",
+                        other.chars().take(40).collect::<String>()
+                    ),
                 ))
             }
         }
@@ -137,31 +147,58 @@ fn filters_hash(tenant: &str, q: &ListQuery) -> String {
     providers.sort_unstable();
     let mut statuses: Vec<String> = q.status.iter().map(|s| format!("{s:?}")).collect();
     statuses.sort();
-    let canonical = serde_json::json!([tenant, accounts, providers, statuses, q.source_id, q.name.as_ref().map(|n| n.to_lowercase())]);
+    let canonical = serde_json::json!([
+        tenant,
+        accounts,
+        providers,
+        statuses,
+        q.source_id,
+        q.name.as_ref().map(|n| n.to_lowercase())
+    ]);
     hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..12])
 }
 
 fn encode_token(state: &AppState, cursor: &Cursor) -> String {
     let payload = serde_json::to_vec(cursor).unwrap_or_default();
     let tag = state.sealer.tag(&payload);
-    format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&tag[..16]))
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&payload),
+        URL_SAFE_NO_PAD.encode(&tag[..16])
+    )
 }
 
 fn decode_token(state: &AppState, token: &str, expected_filters: &str) -> Result<Cursor, ApiError> {
     let invalid = |why: &str| {
-        ApiError::bad_request("invalid_page_token", format!("page_token is not valid: {why}")).with_field("page_token")
+        ApiError::bad_request(
+            "invalid_page_token",
+            format!("page_token is not valid: {why}"),
+        )
+        .with_field("page_token")
     };
     let (payload, tag) = token.split_once('.').ok_or_else(|| invalid("malformed"))?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid("malformed"))?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid("malformed"))?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| invalid("malformed"))?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| invalid("malformed"))?;
     let expected = state.sealer.tag(&payload);
     // Constant-time enough for a 16-byte tag compare: fold with XOR.
-    if tag.len() != 16 || tag.iter().zip(&expected[..16]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+    if tag.len() != 16
+        || tag
+            .iter()
+            .zip(&expected[..16])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            != 0
+    {
         return Err(invalid("it was modified"));
     }
     let cursor: Cursor = serde_json::from_slice(&payload).map_err(|_| invalid("malformed"))?;
     if cursor.f != expected_filters {
-        return Err(invalid("it belongs to a different query; keep the same filters while paging"));
+        return Err(invalid(
+            "it belongs to a different query; keep the same filters while paging",
+        ));
     }
     Ok(cursor)
 }
@@ -195,7 +232,11 @@ pub async fn list(
     caller.require(Scope::SnapshotsRead)?;
     let q = parse_query(raw.as_deref())?;
     let filters = filters_hash(&caller.tenant, &q);
-    let cursor = q.page_token.as_deref().map(|t| decode_token(&state, t, &filters)).transpose()?;
+    let cursor = q
+        .page_token
+        .as_deref()
+        .map(|t| decode_token(&state, t, &filters))
+        .transpose()?;
     let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
 
     let accounts: Vec<Account> = state
@@ -216,10 +257,11 @@ pub async fn list(
             let tenant = caller.tenant.as_str();
             async move {
                 let resolved = gateway::resolve(state, tenant, &account.id, account_404).await?;
-                let listed = tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), source))
-                    .await
-                    .unwrap_or(Err(ProviderError::Timeout))
-                    .map_err(|e| resolved.fail(e))?;
+                let listed =
+                    tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), source))
+                        .await
+                        .unwrap_or(Err(ProviderError::Timeout))
+                        .map_err(|e| resolved.fail(e))?;
                 Ok(listed
                     .into_iter()
                     .map(|v| Snapshot::from_vendor(&account.id, account.provider, v, include))
@@ -239,7 +281,10 @@ pub async fn list(
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "account_failed",
-                    format!("strict listing: an account failed ({})", e.to_json()["detail"].as_str().unwrap_or("")),
+                    format!(
+                        "strict listing: an account failed ({})",
+                        e.to_json()["detail"].as_str().unwrap_or("")
+                    ),
                 )
                 .with_problem_of(&e))
             }
@@ -259,12 +304,20 @@ pub async fn list(
     items.retain(|s| {
         (q.status.is_empty() || q.status.contains(&s.status))
             && source.is_none_or(|src| s.source.as_ref().is_some_and(|x| x.id == src))
-            && name.as_ref().is_none_or(|n| s.name.as_ref().is_some_and(|sn| sn.to_lowercase().contains(n)))
+            && name.as_ref().is_none_or(|n| {
+                s.name
+                    .as_ref()
+                    .is_some_and(|sn| sn.to_lowercase().contains(n))
+            })
     });
-    let mut keyed: Vec<(String, Snapshot)> = items.into_iter().map(|s| (s.id.to_string(), s)).collect();
+    let mut keyed: Vec<(String, Snapshot)> =
+        items.into_iter().map(|s| (s.id.to_string(), s)).collect();
     keyed.sort_by(|a, b| order((a.1.created_at, &a.0), (b.1.created_at, &b.0)));
     if let Some(c) = &cursor {
-        let t = c.t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+        let t =
+            c.t.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
         keyed.retain(|(id, s)| order((s.created_at, id), (t, &c.id)) == Ordering::Greater);
     }
     let more = keyed.len() > page_size;
@@ -274,7 +327,8 @@ pub async fn list(
             encode_token(
                 &state,
                 &Cursor {
-                    t: s.created_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                    t: s.created_at
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
                     id: id.clone(),
                     f: filters.clone(),
                 },
@@ -291,8 +345,16 @@ pub async fn list(
 }
 
 /// Applies the status of unfinished operations (one store query, no vendor calls).
-async fn overlay_pending(state: &AppState, tenant: &str, items: &mut [Snapshot]) -> Result<(), ApiError> {
-    let filter = OperationFilter { unfinished_only: true, limit: 1000, ..Default::default() };
+async fn overlay_pending(
+    state: &AppState,
+    tenant: &str,
+    items: &mut [Snapshot],
+) -> Result<(), ApiError> {
+    let filter = OperationFilter {
+        unfinished_only: true,
+        limit: 1000,
+        ..Default::default()
+    };
     let pending: HashMap<String, OperationKind> = state
         .store
         .list_operations(tenant, &filter)
@@ -304,7 +366,10 @@ async fn overlay_pending(state: &AppState, tenant: &str, items: &mut [Snapshot])
         return Ok(());
     }
     for s in items.iter_mut() {
-        if !matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Unknown) {
+        if !matches!(
+            s.status,
+            SnapshotStatus::Available | SnapshotStatus::Unknown
+        ) {
             continue;
         }
         s.status = match pending.get(&s.id.to_string()) {

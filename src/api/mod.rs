@@ -9,8 +9,8 @@ mod gateway;
 mod health;
 mod listing;
 pub mod openapi;
-pub mod problem;
 mod operations;
+pub mod problem;
 mod providers;
 pub mod request_id;
 mod snapshots;
@@ -69,7 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots", get(listing::list).post(snapshots::create))
         .route(
             "/snapshots/{snapshot}",
-            get(snapshots::get).patch(snapshots::update).delete(snapshots::delete),
+            get(snapshots::get)
+                .patch(snapshots::update)
+                .delete(snapshots::delete),
         )
         .route("/snapshots/{snapshot}/restore", post(snapshots::restore))
         .route("/snapshots/{snapshot}/image", post(snapshots::image))

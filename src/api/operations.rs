@@ -90,6 +90,16 @@ pub async fn get(
         .store
         .get_operation(&caller.tenant, &path.operation)
         .await?
-        .ok_or_else(|| ApiError::not_found("operation_not_found", format!("operation `{}` does not exist", path.operation.chars().take(80).collect::<String>())))?;
-    Ok(axum::Json(gateway::refresh(&state, &caller.tenant, op).await?))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "operation_not_found",
+                format!(
+                    "operation `{}` does not exist",
+                    path.operation.chars().take(80).collect::<String>()
+                ),
+            )
+        })?;
+    Ok(axum::Json(
+        gateway::refresh(&state, &caller.tenant, op).await?,
+    ))
 }

@@ -8,9 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request_id;
-use crate::{
-    auth::AuthError, domain::ProviderKind, providers::ProviderError, store::StoreError,
-};
+use crate::{auth::AuthError, domain::ProviderKind, providers::ProviderError, store::StoreError};
 
 /// An RFC 9457 problem, as every error response of snapgate carries it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -236,17 +234,23 @@ impl From<ProviderError> for ApiError {
                 err
             }
             ProviderError::Auth { status } => {
-                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, "provider_auth_failed", detail);
+                let mut err =
+                    ApiError::new(StatusCode::BAD_GATEWAY, "provider_auth_failed", detail);
                 err.problem.upstream_status = Some(status);
                 err.problem.retryable = Some(false);
                 err
             }
-            ProviderError::NotFound => ApiError::not_found("snapshot_not_found", "the snapshot does not exist at the provider"),
+            ProviderError::NotFound => ApiError::not_found(
+                "snapshot_not_found",
+                "the snapshot does not exist at the provider",
+            ),
             ProviderError::Conflict { message } => ApiError::conflict("conflict", message),
-            ProviderError::RateLimited { retry_after } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "provider_rate_limited", detail)
-                    .with_retry_after(retry_after)
-            }
+            ProviderError::RateLimited { retry_after } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "provider_rate_limited",
+                detail,
+            )
+            .with_retry_after(retry_after),
             ProviderError::Upstream { status, message } => {
                 let mut err = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message);
                 err.problem.upstream_status = status;
@@ -254,18 +258,23 @@ impl From<ProviderError> for ApiError {
                 err
             }
             ProviderError::Timeout => {
-                let mut err = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail);
+                let mut err =
+                    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail);
                 err.problem.retryable = Some(true);
                 err
             }
-            ProviderError::CircuitOpen { retry_after } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", detail)
-                    .with_retry_after(retry_after)
-            }
+            ProviderError::CircuitOpen { retry_after } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                detail,
+            )
+            .with_retry_after(retry_after),
             ProviderError::Invalid { field, message } => {
                 ApiError::unprocessable("invalid_field", message).with_field(field)
             }
-            ProviderError::SnapshotExists { message } => ApiError::conflict("snapshot_exists", message),
+            ProviderError::SnapshotExists { message } => {
+                ApiError::conflict("snapshot_exists", message)
+            }
             ProviderError::Unsupported { operation } => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "unsupported_operation",

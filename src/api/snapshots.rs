@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Json, Path, Query},
-    gateway::{self, account_404, idempotent, idempotency_key, snapshot_404, Resolved},
+    gateway::{self, account_404, idempotency_key, idempotent, snapshot_404, Resolved},
     problem::{ApiError, Problem},
     AppState,
 };
@@ -117,11 +117,17 @@ const MAX_NAME: usize = 500;
 
 fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), ApiError> {
     if required && value.trim().is_empty() {
-        return Err(ApiError::unprocessable("invalid_field", format!("{field} must not be empty")).with_field(field));
+        return Err(
+            ApiError::unprocessable("invalid_field", format!("{field} must not be empty"))
+                .with_field(field),
+        );
     }
     if value.chars().count() > MAX_NAME {
-        return Err(ApiError::unprocessable("invalid_field", format!("{field} must be at most {MAX_NAME} characters"))
-            .with_field(field));
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field} must be at most {MAX_NAME} characters"),
+        )
+        .with_field(field));
     }
     Ok(())
 }
@@ -138,17 +144,24 @@ async fn accept(
     native_id: Option<&str>,
     submitted: Submitted,
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-    let operation = gateway::record(state, &caller.tenant, resolved, kind, native_id, &submitted).await?;
+    let operation =
+        gateway::record(state, &caller.tenant, resolved, kind, native_id, &submitted).await?;
     let snapshot = submitted
         .snapshot
         .map(|s| Snapshot::from_vendor(&resolved.account.id, resolved.account.provider, s, false));
-    let body = serde_json::to_value(Accepted { operation, snapshot })
-        .map_err(|e| ApiError::internal("serializing an operation", &e))?;
+    let body = serde_json::to_value(Accepted {
+        operation,
+        snapshot,
+    })
+    .map_err(|e| ApiError::internal("serializing an operation", &e))?;
     Ok((StatusCode::ACCEPTED, body))
 }
 
 fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
-    format!("{route}\n{}", serde_json::to_string(body).unwrap_or_default())
+    format!(
+        "{route}\n{}",
+        serde_json::to_string(body).unwrap_or_default()
+    )
 }
 
 /// Shows one snapshot, its status advanced from any operation the gateway is tracking.
@@ -178,7 +191,12 @@ pub async fn get(
         .await
         .map_err(|e| resolved.fail(e))?;
     let include = query.include == Some(Include::Vendor);
-    let mut snapshot = Snapshot::from_vendor(&resolved.account.id, resolved.account.provider, vendor, include);
+    let mut snapshot = Snapshot::from_vendor(
+        &resolved.account.id,
+        resolved.account.provider,
+        vendor,
+        include,
+    );
     gateway::overlay(&state, &caller.tenant, &mut snapshot).await?;
     Ok(axum::Json(snapshot))
 }
@@ -230,7 +248,15 @@ pub async fn create(
             )
             .await
             .map_err(|e| resolved.fail(e))?;
-        accept(&state, &caller, &resolved, OperationKind::Create, None, submitted).await
+        accept(
+            &state,
+            &caller,
+            &resolved,
+            OperationKind::Create,
+            None,
+            submitted,
+        )
+        .await
     })
     .await
 }
@@ -256,7 +282,10 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     if body.name.is_none() && body.description.is_none() {
-        return Err(ApiError::unprocessable("invalid_body", "give name and/or description"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "give name and/or description",
+        ));
     }
     if let Some(n) = &body.name {
         check_text("name", n, true)?;
@@ -274,10 +303,25 @@ pub async fn update(
     let native = &path.snapshot.native_id;
     let submitted = resolved
         .adapter
-        .update(&resolved.ctx(), native, &UpdateRequest { name: body.name, description: body.description })
+        .update(
+            &resolved.ctx(),
+            native,
+            &UpdateRequest {
+                name: body.name,
+                description: body.description,
+            },
+        )
         .await
         .map_err(|e| resolved.fail(e))?;
-    let (status, body) = accept(&state, &caller, &resolved, OperationKind::Rename, Some(native), submitted).await?;
+    let (status, body) = accept(
+        &state,
+        &caller,
+        &resolved,
+        OperationKind::Rename,
+        Some(native),
+        submitted,
+    )
+    .await?;
     Ok(gateway::respond(status, body))
 }
 
@@ -305,8 +349,20 @@ pub async fn delete(
     idempotent(&state, &caller.tenant, key, &request, async {
         let resolved = open(&state, &caller, &path.snapshot).await?;
         let native = &path.snapshot.native_id;
-        let submitted = resolved.adapter.delete(&resolved.ctx(), native).await.map_err(|e| resolved.fail(e))?;
-        accept(&state, &caller, &resolved, OperationKind::Delete, Some(native), submitted).await
+        let submitted = resolved
+            .adapter
+            .delete(&resolved.ctx(), native)
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        accept(
+            &state,
+            &caller,
+            &resolved,
+            OperationKind::Delete,
+            Some(native),
+            submitted,
+        )
+        .await
     })
     .await
 }
@@ -335,7 +391,10 @@ pub async fn restore(
         check_text("new_name", n, true)?;
     }
     let key = idempotency_key(&headers)?;
-    let request = fingerprint(&format!("POST /v1/snapshots/{}/restore", path.snapshot), &body);
+    let request = fingerprint(
+        &format!("POST /v1/snapshots/{}/restore", path.snapshot),
+        &body,
+    );
     idempotent(&state, &caller.tenant, key, &request, async {
         let resolved = open(&state, &caller, &path.snapshot).await?;
         resolved.require("restore", |c| c.restore)?;
@@ -345,11 +404,22 @@ pub async fn restore(
             .restore(
                 &resolved.ctx(),
                 native,
-                &RestoreRequest { target_id: body.target_id.clone(), new_name: body.new_name.clone() },
+                &RestoreRequest {
+                    target_id: body.target_id.clone(),
+                    new_name: body.new_name.clone(),
+                },
             )
             .await
             .map_err(|e| resolved.fail(e))?;
-        accept(&state, &caller, &resolved, OperationKind::Restore, Some(native), submitted).await
+        accept(
+            &state,
+            &caller,
+            &resolved,
+            OperationKind::Restore,
+            Some(native),
+            submitted,
+        )
+        .await
     })
     .await
 }
@@ -377,17 +447,35 @@ pub async fn image(
     caller.require(Scope::SnapshotsWrite)?;
     check_text("name", &body.name, true)?;
     let key = idempotency_key(&headers)?;
-    let request = fingerprint(&format!("POST /v1/snapshots/{}/image", path.snapshot), &body);
+    let request = fingerprint(
+        &format!("POST /v1/snapshots/{}/image", path.snapshot),
+        &body,
+    );
     idempotent(&state, &caller.tenant, key, &request, async {
         let resolved = open(&state, &caller, &path.snapshot).await?;
         resolved.require("image", |c| c.create_image)?;
         let native = &path.snapshot.native_id;
         let submitted = resolved
             .adapter
-            .create_image(&resolved.ctx(), native, &ImageRequest { name: body.name.clone(), labels: body.labels.clone() })
+            .create_image(
+                &resolved.ctx(),
+                native,
+                &ImageRequest {
+                    name: body.name.clone(),
+                    labels: body.labels.clone(),
+                },
+            )
             .await
             .map_err(|e| resolved.fail(e))?;
-        accept(&state, &caller, &resolved, OperationKind::Image, Some(native), submitted).await
+        accept(
+            &state,
+            &caller,
+            &resolved,
+            OperationKind::Image,
+            Some(native),
+            submitted,
+        )
+        .await
     })
     .await
 }
@@ -416,5 +504,8 @@ pub async fn name_availability(
         .name_available(&resolved.ctx(), &path.name)
         .await
         .map_err(|e| resolved.fail(e))?;
-    Ok(axum::Json(NameAvailability { name: path.name, available }))
+    Ok(axum::Json(NameAvailability {
+        name: path.name,
+        available,
+    }))
 }

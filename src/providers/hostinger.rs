@@ -1,16 +1,38 @@
 //! Hostinger VPS: one snapshot per VM, Bearer token auth, actions.
+//!
+//! Quirks: every snapshot path is addressed by the VM id (so the VM id is the snapshot's
+//! native id); no list endpoint (list VMs, then each VM's snapshot); no name, description,
+//! size or status on a snapshot; create has no body and overwrites the VM's snapshot; what
+//! `GET …/snapshot` answers for a VM without one is undocumented (404 or an empty 200 body).
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
+use reqwest::{header, Method};
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
 
 use super::{
-    CallContext, CreateRequest, ProviderAdapter, ProviderError, ProviderInfo, Progress,
+    wire::{self, Id},
+    CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
     RestoreRequest, Submitted,
 };
-use crate::{config::ProvidersConfig, domain::{Operation, VendorSnapshot}, upstream::Upstream};
-use crate::domain::{Capabilities, FieldSpec, ProviderKind};
+use crate::{
+    config::ProvidersConfig,
+    domain::{
+        Capabilities, FieldSpec, Operation, OperationState, ProviderKind, SnapshotStatus, Source,
+        SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+    },
+    upstream::{Reply, Upstream},
+};
+
+const KIND: ProviderKind = ProviderKind::Hostinger;
+const API: &str = "/api/vps/v1";
+/// VM snapshot reads in flight at once while listing (the vendor blocks abusive IPs).
+const LIST_CONCURRENCY: usize = 4;
 
 static INFO: ProviderInfo = ProviderInfo {
-    kind: ProviderKind::Hostinger,
+    kind: KIND,
     display_name: "Hostinger VPS",
     source_kind: "vm",
     credential_fields: &[FieldSpec::required(
@@ -36,43 +58,452 @@ static INFO: ProviderInfo = ProviderInfo {
 
 /// The Hostinger adapter.
 pub struct Hostinger {
+    base_url: String,
     http: Upstream,
 }
 
 impl Hostinger {
-    pub fn new(_config: &ProvidersConfig, http: Upstream) -> Self {
-        Self { http }
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
+        Self {
+            base_url: config.hostinger.base_url.clone(),
+            http,
+        }
+    }
+
+    /// Sends one request: Bearer token, JSON content type (required on every request), and
+    /// never a body (no snapshot call takes one). `User-Agent` is set by [`Upstream`].
+    async fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+    ) -> Result<Reply, ProviderError> {
+        let rb = self
+            .http
+            .request(method, &wire::url(&self.base_url, &format!("{API}{path}")))
+            .bearer_auth(ctx.secret("token"))
+            .header(header::CONTENT_TYPE, "application/json");
+        self.http
+            .send(KIND, operation, rb, wire::error_message)
+            .await
+    }
+
+    /// The VM's snapshot, `None` when it has none (404 or an empty 200 body).
+    async fn snapshot_of(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        vm: &str,
+    ) -> Result<Option<VendorSnapshot>, ProviderError> {
+        let path = format!("/virtual-machines/{vm}/snapshot");
+        match self.call(ctx, operation, Method::GET, &path).await {
+            Ok(reply) => decode_snapshot(vm, &reply),
+            Err(ProviderError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn vms(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+    ) -> Result<Vec<WireVm>, ProviderError> {
+        self.call(ctx, operation, Method::GET, "/virtual-machines")
+            .await?
+            .json(KIND)
+    }
+
+    /// Sends a snapshot action (create, delete, restore) and reads the action it starts.
+    async fn act(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        method: Method,
+        vm: &str,
+        path: &str,
+    ) -> Result<Submitted, ProviderError> {
+        let action: WireAction = self.call(ctx, operation, method, path).await?.json(KIND)?;
+        let state = match action_state(&action.state) {
+            OperationState::Failed => return Err(action_failed(&action.id)),
+            state => state,
+        };
+        Ok(Submitted {
+            state,
+            snapshot: None,
+            native_id: Some(vm.to_owned()),
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::Action,
+                id: Some(action.id.0),
+            },
+            result: None,
+            tracking: json!({ "vm_id": vm }),
+        })
     }
 }
 
-// TEMPORARY: replaced by the full adapter in this same change.
-const PENDING: ProviderError = ProviderError::Unsupported { operation: "pending adapter" };
+/// Hostinger ids are integers: anything else cannot exist there.
+fn numeric(id: &str) -> Result<&str, ProviderError> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ProviderError::NotFound)
+    }
+}
 
 #[async_trait]
 impl ProviderAdapter for Hostinger {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
     }
-    async fn verify(&self, _ctx: &CallContext<'_>) -> Result<(), ProviderError> {
-        let _ = &self.http;
-        Err(PENDING)
+
+    async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        self.vms(ctx, "verify").await.map(|_| ())
     }
-    async fn list(&self, _ctx: &CallContext<'_>, _source_id: Option<&str>) -> Result<Vec<VendorSnapshot>, ProviderError> {
-        Err(PENDING)
+
+    async fn list(
+        &self,
+        ctx: &CallContext<'_>,
+        source_id: Option<&str>,
+    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let vms = match source_id {
+            // A VM id that cannot exist has no snapshot.
+            Some(vm) => match numeric(vm) {
+                Ok(vm) => vec![vm.to_owned()],
+                Err(_) => return Ok(Vec::new()),
+            },
+            None => self
+                .vms(ctx, "list")
+                .await?
+                .into_iter()
+                .map(|vm| vm.id.0)
+                .collect(),
+        };
+        // `buffered` keeps the VM order, so the list is stable between calls.
+        let found: Vec<Option<VendorSnapshot>> = stream::iter(vms)
+            .map(|vm| async move { self.snapshot_of(ctx, "list", &vm).await })
+            .buffered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
-    async fn get(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<VendorSnapshot, ProviderError> {
-        Err(PENDING)
+
+    async fn get(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        self.snapshot_of(ctx, "get", numeric(native_id)?)
+            .await?
+            .ok_or(ProviderError::NotFound)
     }
-    async fn create(&self, _ctx: &CallContext<'_>, _request: &CreateRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn create(
+        &self,
+        ctx: &CallContext<'_>,
+        request: &CreateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let vm = numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
+            field: "source_id",
+            message: "source_id must be a Hostinger VM id (an integer)".to_owned(),
+        })?;
+        if request
+            .description
+            .as_deref()
+            .is_some_and(|d| !d.trim().is_empty())
+        {
+            return Err(ProviderError::Invalid {
+                field: "description",
+                message: "Hostinger snapshots have no description".to_owned(),
+            });
+        }
+        // Hostinger snapshots have no name: `request.name` is not sent.
+        if !request.replace_existing {
+            if let Some(existing) = self.snapshot_of(ctx, "create", vm).await? {
+                let created = existing.created_at.map_or_else(
+                    || "at an unknown time".to_owned(),
+                    |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                );
+                return Err(ProviderError::SnapshotExists {
+                    message: format!(
+                        "VM {vm} already has a snapshot (created {created}); creating replaces it \
+                         — send replace_existing: true"
+                    ),
+                });
+            }
+        }
+        let path = format!("/virtual-machines/{vm}/snapshot");
+        self.act(ctx, "create", Method::POST, vm, &path).await
     }
-    async fn delete(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn delete(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<Submitted, ProviderError> {
+        let vm = numeric(native_id)?;
+        let path = format!("/virtual-machines/{vm}/snapshot");
+        self.act(ctx, "delete", Method::DELETE, vm, &path).await
     }
-    async fn restore(&self, _ctx: &CallContext<'_>, _native_id: &str, _request: &RestoreRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn restore(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let vm = numeric(native_id)?;
+        if request.target_id.is_some() {
+            return Err(ProviderError::Invalid {
+                field: "target_id",
+                message: "Hostinger restores a snapshot onto its own VM; target_id is not accepted"
+                    .to_owned(),
+            });
+        }
+        if request.new_name.is_some() {
+            return Err(ProviderError::Invalid {
+                field: "new_name",
+                message: "Hostinger restores in place; new_name is not accepted".to_owned(),
+            });
+        }
+        let path = format!("/virtual-machines/{vm}/snapshot/restore");
+        self.act(ctx, "restore", Method::POST, vm, &path).await
     }
-    async fn poll(&self, _ctx: &CallContext<'_>, _operation: &Operation) -> Result<Progress, ProviderError> {
-        Err(PENDING)
+
+    async fn poll(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError> {
+        let vm = serde_json::from_value::<Tracking>(operation.tracking.clone())
+            .map(|t| t.vm_id.0)
+            .ok()
+            .or_else(|| {
+                operation
+                    .snapshot_id
+                    .as_deref()
+                    .and_then(|s| s.split_once(':'))
+                    .map(|(_, n)| n.to_owned())
+            });
+        let (Some(vm), Some(action)) = (vm, operation.vendor_ref.id.as_deref()) else {
+            return Ok(Progress::failed(ProviderError::Upstream {
+                status: None,
+                message: "the operation has no Hostinger action to follow".to_owned(),
+            }));
+        };
+        let (Ok(vm), Ok(action)) = (numeric(&vm), numeric(action)) else {
+            return Ok(Progress::failed(ProviderError::NotFound));
+        };
+        let path = format!("/virtual-machines/{vm}/actions/{action}");
+        let reply: WireAction = match self.call(ctx, "poll", Method::GET, &path).await {
+            Ok(reply) => reply.json(KIND)?,
+            Err(ProviderError::NotFound) => return Ok(Progress::failed(ProviderError::NotFound)),
+            Err(e) => return Err(e),
+        };
+        Ok(match action_state(&reply.state) {
+            OperationState::Failed => Progress::failed(action_failed(&reply.id)),
+            OperationState::Succeeded => Progress {
+                native_id: Some(vm.to_owned()),
+                ..Progress::succeeded()
+            },
+            _ => Progress::running(),
+        })
+    }
+}
+
+fn action_failed(id: &Id) -> ProviderError {
+    ProviderError::Upstream {
+        status: None,
+        message: format!("Hostinger action {id} failed"),
+    }
+}
+
+// ---- wire types (private) ----
+
+#[derive(Deserialize)]
+struct WireVm {
+    id: Id,
+}
+
+#[derive(Deserialize)]
+struct WireSnapshot {
+    id: Option<Id>,
+    #[serde(default, deserialize_with = "wire::time")]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "wire::time")]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct WireAction {
+    id: Id,
+    #[serde(default)]
+    state: String,
+}
+
+/// What `Submitted.tracking` holds for every Hostinger operation.
+#[derive(Deserialize)]
+struct Tracking {
+    vm_id: Id,
+}
+
+// ---- conversions ----
+
+/// Reads `GET …/snapshot`: an empty, `null`, `{}` or `[]` body means the VM has none.
+fn decode_snapshot(vm: &str, reply: &Reply) -> Result<Option<VendorSnapshot>, ProviderError> {
+    let body = reply.body.trim_ascii();
+    if body.is_empty() || body == b"[]" {
+        return Ok(None);
+    }
+    match reply.json::<Option<Box<RawValue>>>(KIND)? {
+        Some(raw) => to_domain(vm, raw),
+        None => Ok(None),
+    }
+}
+
+fn to_domain(vm: &str, raw: Box<RawValue>) -> Result<Option<VendorSnapshot>, ProviderError> {
+    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
+        status: None,
+        message: format!("Hostinger sent a snapshot snapgate could not read ({e})"),
+    })?;
+    if w.id.is_none() && w.created_at.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(VendorSnapshot {
+        // Every snapshot path is VM-scoped: the VM id is the snapshot's id (its own `id`
+        // stays in the raw vendor object).
+        native_id: vm.to_owned(),
+        name: None,
+        description: None,
+        // A snapshot the vendor returns exists and is usable; pending work is the
+        // gateway's operations overlay (SUMMARY.md §2).
+        status: SnapshotStatus::Available,
+        vendor_status: None,
+        size_gb: None,
+        created_at: w.created_at,
+        expires_at: w.expires_at,
+        source: Some(Source {
+            kind: SourceKind::Vm,
+            id: vm.to_owned(),
+        }),
+        region: None,
+        vendor: Some(raw),
+    }))
+}
+
+/// Action `state` → operation state (SUMMARY.md §2); unknown values keep it running.
+fn action_state(state: &str) -> OperationState {
+    match state.to_ascii_lowercase().as_str() {
+        "success" => OperationState::Succeeded,
+        "error" => OperationState::Failed,
+        // `created`, `sent`, `delayed`, and anything new.
+        _ => OperationState::Running,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &str) -> Reply {
+        Reply {
+            status: reqwest::StatusCode::OK,
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn action_states_map_per_the_summary_table() {
+        assert_eq!(action_state("created"), OperationState::Running);
+        assert_eq!(action_state("sent"), OperationState::Running);
+        assert_eq!(action_state("delayed"), OperationState::Running);
+        assert_eq!(action_state("success"), OperationState::Succeeded);
+        assert_eq!(action_state("error"), OperationState::Failed);
+        assert_eq!(action_state("something_new"), OperationState::Running);
+    }
+
+    #[test]
+    fn a_snapshot_is_keyed_by_its_vm_and_keeps_the_raw_object() {
+        let body = r#"{"id": 325871, "restore_time": 1800,
+            "created_at": "2025-03-11T09:15:42Z", "expires_at": "2025-03-31T09:15:42Z"}"#;
+        let s = decode_snapshot("1268054", &reply(body)).unwrap().unwrap();
+        assert_eq!(s.native_id, "1268054");
+        assert_eq!(s.name, None);
+        assert_eq!(s.status, SnapshotStatus::Available);
+        assert_eq!(
+            s.source,
+            Some(Source {
+                kind: SourceKind::Vm,
+                id: "1268054".to_owned()
+            })
+        );
+        assert_eq!(
+            s.created_at.unwrap().to_rfc3339(),
+            "2025-03-11T09:15:42+00:00"
+        );
+        assert_eq!(
+            s.expires_at.unwrap().to_rfc3339(),
+            "2025-03-31T09:15:42+00:00"
+        );
+        assert!(s.vendor.unwrap().get().contains("325871"));
+    }
+
+    #[test]
+    fn every_empty_answer_means_the_vm_has_no_snapshot() {
+        for body in ["", "  \n", "null", "{}", "[]"] {
+            assert!(
+                decode_snapshot("1", &reply(body)).unwrap().is_none(),
+                "{body:?}"
+            );
+        }
+        assert!(matches!(
+            decode_snapshot("1", &reply("<html>")),
+            Err(ProviderError::Upstream { .. })
+        ));
+    }
+
+    #[test]
+    fn actions_and_vm_lists_decode_from_the_documented_shapes() {
+        let a: WireAction = serde_json::from_str(
+            r#"{"id": 8123712, "name": "snapshot_create", "state": "sent",
+                "created_at": "2025-03-11T09:15:40Z", "updated_at": "2025-03-11T09:15:44Z"}"#,
+        )
+        .unwrap();
+        assert_eq!((a.id.0.as_str(), a.state.as_str()), ("8123712", "sent"));
+        let vms: Vec<WireVm> = serde_json::from_str(
+            r#"[{"id": 1268054, "data_center_id": 17, "hostname": "srv1268054.hstgr.cloud",
+                 "ipv4": [{"id": 52347, "address": "203.0.113.10", "ptr": null}], "ipv6": null},
+                {"id": 1268311, "data_center_id": 21, "state": "stopped"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            vms.iter().map(|v| v.id.0.as_str()).collect::<Vec<_>>(),
+            ["1268054", "1268311"]
+        );
+    }
+
+    #[test]
+    fn error_bodies_give_the_vendor_message() {
+        let unprocessable = br#"{"message": "The virtual machine is locked. (and 1 more error)",
+            "errors": {"virtual_machine": ["The virtual machine is locked."]},
+            "correlation_id": "5f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}"#;
+        assert_eq!(
+            wire::error_message(unprocessable).unwrap(),
+            "The virtual machine is locked. (and 1 more error)"
+        );
+        let unauthorized = br#"{"message": "Unauthenticated", "correlation_id": "26a9"}"#;
+        assert_eq!(
+            wire::error_message(unauthorized).unwrap(),
+            "Unauthenticated"
+        );
+    }
+
+    #[test]
+    fn only_integer_ids_can_exist() {
+        assert_eq!(numeric("1268054"), Ok("1268054"));
+        for bad in ["", "abc", "12a", "-1", "1.5", "123456789012345678901"] {
+            assert_eq!(numeric(bad), Err(ProviderError::NotFound), "{bad}");
+        }
     }
 }

@@ -11,8 +11,8 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, ImageRequest, ProviderAdapter, ProviderError, ProviderInfo,
-    Progress, RestoreRequest, Submitted,
+    CallContext, CreateRequest, ImageRequest, Progress, ProviderAdapter, ProviderError,
+    ProviderInfo, RestoreRequest, Submitted,
 };
 use crate::{
     config::ProvidersConfig,
@@ -86,10 +86,17 @@ impl Hyperstack {
         if let Some(body) = body {
             rb = rb.json(&body);
         }
-        self.http.send(KIND, operation, rb, wire::error_message).await
+        self.http
+            .send(KIND, operation, rb, wire::error_message)
+            .await
     }
 
-    async fn page(&self, ctx: &CallContext<'_>, page: usize, size: usize) -> Result<ListPage, ProviderError> {
+    async fn page(
+        &self,
+        ctx: &CallContext<'_>,
+        page: usize,
+        size: usize,
+    ) -> Result<ListPage, ProviderError> {
         let query = [("page", page.to_string()), ("pageSize", size.to_string())];
         self.call(ctx, "list", Method::GET, "/core/snapshots", &query, None)
             .await?
@@ -138,7 +145,8 @@ impl ProviderAdapter for Hyperstack {
             let n = reply.snapshots.len();
             for raw in reply.snapshots {
                 let snapshot = to_domain(raw)?;
-                let wanted = source_id.is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
+                let wanted = source_id
+                    .is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
                 if wanted {
                     out.push(snapshot);
                 }
@@ -150,13 +158,24 @@ impl ProviderAdapter for Hyperstack {
         Ok(out)
     }
 
-    async fn get(&self, ctx: &CallContext<'_>, native_id: &str) -> Result<VendorSnapshot, ProviderError> {
+    async fn get(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
         let path = format!("/core/snapshots/{}", numeric(native_id)?);
-        let reply: Envelope = self.call(ctx, "get", Method::GET, &path, &[], None).await?.json(KIND)?;
+        let reply: Envelope = self
+            .call(ctx, "get", Method::GET, &path, &[], None)
+            .await?
+            .json(KIND)?;
         to_domain(reply.snapshot)
     }
 
-    async fn create(&self, ctx: &CallContext<'_>, request: &CreateRequest) -> Result<Submitted, ProviderError> {
+    async fn create(
+        &self,
+        ctx: &CallContext<'_>,
+        request: &CreateRequest,
+    ) -> Result<Submitted, ProviderError> {
         check_name("name", &request.name)?;
         let vm = numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
             field: "source_id",
@@ -168,21 +187,34 @@ impl ProviderAdapter for Hyperstack {
             "description": request.description.clone().unwrap_or_default(),
         });
         let path = format!("/core/virtual-machines/{vm}/snapshots");
-        let reply: Envelope = self.call(ctx, "create", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
+        let reply: Envelope = self
+            .call(ctx, "create", Method::POST, &path, &[], Some(body))
+            .await?
+            .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
         Ok(Submitted {
             state: state_of(snapshot.status),
             native_id: Some(snapshot.native_id.clone()),
             snapshot: Some(snapshot),
-            vendor_ref: VendorRef { kind: VendorRefKind::SnapshotStatus, id: None },
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::SnapshotStatus,
+                id: None,
+            },
             result: None,
             tracking: serde_json::Value::Null,
         })
     }
 
-    async fn delete(&self, ctx: &CallContext<'_>, native_id: &str) -> Result<Submitted, ProviderError> {
+    async fn delete(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<Submitted, ProviderError> {
         let path = format!("/core/snapshots/{}", numeric(native_id)?);
-        let reply: Message = self.call(ctx, "delete", Method::DELETE, &path, &[], None).await?.json(KIND)?;
+        let reply: Message = self
+            .call(ctx, "delete", Method::DELETE, &path, &[], None)
+            .await?
+            .json(KIND)?;
         Ok(done(Some(json!({ "message": reply.message }))))
     }
 
@@ -192,10 +224,13 @@ impl ProviderAdapter for Hyperstack {
         native_id: &str,
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
-        let name = request.new_name.as_deref().ok_or_else(|| ProviderError::Invalid {
-            field: "new_name",
-            message: "Hyperstack restores to a new VM: new_name is required".to_owned(),
-        })?;
+        let name = request
+            .new_name
+            .as_deref()
+            .ok_or_else(|| ProviderError::Invalid {
+                field: "new_name",
+                message: "Hyperstack restores to a new VM: new_name is required".to_owned(),
+            })?;
         check_name("new_name", name)?;
         if request.target_id.is_some() {
             return Err(ProviderError::Invalid {
@@ -205,9 +240,16 @@ impl ProviderAdapter for Hyperstack {
         }
         let path = format!("/core/snapshots/{}/restore", numeric(native_id)?);
         let body = json!({ "new_vm_name": name });
-        let reply: RestoreReply = self.call(ctx, "restore", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
-        let vm = reply.instance.or_else(|| reply.instances.into_iter().next());
-        Ok(done(vm.map(|vm| json!({ "vm_id": vm.id.0, "vm_name": vm.name }))))
+        let reply: RestoreReply = self
+            .call(ctx, "restore", Method::POST, &path, &[], Some(body))
+            .await?
+            .json(KIND)?;
+        let vm = reply
+            .instance
+            .or_else(|| reply.instances.into_iter().next());
+        Ok(done(
+            vm.map(|vm| json!({ "vm_id": vm.id.0, "vm_name": vm.name })),
+        ))
     }
 
     async fn create_image(
@@ -219,31 +261,58 @@ impl ProviderAdapter for Hyperstack {
         check_name("name", &request.name)?;
         let path = format!("/core/snapshots/{}/image", numeric(native_id)?);
         let body = json!({ "name": request.name, "labels": request.labels });
-        let reply: ImageReply = self.call(ctx, "image", Method::POST, &path, &[], Some(body)).await?.json(KIND)?;
+        let reply: ImageReply = self
+            .call(ctx, "image", Method::POST, &path, &[], Some(body))
+            .await?
+            .json(KIND)?;
         let image_id = reply.id.or(reply.image.map(|i| i.id));
         Ok(done(image_id.map(|id| json!({ "image_id": id.0 }))))
     }
 
-    async fn name_available(&self, ctx: &CallContext<'_>, name: &str) -> Result<bool, ProviderError> {
+    async fn name_available(
+        &self,
+        ctx: &CallContext<'_>,
+        name: &str,
+    ) -> Result<bool, ProviderError> {
         check_name("name", name)?;
         let path = format!("/core/snapshots/name-availability/{}", urlencode(name));
-        let reply: NameReply = self.call(ctx, "name_availability", Method::GET, &path, &[], None).await?.json(KIND)?;
+        let reply: NameReply = self
+            .call(ctx, "name_availability", Method::GET, &path, &[], None)
+            .await?
+            .json(KIND)?;
         Ok(reply.available)
     }
 
-    async fn poll(&self, ctx: &CallContext<'_>, operation: &Operation) -> Result<Progress, ProviderError> {
-        let Some(native_id) = operation.snapshot_id.as_deref().and_then(|s| s.split_once(':')).map(|(_, n)| n) else {
+    async fn poll(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError> {
+        let Some(native_id) = operation
+            .snapshot_id
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .map(|(_, n)| n)
+        else {
             return Ok(Progress::succeeded());
         };
         match (operation.kind, self.get(ctx, native_id).await) {
             (OperationKind::Create, Ok(s)) => Ok(match s.status {
                 SnapshotStatus::Error => Progress::failed(ProviderError::Upstream {
                     status: None,
-                    message: format!("Hyperstack reports the snapshot as {}", s.vendor_status.unwrap_or_default()),
+                    message: format!(
+                        "Hyperstack reports the snapshot as {}",
+                        s.vendor_status.unwrap_or_default()
+                    ),
                 }),
-                status => Progress { state: state_of(status), ..Progress::running() },
+                status => Progress {
+                    state: state_of(status),
+                    ..Progress::running()
+                },
             }),
-            (OperationKind::Create, Err(ProviderError::NotFound)) => Ok(Progress::failed(ProviderError::NotFound)),
+            (OperationKind::Create, Err(ProviderError::NotFound)) => {
+                Ok(Progress::failed(ProviderError::NotFound))
+            }
             (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
             (_, Err(e)) => Err(e),
         }
@@ -255,7 +324,10 @@ fn done(result: Option<serde_json::Value>) -> Submitted {
         state: OperationState::Succeeded,
         snapshot: None,
         native_id: None,
-        vendor_ref: VendorRef { kind: VendorRefKind::None, id: None },
+        vendor_ref: VendorRef {
+            kind: VendorRefKind::None,
+            id: None,
+        },
         result,
         tracking: serde_json::Value::Null,
     }
@@ -270,7 +342,9 @@ fn state_of(status: SnapshotStatus) -> OperationState {
 }
 
 fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 // ---- wire types (private) ----
@@ -348,13 +422,18 @@ fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
         native_id: w.id.0,
         name: w.name,
         description: w.description.filter(|d| !d.is_empty()),
-        status: vendor_status.as_deref().map_or(SnapshotStatus::Unknown, map_status),
+        status: vendor_status
+            .as_deref()
+            .map_or(SnapshotStatus::Unknown, map_status),
         vendor_status,
         // `size` is 0 while creating: unknown, not empty.
         size_gb: w.size.filter(|s| *s > 0.0),
         created_at: w.created_at,
         expires_at: None,
-        source: w.vm_id.map(|id| Source { kind: SourceKind::Vm, id: id.0 }),
+        source: w.vm_id.map(|id| Source {
+            kind: SourceKind::Vm,
+            id: id.0,
+        }),
         region: w.region.or(w.region_id.map(|id| format!("region-{id}"))),
         vendor: Some(raw),
     })
@@ -367,7 +446,9 @@ fn map_status(s: &str) -> SnapshotStatus {
         "COMPLETE" | "SUCCESSFUL" | "SUCCESS" | "AVAILABLE" | "ACTIVE" => SnapshotStatus::Available,
         "DELETING" => SnapshotStatus::Deleting,
         "DELETED" => SnapshotStatus::Deleted,
-        _ if s.contains("CREAT") || s.contains("PENDING") || s.contains("SNAPSHOTTING") => SnapshotStatus::Creating,
+        _ if s.contains("CREAT") || s.contains("PENDING") || s.contains("SNAPSHOTTING") => {
+            SnapshotStatus::Creating
+        }
         _ if s.contains("ERROR") || s.contains("FAIL") => SnapshotStatus::Error,
         _ => SnapshotStatus::Unknown,
     }

@@ -54,7 +54,10 @@ pub enum ProviderError {
     RateLimited { retry_after: u64 },
     /// 5xx, unreadable body, reset connection.
     #[error("{message}")]
-    Upstream { status: Option<u16>, message: String },
+    Upstream {
+        status: Option<u16>,
+        message: String,
+    },
     #[error("the provider did not answer in time")]
     Timeout,
     /// The account's circuit breaker is open after repeated failures.
@@ -62,7 +65,10 @@ pub enum ProviderError {
     CircuitOpen { retry_after: u64 },
     /// The caller's input cannot be sent to this vendor.
     #[error("{message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// Hostinger keeps one snapshot per VM and one exists.
     #[error("{message}")]
     SnapshotExists { message: String },
@@ -207,8 +213,11 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         source_id: Option<&str>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError>;
 
-    async fn get(&self, ctx: &CallContext<'_>, native_id: &str)
-        -> Result<VendorSnapshot, ProviderError>;
+    async fn get(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError>;
 
     async fn create(
         &self,
@@ -225,8 +234,11 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         unsupported("rename")
     }
 
-    async fn delete(&self, ctx: &CallContext<'_>, native_id: &str)
-        -> Result<Submitted, ProviderError>;
+    async fn delete(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<Submitted, ProviderError>;
 
     async fn restore(
         &self,
@@ -429,7 +441,10 @@ mod tests {
 
     #[test]
     fn oktawave_needs_all_four_credentials_and_a_known_region() {
-        let r = Registry::new(&ProvidersConfig::default(), Upstream::new(Default::default()));
+        let r = Registry::new(
+            &ProvidersConfig::default(),
+            Upstream::new(Default::default()),
+        );
         let info = r.get(ProviderKind::Oktawave).info();
         let err = validate_credentials(
             info,
@@ -444,7 +459,10 @@ mod tests {
 
     #[test]
     fn unknown_credential_fields_are_named() {
-        let r = Registry::new(&ProvidersConfig::default(), Upstream::new(Default::default()));
+        let r = Registry::new(
+            &ProvidersConfig::default(),
+            Upstream::new(Default::default()),
+        );
         let info = r.get(ProviderKind::Hyperstack).info();
         let err = validate_credentials(
             info,

@@ -1,16 +1,47 @@
 //! Syminet: slice snapshots, lowercase `authorization: bearer`, bare 202 answers.
+//!
+//! Quirks: no get-by-id (search the paged `/images` list); a shorter item in the per-slice
+//! list; create, rename, delete and restore answer 202 with no body and no id, so progress is
+//! read from the lists; `created` is `YYYY-MM-DD HH:MM:SS.ffffff` in UTC; an empty list
+//! reports `page: 0, pages: 0`; `/images/snapshots/{ID}` takes a slice id for GET and
+//! create but a snapshot id for rename, delete and restore.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::{header::HeaderValue, Method};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, value::RawValue};
 
 use super::{
-    CallContext, CreateRequest, ProviderAdapter, ProviderError, ProviderInfo, Progress,
-    RestoreRequest, Submitted,
+    wire::{self, Id},
+    CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
+    RestoreRequest, Submitted, UpdateRequest,
 };
-use crate::{config::ProvidersConfig, domain::{Operation, VendorSnapshot}, upstream::Upstream};
-use crate::domain::{Capabilities, FieldSpec, ProviderKind};
+use crate::{
+    config::ProvidersConfig,
+    domain::{
+        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+    },
+    upstream::{Reply, Upstream},
+};
+
+const KIND: ProviderKind = ProviderKind::Syminet;
+/// Snapshot names: required by the vendor; no documented limit, so a generous sanity cap.
+const MAX_NAME: usize = 255;
+/// Safety stop for the `/images` page walk (page size is fixed by the vendor).
+const MAX_PAGES: u32 = 1000;
+/// Restore completion is not observable: an accepted restore is reported done after this.
+const RESTORE_SETTLE: Duration = Duration::from_secs(2);
+/// A create, rename or delete the lists never reflect is failed after this.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A created snapshot's `created` may precede our submit time by clock skew.
+const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 static INFO: ProviderInfo = ProviderInfo {
-    kind: ProviderKind::Syminet,
+    kind: KIND,
     display_name: "Syminet",
     source_kind: "slice",
     credential_fields: &[FieldSpec::required(
@@ -36,43 +67,834 @@ static INFO: ProviderInfo = ProviderInfo {
 
 /// The Syminet adapter.
 pub struct Syminet {
+    base_url: String,
     http: Upstream,
 }
 
 impl Syminet {
-    pub fn new(_config: &ProvidersConfig, http: Upstream) -> Self {
-        Self { http }
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
+        Self {
+            base_url: config.syminet.base_url.clone(),
+            http,
+        }
+    }
+
+    async fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Reply, ProviderError> {
+        // Exactly the documented form: lower-case `bearer`.
+        let mut auth =
+            HeaderValue::from_str(&format!("bearer {}", ctx.secret("token"))).map_err(|_| {
+                ProviderError::Invalid {
+                    field: "credentials.token",
+                    message:
+                        "the stored Syminet token contains characters no HTTP header can carry"
+                            .to_owned(),
+                }
+            })?;
+        auth.set_sensitive(true);
+        let mut rb = self
+            .http
+            .request(method, &wire::url(&self.base_url, path))
+            .header("authorization", auth);
+        if !query.is_empty() {
+            rb = rb.query(query);
+        }
+        if let Some(body) = body {
+            rb = rb.json(&body);
+        }
+        self.http
+            .send(KIND, operation, rb, wire::error_message)
+            .await
+    }
+
+    async fn page(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        page: u32,
+    ) -> Result<ListPage, ProviderError> {
+        self.call(
+            ctx,
+            operation,
+            Method::GET,
+            "/images",
+            &[("page", page.to_string())],
+            None,
+        )
+        .await?
+        .json(KIND)
+    }
+
+    /// Walks `/images` from page 1 to `pages`, handing each raw item to `visit` until it
+    /// answers `true` (found) or the pages run out.
+    async fn scan(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        mut visit: impl FnMut(Box<RawValue>) -> Result<bool, ProviderError> + Send,
+    ) -> Result<(), ProviderError> {
+        let mut page = 1;
+        loop {
+            let reply = self.page(ctx, operation, page).await?;
+            let empty = reply.data.is_empty();
+            for raw in reply.data {
+                if visit(raw)? {
+                    return Ok(());
+                }
+            }
+            // An empty list is `page: 0, pages: 0`.
+            if empty || page >= reply.pages {
+                return Ok(());
+            }
+            if page >= MAX_PAGES {
+                tracing::warn!(
+                    pages = reply.pages,
+                    "Syminet image list cut at {MAX_PAGES} pages"
+                );
+                return Ok(());
+            }
+            page += 1;
+        }
+    }
+
+    /// The item with this id, searched in the account-wide list (no get endpoint).
+    async fn find(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        id: &str,
+    ) -> Result<(WireImage, Box<RawValue>), ProviderError> {
+        let mut found = None;
+        self.scan(ctx, operation, |raw| {
+            let item = decode(&raw)?;
+            if item.id.0 == id {
+                found = Some((item, raw));
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await?;
+        found.ok_or(ProviderError::NotFound)
+    }
+
+    /// The per-slice list (unpaginated, shorter items).
+    async fn slice_items(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        slice: &str,
+    ) -> Result<Vec<(WireImage, Box<RawValue>)>, ProviderError> {
+        let path = format!("/images/snapshots/{slice}");
+        let reply: SliceList = self
+            .call(ctx, operation, Method::GET, &path, &[], None)
+            .await?
+            .json(KIND)?;
+        reply
+            .data
+            .into_iter()
+            .map(|raw| decode(&raw).map(|item| (item, raw)))
+            .collect()
     }
 }
 
-// TEMPORARY: replaced by the full adapter in this same change.
-const PENDING: ProviderError = ProviderError::Unsupported { operation: "pending adapter" };
+/// Syminet ids are integers: anything else cannot exist there.
+fn numeric(id: &str) -> Result<&str, ProviderError> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ProviderError::NotFound)
+    }
+}
+
+fn slice_id(field: &'static str, id: &str) -> Result<String, ProviderError> {
+    numeric(id)
+        .map(str::to_owned)
+        .map_err(|_| ProviderError::Invalid {
+            field,
+            message: format!("{field} must be a Syminet slice id (an integer)"),
+        })
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
+        return Err(ProviderError::Invalid {
+            field,
+            message: format!("{field} must be 1 to {MAX_NAME} characters for Syminet"),
+        });
+    }
+    Ok(())
+}
+
+fn no_description(description: Option<&str>) -> Result<(), ProviderError> {
+    if description.is_some_and(|d| !d.trim().is_empty()) {
+        return Err(ProviderError::Invalid {
+            field: "description",
+            message: "Syminet snapshots have no description".to_owned(),
+        });
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl ProviderAdapter for Syminet {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
     }
-    async fn verify(&self, _ctx: &CallContext<'_>) -> Result<(), ProviderError> {
-        let _ = &self.http;
-        Err(PENDING)
+
+    async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        self.page(ctx, "verify", 1).await.map(|_| ())
     }
-    async fn list(&self, _ctx: &CallContext<'_>, _source_id: Option<&str>) -> Result<Vec<VendorSnapshot>, ProviderError> {
-        Err(PENDING)
+
+    async fn list(
+        &self,
+        ctx: &CallContext<'_>,
+        source_id: Option<&str>,
+    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        if let Some(source) = source_id {
+            // A slice id that cannot exist has no snapshots.
+            let Ok(slice) = numeric(source) else {
+                return Ok(Vec::new());
+            };
+            return match self.slice_items(ctx, "list", slice).await {
+                Ok(items) => Ok(items
+                    .into_iter()
+                    .map(|(item, raw)| to_domain(item, raw, Some(slice)))
+                    .collect()),
+                Err(ProviderError::NotFound) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let mut out = Vec::new();
+        self.scan(ctx, "list", |raw| {
+            out.push(to_domain(decode(&raw)?, raw, None));
+            Ok(false)
+        })
+        .await?;
+        Ok(out)
     }
-    async fn get(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<VendorSnapshot, ProviderError> {
-        Err(PENDING)
+
+    async fn get(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        let (item, raw) = self.find(ctx, "get", numeric(native_id)?).await?;
+        Ok(to_domain(item, raw, None))
     }
-    async fn create(&self, _ctx: &CallContext<'_>, _request: &CreateRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn create(
+        &self,
+        ctx: &CallContext<'_>,
+        request: &CreateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let slice = slice_id("source_id", &request.source_id)?;
+        check_name("name", &request.name)?;
+        no_description(request.description.as_deref())?;
+        let path = format!("/images/snapshots/{slice}/create");
+        let body = json!({ "snapshot_name": request.name });
+        self.call(ctx, "create", Method::POST, &path, &[], Some(body))
+            .await?;
+        let tracking = CreateTracking {
+            slice_id: slice,
+            name: request.name.clone(),
+            submitted_at: Utc::now(),
+        };
+        Ok(accepted(None, json!(tracking), None))
     }
-    async fn delete(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn update(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &UpdateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let id = numeric(native_id)?;
+        no_description(request.description.as_deref())?;
+        let name = request
+            .name
+            .as_deref()
+            .ok_or_else(|| ProviderError::Invalid {
+                field: "name",
+                message: "Syminet can only rename a snapshot: name is required".to_owned(),
+            })?;
+        check_name("name", name)?;
+        let path = format!("/images/snapshots/{id}/rename");
+        let body = json!({ "snapshot_name": name });
+        self.call(ctx, "rename", Method::POST, &path, &[], Some(body))
+            .await?;
+        Ok(accepted(Some(id), json!({ "name": name }), None))
     }
-    async fn restore(&self, _ctx: &CallContext<'_>, _native_id: &str, _request: &RestoreRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn delete(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<Submitted, ProviderError> {
+        let id = numeric(native_id)?;
+        let path = format!("/images/snapshots/{id}/delete");
+        self.call(ctx, "delete", Method::DELETE, &path, &[], None)
+            .await?;
+        Ok(accepted(Some(id), serde_json::Value::Null, None))
     }
-    async fn poll(&self, _ctx: &CallContext<'_>, _operation: &Operation) -> Result<Progress, ProviderError> {
-        Err(PENDING)
+
+    async fn restore(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<Submitted, ProviderError> {
+        let id = numeric(native_id)?;
+        if request.new_name.is_some() {
+            return Err(ProviderError::Invalid {
+                field: "new_name",
+                message: "Syminet restores onto an existing slice; new_name is not accepted"
+                    .to_owned(),
+            });
+        }
+        let slice = match request.target_id.as_deref() {
+            Some(target) => slice_id("target_id", target)?,
+            None => source_slice(&self.find(ctx, "restore", id).await?.0)?,
+        };
+        let path = format!("/images/snapshots/{id}/restore/{slice}");
+        self.call(ctx, "restore", Method::POST, &path, &[], None)
+            .await?;
+        let result = json!({ "slice_id": slice });
+        Ok(accepted(Some(id), result.clone(), Some(result)))
+    }
+
+    async fn poll(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError> {
+        let now = Utc::now();
+        let native_id = operation
+            .snapshot_id
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .map(|(_, n)| n);
+        match operation.kind {
+            OperationKind::Create => {
+                let Ok(tracking) =
+                    serde_json::from_value::<CreateTracking>(operation.tracking.clone())
+                else {
+                    return Ok(Progress::failed(lost("create")));
+                };
+                // A slice that is gone lists nothing: the create then times out.
+                let items = match self.slice_items(ctx, "poll", &tracking.slice_id).await {
+                    Ok(items) => items,
+                    Err(ProviderError::NotFound) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                Ok(create_progress(
+                    &tracking,
+                    items.into_iter().map(|(item, _)| item),
+                    operation.created_at,
+                    now,
+                ))
+            }
+            OperationKind::Restore => Ok(restore_progress(operation.created_at, now)),
+            OperationKind::Rename | OperationKind::Delete => {
+                let Some(id) = native_id else {
+                    return Ok(Progress::failed(lost(operation.kind.as_str())));
+                };
+                let found = match self.find(ctx, "poll", id).await {
+                    Ok((item, _)) => Some(item),
+                    Err(ProviderError::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                let name = serde_json::from_value::<RenameTracking>(operation.tracking.clone())
+                    .map(|t| t.name)
+                    .unwrap_or_default();
+                Ok(list_progress(
+                    operation.kind,
+                    found.as_ref(),
+                    &name,
+                    operation.created_at,
+                    now,
+                ))
+            }
+            OperationKind::Image => Ok(Progress::failed(ProviderError::Unsupported {
+                operation: "image",
+            })),
+        }
+    }
+}
+
+/// A 202 with no body: the work is running and the lists will tell when it is done.
+fn accepted(
+    native_id: Option<&str>,
+    tracking: serde_json::Value,
+    result: Option<serde_json::Value>,
+) -> Submitted {
+    Submitted {
+        state: OperationState::Running,
+        snapshot: None,
+        native_id: native_id.map(str::to_owned),
+        vendor_ref: VendorRef {
+            kind: VendorRefKind::List,
+            id: None,
+        },
+        result,
+        tracking,
+    }
+}
+
+/// The slice a snapshot was taken of, as the restore target when none was given.
+fn source_slice(item: &WireImage) -> Result<String, ProviderError> {
+    let deleted = item.vm_deleted.as_deref().is_some_and(truthy);
+    match &item.vm_id {
+        Some(slice) if !deleted => Ok(slice.0.clone()),
+        Some(slice) => Err(ProviderError::Invalid {
+            field: "target_id",
+            message: format!("the snapshot's slice {slice} was deleted; send target_id"),
+        }),
+        None => Err(ProviderError::Invalid {
+            field: "target_id",
+            message: "Syminet does not name this snapshot's slice; send target_id".to_owned(),
+        }),
+    }
+}
+
+fn lost(kind: &str) -> ProviderError {
+    ProviderError::Upstream {
+        status: None,
+        message: format!("the Syminet {kind} operation has no tracking data to follow"),
+    }
+}
+
+fn timed_out(created_at: DateTime<Utc>, now: DateTime<Utc>, limit: Duration) -> bool {
+    now.signed_duration_since(created_at)
+        .to_std()
+        .is_ok_and(|elapsed| elapsed >= limit)
+}
+
+/// A create is done when the slice lists a snapshot of that name, taken after the submit,
+/// that is no longer in progress.
+fn create_progress(
+    tracking: &CreateTracking,
+    items: impl Iterator<Item = WireImage>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Progress {
+    let not_before = tracking.submitted_at - CLOCK_SKEW;
+    let newest = items
+        .filter(|i| i.name.as_deref() == Some(tracking.name.as_str()))
+        .filter(|i| i.created.is_none_or(|c| c >= not_before))
+        .max_by_key(|i| (i.created, i.id.0.parse::<u64>().unwrap_or_default()));
+    match newest {
+        Some(item) if !item.in_progress.as_deref().is_some_and(truthy) => Progress {
+            native_id: Some(item.id.0),
+            ..Progress::succeeded()
+        },
+        Some(item) => Progress {
+            native_id: Some(item.id.0),
+            ..Progress::running()
+        },
+        None if timed_out(created_at, now, LIST_TIMEOUT) => {
+            Progress::failed(ProviderError::Upstream {
+                status: None,
+                message: format!(
+                    "Syminet never listed snapshot `{}` on slice {}",
+                    tracking.name, tracking.slice_id
+                ),
+            })
+        }
+        None => Progress::running(),
+    }
+}
+
+/// Restore completion is not observable: done once the settle time has passed.
+fn restore_progress(created_at: DateTime<Utc>, now: DateTime<Utc>) -> Progress {
+    if timed_out(created_at, now, RESTORE_SETTLE) {
+        Progress::succeeded()
+    } else {
+        Progress::running()
+    }
+}
+
+/// A delete is done when the snapshot is gone; a rename when it carries the new name.
+fn list_progress(
+    kind: OperationKind,
+    found: Option<&WireImage>,
+    new_name: &str,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Progress {
+    let done = match (kind, found) {
+        (OperationKind::Delete, None) => true,
+        (OperationKind::Rename, None) => return Progress::failed(ProviderError::NotFound),
+        (OperationKind::Rename, Some(item)) => item.name.as_deref() == Some(new_name),
+        _ => false,
+    };
+    if done {
+        Progress::succeeded()
+    } else if timed_out(created_at, now, LIST_TIMEOUT) {
+        Progress::failed(ProviderError::Upstream {
+            status: None,
+            message: format!(
+                "Syminet did not reflect the {} within {} minutes",
+                kind.as_str(),
+                LIST_TIMEOUT.as_secs() / 60
+            ),
+        })
+    } else {
+        Progress::running()
+    }
+}
+
+// ---- wire types (private) ----
+
+#[derive(Deserialize)]
+struct ListPage {
+    #[serde(default)]
+    data: Vec<Box<RawValue>>,
+    #[serde(default)]
+    pages: u32,
+}
+
+#[derive(Deserialize)]
+struct SliceList {
+    #[serde(default)]
+    data: Vec<Box<RawValue>>,
+}
+
+/// A list item: the `/images` item, or the shorter per-slice one (only `id`, `name`,
+/// `created` then).
+#[derive(Deserialize)]
+struct WireImage {
+    id: Id,
+    name: Option<String>,
+    #[serde(default, deserialize_with = "wire::time")]
+    created: Option<DateTime<Utc>>,
+    #[serde(default)]
+    in_progress: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "wire::lenient_f64")]
+    snapshot_size: Option<f64>,
+    region: Option<String>,
+    vm_id: Option<Id>,
+    #[serde(default)]
+    vm_deleted: Option<Box<RawValue>>,
+}
+
+/// What a create's `Submitted.tracking` holds.
+#[derive(Deserialize, Serialize)]
+struct CreateTracking {
+    slice_id: String,
+    name: String,
+    submitted_at: DateTime<Utc>,
+}
+
+/// What a rename's `Submitted.tracking` holds.
+#[derive(Deserialize)]
+struct RenameTracking {
+    name: String,
+}
+
+// ---- conversions ----
+
+fn decode(raw: &RawValue) -> Result<WireImage, ProviderError> {
+    serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
+        status: None,
+        message: format!("Syminet sent a snapshot snapgate could not read ({e})"),
+    })
+}
+
+/// `slice` names the source when the item came from that slice's list (which omits `vm_id`).
+fn to_domain(w: WireImage, raw: Box<RawValue>, slice: Option<&str>) -> VendorSnapshot {
+    let in_progress = w.in_progress.filter(|p| truthy(p));
+    VendorSnapshot {
+        native_id: w.id.0,
+        name: w.name,
+        description: None,
+        status: if in_progress.is_some() {
+            SnapshotStatus::Creating
+        } else {
+            SnapshotStatus::Available
+        },
+        vendor_status: in_progress.map(|p| format!("in_progress:{}", p.get())),
+        // Only `/images` has `snapshot_size`; the per-slice `backup_full_size` is not known to
+        // be the same quantity, so it is left in the raw object.
+        size_gb: w.snapshot_size,
+        created_at: w.created,
+        expires_at: None,
+        source: w
+            .vm_id
+            .map(|id| id.0)
+            .or(slice.map(str::to_owned))
+            .map(|id| Source {
+                kind: SourceKind::Slice,
+                id,
+            }),
+        region: w.region.filter(|r| !r.is_empty()),
+        vendor: Some(raw),
+    }
+}
+
+/// Whether a loosely typed flag (`in_progress`, `vm_deleted`) is set: JSON truthiness, with
+/// `null`, `false`, `0`, `""`, `[]` and `{}` unset.
+fn truthy(raw: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Number(f64),
+        Text(String),
+        List(Vec<serde::de::IgnoredAny>),
+        Object(std::collections::BTreeMap<String, serde::de::IgnoredAny>),
+    }
+    match serde_json::from_str::<Option<Flag>>(raw.get()) {
+        Ok(None) => false,
+        Ok(Some(Flag::Bool(b))) => b,
+        Ok(Some(Flag::Number(n))) => n != 0.0,
+        Ok(Some(Flag::Text(s))) => !s.trim().is_empty(),
+        Ok(Some(Flag::List(l))) => !l.is_empty(),
+        Ok(Some(Flag::Object(o))) => !o.is_empty(),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"{"data": [
+        {"created": "2025-03-11 09:15:42.118204", "datacenter_id": 6, "duration": "51s",
+         "id": 15340, "in_progress": null, "legacy": null, "name": "web1-before-upgrade",
+         "perms": "rw", "progress": null, "region": "SFO1", "snapshot_size": 18,
+         "vm_datacenter_id": 6, "vm_deleted": null, "vm_id": 3911, "vm_perms": "rw",
+         "vm_user_id": 1502, "vmname": "web1.example.com"},
+        {"created": "2025-03-14 22:00:07.540912", "datacenter_id": 6, "duration": "04s",
+         "id": 15377, "in_progress": null, "legacy": null, "name": "db1-1741989600",
+         "perms": "ro", "progress": null, "region": "SFO1", "snapshot_size": 2,
+         "vm_datacenter_id": 6, "vm_deleted": null, "vm_id": 3920, "vm_perms": "rw",
+         "vm_user_id": 1502, "vmname": "db1"}
+    ], "page": 1, "pages": 1, "results": 2}"#;
+
+    const SLICE_LIST: &str = r#"{"data": [
+        {"backup_full_size": 50, "created": "2024-11-14 06:55:36.925397", "duration": "43s",
+         "id": 14901, "name": "11test1-173049603"},
+        {"backup_full_size": 50, "created": "2025-02-06 17:19:36.925397", "duration": "47s",
+         "id": 13680, "name": "11testing-1724973454"}
+    ]}"#;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    fn item(json: &str) -> WireImage {
+        decode(&raw(json)).unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        wire::parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn list_all_items_map_every_documented_field() {
+        let page: ListPage = serde_json::from_str(LIST).unwrap();
+        assert_eq!(page.pages, 1);
+        let r = page.data.into_iter().next().unwrap();
+        let s = to_domain(decode(&r).unwrap(), r, None);
+        assert_eq!(s.native_id, "15340");
+        assert_eq!(s.name.as_deref(), Some("web1-before-upgrade"));
+        assert_eq!(s.status, SnapshotStatus::Available);
+        assert_eq!(s.vendor_status, None);
+        assert_eq!(s.size_gb, Some(18.0));
+        assert_eq!(
+            s.created_at.unwrap().to_rfc3339(),
+            "2025-03-11T09:15:42.118204+00:00"
+        );
+        assert_eq!(
+            s.source,
+            Some(Source {
+                kind: SourceKind::Slice,
+                id: "3911".to_owned()
+            })
+        );
+        assert_eq!(s.region.as_deref(), Some("SFO1"));
+        assert!(s.vendor.unwrap().get().contains("web1.example.com"));
+    }
+
+    #[test]
+    fn the_empty_list_reports_page_zero() {
+        let page: ListPage =
+            serde_json::from_str(r#"{"data":[],"page":0,"pages":0,"results":0}"#).unwrap();
+        assert!(page.data.is_empty());
+        assert_eq!(page.pages, 0);
+    }
+
+    #[test]
+    fn per_slice_items_take_their_source_from_the_slice() {
+        let list: SliceList = serde_json::from_str(SLICE_LIST).unwrap();
+        let r = list.data.into_iter().next().unwrap();
+        let s = to_domain(decode(&r).unwrap(), r, Some("3911"));
+        assert_eq!(s.native_id, "14901");
+        assert_eq!(s.status, SnapshotStatus::Available);
+        assert_eq!(s.size_gb, None);
+        assert_eq!(s.region, None);
+        assert_eq!(s.source.unwrap().id, "3911");
+        assert_eq!(
+            s.created_at.unwrap().to_rfc3339(),
+            "2024-11-14T06:55:36.925397+00:00"
+        );
+    }
+
+    #[test]
+    fn an_item_in_progress_is_creating() {
+        for flag in ["true", "1", "\"2025-03-11 09:15:42\"", "{\"pct\": 40}"] {
+            let json = format!(
+                r#"{{"id": 1, "name": "a", "created": "2025-03-11 09:15:42.1", "in_progress": {flag}}}"#
+            );
+            let r = raw(&json);
+            let s = to_domain(decode(&r).unwrap(), r, None);
+            assert_eq!(s.status, SnapshotStatus::Creating, "{flag}");
+            assert_eq!(s.vendor_status, Some(format!("in_progress:{flag}")));
+        }
+        for flag in ["null", "false", "0", "\"\"", "[]", "{}"] {
+            let json = format!(r#"{{"id": 1, "name": "a", "in_progress": {flag}}}"#);
+            let r = raw(&json);
+            assert_eq!(
+                to_domain(decode(&r).unwrap(), r, None).status,
+                SnapshotStatus::Available,
+                "{flag}"
+            );
+        }
+    }
+
+    fn tracking() -> CreateTracking {
+        CreateTracking {
+            slice_id: "3911".to_owned(),
+            name: "web1-before-upgrade".to_owned(),
+            submitted_at: at("2025-03-11T09:15:00Z"),
+        }
+    }
+
+    #[test]
+    fn a_create_resolves_to_the_listed_snapshot_of_that_name() {
+        let t = tracking();
+        let now = at("2025-03-11T09:16:00Z");
+        let done = item(
+            r#"{"id": 15340, "name": "web1-before-upgrade", "created": "2025-03-11 09:15:42.118204"}"#,
+        );
+        let p = create_progress(&t, [done].into_iter(), t.submitted_at, now);
+        assert_eq!(
+            (p.state, p.native_id.as_deref()),
+            (OperationState::Succeeded, Some("15340"))
+        );
+
+        let busy = item(
+            r#"{"id": 15340, "name": "web1-before-upgrade", "created": "2025-03-11 09:15:42", "in_progress": true}"#,
+        );
+        let p = create_progress(&t, [busy].into_iter(), t.submitted_at, now);
+        assert_eq!(p.state, OperationState::Running);
+
+        // An older snapshot of the same name is not the one being created.
+        let old = item(
+            r#"{"id": 100, "name": "web1-before-upgrade", "created": "2025-01-01 00:00:00.0"}"#,
+        );
+        let p = create_progress(&t, [old].into_iter(), t.submitted_at, now);
+        assert_eq!((p.state, p.native_id), (OperationState::Running, None));
+    }
+
+    #[test]
+    fn a_create_never_listed_fails_after_the_timeout() {
+        let t = tracking();
+        let p = create_progress(
+            &t,
+            std::iter::empty(),
+            t.submitted_at,
+            at("2025-03-11T09:44:00Z"),
+        );
+        assert_eq!(p.state, OperationState::Running);
+        let p = create_progress(
+            &t,
+            std::iter::empty(),
+            t.submitted_at,
+            at("2025-03-11T09:46:00Z"),
+        );
+        assert_eq!(p.state, OperationState::Failed);
+    }
+
+    #[test]
+    fn a_restore_settles_after_the_settle_time() {
+        let start = at("2025-03-11T09:15:00Z");
+        assert_eq!(
+            restore_progress(start, start).state,
+            OperationState::Running
+        );
+        assert_eq!(
+            restore_progress(start, at("2025-03-11T09:15:03Z")).state,
+            OperationState::Succeeded
+        );
+    }
+
+    #[test]
+    fn deletes_finish_when_unlisted_and_renames_when_renamed() {
+        let start = at("2025-03-11T09:15:00Z");
+        let now = at("2025-03-11T09:15:10Z");
+        let s = item(r#"{"id": 15340, "name": "web1-pre-php83"}"#);
+        assert_eq!(
+            list_progress(OperationKind::Delete, None, "", start, now).state,
+            OperationState::Succeeded
+        );
+        assert_eq!(
+            list_progress(OperationKind::Delete, Some(&s), "", start, now).state,
+            OperationState::Running
+        );
+        assert_eq!(
+            list_progress(
+                OperationKind::Rename,
+                Some(&s),
+                "web1-pre-php83",
+                start,
+                now
+            )
+            .state,
+            OperationState::Succeeded
+        );
+        assert_eq!(
+            list_progress(OperationKind::Rename, Some(&s), "other", start, now).state,
+            OperationState::Running
+        );
+        assert_eq!(
+            list_progress(OperationKind::Rename, None, "x", start, now).state,
+            OperationState::Failed
+        );
+        let late = at("2025-03-11T10:00:00Z");
+        assert_eq!(
+            list_progress(OperationKind::Delete, Some(&s), "", start, late).state,
+            OperationState::Failed
+        );
+    }
+
+    #[test]
+    fn restoring_a_snapshot_of_a_deleted_slice_needs_a_target() {
+        let gone =
+            item(r#"{"id": 1, "name": "a", "vm_id": 3911, "vm_deleted": "2025-03-01 00:00:00"}"#);
+        assert!(matches!(
+            source_slice(&gone),
+            Err(ProviderError::Invalid {
+                field: "target_id",
+                ..
+            })
+        ));
+        let alive = item(r#"{"id": 1, "name": "a", "vm_id": 3911, "vm_deleted": null}"#);
+        assert_eq!(source_slice(&alive).unwrap(), "3911");
+        let unnamed = item(r#"{"id": 1, "name": "a"}"#);
+        assert!(matches!(
+            source_slice(&unnamed),
+            Err(ProviderError::Invalid {
+                field: "target_id",
+                ..
+            })
+        ));
     }
 }

@@ -21,7 +21,9 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 
 /// Deserializes an optional timestamp leniently: absent, null, empty, zero time → `None`.
 pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.as_deref().and_then(parse_time))
+    Ok(Option::<String>::deserialize(d)?
+        .as_deref()
+        .and_then(parse_time))
 }
 
 /// An id or number that a vendor sends as a JSON number or a string.
@@ -95,7 +97,11 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 
 /// Joins a base URL and a path without doubling or dropping the slash.
 pub fn url(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -105,8 +111,19 @@ mod tests {
     #[test]
     fn every_documented_timestamp_form_parses_as_utc() {
         let want = "2024-11-04T10:48:13Z";
-        for s in ["2024-11-04T10:48:13", "2024-11-04T10:48:13Z", "2024-11-04T11:48:13+01:00", "2024-11-04 10:48:13.000000"] {
-            assert_eq!(parse_time(s).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), want, "{s}");
+        for s in [
+            "2024-11-04T10:48:13",
+            "2024-11-04T10:48:13Z",
+            "2024-11-04T11:48:13+01:00",
+            "2024-11-04 10:48:13.000000",
+        ] {
+            assert_eq!(
+                parse_time(s)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                want,
+                "{s}"
+            );
         }
         assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
         assert_eq!(parse_time(""), None);
@@ -114,8 +131,14 @@ mod tests {
 
     #[test]
     fn error_messages_are_read_from_every_vendor_shape() {
-        assert_eq!(error_message(br#"{"status":false,"message":"bad","error_reason":"x"}"#).unwrap(), "bad");
-        assert_eq!(error_message(br#"{"error":"missing slice name"}"#).unwrap(), "missing slice name");
+        assert_eq!(
+            error_message(br#"{"status":false,"message":"bad","error_reason":"x"}"#).unwrap(),
+            "bad"
+        );
+        assert_eq!(
+            error_message(br#"{"error":"missing slice name"}"#).unwrap(),
+            "missing slice name"
+        );
         assert_eq!(error_message(br#"{"Message":"denied"}"#).unwrap(), "denied");
         assert_eq!(error_message(b"<html>oops</html>"), None);
     }

@@ -9,7 +9,8 @@ use super::{
 };
 use crate::domain::Operation;
 
-const COLUMNS: &str = "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
+const COLUMNS: &str =
+    "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
     error, created_at, updated_at, finished_at";
 
 fn enum_text<T: serde::Serialize>(v: &T) -> String {
@@ -75,12 +76,18 @@ pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     Ok(())
 }
 
-pub async fn get(pool: &SqlitePool, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM operations WHERE tenant = ? AND id = ?"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+pub async fn get(
+    pool: &SqlitePool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Operation>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM operations WHERE tenant = ? AND id = ?"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -153,11 +160,13 @@ pub async fn begin_idempotent(
     if inserted == 1 {
         return Ok(IdempotencyBegin::Started);
     }
-    let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency WHERE tenant = ? AND key = ?")
-        .bind(tenant)
-        .bind(key)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT fingerprint, status, body FROM idempotency WHERE tenant = ? AND key = ?",
+    )
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
     let Some(row) = row else {
         // Abandoned between our insert and select: treat as in flight; the caller retries.
         return Ok(IdempotencyBegin::InFlight);
@@ -194,7 +203,11 @@ pub async fn finish_idempotent(
     Ok(())
 }
 
-pub async fn abandon_idempotent(pool: &SqlitePool, tenant: &str, key: &str) -> Result<(), StoreError> {
+pub async fn abandon_idempotent(
+    pool: &SqlitePool,
+    tenant: &str,
+    key: &str,
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM idempotency WHERE tenant = ? AND key = ? AND status IS NULL")
         .bind(tenant)
         .bind(key)

@@ -174,7 +174,10 @@ mod tests {
         assert!(matches!(g.admit(), Admission::Rejected(_)));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(g.admit(), Admission::Probe);
-        assert!(matches!(g.admit(), Admission::Rejected(_)), "one probe at a time");
+        assert!(
+            matches!(g.admit(), Admission::Rejected(_)),
+            "one probe at a time"
+        );
         g.success();
         assert_eq!(g.admit(), Admission::Allowed);
     }

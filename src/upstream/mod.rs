@@ -173,7 +173,10 @@ impl Upstream {
             attempt += 1;
             let started = Instant::now();
             let Some(this_try) = request.try_clone() else {
-                return Err(ProviderError::Upstream { status: None, message: "request body cannot be resent".into() });
+                return Err(ProviderError::Upstream {
+                    status: None,
+                    message: "request body cannot be resent".into(),
+                });
             };
             let result = self.attempt(vendor, this_try, message).await;
             let ms = started.elapsed().as_millis() as u64;
@@ -182,8 +185,12 @@ impl Upstream {
                 Err(ProviderError::Timeout) | Err(ProviderError::Upstream { .. })
             );
             match &result {
-                Ok(reply) => tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call"),
-                Err(e) => tracing::info!(%vendor, operation, attempt, error = %e, ms, "upstream call failed"),
+                Ok(reply) => {
+                    tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
+                }
+                Err(e) => {
+                    tracing::info!(%vendor, operation, attempt, error = %e, ms, "upstream call failed")
+                }
             }
             if !unwell {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
@@ -210,11 +217,19 @@ impl Upstream {
         request: reqwest::Request,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
-        let mut response = self.client.execute(request).await.map_err(|e| transport_error(vendor, &e))?;
+        let mut response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| transport_error(vendor, &e))?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(vendor, &e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(vendor, &e))?
+        {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(ProviderError::Upstream {
                     status: Some(status.as_u16()),

@@ -11,6 +11,7 @@ mod errors;
 mod helpers;
 mod listing;
 mod openapi;
+mod simulator;
 mod snapshots;
 mod wire_hostinger;
 mod wire_hyperstack;
