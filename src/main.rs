@@ -1,6 +1,6 @@
 //! The `snapgate` command line: parses arguments and calls into the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use snapgate::{app::shutdown_signal, auth, Application, Config};
@@ -37,6 +37,21 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the five simulated vendor APIs on one port.
+    Simulate {
+        /// Address to listen on (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+    },
+    /// Gateway + simulator + one seeded account per provider: the newcomer's command.
+    Demo {
+        /// Gateway address (port 0 picks one; the printed URL is the real one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the demo keeps its key, secret and database.
+        #[arg(long, default_value = snapgate::demo::DATA_DIR)]
+        data_dir: PathBuf,
+    },
 }
 
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
@@ -53,6 +68,18 @@ async fn main() -> ExitCode {
             scopes,
             ttl,
         } => token(cli.config, &tenant, scopes, ttl),
+        Command::Simulate { listen } => {
+            snapgate::telemetry::init("warn");
+            snapgate::demo::simulate(listen)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::Demo { listen, data_dir } => {
+            snapgate::telemetry::init("warn,snapgate=info");
+            snapgate::demo::run(listen, &data_dir)
+                .await
+                .map_err(|e| e.to_string())
+        }
         Command::Openapi => {
             print!("{}", snapgate::api::openapi::document_json());
             Ok(())
@@ -86,7 +113,14 @@ fn token(
     scopes: Vec<String>,
     ttl: u64,
 ) -> Result<(), String> {
-    let config = load_config(config_path.as_deref())?;
+    let mut config = load_config(config_path.as_deref())?;
+    if config.auth.hs256_secret.is_none() {
+        // Run where `snapgate demo` ran: mint tokens that demo accepts.
+        let dir = std::path::Path::new(snapgate::demo::DATA_DIR);
+        if let Some(secrets) = snapgate::demo::load_secrets(dir).map_err(|e| e.to_string())? {
+            config.auth.hs256_secret = Some(secrets.hs256_secret.into());
+        }
+    }
     let scopes = if scopes.is_empty() {
         auth::all_scopes()
     } else {

@@ -1,0 +1,192 @@
+//! `snapgate demo`: one command gives a working gateway with five seeded accounts.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the demo in `dir` on port 0 and returns its `export` lines as (name, value).
+fn start_demo(dir: &std::path::Path) -> (Demo, Vec<(String, String)>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("SNAPGATE_AUTH__HS256_SECRET")
+        .env_remove("SNAPGATE_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let demo = Demo(child);
+    let mut exports = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            exports.push((k.to_owned(), v.to_owned()));
+        }
+        if line.starts_with("export SNAPGATE_DEMO_SYMINET_SOURCES=") || Instant::now() > deadline {
+            break;
+        }
+    }
+    (demo, exports)
+}
+
+fn get(exports: &[(String, String)], name: &str) -> String {
+    exports
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("{name} not printed"))
+}
+
+#[tokio::test]
+async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, exports) = start_demo(dir.path());
+    let url = get(&exports, "SNAPGATE_URL");
+    let token = get(&exports, "SNAPGATE_TOKEN");
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"));
+    let client = reqwest::Client::new();
+    let providers: Value = client
+        .get(format!("{url}/v1/providers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(providers["items"].as_array().unwrap().len(), 5);
+    for p in ["HYPERSTACK", "KOYEB", "OKTAWAVE", "HOSTINGER", "SYMINET"] {
+        assert_eq!(
+            get(&exports, &format!("SNAPGATE_DEMO_{p}_ACCOUNT")),
+            format!("demo-{}", p.to_lowercase())
+        );
+        assert!(
+            get(&exports, &format!("SNAPGATE_DEMO_{p}_SOURCES"))
+                .split(',')
+                .count()
+                >= 3
+        );
+    }
+    let accounts: Value = client
+        .get(format!("{url}/v1/accounts"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts["items"].as_array().unwrap().len(), 5);
+    let page: Value = client
+        .get(format!("{url}/v1/snapshots"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        page["items"].as_array().unwrap().len() >= 5,
+        "the first list is not empty: {page}"
+    );
+
+    // `snapgate token` from the same directory mints tokens the running demo accepts.
+    let out = Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["token", "--tenant", "other"])
+        .current_dir(dir.path())
+        .env_remove("SNAPGATE_AUTH__HS256_SECRET")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let other = String::from_utf8(out.stdout).unwrap();
+    let resp = client
+        .get(format!("{url}/v1/accounts"))
+        .bearer_auth(other.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["items"],
+        serde_json::json!([])
+    );
+    drop(demo);
+
+    // A second run reuses the data directory: same accounts, not duplicated.
+    let (_demo, exports) = start_demo(dir.path());
+    let url = get(&exports, "SNAPGATE_URL");
+    let token = get(&exports, "SNAPGATE_TOKEN");
+    let accounts: Value = client
+        .get(format!("{url}/v1/accounts"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts["items"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn simulate_prints_one_url_per_vendor_then_the_credentials() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["simulate", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Demo(child);
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take(14)
+        .collect();
+    drop(guard);
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("export "))
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "SIMULATOR_HYPERSTACK_URL",
+            "SIMULATOR_KOYEB_URL",
+            "SIMULATOR_OKTAWAVE_URL",
+            "SIMULATOR_HOSTINGER_URL",
+            "SIMULATOR_SYMINET_URL"
+        ]
+    );
+    for name in [
+        "SIMULATOR_HYPERSTACK_API_KEY",
+        "SIMULATOR_KOYEB_TOKEN",
+        "SIMULATOR_OKTAWAVE_CLIENT_ID",
+        "SIMULATOR_OKTAWAVE_CLIENT_SECRET",
+        "SIMULATOR_OKTAWAVE_USERNAME",
+        "SIMULATOR_OKTAWAVE_PASSWORD",
+        "SIMULATOR_HOSTINGER_TOKEN",
+        "SIMULATOR_SYMINET_TOKEN",
+        "SIMULATOR_OKTAWAVE_TOKEN_URL",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {lines:?}");
+    }
+    assert!(!lines[0].contains(":0/"), "the real port is printed");
+}
