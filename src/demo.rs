@@ -219,9 +219,8 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     out += "  curl -s -X POST \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";
     out += "       -H 'Content-Type: application/json' \\\n";
     out += "       -d \"{\\\"account\\\":\\\"$SNAPGATE_DEMO_KOYEB_ACCOUNT\\\",\\\"source_id\\\":\\\"${SNAPGATE_DEMO_KOYEB_SOURCES%%,*}\\\",\\\"name\\\":\\\"first\\\"}\"\n";
-    out += &format!(
-        "  snapgate token --tenant other      # from this directory: a second tenant's token\n"
-    );
+    out += "  snapgate token --tenant other      # from this directory: a second tenant's token
+";
     print!("{out}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
