@@ -10,6 +10,7 @@ mod auth;
 mod demo;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod listing;
 mod openapi;
 mod simulator;

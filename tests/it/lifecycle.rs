@@ -1,0 +1,219 @@
+//! One lifecycle contract, run against every provider through the simulator:
+//! create → succeeded → available → rename → restore → delete → gone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use snapgate::simulator::{self, RunningSimulator, SimulatorConfig, Vendor};
+
+use crate::helpers::*;
+
+pub struct SimApp {
+    pub app: TestApp,
+    pub sim: RunningSimulator,
+    pub token: String,
+}
+
+/// A simulator (fast async progress) and a gateway pointed at it, with one account per vendor
+/// named after the vendor.
+pub async fn spawn_with_simulator(delay: Duration) -> SimApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::start(
+        listener,
+        SimulatorConfig {
+            async_delay: delay,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let app = spawn_app_with(|c| snapgate::demo::point_at_simulator(c, &sim)).await;
+    let token = token("acme", ALL_SCOPES);
+    for vendor in Vendor::ALL {
+        let credentials: serde_json::Map<String, Value> = sim
+            .credentials(vendor)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::String(v)))
+            .collect();
+        let settings = if vendor == Vendor::Oktawave {
+            json!({"region": "pl1"})
+        } else {
+            json!({})
+        };
+        let body = json!({"id": vendor.as_str(), "provider": vendor.as_str(), "credentials": credentials, "settings": settings});
+        assert_eq!(app.post("/v1/accounts", &token, &body).await.status(), 201);
+    }
+    SimApp { app, sim, token }
+}
+
+/// Polls an operation until it is terminal; returns it.
+pub async fn settle(app: &TestApp, t: &str, op: &Value) -> Value {
+    let id = op["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let op: Value = app
+            .get(&format!("/v1/operations/{id}"), t)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if op["state"] == "succeeded" || op["state"] == "failed" {
+            return op;
+        }
+        assert!(Instant::now() < deadline, "operation never finished: {op}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn accepted(resp: reqwest::Response, what: &str) -> Value {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 202, "{what}: {body}");
+    body
+}
+
+async fn lifecycle(s: &SimApp, vendor: Vendor) {
+    let (app, t) = (&s.app, s.token.as_str());
+    let account = vendor.as_str();
+    let source = s.sim.sources(vendor)[0].clone();
+    let name = format!("contract-{account}");
+
+    // Create.
+    let mut body = json!({"account": account, "source_id": source, "name": name, "description": "contract run"});
+    if vendor == Vendor::Hostinger {
+        body["replace_existing"] = json!(true);
+    }
+    if vendor == Vendor::Koyeb
+        || vendor == Vendor::Hyperstack
+        || vendor == Vendor::Hostinger
+        || vendor == Vendor::Syminet
+    {
+        body.as_object_mut().unwrap().remove("description");
+    }
+    let created = accepted(app.post("/v1/snapshots", t, &body).await, "create").await;
+    let op = settle(app, t, &created["operation"]).await;
+    assert_eq!(op["state"], "succeeded", "{vendor:?} create: {op}");
+    let id = op["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{vendor:?}: create resolved no snapshot id: {op}"))
+        .to_owned();
+    assert!(id.starts_with(&format!("{account}:")));
+
+    // Get shows it available.
+    let snap: Value = app
+        .get(&format!("/v1/snapshots/{id}"), t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(snap["status"], "available", "{vendor:?}: {snap}");
+    assert_eq!(snap["source"]["id"], source.as_str(), "{vendor:?}: {snap}");
+
+    // Rename where supported; 501 elsewhere.
+    let renamed = format!("{name}-renamed");
+    let resp = app
+        .patch(&format!("/v1/snapshots/{id}"), t, &json!({"name": renamed}))
+        .await;
+    if matches!(vendor, Vendor::Koyeb | Vendor::Oktawave | Vendor::Syminet) {
+        let op = settle(app, t, &accepted(resp, "rename").await["operation"]).await;
+        assert_eq!(op["state"], "succeeded", "{vendor:?} rename: {op}");
+        let snap: Value = app
+            .get(&format!("/v1/snapshots/{id}"), t)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(snap["name"], renamed.as_str(), "{vendor:?}: {snap}");
+    } else {
+        assert_problem(resp, 501, "unsupported_operation").await;
+    }
+
+    // Restore.
+    let restore = match vendor {
+        Vendor::Hyperstack => json!({"new_name": format!("restored-{account}")}),
+        Vendor::Koyeb => json!({"new_name": format!("restored-{account}")}),
+        _ => json!({}),
+    };
+    let restored = accepted(
+        app.post(&format!("/v1/snapshots/{id}/restore"), t, &restore)
+            .await,
+        "restore",
+    )
+    .await;
+    let op = settle(app, t, &restored["operation"]).await;
+    assert_eq!(op["state"], "succeeded", "{vendor:?} restore: {op}");
+    match vendor {
+        Vendor::Hyperstack => assert!(op["result"]["vm_id"].is_string(), "{op}"),
+        Vendor::Koyeb => assert!(op["result"]["volume_id"].is_string(), "{op}"),
+        _ => {}
+    }
+
+    // Image: Hyperstack only.
+    let resp = app
+        .post(
+            &format!("/v1/snapshots/{id}/image"),
+            t,
+            &json!({"name": format!("img-{account}")}),
+        )
+        .await;
+    if vendor == Vendor::Hyperstack {
+        accepted(resp, "image").await;
+    } else {
+        let p = assert_problem(resp, 501, "unsupported_operation").await;
+        assert_eq!(p["supported_by"], json!(["hyperstack"]));
+    }
+
+    // Delete; then the snapshot is gone (404) or reported deleted.
+    let deleted = accepted(
+        app.delete(&format!("/v1/snapshots/{id}"), t).await,
+        "delete",
+    )
+    .await;
+    let op = settle(app, t, &deleted["operation"]).await;
+    assert_eq!(op["state"], "succeeded", "{vendor:?} delete: {op}");
+    let resp = app.get(&format!("/v1/snapshots/{id}"), t).await;
+    if resp.status() == 200 {
+        let snap: Value = resp.json().await.unwrap();
+        assert_eq!(snap["status"], "deleted", "{vendor:?}: {snap}");
+    } else {
+        assert_problem(resp, 404, "snapshot_not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn every_provider_passes_the_snapshot_lifecycle_contract() {
+    let s = spawn_with_simulator(Duration::from_millis(300)).await;
+    let runs = Vendor::ALL.map(|v| lifecycle(&s, v));
+    futures::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn hostinger_create_is_409_when_the_vm_already_has_a_snapshot() {
+    let s = spawn_with_simulator(Duration::from_millis(300)).await;
+    let vm = s.sim.sources(Vendor::Hostinger)[0].clone();
+    let body =
+        json!({"account": "hostinger", "source_id": vm, "name": "x", "replace_existing": true});
+    let op = settle(
+        &s.app,
+        &s.token,
+        &accepted(s.app.post("/v1/snapshots", &s.token, &body).await, "create").await["operation"],
+    )
+    .await;
+    assert_eq!(op["state"], "succeeded");
+    s.sim.clear_requests();
+    let body = json!({"account": "hostinger", "source_id": vm, "name": "x"});
+    let p = assert_problem(
+        s.app.post("/v1/snapshots", &s.token, &body).await,
+        409,
+        "snapshot_exists",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("replace_existing"));
+    assert!(
+        s.sim
+            .requests(Some(Vendor::Hostinger))
+            .iter()
+            .all(|r| r.method != "POST"),
+        "nothing was overwritten"
+    );
+}
