@@ -1,16 +1,38 @@
 //! Koyeb: volume snapshots, Bearer token auth.
+//!
+//! Quirks: update (rename) is `POST /v1/snapshots/{id}`; the list has no total and no
+//! per-volume filter (filtered here); enum values are long prefixed strings; `deleted_at` may
+//! be absent, null or the zero time; restore has no endpoint: it creates a new volume from
+//! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region.
 
 use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
 
 use super::{
-    CallContext, CreateRequest, ProviderAdapter, ProviderError, ProviderInfo, Progress,
-    RestoreRequest, Submitted,
+    wire, CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
+    RestoreRequest, Submitted, UpdateRequest,
 };
-use crate::{config::ProvidersConfig, domain::{Operation, VendorSnapshot}, upstream::Upstream};
-use crate::domain::{Capabilities, FieldSpec, ProviderKind};
+use crate::{
+    config::ProvidersConfig,
+    domain::{
+        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+    },
+    upstream::{Reply, Upstream},
+};
+
+const KIND: ProviderKind = ProviderKind::Koyeb;
+/// The largest `limit` Koyeb accepts.
+const PAGE_SIZE: usize = 100;
+/// The only backing store a volume can have (`PersistentVolumeBackingStore`).
+const VOLUME_TYPE: &str = "PERSISTENT_VOLUME_BACKING_STORE_LOCAL_BLK";
+/// Koyeb documents no name limit; keep names to what its console accepts comfortably.
+const MAX_NAME: usize = 255;
 
 static INFO: ProviderInfo = ProviderInfo {
-    kind: ProviderKind::Koyeb,
+    kind: KIND,
     display_name: "Koyeb",
     source_kind: "volume",
     credential_fields: &[FieldSpec::required(
@@ -39,43 +61,714 @@ static INFO: ProviderInfo = ProviderInfo {
 
 /// The Koyeb adapter.
 pub struct Koyeb {
+    base_url: String,
     http: Upstream,
 }
 
 impl Koyeb {
-    pub fn new(_config: &ProvidersConfig, http: Upstream) -> Self {
-        Self { http }
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
+        Self {
+            base_url: config.koyeb.base_url.clone(),
+            http,
+        }
+    }
+
+    async fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Reply, ProviderError> {
+        let mut rb = self
+            .http
+            .request(method, &wire::url(&self.base_url, path))
+            .header(reqwest::header::AUTHORIZATION, bearer(ctx.secret("token")));
+        if !query.is_empty() {
+            rb = rb.query(query);
+        }
+        if let Some(body) = body {
+            rb = rb.json(&body);
+        }
+        self.http.send(KIND, operation, rb, error_message).await
+    }
+
+    async fn page(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        offset: Option<usize>,
+        limit: usize,
+    ) -> Result<ListPage, ProviderError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(offset) = offset {
+            query.push(("offset", offset.to_string()));
+        }
+        if let Some(org) = ctx.setting("organization_id").filter(|o| !o.is_empty()) {
+            query.push(("organization_id", org.to_owned()));
+        }
+        self.call(ctx, operation, Method::GET, "/v1/snapshots", &query, None)
+            .await?
+            .json(KIND)
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &'static str,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        let path = format!("/v1/snapshots/{}", uuid(native_id)?);
+        let reply: Envelope = self
+            .call(ctx, operation, Method::GET, &path, &[], None)
+            .await?
+            .json(KIND)?;
+        to_domain(reply.snapshot)
     }
 }
 
-// TEMPORARY: replaced by the full adapter in this same change.
-const PENDING: ProviderError = ProviderError::Unsupported { operation: "pending adapter" };
+/// The header value: the credential is the bare token, but accept one pasted with its prefix.
+fn bearer(token: &str) -> String {
+    let token = token.trim();
+    match token.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => {
+            format!("Bearer {}", token[7..].trim_start())
+        }
+        _ => format!("Bearer {token}"),
+    }
+}
+
+/// Koyeb ids are UUIDs (short ids are a CLI feature): anything else cannot exist there.
+fn uuid(id: &str) -> Result<&str, ProviderError> {
+    let b = id.as_bytes();
+    let shaped = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if shaped {
+        Ok(id)
+    } else {
+        Err(ProviderError::NotFound)
+    }
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
+        return Err(ProviderError::Invalid {
+            field,
+            message: format!("{field} must be 1 to {MAX_NAME} characters for Koyeb"),
+        });
+    }
+    Ok(())
+}
+
+fn no_description(description: Option<&str>) -> Result<(), ProviderError> {
+    if description.is_some_and(|d| !d.is_empty()) {
+        return Err(ProviderError::Invalid {
+            field: "description",
+            message: "Koyeb snapshots have no description".to_owned(),
+        });
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl ProviderAdapter for Koyeb {
     fn info(&self) -> &'static ProviderInfo {
         &INFO
     }
-    async fn verify(&self, _ctx: &CallContext<'_>) -> Result<(), ProviderError> {
-        let _ = &self.http;
-        Err(PENDING)
+
+    async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
+        self.page(ctx, "verify", None, 1).await.map(|_| ())
     }
-    async fn list(&self, _ctx: &CallContext<'_>, _source_id: Option<&str>) -> Result<Vec<VendorSnapshot>, ProviderError> {
-        Err(PENDING)
+
+    async fn list(
+        &self,
+        ctx: &CallContext<'_>,
+        source_id: Option<&str>,
+    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        // No total: page until `has_next` is false, and (like Koyeb's CLI) stop on an empty page.
+        loop {
+            let page = self.page(ctx, "list", Some(offset), PAGE_SIZE).await?;
+            let n = page.snapshots.len();
+            for raw in page.snapshots {
+                let snapshot = to_domain(raw)?;
+                let wanted = source_id
+                    .is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
+                if wanted {
+                    out.push(snapshot);
+                }
+            }
+            if n == 0 || !page.has_next {
+                break;
+            }
+            offset += n;
+        }
+        Ok(out)
     }
-    async fn get(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<VendorSnapshot, ProviderError> {
-        Err(PENDING)
+
+    async fn get(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        self.fetch(ctx, "get", native_id).await
     }
-    async fn create(&self, _ctx: &CallContext<'_>, _request: &CreateRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn create(
+        &self,
+        ctx: &CallContext<'_>,
+        request: &CreateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        check_name("name", &request.name)?;
+        no_description(request.description.as_deref())?;
+        if request.replace_existing {
+            return Err(ProviderError::Invalid {
+                field: "replace_existing",
+                message: "Koyeb keeps any number of snapshots per volume; nothing is replaced"
+                    .to_owned(),
+            });
+        }
+        let volume = uuid(&request.source_id).map_err(|_| ProviderError::Invalid {
+            field: "source_id",
+            message: "source_id must be a Koyeb volume id (a UUID)".to_owned(),
+        })?;
+        let body = json!({ "parent_volume_id": volume, "name": request.name });
+        let reply: Envelope = self
+            .call(
+                ctx,
+                "create",
+                Method::POST,
+                "/v1/snapshots",
+                &[],
+                Some(body),
+            )
+            .await?
+            .json(KIND)?;
+        let snapshot = to_domain(reply.snapshot)?;
+        Ok(Submitted {
+            state: state_of(snapshot.status),
+            native_id: Some(snapshot.native_id.clone()),
+            snapshot: Some(snapshot),
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::SnapshotStatus,
+                id: None,
+            },
+            result: None,
+            tracking: serde_json::Value::Null,
+        })
     }
-    async fn delete(&self, _ctx: &CallContext<'_>, _native_id: &str) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn update(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &UpdateRequest,
+    ) -> Result<Submitted, ProviderError> {
+        no_description(request.description.as_deref())?;
+        let name = request
+            .name
+            .as_deref()
+            .ok_or_else(|| ProviderError::Invalid {
+                field: "name",
+                message: "Koyeb can only rename a snapshot: name is required".to_owned(),
+            })?;
+        check_name("name", name)?;
+        let path = format!("/v1/snapshots/{}", uuid(native_id)?);
+        let body = json!({ "name": name });
+        let reply: Envelope = self
+            .call(ctx, "rename", Method::POST, &path, &[], Some(body))
+            .await?
+            .json(KIND)?;
+        let snapshot = to_domain(reply.snapshot)?;
+        Ok(Submitted {
+            state: OperationState::Succeeded,
+            native_id: Some(snapshot.native_id.clone()),
+            snapshot: Some(snapshot),
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::None,
+                id: None,
+            },
+            result: None,
+            tracking: serde_json::Value::Null,
+        })
     }
-    async fn restore(&self, _ctx: &CallContext<'_>, _native_id: &str, _request: &RestoreRequest) -> Result<Submitted, ProviderError> {
-        Err(PENDING)
+
+    async fn delete(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+    ) -> Result<Submitted, ProviderError> {
+        let path = format!("/v1/snapshots/{}", uuid(native_id)?);
+        let reply: Envelope = self
+            .call(ctx, "delete", Method::DELETE, &path, &[], None)
+            .await?
+            .json(KIND)?;
+        let snapshot = to_domain(reply.snapshot)?;
+        let (state, kind) = if snapshot.status == SnapshotStatus::Deleted {
+            (OperationState::Succeeded, VendorRefKind::None)
+        } else {
+            (OperationState::Running, VendorRefKind::SnapshotStatus)
+        };
+        Ok(Submitted {
+            state,
+            native_id: Some(native_id.to_owned()),
+            snapshot: Some(snapshot),
+            vendor_ref: VendorRef { kind, id: None },
+            result: None,
+            tracking: serde_json::Value::Null,
+        })
     }
-    async fn poll(&self, _ctx: &CallContext<'_>, _operation: &Operation) -> Result<Progress, ProviderError> {
-        Err(PENDING)
+
+    async fn restore(
+        &self,
+        ctx: &CallContext<'_>,
+        native_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<Submitted, ProviderError> {
+        if request.target_id.is_some() {
+            return Err(ProviderError::Invalid {
+                field: "target_id",
+                message: "Koyeb restores to a new volume; target_id is not accepted".to_owned(),
+            });
+        }
+        if let Some(name) = request.new_name.as_deref() {
+            check_name("new_name", name)?;
+        }
+        // The volume must be made in the snapshot's region, which only the snapshot knows.
+        let snapshot = self.fetch(ctx, "restore", native_id).await?;
+        if matches!(
+            snapshot.status,
+            SnapshotStatus::Deleted | SnapshotStatus::Deleting
+        ) {
+            return Err(ProviderError::NotFound);
+        }
+        let name = match request.new_name.clone() {
+            Some(name) => name,
+            None => default_volume_name(snapshot.name.as_deref(), native_id),
+        };
+        let body = json!({
+            "name": name,
+            "region": snapshot.region,
+            "snapshot_id": snapshot.native_id,
+            "volume_type": VOLUME_TYPE,
+            "read_only": false,
+        });
+        let reply: VolumeReply = self
+            .call(ctx, "restore", Method::POST, "/v1/volumes", &[], Some(body))
+            .await?
+            .json(KIND)?;
+        let result = reply
+            .volume
+            .map(|v| json!({ "volume_id": v.id, "volume_name": v.name.unwrap_or(name) }));
+        Ok(Submitted {
+            state: OperationState::Succeeded,
+            snapshot: None,
+            native_id: None,
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::None,
+                id: None,
+            },
+            result,
+            tracking: serde_json::Value::Null,
+        })
+    }
+
+    async fn poll(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError> {
+        let Some(native_id) = operation
+            .snapshot_id
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .map(|(_, n)| n)
+        else {
+            return Ok(Progress::succeeded());
+        };
+        let found = self.fetch(ctx, "poll", native_id).await;
+        match (operation.kind, found) {
+            (OperationKind::Create, Ok(s)) => Ok(match s.status {
+                SnapshotStatus::Available => Progress {
+                    native_id: Some(s.native_id),
+                    ..Progress::succeeded()
+                },
+                SnapshotStatus::Deleting | SnapshotStatus::Deleted => {
+                    Progress::failed(ProviderError::Upstream {
+                        status: None,
+                        message: format!(
+                            "Koyeb reports the new snapshot as {}",
+                            s.vendor_status.unwrap_or_default()
+                        ),
+                    })
+                }
+                _ => Progress::running(),
+            }),
+            (OperationKind::Create, Err(ProviderError::NotFound)) => {
+                Ok(Progress::failed(ProviderError::NotFound))
+            }
+            (OperationKind::Delete, Ok(s)) if s.status != SnapshotStatus::Deleted => {
+                Ok(Progress::running())
+            }
+            (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
+            (_, Err(e)) => Err(e),
+        }
+    }
+}
+
+fn state_of(status: SnapshotStatus) -> OperationState {
+    match status {
+        SnapshotStatus::Available => OperationState::Succeeded,
+        SnapshotStatus::Error => OperationState::Failed,
+        _ => OperationState::Running,
+    }
+}
+
+/// The new volume's name when the caller gives none: `{snapshot name}-restore`.
+fn default_volume_name(snapshot_name: Option<&str>, native_id: &str) -> String {
+    let base = snapshot_name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(native_id);
+    let base: String = base.chars().take(MAX_NAME - "-restore".len()).collect();
+    format!("{base}-restore")
+}
+
+/// Reads Koyeb's `Error` / `ErrorWithFields` / `google.rpc.Status` bodies: the message, plus
+/// the per-field reasons of a validation error.
+fn error_message(body: &[u8]) -> Option<String> {
+    let Ok(e) = serde_json::from_slice::<WireError>(body) else {
+        return wire::error_message(body);
+    };
+    let message = e.message.filter(|m| !m.is_empty())?;
+    let fields: Vec<String> = e
+        .fields
+        .into_iter()
+        .filter_map(|f| match (f.field, f.description) {
+            (Some(field), Some(d)) => Some(format!("{field} {d}")),
+            (Some(field), None) => Some(field),
+            (None, d) => d,
+        })
+        .collect();
+    Some(if fields.is_empty() {
+        message
+    } else {
+        format!("{message}: {}", fields.join("; "))
+    })
+}
+
+// ---- wire types (private) ----
+
+#[derive(Deserialize)]
+struct ListPage {
+    #[serde(default)]
+    snapshots: Vec<Box<RawValue>>,
+    #[serde(default)]
+    has_next: bool,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    snapshot: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireSnapshot {
+    id: String,
+    name: Option<String>,
+    /// The parent volume's size in GB (int64; tolerated as a string).
+    #[serde(default, deserialize_with = "wire::lenient_f64")]
+    size: Option<f64>,
+    #[serde(default, deserialize_with = "wire::time")]
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, deserialize_with = "wire::time")]
+    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    parent_volume_id: Option<String>,
+    region: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VolumeReply {
+    volume: Option<WireVolume>,
+}
+
+#[derive(Deserialize)]
+struct WireVolume {
+    id: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    message: Option<String>,
+    #[serde(default)]
+    fields: Vec<WireField>,
+}
+
+#[derive(Deserialize)]
+struct WireField {
+    field: Option<String>,
+    description: Option<String>,
+}
+
+// ---- conversions ----
+
+fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
+    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
+        status: None,
+        message: format!("Koyeb sent a snapshot snapgate could not read ({e})"),
+    })?;
+    let vendor_status = w.status.filter(|s| !s.is_empty());
+    let mut status = vendor_status
+        .as_deref()
+        .map_or(SnapshotStatus::Unknown, map_status);
+    // A set `deleted_at` settles a status Koyeb left at its zero value (or one we do not know).
+    if status == SnapshotStatus::Unknown && w.deleted_at.is_some() {
+        status = SnapshotStatus::Deleted;
+    }
+    Ok(VendorSnapshot {
+        native_id: w.id,
+        name: w.name.filter(|n| !n.is_empty()),
+        description: None,
+        status,
+        vendor_status,
+        // proto3 zero value: unknown, not empty.
+        size_gb: w.size.filter(|s| *s > 0.0),
+        created_at: w.created_at,
+        expires_at: None,
+        source: w
+            .parent_volume_id
+            .filter(|id| !id.is_empty())
+            .map(|id| Source {
+                kind: SourceKind::Volume,
+                id,
+            }),
+        region: w.region.filter(|r| !r.is_empty()),
+        vendor: Some(raw),
+    })
+}
+
+/// `SnapshotStatus` per SUMMARY.md §2 (MIGRATING is transitional: still creating).
+fn map_status(s: &str) -> SnapshotStatus {
+    match s {
+        "SNAPSHOT_STATUS_CREATING" | "SNAPSHOT_STATUS_MIGRATING" => SnapshotStatus::Creating,
+        "SNAPSHOT_STATUS_AVAILABLE" => SnapshotStatus::Available,
+        "SNAPSHOT_STATUS_DELETING" => SnapshotStatus::Deleting,
+        "SNAPSHOT_STATUS_DELETED" => SnapshotStatus::Deleted,
+        _ => SnapshotStatus::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    const GET: &str = r#"{"snapshot":{"id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","name":"pg-data-before-migration","size":10,"created_at":"2025-03-11T09:15:42.221274Z","updated_at":"2025-03-11T09:17:03.518802Z","organization_id":"c402bcad-d06d-4fd6-8af2-08b790c0e249","parent_volume_id":"8f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b","region":"fra","status":"SNAPSHOT_STATUS_AVAILABLE","type":"SNAPSHOT_TYPE_LOCAL"}}"#;
+
+    #[test]
+    fn statuses_map_per_the_summary_table() {
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_CREATING"),
+            SnapshotStatus::Creating
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_MIGRATING"),
+            SnapshotStatus::Creating
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_AVAILABLE"),
+            SnapshotStatus::Available
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_DELETING"),
+            SnapshotStatus::Deleting
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_DELETED"),
+            SnapshotStatus::Deleted
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_INVALID"),
+            SnapshotStatus::Unknown
+        );
+        assert_eq!(
+            map_status("SNAPSHOT_STATUS_NEW_THING"),
+            SnapshotStatus::Unknown
+        );
+    }
+
+    #[test]
+    fn the_get_fixture_maps_to_a_normalized_snapshot() {
+        let e: Envelope = serde_json::from_str(GET).unwrap();
+        let s = to_domain(e.snapshot).unwrap();
+        assert_eq!(s.native_id, "5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e");
+        assert_eq!(s.name.as_deref(), Some("pg-data-before-migration"));
+        assert_eq!(s.description, None);
+        assert_eq!(s.status, SnapshotStatus::Available);
+        assert_eq!(
+            s.vendor_status.as_deref(),
+            Some("SNAPSHOT_STATUS_AVAILABLE")
+        );
+        assert_eq!(s.size_gb, Some(10.0));
+        assert_eq!(
+            s.created_at.unwrap().to_rfc3339(),
+            "2025-03-11T09:15:42.221274+00:00"
+        );
+        let src = s.source.unwrap();
+        assert_eq!(
+            (src.kind, src.id.as_str()),
+            (SourceKind::Volume, "8f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b")
+        );
+        assert_eq!(s.region.as_deref(), Some("fra"));
+        assert!(s.vendor.unwrap().get().contains("SNAPSHOT_TYPE_LOCAL"));
+    }
+
+    #[test]
+    fn deleted_at_absent_null_or_zero_means_not_deleted() {
+        for deleted_at in [
+            "",
+            r#","deleted_at":null"#,
+            r#","deleted_at":"0001-01-01T00:00:00Z""#,
+        ] {
+            let s = to_domain(raw(&format!(
+                r#"{{"id":"x","status":"SNAPSHOT_STATUS_INVALID"{deleted_at}}}"#
+            )))
+            .unwrap();
+            assert_eq!(s.status, SnapshotStatus::Unknown, "{deleted_at}");
+        }
+        let s = to_domain(raw(
+            r#"{"id":"x","deleted_at":"2025-03-20T10:00:04.332100Z"}"#,
+        ))
+        .unwrap();
+        assert_eq!(s.status, SnapshotStatus::Deleted);
+        let s = to_domain(raw(r#"{"id":"x","status":"SNAPSHOT_STATUS_DELETED","deleted_at":"2025-03-20T10:00:04.332100Z"}"#)).unwrap();
+        assert_eq!(s.status, SnapshotStatus::Deleted);
+    }
+
+    #[test]
+    fn sizes_arrive_as_numbers_or_strings_and_zero_is_unknown() {
+        assert_eq!(
+            to_domain(raw(r#"{"id":"x","size":"20"}"#)).unwrap().size_gb,
+            Some(20.0)
+        );
+        assert_eq!(
+            to_domain(raw(r#"{"id":"x","size":0}"#)).unwrap().size_gb,
+            None
+        );
+        assert_eq!(to_domain(raw(r#"{"id":"x"}"#)).unwrap().size_gb, None);
+    }
+
+    #[test]
+    fn every_response_fixture_decodes() {
+        let list = r#"{"snapshots":[{"id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","name":"pg-data-before-migration","size":10,"created_at":"2025-03-11T09:15:42.221274Z","parent_volume_id":"8f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b","region":"fra","status":"SNAPSHOT_STATUS_AVAILABLE","type":"SNAPSHOT_TYPE_LOCAL"},{"id":"a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f","name":"uploads-weekly","size":20,"created_at":"2025-03-14T22:00:01.004511Z","parent_volume_id":"1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809","region":"was","status":"SNAPSHOT_STATUS_CREATING","type":"SNAPSHOT_TYPE_LOCAL"}],"limit":20,"offset":0,"has_next":false}"#;
+        let page: ListPage = serde_json::from_str(list).unwrap();
+        assert!(!page.has_next);
+        let statuses: Vec<_> = page
+            .snapshots
+            .into_iter()
+            .map(|r| to_domain(r).unwrap().status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [SnapshotStatus::Available, SnapshotStatus::Creating]
+        );
+
+        let empty: ListPage =
+            serde_json::from_str(r#"{"snapshots":[],"limit":20,"offset":40,"has_next":false}"#)
+                .unwrap();
+        assert!(empty.snapshots.is_empty());
+        // proto3 may drop every zero value.
+        let bare: ListPage = serde_json::from_str("{}").unwrap();
+        assert!(bare.snapshots.is_empty() && !bare.has_next);
+
+        let deleted = r#"{"snapshot":{"id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","name":"pg-data-before-migration","size":10,"status":"SNAPSHOT_STATUS_DELETED","type":"SNAPSHOT_TYPE_LOCAL","deleted_at":"2025-03-20T10:00:04.332100Z"}}"#;
+        let e: Envelope = serde_json::from_str(deleted).unwrap();
+        assert_eq!(
+            to_domain(e.snapshot).unwrap().status,
+            SnapshotStatus::Deleted
+        );
+
+        let volume = r#"{"volume":{"id":"4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1c2","name":"pg-data-restored","snapshot_id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","region":"fra","read_only":false,"max_size":10,"cur_size":0,"status":"PERSISTENT_VOLUME_STATUS_DETACHED","backing_store":"PERSISTENT_VOLUME_BACKING_STORE_LOCAL_BLK"}}"#;
+        let v: VolumeReply = serde_json::from_str(volume).unwrap();
+        let v = v.volume.unwrap();
+        assert_eq!(
+            (v.id.as_str(), v.name.as_deref()),
+            (
+                "4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1c2",
+                Some("pg-data-restored")
+            )
+        );
+    }
+
+    #[test]
+    fn error_bodies_of_every_documented_shape_give_a_message() {
+        let with_fields = br#"{"status":400,"code":"invalid_argument","message":"Invalid argument","fields":[{"field":"parent_volume_id","description":"cannot be blank"}]}"#;
+        assert_eq!(
+            error_message(with_fields).unwrap(),
+            "Invalid argument: parent_volume_id cannot be blank"
+        );
+        assert_eq!(
+            error_message(
+                br#"{"status":404,"code":"unknown_resource","message":"Snapshot not found"}"#
+            )
+            .unwrap(),
+            "Snapshot not found"
+        );
+        assert_eq!(
+            error_message(br#"{"code":5,"message":"snapshot not found","details":[]}"#).unwrap(),
+            "snapshot not found"
+        );
+        assert_eq!(
+            error_message(b"upstream connect error"),
+            Some("upstream connect error".to_owned())
+        );
+        assert_eq!(error_message(b"<html>bad gateway</html>"), None);
+    }
+
+    #[test]
+    fn only_uuids_can_be_koyeb_ids() {
+        assert!(uuid("5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e").is_ok());
+        for bad in [
+            "",
+            "5e0f3c2a",
+            "5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1",
+            "5e0f3c2a_9b8d-4a71-8c6e-2d4f6a8b0c1e",
+            "zz0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e",
+        ] {
+            assert_eq!(uuid(bad), Err(ProviderError::NotFound), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_prefix_is_added_once() {
+        assert_eq!(bearer("abc"), "Bearer abc");
+        assert_eq!(bearer("Bearer abc"), "Bearer abc");
+        assert_eq!(bearer("bearer  abc "), "Bearer abc");
+    }
+
+    #[test]
+    fn a_restored_volume_is_named_after_the_snapshot_by_default() {
+        assert_eq!(
+            default_volume_name(Some("pg-data"), "id"),
+            "pg-data-restore"
+        );
+        assert_eq!(default_volume_name(None, "5e0f"), "5e0f-restore");
+        assert_eq!(
+            default_volume_name(Some(&"x".repeat(400)), "id")
+                .chars()
+                .count(),
+            MAX_NAME
+        );
     }
 }

@@ -25,6 +25,8 @@ struct BreakerState {
     consecutive_failures: u32,
     open_until: Option<Instant>,
     probing: bool,
+    /// The vendor said 429 with `Retry-After`: no call before this instant.
+    rate_limited_until: Option<Instant>,
 }
 
 /// What the breaker says about a call about to be made.
@@ -35,6 +37,8 @@ pub enum Admission {
     Probe,
     /// Open: fail fast, retry after this many seconds.
     Rejected(u64),
+    /// The vendor asked us to wait this many more seconds.
+    RateLimited(u64),
 }
 
 /// The breaker and concurrency cap of one identity.
@@ -56,6 +60,13 @@ impl Guard {
 
     pub fn admit(&self) -> Admission {
         let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = b.rate_limited_until {
+            let now = Instant::now();
+            if now < until {
+                return Admission::RateLimited(until.duration_since(now).as_secs().max(1));
+            }
+            b.rate_limited_until = None;
+        }
         match b.open_until {
             None => Admission::Allowed,
             Some(until) => {
@@ -75,7 +86,17 @@ impl Guard {
     /// A call reached the vendor and it answered sanely (any non-5xx).
     pub fn success(&self) {
         let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        *b = BreakerState::default();
+        let rate_limited_until = b.rate_limited_until;
+        *b = BreakerState {
+            rate_limited_until,
+            ..BreakerState::default()
+        };
+    }
+
+    /// The vendor answered 429: hold further calls for `secs`.
+    pub fn rate_limited(&self, secs: u64) {
+        let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        b.rate_limited_until = Some(Instant::now() + Duration::from_secs(secs));
     }
 
     /// A call failed in a way that says the vendor is unwell (5xx, timeout, transport).

@@ -152,6 +152,10 @@ impl Upstream {
                 tracing::info!(%vendor, operation, "circuit open: failing fast");
                 return Err(ProviderError::CircuitOpen { retry_after });
             }
+            Admission::RateLimited(retry_after) => {
+                tracing::info!(%vendor, operation, retry_after, "rate limited: not calling before Retry-After");
+                return Err(ProviderError::RateLimited { retry_after });
+            }
             Admission::Probe => true,
             Admission::Allowed => false,
         };
@@ -195,6 +199,9 @@ impl Upstream {
             if !unwell {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
                 guard.success();
+                if let Err(ProviderError::RateLimited { retry_after }) = &result {
+                    guard.rate_limited(*retry_after);
+                }
                 return result;
             }
             // A hang is not retried: another attempt would only spend the caller's deadline.

@@ -14,7 +14,11 @@ struct PagedVendor {
 
 impl Respond for PagedVendor {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let key = req.headers.get("api_key").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let key = req
+            .headers
+            .get("api_key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
         let page: usize = q["page"].parse().unwrap();
         let size: usize = q["pageSize"].parse().unwrap();
@@ -44,9 +48,15 @@ fn snapshot(id: u64, vm: u64, name: &str, minute: u64, status: &str) -> Value {
            "created_at": format!("2025-01-01T{:02}:{:02}:00", minute / 60, minute % 60), "updated_at": "2025-01-01T00:00:00"})
 }
 
-async fn setup(sets: HashMap<String, Vec<Value>>, keys: &[(&str, &str)]) -> (MockServer, TestApp, String) {
+async fn setup(
+    sets: HashMap<String, Vec<Value>>,
+    keys: &[(&str, &str)],
+) -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
-    Mock::given(path("/core/snapshots")).respond_with(PagedVendor { sets }).mount(&mock).await;
+    Mock::given(path("/core/snapshots"))
+        .respond_with(PagedVendor { sets })
+        .mount(&mock)
+        .await;
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
         c.providers.hyperstack.base_url = uri;
@@ -87,8 +97,34 @@ async fn walk(app: &TestApp, t: &str, query: &str) -> (Vec<Value>, usize) {
 fn big_sets() -> HashMap<String, Vec<Value>> {
     let mut sets = HashMap::new();
     // 130 snapshots: two vendor pages of 100.
-    sets.insert("k-a".to_owned(), (0..130).map(|i| snapshot(1000 + i, 1 + i % 3, &format!("alpha-{i}"), i / 2, "COMPLETE")).collect());
-    sets.insert("k-b".to_owned(), (0..45).map(|i| snapshot(2000 + i, 7, &format!("Beta-{i}"), i, if i % 5 == 0 { "CREATING" } else { "COMPLETE" })).collect());
+    sets.insert(
+        "k-a".to_owned(),
+        (0..130)
+            .map(|i| {
+                snapshot(
+                    1000 + i,
+                    1 + i % 3,
+                    &format!("alpha-{i}"),
+                    i / 2,
+                    "COMPLETE",
+                )
+            })
+            .collect(),
+    );
+    sets.insert(
+        "k-b".to_owned(),
+        (0..45)
+            .map(|i| {
+                snapshot(
+                    2000 + i,
+                    7,
+                    &format!("Beta-{i}"),
+                    i,
+                    if i % 5 == 0 { "CREATING" } else { "COMPLETE" },
+                )
+            })
+            .collect(),
+    );
     sets
 }
 
@@ -98,12 +134,19 @@ async fn following_page_tokens_yields_every_snapshot_exactly_once_newest_first()
     let (items, pages) = walk(&app, &t, "page_size=40").await;
     assert_eq!(items.len(), 175);
     assert_eq!(pages, 5);
-    let ids: std::collections::HashSet<&str> = items.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> =
+        items.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 175, "no duplicates");
     for w in items.windows(2) {
         let (a, b) = (&w[0], &w[1]);
-        let (ta, tb) = (a["created_at"].as_str().unwrap(), b["created_at"].as_str().unwrap());
-        assert!(ta > tb || (ta == tb && a["id"].as_str() < b["id"].as_str()), "order broken at {a} / {b}");
+        let (ta, tb) = (
+            a["created_at"].as_str().unwrap(),
+            b["created_at"].as_str().unwrap(),
+        );
+        assert!(
+            ta > tb || (ta == tb && a["id"].as_str() < b["id"].as_str()),
+            "order broken at {a} / {b}"
+        );
     }
     // Default page size is 50.
     let first: Value = app.get("/v1/snapshots", &t).await.json().await.unwrap();
@@ -119,31 +162,82 @@ async fn filters_select_accounts_statuses_sources_and_names() {
     let (items, _) = walk(&app, &t, "status=creating").await;
     assert_eq!(items.len(), 9);
     assert!(items.iter().all(|s| s["status"] == "creating"));
-    let (items, _) = walk(&app, &t, "status=creating&status=available&provider=hyperstack").await;
+    let (items, _) = walk(
+        &app,
+        &t,
+        "status=creating&status=available&provider=hyperstack",
+    )
+    .await;
     assert_eq!(items.len(), 175);
     let (items, _) = walk(&app, &t, "source_id=7").await;
     assert_eq!(items.len(), 45);
     let (items, _) = walk(&app, &t, "name=BETA-1").await;
     assert_eq!(items.len(), 11, "Beta-1 and Beta-10..19, case-insensitive");
-    assert_problem(app.get("/v1/snapshots?status=sleeping", &t).await, 400, "invalid_query").await;
-    assert_problem(app.get("/v1/snapshots?page_size=500", &t).await, 400, "invalid_query").await;
-    assert_problem(app.get("/v1/snapshots?color=red", &t).await, 400, "invalid_query").await;
+    assert_problem(
+        app.get("/v1/snapshots?status=sleeping", &t).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_problem(
+        app.get("/v1/snapshots?page_size=500", &t).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_problem(
+        app.get("/v1/snapshots?color=red", &t).await,
+        400,
+        "invalid_query",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_tampered_or_foreign_page_token_is_400() {
     let (_mock, app, t) = setup(big_sets(), &[("a", "k-a")]).await;
-    let page: Value = app.get("/v1/snapshots?page_size=10", &t).await.json().await.unwrap();
+    let page: Value = app
+        .get("/v1/snapshots?page_size=10", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = page["next_page_token"].as_str().unwrap().to_owned();
     let mut bytes = token.clone().into_bytes();
     bytes[3] = if bytes[3] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    assert_problem(app.get(&format!("/v1/snapshots?page_size=10&page_token={tampered}"), &t).await, 400, "invalid_page_token").await;
-    assert_problem(app.get("/v1/snapshots?page_token=garbage", &t).await, 400, "invalid_page_token").await;
+    assert_problem(
+        app.get(
+            &format!("/v1/snapshots?page_size=10&page_token={tampered}"),
+            &t,
+        )
+        .await,
+        400,
+        "invalid_page_token",
+    )
+    .await;
+    assert_problem(
+        app.get("/v1/snapshots?page_token=garbage", &t).await,
+        400,
+        "invalid_page_token",
+    )
+    .await;
     // Bound to the filters and the tenant.
-    assert_problem(app.get(&format!("/v1/snapshots?name=x&page_token={token}"), &t).await, 400, "invalid_page_token").await;
+    assert_problem(
+        app.get(&format!("/v1/snapshots?name=x&page_token={token}"), &t)
+            .await,
+        400,
+        "invalid_page_token",
+    )
+    .await;
     let other = token_for("globex");
-    assert_problem(app.get(&format!("/v1/snapshots?page_token={token}"), &other).await, 400, "invalid_page_token").await;
+    assert_problem(
+        app.get(&format!("/v1/snapshots?page_token={token}"), &other)
+            .await,
+        400,
+        "invalid_page_token",
+    )
+    .await;
 }
 
 fn token_for(tenant: &str) -> String {
@@ -154,20 +248,45 @@ fn token_for(tenant: &str) -> String {
 async fn failing_accounts_are_reported_beside_the_others_and_strict_mode_fails_the_list() {
     let mut sets = big_sets();
     sets.remove("k-a");
-    let (_mock, app, t) = setup(sets, &[("b", "k-b"), ("broken", "fail-500"), ("busy", "limited"), ("slow", "slow")]).await;
+    let (_mock, app, t) = setup(
+        sets,
+        &[
+            ("b", "k-b"),
+            ("broken", "fail-500"),
+            ("busy", "limited"),
+            ("slow", "slow"),
+        ],
+    )
+    .await;
     let started = std::time::Instant::now();
-    let page: Value = app.get("/v1/snapshots?page_size=200", &t).await.json().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "a slow account must not hold the page");
+    let page: Value = app
+        .get("/v1/snapshots?page_size=200", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a slow account must not hold the page"
+    );
     assert_eq!(page["items"].as_array().unwrap().len(), 45);
     let errors = page["errors"].as_array().unwrap();
-    let by_account: HashMap<&str, &Value> = errors.iter().map(|e| (e["account"].as_str().unwrap(), e)).collect();
+    let by_account: HashMap<&str, &Value> = errors
+        .iter()
+        .map(|e| (e["account"].as_str().unwrap(), e))
+        .collect();
     assert_eq!(by_account.len(), 3);
     assert_eq!(by_account["broken"]["code"], "upstream_error");
     assert_eq!(by_account["broken"]["retryable"], true);
     assert_eq!(by_account["broken"]["provider"], "hyperstack");
     assert_eq!(by_account["busy"]["code"], "provider_rate_limited");
     assert_eq!(by_account["slow"]["code"], "upstream_timeout");
-    let p = assert_problem(app.get("/v1/snapshots?strict=true", &t).await, 502, "account_failed").await;
+    let p = assert_problem(
+        app.get("/v1/snapshots?strict=true", &t).await,
+        502,
+        "account_failed",
+    )
+    .await;
     assert!(p["account"].is_string());
 }
 
@@ -178,13 +297,20 @@ async fn another_tenants_accounts_never_appear() {
     let page: Value = app.get("/v1/snapshots", &other).await.json().await.unwrap();
     assert_eq!(page["items"], json!([]));
     assert_eq!(page["errors"], json!([]));
-    let mine: Value = app.get("/v1/snapshots?page_size=1", &t).await.json().await.unwrap();
+    let mine: Value = app
+        .get("/v1/snapshots?page_size=1", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine["items"][0]["account"], "a");
 }
 
 #[tokio::test]
 async fn five_slow_accounts_cost_about_one_accounts_time() {
-    let keys: Vec<(String, String)> = (0..5).map(|i| (format!("slow-{i}"), format!("lag-{i}"))).collect();
+    let keys: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("slow-{i}"), format!("lag-{i}")))
+        .collect();
     let refs: Vec<(&str, &str)> = keys.iter().map(|(a, k)| (a.as_str(), k.as_str())).collect();
     let (_mock, app, t) = setup(HashMap::new(), &refs).await;
     let started = std::time::Instant::now();

@@ -26,7 +26,9 @@ async fn hyperstack_app(mock: &MockServer, config: Option<snapgate::Config>) -> 
         None => spawn_app_with(|c| c.providers.hyperstack.base_url = uri).await,
     };
     let t = token("acme", ALL_SCOPES);
-    let resp = app.post("/v1/accounts", &t, &account_body("hs", "hyperstack")).await;
+    let resp = app
+        .post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+        .await;
     assert!(resp.status() == 201 || resp.status() == 409);
     (app, t)
 }
@@ -59,15 +61,28 @@ async fn a_retried_create_with_the_same_idempotency_key_replays_without_a_second
     let again = post_with_key(&app, &t, "key-1", &body).await;
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotency-replayed"], "true");
-    assert!(again.headers()["location"].to_str().unwrap().starts_with("/v1/operations/op_"));
+    assert!(again.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/v1/operations/op_"));
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first);
     // Same key, other body: 422, still no vendor call.
     let other = json!({"account": "hs", "source_id": "2058", "name": "other"});
-    assert_problem(post_with_key(&app, &t, "key-1", &other).await, 422, "idempotency_key_reused").await;
+    assert_problem(
+        post_with_key(&app, &t, "key-1", &other).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
     // Keys are per tenant: another tenant's identical key is unrelated (and its account unknown).
     let t2 = token("globex", ALL_SCOPES);
-    assert_problem(post_with_key(&app, &t2, "key-1", &body).await, 404, "account_not_found").await;
+    assert_problem(
+        post_with_key(&app, &t2, "key-1", &body).await,
+        404,
+        "account_not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -75,7 +90,11 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409() {
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(78)).set_delay(Duration::from_millis(600)))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(created(78))
+                .set_delay(Duration::from_millis(600)),
+        )
         .expect(1)
         .mount(&mock)
         .await;
@@ -107,7 +126,12 @@ async fn a_failed_vendor_call_frees_the_key_for_a_retry() {
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;
     let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
-    assert_problem(post_with_key(&app, &t, "k", &body).await, 502, "upstream_error").await;
+    assert_problem(
+        post_with_key(&app, &t, "k", &body).await,
+        502,
+        "upstream_error",
+    )
+    .await;
     assert_eq!(post_with_key(&app, &t, "k", &body).await.status(), 202);
 }
 
@@ -121,17 +145,41 @@ async fn another_tenant_gets_404_for_snapshots_and_operations() {
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;
     let accepted: Value = app
-        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": "n"}),
+        )
         .await
         .json()
         .await
         .unwrap();
     let op_id = accepted["operation"]["id"].as_str().unwrap();
     let other = token("globex", ALL_SCOPES);
-    assert_problem(app.get("/v1/snapshots/hs:80", &other).await, 404, "snapshot_not_found").await;
-    assert_problem(app.delete("/v1/snapshots/hs:80", &other).await, 404, "snapshot_not_found").await;
-    assert_problem(app.get(&format!("/v1/operations/{op_id}"), &other).await, 404, "operation_not_found").await;
-    let list: Value = app.get("/v1/operations", &other).await.json().await.unwrap();
+    assert_problem(
+        app.get("/v1/snapshots/hs:80", &other).await,
+        404,
+        "snapshot_not_found",
+    )
+    .await;
+    assert_problem(
+        app.delete("/v1/snapshots/hs:80", &other).await,
+        404,
+        "snapshot_not_found",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/v1/operations/{op_id}"), &other).await,
+        404,
+        "operation_not_found",
+    )
+    .await;
+    let list: Value = app
+        .get("/v1/operations", &other)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"], json!([]));
     let mine: Value = app.get("/v1/operations", &t).await.json().await.unwrap();
     assert_eq!(mine["items"][0]["id"], op_id);
@@ -149,7 +197,11 @@ async fn operations_survive_a_restart() {
     let config = test_config(&dir);
     let (app, t) = hyperstack_app(&mock, Some(config.clone())).await;
     let accepted: Value = app
-        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": "n"}),
+        )
         .await
         .json()
         .await
@@ -165,7 +217,12 @@ async fn operations_survive_a_restart() {
         .mount(&mock)
         .await;
     let (app, t) = hyperstack_app(&mock, Some(config)).await;
-    let op: Value = app.get(&format!("/v1/operations/{op_id}"), &t).await.json().await.unwrap();
+    let op: Value = app
+        .get(&format!("/v1/operations/{op_id}"), &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(op["kind"], "create");
     assert_eq!(op["state"], "succeeded");
     assert_eq!(op["snapshot_id"], "hs:81");
@@ -175,15 +232,65 @@ async fn operations_survive_a_restart() {
 async fn bad_snapshot_ids_and_bodies_are_caller_errors() {
     let mock = MockServer::start().await;
     let (app, t) = hyperstack_app(&mock, None).await;
-    assert_problem(app.get("/v1/snapshots/no-colon", &t).await, 400, "invalid_path").await;
-    assert_problem(app.get("/v1/snapshots/hs:a%2Fb", &t).await, 400, "invalid_path").await;
-    let p = assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": ""})).await, 422, "invalid_field").await;
+    assert_problem(
+        app.get("/v1/snapshots/no-colon", &t).await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    assert_problem(
+        app.get("/v1/snapshots/hs:a%2Fb", &t).await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    let p = assert_problem(
+        app.post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": ""}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(p["field"], "name");
-    assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "nope", "source_id": "1", "name": "n"})).await, 404, "account_not_found").await;
-    let p = assert_problem(app.post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "vm-x", "name": "n"})).await, 422, "invalid_field").await;
+    assert_problem(
+        app.post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "nope", "source_id": "1", "name": "n"}),
+        )
+        .await,
+        404,
+        "account_not_found",
+    )
+    .await;
+    let p = assert_problem(
+        app.post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "vm-x", "name": "n"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(p["field"], "source_id");
     let read_only = token("acme", "snapshots:read");
-    assert_problem(app.post("/v1/snapshots", &read_only, &json!({"account": "hs", "source_id": "1", "name": "n"})).await, 403, "insufficient_scope").await;
+    assert_problem(
+        app.post(
+            "/v1/snapshots",
+            &read_only,
+            &json!({"account": "hs", "source_id": "1", "name": "n"}),
+        )
+        .await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
     // Nothing reached the vendor.
     assert!(mock.received_requests().await.unwrap().is_empty());
 }

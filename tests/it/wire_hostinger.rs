@@ -412,13 +412,6 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_token() {
         assert_eq!(p["account"], "hg");
         assert!(!p.to_string().contains(TOKEN));
     }
-    vendor("GET", format!("{API}/8100/snapshot"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "9"))
-        .mount(&mock)
-        .await;
-    let resp = app.get("/v1/snapshots/hg:8100", &t).await;
-    assert_eq!(resp.headers()["retry-after"], "9");
-    assert_problem(resp, 429, "provider_rate_limited").await;
     vendor("GET", format!("{API}/8101/snapshot"))
         .respond_with(ResponseTemplate::new(200).set_body_string("{not json"))
         .mount(&mock)
@@ -439,6 +432,14 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_token() {
         "The virtual machine is locked. (and 1 more error)"
     );
     assert_eq!(p["upstream_status"], 422);
+    // Last: after a 429 the gateway holds calls to this account until Retry-After.
+    vendor("GET", format!("{API}/8100/snapshot"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "9"))
+        .mount(&mock)
+        .await;
+    let resp = app.get("/v1/snapshots/hg:8100", &t).await;
+    assert_eq!(resp.headers()["retry-after"], "9");
+    assert_problem(resp, 429, "provider_rate_limited").await;
 }
 
 #[tokio::test]

@@ -11,7 +11,10 @@ use crate::helpers::*;
 const KEY: &str = "hs-secret-api-key-0001";
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../shared/vendors/fixtures/hyperstack/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../shared/vendors/fixtures/hyperstack/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -20,7 +23,12 @@ async fn setup() -> (MockServer, TestApp, String) {
     let uri = mock.uri();
     let app = spawn_app_with(|c| c.providers.hyperstack.base_url = format!("{uri}/v1")).await;
     let t = token("acme", ALL_SCOPES);
-    assert_eq!(app.post("/v1/accounts", &t, &account_body("hs", "hyperstack")).await.status(), 201);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
     (mock, app, t)
 }
 
@@ -34,7 +42,12 @@ async fn get_sends_the_api_key_header_and_maps_a_zone_less_snapshot() {
         .expect(2)
         .mount(&mock)
         .await;
-    let s: Value = app.get("/v1/snapshots/hs:1402?include=vendor", &t).await.json().await.unwrap();
+    let s: Value = app
+        .get("/v1/snapshots/hs:1402?include=vendor", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(s["id"], "hs:1402");
     assert_eq!(s["provider"], "hyperstack");
     assert_eq!(s["status"], "available");
@@ -45,7 +58,12 @@ async fn get_sends_the_api_key_header_and_maps_a_zone_less_snapshot() {
     assert_eq!(s["region"], "CANADA-1");
     assert_eq!(s["vendor"]["labels"], "pre-upgrade,llm");
     // Without include=vendor the raw object stays out.
-    let plain: Value = app.get("/v1/snapshots/hs:1402", &t).await.json().await.unwrap();
+    let plain: Value = app
+        .get("/v1/snapshots/hs:1402", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(plain.get("vendor").is_none());
 }
 
@@ -55,7 +73,9 @@ async fn create_posts_name_and_description_to_the_vm_and_tracks_creating_to_comp
     Mock::given(method("POST"))
         .and(path("/v1/core/virtual-machines/2058/snapshots"))
         .and(header("api_key", KEY))
-        .and(body_json(json!({"name": "llm-node-pre-upgrade", "description": "Before CUDA driver upgrade"})))
+        .and(body_json(
+            json!({"name": "llm-node-pre-upgrade", "description": "Before CUDA driver upgrade"}),
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(fixture("create.response.json")))
         .expect(1)
         .mount(&mock)
@@ -66,13 +86,20 @@ async fn create_posts_name_and_description_to_the_vm_and_tracks_creating_to_comp
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let accepted: Value = resp.json().await.unwrap();
     let op = &accepted["operation"];
-    assert_eq!(location, format!("/v1/operations/{}", op["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/v1/operations/{}", op["id"].as_str().unwrap())
+    );
     assert_eq!(op["kind"], "create");
     assert_eq!(op["state"], "running");
     assert_eq!(op["snapshot_id"], "hs:1402");
     assert_eq!(op["vendor_ref"]["kind"], "snapshot_status");
     assert_eq!(accepted["snapshot"]["status"], "creating");
-    assert_eq!(accepted["snapshot"]["size_gb"], Value::Null, "size 0 while creating is unknown");
+    assert_eq!(
+        accepted["snapshot"]["size_gb"],
+        Value::Null,
+        "size 0 while creating is unknown"
+    );
 
     // The operation advances from the snapshot's status at the vendor.
     Mock::given(method("GET"))
@@ -98,7 +125,12 @@ async fn verify_makes_one_cheap_list_call_with_page_and_pagesize_and_records_hea
         .expect(1)
         .mount(&mock)
         .await;
-    let v: Value = app.post("/v1/accounts/hs/verify", &t, &json!({})).await.json().await.unwrap();
+    let v: Value = app
+        .post("/v1/accounts/hs/verify", &t, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["status"], "ok");
     let account: Value = app.get("/v1/accounts/hs", &t).await.json().await.unwrap();
     assert_eq!(account["health"]["status"], "ok");
@@ -107,7 +139,13 @@ async fn verify_makes_one_cheap_list_call_with_page_and_pagesize_and_records_hea
 #[tokio::test]
 async fn restore_sends_new_vm_name_and_reads_both_documented_reply_shapes() {
     let (mock, app, t) = setup().await;
-    for (i, reply) in ["restore.response.json", "restore.response.docs-variant.json"].iter().enumerate() {
+    for (i, reply) in [
+        "restore.response.json",
+        "restore.response.docs-variant.json",
+    ]
+    .iter()
+    .enumerate()
+    {
         let name = format!("llm-node-restored-{i}");
         Mock::given(method("POST"))
             .and(path("/v1/core/snapshots/1402/restore"))
@@ -117,17 +155,42 @@ async fn restore_sends_new_vm_name_and_reads_both_documented_reply_shapes() {
             .expect(1)
             .mount(&mock)
             .await;
-        let resp = app.post("/v1/snapshots/hs:1402/restore", &t, &json!({"new_name": name})).await;
+        let resp = app
+            .post(
+                "/v1/snapshots/hs:1402/restore",
+                &t,
+                &json!({"new_name": name}),
+            )
+            .await;
         assert_eq!(resp.status(), 202, "{reply}");
         let accepted: Value = resp.json().await.unwrap();
         assert_eq!(accepted["operation"]["kind"], "restore");
-        assert!(accepted["operation"]["result"]["vm_id"].is_string(), "{reply}: {accepted}");
+        assert!(
+            accepted["operation"]["result"]["vm_id"].is_string(),
+            "{reply}: {accepted}"
+        );
     }
     // Hyperstack needs a name for the new VM: the caller error never reaches the vendor.
-    let p = assert_problem(app.post("/v1/snapshots/hs:1402/restore", &t, &json!({})).await, 422, "invalid_field").await;
+    let p = assert_problem(
+        app.post("/v1/snapshots/hs:1402/restore", &t, &json!({}))
+            .await,
+        422,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(p["field"], "new_name");
     let long = "x".repeat(51);
-    let p = assert_problem(app.post("/v1/snapshots/hs:1402/restore", &t, &json!({"new_name": long})).await, 422, "invalid_field").await;
+    let p = assert_problem(
+        app.post(
+            "/v1/snapshots/hs:1402/restore",
+            &t,
+            &json!({"new_name": long}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(p["field"], "new_name");
 }
 
@@ -144,23 +207,52 @@ async fn delete_image_and_name_availability_hit_their_documented_paths() {
     Mock::given(method("POST"))
         .and(path("/v1/core/snapshots/1402/image"))
         .and(body_json(json!({"name": "golden", "labels": ["a"]})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("create-image.response.json")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture("create-image.response.json")),
+        )
         .expect(1)
         .mount(&mock)
         .await;
     Mock::given(method("GET"))
-        .and(path("/v1/core/snapshots/name-availability/llm-node-pre-upgrade"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("name-availability.taken.response.json")))
+        .and(path(
+            "/v1/core/snapshots/name-availability/llm-node-pre-upgrade",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("name-availability.taken.response.json")),
+        )
         .expect(1)
         .mount(&mock)
         .await;
-    let del: Value = app.delete("/v1/snapshots/hs:1402", &t).await.json().await.unwrap();
+    let del: Value = app
+        .delete("/v1/snapshots/hs:1402", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(del["operation"]["kind"], "delete");
     assert_eq!(del["operation"]["state"], "succeeded");
-    let img: Value = app.post("/v1/snapshots/hs:1402/image", &t, &json!({"name": "golden", "labels": ["a"]})).await.json().await.unwrap();
+    let img: Value = app
+        .post(
+            "/v1/snapshots/hs:1402/image",
+            &t,
+            &json!({"name": "golden", "labels": ["a"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(img["operation"]["result"]["image_id"], "880");
-    let name: Value = app.get("/v1/accounts/hs/snapshot-names/llm-node-pre-upgrade", &t).await.json().await.unwrap();
-    assert_eq!(name["available"], fixture("name-availability.taken.response.json")["available"]);
+    let name: Value = app
+        .get("/v1/accounts/hs/snapshot-names/llm-node-pre-upgrade", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        name["available"],
+        fixture("name-availability.taken.response.json")["available"]
+    );
 }
 
 #[tokio::test]
@@ -178,7 +270,9 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
         let id = 5000 + i;
         Mock::given(method("GET"))
             .and(path(format!("/v1/core/snapshots/{id}")))
-            .respond_with(ResponseTemplate::new(status.parse::<u16>().unwrap()).set_body_json(fixture(file)))
+            .respond_with(
+                ResponseTemplate::new(status.parse::<u16>().unwrap()).set_body_json(fixture(file)),
+            )
             .mount(&mock)
             .await;
         let resp = app.get(&format!("/v1/snapshots/hs:{id}"), &t).await;
@@ -188,6 +282,38 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
         assert!(!p.to_string().contains(KEY));
     }
     Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/6001"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{not json"))
+        .mount(&mock)
+        .await;
+    assert_problem(
+        app.get("/v1/snapshots/hs:6001", &t).await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    // A vendor echoing the key back gets it redacted.
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/6002"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"status": false, "message": format!("bad key {KEY}"), "error_reason": "bad_request"})))
+        .mount(&mock)
+        .await;
+    let p = assert_problem(
+        app.get("/v1/snapshots/hs:6002", &t).await,
+        400,
+        "upstream_rejected",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("[redacted]"));
+    // Non-numeric ids cannot exist at Hyperstack: 404 without a vendor call.
+    assert_problem(
+        app.get("/v1/snapshots/hs:abc", &t).await,
+        404,
+        "snapshot_not_found",
+    )
+    .await;
+    // Last: after a 429 the gateway holds calls to this account until Retry-After.
+    Mock::given(method("GET"))
         .and(path("/v1/core/snapshots/6000"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
         .mount(&mock)
@@ -195,27 +321,17 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
     let resp = app.get("/v1/snapshots/hs:6000", &t).await;
     assert_eq!(resp.headers()["retry-after"], "7");
     assert_problem(resp, 429, "provider_rate_limited").await;
-    Mock::given(method("GET"))
-        .and(path("/v1/core/snapshots/6001"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("{not json"))
-        .mount(&mock)
-        .await;
-    assert_problem(app.get("/v1/snapshots/hs:6001", &t).await, 502, "upstream_error").await;
-    // A vendor echoing the key back gets it redacted.
-    Mock::given(method("GET"))
-        .and(path("/v1/core/snapshots/6002"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"status": false, "message": format!("bad key {KEY}"), "error_reason": "bad_request"})))
-        .mount(&mock)
-        .await;
-    let p = assert_problem(app.get("/v1/snapshots/hs:6002", &t).await, 400, "upstream_rejected").await;
-    assert!(p["detail"].as_str().unwrap().contains("[redacted]"));
-    // Non-numeric ids cannot exist at Hyperstack: 404 without a vendor call.
-    assert_problem(app.get("/v1/snapshots/hs:abc", &t).await, 404, "snapshot_not_found").await;
 }
 
 #[tokio::test]
 async fn rename_is_501_naming_the_providers_that_can() {
     let (_mock, app, t) = setup().await;
-    let p = assert_problem(app.patch("/v1/snapshots/hs:1402", &t, &json!({"name": "x"})).await, 501, "unsupported_operation").await;
+    let p = assert_problem(
+        app.patch("/v1/snapshots/hs:1402", &t, &json!({"name": "x"}))
+            .await,
+        501,
+        "unsupported_operation",
+    )
+    .await;
     assert_eq!(p["supported_by"], json!(["koyeb", "oktawave", "syminet"]));
 }

@@ -576,6 +576,13 @@ async fn vendor_error_bodies_map_to_gateway_problems_without_leaking_the_token()
             assert_eq!(p["detail"], "missing snapshot name");
         }
     }
+    vendor("GET", "/images")
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
+        .mount(&mock)
+        .await;
+    let resp = app.get("/v1/snapshots/sy:15340", &t).await;
+    assert_problem(resp, 502, "upstream_error").await;
+    // Last: after a 429 the gateway holds calls to this account until Retry-After.
     vendor("DELETE", "/images/snapshots/20100/delete")
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "4"))
         .mount(&mock)
@@ -583,12 +590,6 @@ async fn vendor_error_bodies_map_to_gateway_problems_without_leaking_the_token()
     let resp = app.delete("/v1/snapshots/sy:20100", &t).await;
     assert_eq!(resp.headers()["retry-after"], "4");
     assert_problem(resp, 429, "provider_rate_limited").await;
-    vendor("GET", "/images")
-        .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
-        .mount(&mock)
-        .await;
-    let resp = app.get("/v1/snapshots/sy:15340", &t).await;
-    assert_problem(resp, 502, "upstream_error").await;
 }
 
 #[tokio::test]
