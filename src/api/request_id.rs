@@ -12,14 +12,8 @@ use axum::{
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: Arc<str>;
-}
-
-/// The current request's id, or an empty string outside a request.
-pub fn current() -> String {
-    REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
-}
+pub use crate::telemetry::current_request_id as current;
+use crate::telemetry::REQUEST_ID;
 
 fn acceptable(v: &HeaderValue) -> Option<&str> {
     v.to_str()

@@ -17,6 +17,14 @@ pub struct SimApp {
 /// A simulator (fast async progress) and a gateway pointed at it, with one account per vendor
 /// named after the vendor.
 pub async fn spawn_with_simulator(delay: Duration) -> SimApp {
+    spawn_with_simulator_and(delay, |_| {}).await
+}
+
+/// As [`spawn_with_simulator`], adjusting the gateway's config after it points at the simulator.
+pub async fn spawn_with_simulator_and(
+    delay: Duration,
+    adjust: impl FnOnce(&mut snapgate::Config),
+) -> SimApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = simulator::start(
         listener,
@@ -27,7 +35,11 @@ pub async fn spawn_with_simulator(delay: Duration) -> SimApp {
     )
     .await
     .unwrap();
-    let app = spawn_app_with(|c| snapgate::demo::point_at_simulator(c, &sim)).await;
+    let app = spawn_app_with(|c| {
+        snapgate::demo::point_at_simulator(c, &sim);
+        adjust(c);
+    })
+    .await;
     let token = token("acme", ALL_SCOPES);
     for vendor in Vendor::ALL {
         let credentials: serde_json::Map<String, Value> = sim

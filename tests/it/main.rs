@@ -13,6 +13,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod openapi;
+mod resilience;
 mod simulator;
 mod snapshots;
 mod wire_hostinger;

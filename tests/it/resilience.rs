@@ -1,0 +1,356 @@
+//! Vendor misbehaviour, through the simulator's fault injection: timeouts, resets, 5xx bursts,
+//! rate limits, garbage, refused connections, concurrency and token refreshes.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use snapgate::simulator::{Fault, Vendor};
+
+use crate::{
+    helpers::*,
+    lifecycle::{spawn_with_simulator_and, SimApp},
+};
+
+async fn sim_app(adjust: impl FnOnce(&mut snapgate::Config)) -> SimApp {
+    spawn_with_simulator_and(Duration::from_millis(200), adjust).await
+}
+
+/// The gateway path of a snapshot the simulator seeded for `vendor`.
+async fn seeded_snapshot(s: &SimApp, vendor: Vendor) -> String {
+    let page: Value = s
+        .app
+        .get(
+            &format!("/v1/snapshots?account={}&page_size=1", vendor.as_str()),
+            &s.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    format!("/v1/snapshots/{}", page["items"][0]["id"].as_str().unwrap())
+}
+
+fn requests(s: &SimApp, vendor: Vendor, method: &str) -> usize {
+    s.sim
+        .requests(Some(vendor))
+        .iter()
+        .filter(|r| r.method == method)
+        .count()
+}
+
+#[tokio::test]
+async fn a_slow_vendor_becomes_504_within_the_deadline() {
+    let s = sim_app(|c| c.upstream.request_timeout_ms = 300).await;
+    let path = seeded_snapshot(&s, Vendor::Hyperstack).await;
+    s.sim.set_fault(
+        Vendor::Hyperstack,
+        Fault {
+            latency_ms: Some(3_000),
+            ..Fault::default()
+        },
+    );
+    let started = Instant::now();
+    let resp = s.app.get(&path, &s.token).await;
+    let p = assert_problem(resp, 504, "upstream_timeout").await;
+    assert_eq!(p["retryable"], true);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_reset_get_is_retried_and_succeeds_but_a_reset_post_is_not_retried() {
+    let s = sim_app(|_| {}).await;
+    let path = seeded_snapshot(&s, Vendor::Koyeb).await;
+    s.sim.clear_requests();
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            reset: true,
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    let resp = s.app.get(&path, &s.token).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        requests(&s, Vendor::Koyeb, "GET"),
+        2,
+        "one reset, one retry"
+    );
+
+    s.sim.clear_requests();
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            reset: true,
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    let volume = s.sim.sources(Vendor::Koyeb)[1].clone();
+    let body = json!({"account": "koyeb", "source_id": volume, "name": "once"});
+    assert_problem(
+        s.app.post("/v1/snapshots", &s.token, &body).await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert_eq!(
+        requests(&s, Vendor::Koyeb, "POST"),
+        1,
+        "a create is never retried blindly"
+    );
+}
+
+#[tokio::test]
+async fn a_500_burst_opens_the_breaker_which_recovers_after_the_cooldown() {
+    let s = sim_app(|c| {
+        c.upstream.breaker_failures = 3;
+        c.upstream.breaker_cooldown_ms = 400;
+    })
+    .await;
+    let path = seeded_snapshot(&s, Vendor::Syminet).await;
+    s.sim.clear_requests();
+    s.sim.set_fault(
+        Vendor::Syminet,
+        Fault {
+            status: Some(500),
+            ..Fault::default()
+        },
+    );
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        let resp = s.app.get(&path, &s.token).await;
+        let body: Value = resp.json().await.unwrap();
+        codes.push(body["code"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(codes[0], "upstream_error");
+    assert_eq!(
+        codes[19], "provider_unavailable",
+        "the breaker opened: {codes:?}"
+    );
+    let upstream = requests(&s, Vendor::Syminet, "GET");
+    assert!(
+        upstream <= 6,
+        "20 caller calls cost {upstream} vendor calls"
+    );
+
+    // Open: fast 503 with Retry-After.
+    let resp = s.app.get(&path, &s.token).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_problem(resp, 503, "provider_unavailable").await;
+
+    // The vendor recovers; after the cool-down one probe closes the breaker.
+    s.sim.clear_faults();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn retries_stay_within_the_budget_under_a_long_500_burst() {
+    let s = sim_app(|c| c.upstream.breaker_failures = 10_000).await;
+    let path = seeded_snapshot(&s, Vendor::Hyperstack).await;
+    s.sim.clear_requests();
+    s.sim.set_fault(
+        Vendor::Hyperstack,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    for _ in 0..50 {
+        assert_problem(s.app.get(&path, &s.token).await, 502, "upstream_error").await;
+    }
+    let upstream = requests(&s, Vendor::Hyperstack, "GET");
+    assert!(
+        upstream <= 62,
+        "50 caller calls cost {upstream} vendor calls (budget ~1.2x)"
+    );
+    assert!(upstream > 50, "some retries were made");
+}
+
+#[tokio::test]
+async fn a_429_is_surfaced_with_retry_after_and_the_vendor_is_not_called_before_it() {
+    let s = sim_app(|_| {}).await;
+    let path = seeded_snapshot(&s, Vendor::Hostinger).await;
+    s.sim.clear_requests();
+    s.sim.set_fault(
+        Vendor::Hostinger,
+        Fault {
+            rate_limit_retry_after: Some(1),
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    let resp = s.app.get(&path, &s.token).await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let p = assert_problem(resp, 429, "provider_rate_limited").await;
+    assert_eq!(p["retryable"], true);
+    let resp = s.app.get(&path, &s.token).await;
+    assert_problem(resp, 429, "provider_rate_limited").await;
+    assert_eq!(
+        requests(&s, Vendor::Hostinger, "GET"),
+        1,
+        "held until Retry-After, no retry"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn malformed_json_is_502_and_never_a_500() {
+    let s = sim_app(|_| {}).await;
+    for vendor in Vendor::ALL {
+        let path = seeded_snapshot(&s, vendor).await;
+        s.sim.set_fault(
+            vendor,
+            Fault {
+                malformed: true,
+                times: Some(1),
+                ..Fault::default()
+            },
+        );
+        let p = assert_problem(s.app.get(&path, &s.token).await, 502, "upstream_error").await;
+        assert_eq!(p["provider"], vendor.as_str());
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_502_fast() {
+    // Bind then drop a listener: nothing listens on that port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        spawn_app_with(|c| c.providers.hyperstack.base_url = format!("http://127.0.0.1:{port}"))
+            .await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    let started = Instant::now();
+    let p = assert_problem(
+        app.get("/v1/snapshots/hs:1", &t).await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("connect"), "{p}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callers_never_exceed_the_per_account_vendor_cap() {
+    let s = sim_app(|c| c.upstream.max_concurrency_per_account = 3).await;
+    let path = seeded_snapshot(&s, Vendor::Koyeb).await;
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            latency_ms: Some(100),
+            ..Fault::default()
+        },
+    );
+    let before = s.sim.stats(Vendor::Koyeb).requests;
+    let calls = (0..15).map(|_| s.app.get(&path, &s.token));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|r| r.status() == 200));
+    let stats = s.sim.stats(Vendor::Koyeb);
+    assert_eq!(stats.requests - before, 15);
+    assert!(
+        stats.max_in_flight <= 3,
+        "max in flight at the vendor: {}",
+        stats.max_in_flight
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_oktawave_calls_share_one_token_request() {
+    let s = sim_app(|_| {}).await;
+    // The listing above would fetch a token: find a snapshot id without the gateway instead.
+    s.sim.clear_requests();
+    let native = {
+        let page: Value = s
+            .app
+            .get("/v1/snapshots?account=oktawave", &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"][0]["native_id"].as_str().unwrap().to_owned()
+    };
+    let token_calls = |s: &SimApp| {
+        s.sim
+            .requests(Some(Vendor::Oktawave))
+            .iter()
+            .filter(|r| r.path.contains("token"))
+            .count()
+    };
+    assert_eq!(token_calls(&s), 1);
+    // A fresh gateway (empty token cache) against the same simulator.
+    let app = spawn_app_with(|c| snapgate::demo::point_at_simulator(c, &s.sim)).await;
+    let creds: serde_json::Map<String, Value> = s
+        .sim
+        .credentials(Vendor::Oktawave)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    let body = json!({"id": "ok", "provider": "oktawave", "credentials": creds, "settings": {"region": "pl1"}});
+    assert_eq!(
+        app.post("/v1/accounts", &s.token, &body).await.status(),
+        201
+    );
+    s.sim.clear_requests();
+    let path = format!("/v1/snapshots/ok:{native}");
+    let results = futures::future::join_all((0..20).map(|_| app.get(&path, &s.token))).await;
+    assert!(results.iter().all(|r| r.status() == 200));
+    assert_eq!(token_calls(&s), 1, "one refresh for 20 concurrent calls");
+}
+
+#[tokio::test]
+async fn the_callers_request_id_reaches_the_vendor_and_credentials_stay_out_of_problems() {
+    let s = sim_app(|_| {}).await;
+    let path = seeded_snapshot(&s, Vendor::Syminet).await;
+    s.sim.clear_requests();
+    let resp = s
+        .app
+        .client
+        .get(format!("{}{path}", s.app.url))
+        .bearer_auth(&s.token)
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let recorded = s.sim.requests(Some(Vendor::Syminet));
+    assert!(recorded
+        .iter()
+        .all(|r| r.headers.get("x-request-id").map(String::as_str) == Some("trace-me-123")));
+    s.sim.set_fault(
+        Vendor::Syminet,
+        Fault {
+            status: Some(401),
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    let p = assert_problem(
+        s.app.get(&path, &s.token).await,
+        502,
+        "provider_auth_failed",
+    )
+    .await;
+    assert!(!p.to_string().contains(snapgate::simulator::SYMINET_TOKEN));
+}
