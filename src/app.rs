@@ -52,6 +52,7 @@ impl Application {
             sealer: Arc::new(sealer),
             registry: Registry::new(&config.providers, Upstream::new(config.upstream)),
             config: Arc::new(config),
+            accounts: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -323,6 +323,7 @@ pub async fn update(
         .update_account(&caller.tenant, &path.account, patch, Utc::now())
         .await?
         .ok_or_else(|| account_not_found(&path.account))?;
+    state.accounts.invalidate(&caller.tenant, &path.account);
     Ok(axum::Json(account.into()))
 }
 
@@ -342,11 +343,12 @@ pub async fn delete(
     Path(path): Path<AccountPath>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::AccountsWrite)?;
-    if state
+    let deleted = state
         .store
         .delete_account(&caller.tenant, &path.account)
-        .await?
-    {
+        .await?;
+    state.accounts.invalidate(&caller.tenant, &path.account);
+    if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(account_not_found(&path.account))

@@ -1,7 +1,11 @@
 //! Plumbing shared by the snapshot and operation handlers: resolving an account to an
 //! adapter call, recording operations, advancing them from the vendor, idempotency.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
@@ -21,25 +25,80 @@ use crate::{
     store::{IdempotencyBegin, OperationFilter},
 };
 
+/// An account with its credentials opened, as cached between requests.
+pub struct Opened {
+    account: Account,
+    credentials: Credentials,
+    loaded: Instant,
+}
+
+/// Opened accounts by (tenant, id): saves a store read and a decryption per vendor call.
+///
+/// Writes through this process invalidate at once; the TTL bounds staleness should another
+/// process change an account in a shared store.
+#[derive(Default)]
+pub struct AccountCache {
+    map: Mutex<HashMap<(String, AccountId), Arc<Opened>>>,
+}
+
+const ACCOUNT_TTL: Duration = Duration::from_secs(30);
+const ACCOUNT_CACHE_MAX: usize = 10_000;
+
+impl AccountCache {
+    fn get(&self, tenant: &str, id: &AccountId) -> Option<Arc<Opened>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.to_owned(), id.clone()))
+            .filter(|o| o.loaded.elapsed() < ACCOUNT_TTL)
+            .cloned()
+    }
+
+    fn put(&self, tenant: &str, opened: Arc<Opened>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= ACCOUNT_CACHE_MAX {
+            map.retain(|_, o| o.loaded.elapsed() < ACCOUNT_TTL);
+            if map.len() >= ACCOUNT_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((tenant.to_owned(), opened.account.id.clone()), opened);
+    }
+
+    /// Forgets an account after it changed or was deleted.
+    pub fn invalidate(&self, tenant: &str, id: &AccountId) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(tenant.to_owned(), id.clone()));
+    }
+}
+
+impl std::fmt::Debug for AccountCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountCache").finish_non_exhaustive()
+    }
+}
+
 /// An account opened for a provider call.
 pub struct Resolved {
-    pub account: Account,
-    credentials: Credentials,
+    opened: Arc<Opened>,
     pub adapter: Arc<dyn ProviderAdapter>,
     registry: Registry,
 }
 
 impl Resolved {
+    pub fn account(&self) -> &Account {
+        &self.opened.account
+    }
+
     pub fn ctx(&self) -> CallContext<'_> {
         CallContext {
-            account: &self.account,
-            credentials: &self.credentials,
+            account: &self.opened.account,
+            credentials: &self.opened.credentials,
         }
     }
 
     /// Maps a provider failure to a problem naming the account, with any echoed secret removed.
     pub fn fail(&self, e: ProviderError) -> ApiError {
         let secrets: Vec<&str> = self
+            .opened
             .credentials
             .iter()
             .map(|(_, v)| v.expose_secret())
@@ -56,8 +115,11 @@ impl Resolved {
             }
             other => ApiError::from(other),
         };
-        err.with_account(self.account.provider, self.account.id.as_str())
-            .scrubbed(&secrets)
+        err.with_account(
+            self.opened.account.provider,
+            self.opened.account.id.as_str(),
+        )
+        .scrubbed(&secrets)
     }
 
     /// `501` unless the adapter declares the capability.
@@ -69,8 +131,10 @@ impl Resolved {
         if has(&self.adapter.info().capabilities) {
             Ok(())
         } else {
-            Err(unsupported(&self.registry, operation, has)
-                .with_account(self.account.provider, self.account.id.as_str()))
+            Err(unsupported(&self.registry, operation, has).with_account(
+                self.opened.account.provider,
+                self.opened.account.id.as_str(),
+            ))
         }
     }
 }
@@ -111,20 +175,31 @@ pub async fn resolve(
     id: &AccountId,
     not_found: fn(&AccountId) -> ApiError,
 ) -> Result<Resolved, ApiError> {
-    let (account, sealed) = state
-        .store
-        .get_account_sealed(tenant, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let credentials = state
-        .sealer
-        .open(&sealed, &format!("{tenant}/{id}"))
-        .map_err(|e| ApiError::internal("cannot open sealed credentials", &e))?;
+    let opened = match state.accounts.get(tenant, id) {
+        Some(opened) => opened,
+        None => {
+            let (account, sealed) = state
+                .store
+                .get_account_sealed(tenant, id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            let credentials = state
+                .sealer
+                .open(&sealed, &format!("{tenant}/{id}"))
+                .map_err(|e| ApiError::internal("cannot open sealed credentials", &e))?;
+            let opened = Arc::new(Opened {
+                account,
+                credentials,
+                loaded: Instant::now(),
+            });
+            state.accounts.put(tenant, opened.clone());
+            opened
+        }
+    };
     Ok(Resolved {
-        adapter: state.registry.get(account.provider).clone(),
+        adapter: state.registry.get(opened.account.provider).clone(),
         registry: state.registry.clone(),
-        account,
-        credentials,
+        opened,
     })
 }
 
@@ -151,9 +226,9 @@ pub async fn record(
         id: format!("op_{}", uuid::Uuid::now_v7().simple()),
         kind,
         state: submitted.state,
-        account: resolved.account.id.clone(),
-        provider: resolved.account.provider,
-        snapshot_id: native.map(|n| format!("{}:{n}", resolved.account.id)),
+        account: resolved.account().id.clone(),
+        provider: resolved.account().provider,
+        snapshot_id: native.map(|n| format!("{}:{n}", resolved.account().id)),
         result: submitted.result.clone(),
         vendor_ref: submitted.vendor_ref.clone(),
         created_at: now,
@@ -218,8 +293,12 @@ pub async fn overlay(
     tenant: &str,
     snapshot: &mut Snapshot,
 ) -> Result<(), ApiError> {
+    let id = snapshot.id.to_string();
+    if !state.store.has_unfinished_operation(tenant, &id).await? {
+        return Ok(());
+    }
     let filter = OperationFilter {
-        snapshot_id: Some(snapshot.id.to_string()),
+        snapshot_id: Some(id),
         unfinished_only: true,
         limit: 10,
         ..Default::default()

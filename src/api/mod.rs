@@ -46,6 +46,8 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     pub registry: Registry,
     pub config: Arc<Config>,
+    /// Opened accounts, so a vendor call costs no store read or decryption.
+    pub accounts: Arc<gateway::AccountCache>,
 }
 
 /// Builds the whole HTTP router over a state.

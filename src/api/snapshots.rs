@@ -146,9 +146,14 @@ async fn accept(
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
     let operation =
         gateway::record(state, &caller.tenant, resolved, kind, native_id, &submitted).await?;
-    let snapshot = submitted
-        .snapshot
-        .map(|s| Snapshot::from_vendor(&resolved.account.id, resolved.account.provider, s, false));
+    let snapshot = submitted.snapshot.map(|s| {
+        Snapshot::from_vendor(
+            &resolved.account().id,
+            resolved.account().provider,
+            s,
+            false,
+        )
+    });
     let body = serde_json::to_value(Accepted {
         operation,
         snapshot,
@@ -192,8 +197,8 @@ pub async fn get(
         .map_err(|e| resolved.fail(e))?;
     let include = query.include == Some(Include::Vendor);
     let mut snapshot = Snapshot::from_vendor(
-        &resolved.account.id,
-        resolved.account.provider,
+        &resolved.account().id,
+        resolved.account().provider,
         vendor,
         include,
     );

@@ -10,6 +10,7 @@
 //! | DELETE | `/_sim/requests` | forget recorded requests → 204 |
 //! | GET | `/_sim/stats` | `{vendor: {requests, in_flight, max_in_flight}}` |
 //! | DELETE | `/_sim/stats` | reset counters → 204 |
+//! | GET | `/_sim/connections` | `{"accepted": n}` TCP connections accepted since start |
 //!
 //! Errors here are `{"error": "..."}`. Owns only the HTTP mapping onto `Shared`.
 
@@ -33,6 +34,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/faults/{vendor}", put(put_fault).delete(clear_fault))
         .route("/requests", get(requests).delete(clear_requests))
         .route("/stats", get(stats).delete(reset_stats))
+        .route("/connections", get(connections))
         .with_state(shared)
 }
 
@@ -89,6 +91,14 @@ async fn clear_requests(State(shared): State<Arc<Shared>>) -> StatusCode {
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.all_stats()).into_response()
+}
+
+/// `{"accepted": n}`: TCP connections accepted since start.
+async fn connections(State(shared): State<Arc<Shared>>) -> Response {
+    let accepted = shared
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Json(serde_json::json!({ "accepted": accepted })).into_response()
 }
 
 async fn reset_stats(State(shared): State<Arc<Shared>>) -> StatusCode {

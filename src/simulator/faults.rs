@@ -117,6 +117,8 @@ pub(super) struct Shared {
     faults: Mutex<HashMap<Vendor, Fault>>,
     journal: Mutex<VecDeque<RecordedRequest>>,
     stats: Mutex<HashMap<Vendor, VendorStats>>,
+    /// TCP connections accepted since start (benchmarks check the gateway pools its sockets).
+    pub(super) connections: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -133,6 +135,7 @@ impl Shared {
             faults: Mutex::new(faults),
             journal: Mutex::new(VecDeque::new()),
             stats: Mutex::new(HashMap::new()),
+            connections: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -170,7 +170,7 @@ pub async fn start(
     let shared = Arc::new(Shared::new(&config));
     let app = router(&shared, config.seed);
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(server::serve(listener, app, stopped));
+    let task = tokio::spawn(server::serve(listener, app, shared.clone(), stopped));
     Ok(RunningSimulator {
         addr,
         shared,

@@ -24,12 +24,18 @@ use super::faults::ConnKill;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts until `stop` turns true or its sender is dropped, then drains connections.
-pub(super) async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shared: std::sync::Arc<super::faults::Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     conns.spawn(connection(stream, app.clone(), stop.clone()));
                 }
                 Err(err) => {

@@ -120,6 +120,20 @@ pub trait Store: Send + Sync + 'static {
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError>;
     /// Saves an operation's state, result, error and timestamps.
     async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
+    /// Whether any pending or running operation targets this snapshot (hot path of every get).
+    async fn has_unfinished_operation(
+        &self,
+        tenant: &str,
+        snapshot_id: &str,
+    ) -> Result<bool, StoreError> {
+        let filter = OperationFilter {
+            snapshot_id: Some(snapshot_id.to_owned()),
+            unfinished_only: true,
+            limit: 1,
+            ..Default::default()
+        };
+        Ok(!self.list_operations(tenant, &filter).await?.is_empty())
+    }
     /// Newest first.
     async fn list_operations(
         &self,

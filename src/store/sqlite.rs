@@ -18,9 +18,43 @@ use super::{
 use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
 
 /// SQLite-backed [`Store`].
+///
+/// An embedded database has one writer process, so the set of unfinished operations is
+/// mirrored in memory (loaded on open, kept on every write) and a snapshot get needs no query
+/// to learn whether an operation is pending on it.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    pending: std::sync::Arc<std::sync::Mutex<PendingIndex>>,
+}
+
+/// Unfinished operations: op → snapshot, and snapshot → number of such ops.
+#[derive(Debug, Default)]
+struct PendingIndex {
+    by_op: std::collections::HashMap<(String, String), String>,
+    by_snapshot: std::collections::HashMap<(String, String), usize>,
+}
+
+impl PendingIndex {
+    fn set(&mut self, tenant: &str, op: &Operation) {
+        let key = (tenant.to_owned(), op.id.clone());
+        if let Some(old) = self.by_op.remove(&key) {
+            let k = (tenant.to_owned(), old);
+            if let Some(n) = self.by_snapshot.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_snapshot.remove(&k);
+                }
+            }
+        }
+        if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
+            self.by_op.insert(key, snapshot.clone());
+            *self
+                .by_snapshot
+                .entry((tenant.to_owned(), snapshot.clone()))
+                .or_default() += 1;
+        }
+    }
 }
 
 impl SqliteStore {
@@ -50,7 +84,18 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self {
+            pool,
+            pending: Default::default(),
+        };
+        let unfinished = sqlite_ops::list_unfinished(&store.pool).await?;
+        {
+            let mut index = store.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (tenant, op) in &unfinished {
+                index.set(tenant, op);
+            }
+        }
+        Ok(store)
     }
 
     /// The pool, for back-end specific tests.
@@ -272,7 +317,23 @@ impl Store for SqliteStore {
     }
 
     async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
-        sqlite_ops::insert(&self.pool, tenant, op).await
+        sqlite_ops::insert(&self.pool, tenant, op).await?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(tenant, op);
+        Ok(())
+    }
+
+    async fn has_unfinished_operation(
+        &self,
+        tenant: &str,
+        snapshot_id: &str,
+    ) -> Result<bool, StoreError> {
+        let index = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(index
+            .by_snapshot
+            .contains_key(&(tenant.to_owned(), snapshot_id.to_owned())))
     }
 
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
@@ -280,7 +341,12 @@ impl Store for SqliteStore {
     }
 
     async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
-        sqlite_ops::update(&self.pool, tenant, op).await
+        sqlite_ops::update(&self.pool, tenant, op).await?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(tenant, op);
+        Ok(())
     }
 
     async fn list_operations(

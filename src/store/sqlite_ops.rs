@@ -215,3 +215,15 @@ pub async fn abandon_idempotent(
         .await?;
     Ok(())
 }
+
+/// Every unfinished operation with its tenant (to rebuild the in-memory index on open).
+pub async fn list_unfinished(pool: &SqlitePool) -> Result<Vec<(String, Operation)>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT tenant, {COLUMNS} FROM operations WHERE state IN ('pending', 'running')"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("tenant")?, from_row(r)?)))
+        .collect()
+}

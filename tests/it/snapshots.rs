@@ -294,3 +294,35 @@ async fn bad_snapshot_ids_and_bodies_are_caller_errors() {
     // Nothing reached the vendor.
     assert!(mock.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn rotated_or_deleted_credentials_take_effect_on_the_next_vendor_call() {
+    let mock = MockServer::start().await;
+    let body = json!({"status": true, "message": "", "snapshot": {
+        "id": 90, "name": "n", "description": "", "vm_id": 1, "region_id": 3, "status": "COMPLETE",
+        "is_image": false, "size": 1, "labels": "", "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}});
+    for key in ["hs-secret-api-key-0001", "rotated-key"] {
+        Mock::given(method("GET"))
+            .and(path("/core/snapshots/90"))
+            .and(wiremock::matchers::header("api_key", key))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
+            .expect(1)
+            .mount(&mock)
+            .await;
+    }
+    let (app, t) = hyperstack_app(&mock, None).await;
+    assert_eq!(app.get("/v1/snapshots/hs:90", &t).await.status(), 200);
+    let rotate = json!({"credentials": {"api_key": "rotated-key"}});
+    assert_eq!(
+        app.patch("/v1/accounts/hs", &t, &rotate).await.status(),
+        200
+    );
+    assert_eq!(app.get("/v1/snapshots/hs:90", &t).await.status(), 200);
+    assert_eq!(app.delete("/v1/accounts/hs", &t).await.status(), 204);
+    assert_problem(
+        app.get("/v1/snapshots/hs:90", &t).await,
+        404,
+        "snapshot_not_found",
+    )
+    .await;
+}
