@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// End-to-end deadline for one gateway request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Requests handled at once; more wait (within their deadline) before any work starts.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 30_000,
+            max_in_flight: 256,
         }
     }
 }

@@ -54,6 +54,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let deadline = state.config.server.request_timeout();
+    let max_in_flight = state.config.server.max_in_flight.max(1);
     let v1 = Router::new()
         .route("/providers", get(providers::list))
         .route("/accounts", get(accounts::list).post(accounts::create))
@@ -87,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Requests beyond this wait here, as a small future, instead of each holding a full
+        // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_in_flight))
         .layer(middleware::from_fn(move |req, next| {
             with_deadline(deadline, req, next)
         }))
