@@ -90,7 +90,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // Requests beyond this wait here, as a small future, instead of each holding a full
         // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_in_flight))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            max_in_flight,
+        ))
         .layer(middleware::from_fn(move |req, next| {
             with_deadline(deadline, req, next)
         }))
