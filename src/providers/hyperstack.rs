@@ -18,7 +18,7 @@ use crate::{
     config::ProvidersConfig,
     domain::{
         Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
-        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        SnapshotStatus, Source, SourceKind, VendorSnapshot,
     },
     upstream::{Reply, Upstream},
 };
@@ -192,17 +192,8 @@ impl ProviderAdapter for Hyperstack {
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
-        Ok(Submitted {
-            state: state_of(snapshot.status),
-            native_id: Some(snapshot.native_id.clone()),
-            snapshot: Some(snapshot),
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::SnapshotStatus,
-                id: None,
-            },
-            result: None,
-            tracking: serde_json::Value::Null,
-        })
+        let state = state_of(snapshot.status);
+        Ok(Submitted::by_status(snapshot, state))
     }
 
     async fn delete(
@@ -215,7 +206,10 @@ impl ProviderAdapter for Hyperstack {
             .call(ctx, "delete", Method::DELETE, &path, &[], None)
             .await?
             .json(KIND)?;
-        Ok(done(Some(json!({ "message": reply.message }))))
+        Ok(Submitted::finished(
+            None,
+            Some(json!({ "message": reply.message })),
+        ))
     }
 
     async fn restore(
@@ -247,7 +241,8 @@ impl ProviderAdapter for Hyperstack {
         let vm = reply
             .instance
             .or_else(|| reply.instances.into_iter().next());
-        Ok(done(
+        Ok(Submitted::finished(
+            None,
             vm.map(|vm| json!({ "vm_id": vm.id.0, "vm_name": vm.name })),
         ))
     }
@@ -266,7 +261,10 @@ impl ProviderAdapter for Hyperstack {
             .await?
             .json(KIND)?;
         let image_id = reply.id.or(reply.image.map(|i| i.id));
-        Ok(done(image_id.map(|id| json!({ "image_id": id.0 }))))
+        Ok(Submitted::finished(
+            None,
+            image_id.map(|id| json!({ "image_id": id.0 })),
+        ))
     }
 
     async fn name_available(
@@ -316,20 +314,6 @@ impl ProviderAdapter for Hyperstack {
             (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
             (_, Err(e)) => Err(e),
         }
-    }
-}
-
-fn done(result: Option<serde_json::Value>) -> Submitted {
-    Submitted {
-        state: OperationState::Succeeded,
-        snapshot: None,
-        native_id: None,
-        vendor_ref: VendorRef {
-            kind: VendorRefKind::None,
-            id: None,
-        },
-        result,
-        tracking: serde_json::Value::Null,
     }
 }
 

@@ -251,17 +251,8 @@ impl ProviderAdapter for Koyeb {
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
-        Ok(Submitted {
-            state: state_of(snapshot.status),
-            native_id: Some(snapshot.native_id.clone()),
-            snapshot: Some(snapshot),
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::SnapshotStatus,
-                id: None,
-            },
-            result: None,
-            tracking: serde_json::Value::Null,
-        })
+        let state = state_of(snapshot.status);
+        Ok(Submitted::by_status(snapshot, state))
     }
 
     async fn update(
@@ -286,17 +277,7 @@ impl ProviderAdapter for Koyeb {
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
-        Ok(Submitted {
-            state: OperationState::Succeeded,
-            native_id: Some(snapshot.native_id.clone()),
-            snapshot: Some(snapshot),
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::None,
-                id: None,
-            },
-            result: None,
-            tracking: serde_json::Value::Null,
-        })
+        Ok(Submitted::finished(Some(snapshot), None))
     }
 
     async fn delete(
@@ -366,17 +347,7 @@ impl ProviderAdapter for Koyeb {
         let result = reply
             .volume
             .map(|v| json!({ "volume_id": v.id, "volume_name": v.name.unwrap_or(name) }));
-        Ok(Submitted {
-            state: OperationState::Succeeded,
-            snapshot: None,
-            native_id: None,
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::None,
-                id: None,
-            },
-            result,
-            tracking: serde_json::Value::Null,
-        })
+        Ok(Submitted::finished(None, result))
     }
 
     async fn poll(

@@ -19,7 +19,7 @@ use crate::{
     config::ProvidersConfig,
     domain::{
         Account, Capabilities, Credentials, FieldSpec, Operation, OperationState, ProviderKind,
-        VendorRef, VendorSnapshot,
+        VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -153,6 +153,38 @@ pub struct Submitted {
     pub result: Option<serde_json::Value>,
     /// Private data the adapter needs to poll this work later.
     pub tracking: serde_json::Value,
+}
+
+impl Submitted {
+    /// Work the vendor finished while answering (a rename, a restore that names its result).
+    pub fn finished(snapshot: Option<VendorSnapshot>, result: Option<serde_json::Value>) -> Self {
+        Self {
+            state: OperationState::Succeeded,
+            native_id: snapshot.as_ref().map(|s| s.native_id.clone()),
+            snapshot,
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::None,
+                id: None,
+            },
+            result,
+            tracking: serde_json::Value::Null,
+        }
+    }
+
+    /// Work whose progress is the snapshot's own status at the vendor.
+    pub fn by_status(snapshot: VendorSnapshot, state: OperationState) -> Self {
+        Self {
+            state,
+            native_id: Some(snapshot.native_id.clone()),
+            snapshot: Some(snapshot),
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::SnapshotStatus,
+                id: None,
+            },
+            result: None,
+            tracking: serde_json::Value::Null,
+        }
+    }
 }
 
 /// An operation's state as the vendor now reports it.

@@ -496,17 +496,7 @@ impl ProviderAdapter for Oktawave {
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply, region(ctx))?;
-        Ok(Submitted {
-            state: OperationState::Succeeded,
-            native_id: Some(snapshot.native_id.clone()),
-            snapshot: Some(snapshot),
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::None,
-                id: None,
-            },
-            result: None,
-            tracking: serde_json::Value::Null,
-        })
+        Ok(Submitted::finished(Some(snapshot), None))
     }
 
     async fn delete(
