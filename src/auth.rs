@@ -2,7 +2,10 @@
 //!
 //! Knows nothing of routes; the API layer turns [`AuthError`] into problems.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,17 +44,23 @@ impl Scope {
     }
 }
 
-/// The authenticated caller of one request.
+impl Scope {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The authenticated caller of one request (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub tenant: String,
-    pub subject: Option<String>,
-    scopes: HashSet<Scope>,
+    pub tenant: Arc<str>,
+    pub subject: Option<Arc<str>>,
+    scopes: u8,
 }
 
 impl Caller {
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
+        self.scopes & scope.bit() != 0
     }
 
     /// Succeeds when the caller holds `scope`.
@@ -90,10 +99,17 @@ pub enum AuthConfigError {
 }
 
 /// Verifies bearer tokens against the explicitly configured algorithms.
+///
+/// Verified tokens are remembered until their `exp`, so a client reusing its token pays for
+/// the signature check and claim parsing once, not on every request.
 pub struct Authenticator {
     keys: Vec<(Algorithm, DecodingKey, Validation)>,
     tenant_claim: String,
+    verified: Mutex<HashMap<Box<str>, (Caller, u64)>>,
 }
+
+/// Verified tokens remembered at most; the map is emptied when full.
+const VERIFIED_CACHE_MAX: usize = 10_000;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,6 +190,7 @@ impl Authenticator {
         Ok(Self {
             keys,
             tenant_claim: cfg.tenant_claim.clone(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -186,6 +203,31 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((caller, exp)) = cache.get(token) {
+                if now < *exp {
+                    return Ok(caller.clone());
+                }
+            }
+        }
+        let caller = self.verify(token)?;
+        if let Some(exp) = caller.1 {
+            let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.retain(|_, (_, e)| now < *e);
+                if cache.len() >= VERIFIED_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.into(), (caller.0.clone(), exp));
+        }
+        Ok(caller.0)
+    }
+
+    /// Checks signature and claims; returns the caller and the token's `exp`.
+    fn verify(&self, token: &str) -> Result<(Caller, Option<u64>), AuthError> {
         let jwt_header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(format!("malformed token header ({e})")))?;
         let (_, key, validation) = self
@@ -210,13 +252,11 @@ impl Authenticator {
                 ))
             })?
             .to_owned();
-        let mut scopes = HashSet::new();
+        let mut scopes = 0u8;
         let mut add = |s: &str| {
             s.split_whitespace()
                 .filter_map(Scope::parse)
-                .for_each(|scope| {
-                    scopes.insert(scope);
-                })
+                .for_each(|scope| scopes |= scope.bit())
         };
         if let Some(s) = &claims.scope {
             add(s);
@@ -226,11 +266,15 @@ impl Authenticator {
             Some(ScpClaim::Spaced(s)) => add(s),
             None => {}
         }
-        Ok(Caller {
-            tenant,
-            subject: claims.sub,
-            scopes,
-        })
+        let exp = claims.rest.get("exp").and_then(|v| v.as_u64());
+        Ok((
+            Caller {
+                tenant: tenant.into(),
+                subject: claims.sub.map(Into::into),
+                scopes,
+            },
+            exp,
+        ))
     }
 }
 

@@ -219,7 +219,7 @@ pub async fn create(
     let account = state
         .store
         .insert_account(NewAccount {
-            tenant: caller.tenant.clone(),
+            tenant: caller.tenant.to_string(),
             id: body.id,
             provider: body.provider,
             display_name: body.display_name,

@@ -254,7 +254,7 @@ pub async fn list(
     let results: Vec<Result<Vec<Snapshot>, ApiError>> = stream::iter(accounts)
         .map(|account| {
             let state = &state;
-            let tenant = caller.tenant.as_str();
+            let tenant: &str = &caller.tenant;
             async move {
                 let resolved = gateway::resolve(state, tenant, &account.id, account_404).await?;
                 let listed =

@@ -197,20 +197,35 @@ fn serve_prints_its_real_address_and_stops_cleanly_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
         .arg("serve")
         .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("SNAPGATE_MASTER_KEY", "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=")
+        .env(
+            "SNAPGATE_MASTER_KEY",
+            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
+        )
         .env("SNAPGATE_AUTH__HS256_SECRET", "s")
-        .env("SNAPGATE_STORE__URL", format!("sqlite://{}/db.sqlite", dir.path().display()))
+        .env(
+            "SNAPGATE_STORE__URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("export SNAPGATE_URL=").unwrap().to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("export SNAPGATE_URL=")
+        .unwrap()
+        .to_owned();
     assert!(!url.ends_with(":0"));
     let health = std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok();
     assert!(health, "listening at {url}");
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
