@@ -50,7 +50,7 @@ impl Application {
             auth: Arc::new(auth),
             store,
             sealer: Arc::new(sealer),
-            registry: Registry::new(&config.providers, Upstream::new(config.upstream)),
+            registry: Registry::new(&config.providers, Upstream::new(config.upstream.clone())),
             config: Arc::new(config),
             accounts: Arc::default(),
         };

@@ -231,14 +231,12 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
 }
 
 /// Runs only the simulator until Ctrl-C / SIGTERM, printing its shell lines first.
-pub async fn simulate(listen: SocketAddr) -> Result<(), DemoError> {
+pub async fn simulate(listen: SocketAddr, config: SimulatorConfig) -> Result<(), DemoError> {
     let here = Path::new(".");
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(io(here))?;
-    let sim = simulator::start(listener, SimulatorConfig::default())
-        .await
-        .map_err(io(here))?;
+    let sim = simulator::start(listener, config).await.map_err(io(here))?;
     print!("{}", sim.env_lines());
     println!(
         "# simulator listening on {}; control plane at http://{}/_sim/",

@@ -42,6 +42,15 @@ enum Command {
         /// Address to listen on (port 0 picks one).
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
+        /// How long async vendor work (creates, tickets, actions) takes, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        async_delay_ms: u64,
+        /// Lifetime of Oktawave access tokens, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        token_ttl_secs: u64,
+        /// Faults active from the start: JSON `{"koyeb": {"latency_ms": 200}, ...}`.
+        #[arg(long)]
+        faults: Option<String>,
     },
     /// Gateway + simulator + one seeded account per provider: the newcomer's command.
     Demo {
@@ -68,11 +77,32 @@ async fn main() -> ExitCode {
             scopes,
             ttl,
         } => token(cli.config, &tenant, scopes, ttl),
-        Command::Simulate { listen } => {
+        Command::Simulate {
+            listen,
+            async_delay_ms,
+            token_ttl_secs,
+            faults,
+        } => {
             snapgate::telemetry::init("warn");
-            snapgate::demo::simulate(listen)
-                .await
-                .map_err(|e| e.to_string())
+            let faults = match faults {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| format!("--faults is not a vendor → fault JSON map: {e}")),
+                None => Ok(Default::default()),
+            };
+            match faults {
+                Ok(faults) => {
+                    let config = snapgate::simulator::SimulatorConfig {
+                        async_delay: std::time::Duration::from_millis(async_delay_ms),
+                        token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+                        seed: true,
+                        faults,
+                    };
+                    snapgate::demo::simulate(listen, config)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Demo { listen, data_dir } => {
             snapgate::telemetry::init("warn,snapgate=info");

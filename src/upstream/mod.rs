@@ -24,13 +24,15 @@ use guard::{Admission, GuardConfig, Guards, RetryBudget};
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// How vendor calls are made: timeouts, retries, breaker and concurrency cap.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// TCP connect timeout, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Timeout of one vendor call (one attempt), in milliseconds.
     pub request_timeout_ms: u64,
+    /// Per-provider overrides of `request_timeout_ms` (e.g. `{ oktawave = 20000 }`).
+    pub provider_timeout_ms: std::collections::BTreeMap<ProviderKind, u64>,
     /// Retries of an idempotent call (GET) after a 5xx, reset or timeout.
     pub max_retries: u32,
     /// Retries earned per first attempt (0.2: retries stay within ~20% extra load).
@@ -48,6 +50,7 @@ impl Default for UpstreamConfig {
         Self {
             connect_timeout_ms: 2_000,
             request_timeout_ms: 10_000,
+            provider_timeout_ms: Default::default(),
             max_retries: 2,
             retry_budget_ratio: 0.2,
             breaker_failures: 5,
@@ -109,9 +112,9 @@ impl Upstream {
         Self {
             client,
             inner: Arc::new(Inner {
+                budget: RetryBudget::new(config.retry_budget_ratio),
                 config,
                 guards,
-                budget: RetryBudget::new(config.retry_budget_ratio),
             }),
         }
     }
@@ -142,10 +145,13 @@ impl Upstream {
         request: RequestBuilder,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
-        let request = request.build().map_err(|e| ProviderError::Upstream {
+        let mut request = request.build().map_err(|e| ProviderError::Upstream {
             status: None,
             message: format!("could not build the {vendor} request ({e})"),
         })?;
+        if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
+            *request.timeout_mut() = Some(Duration::from_millis(*ms));
+        }
         let guard = self.inner.guards.get(identity(&request));
         let probe = match guard.admit() {
             Admission::Rejected(retry_after) => {
@@ -160,7 +166,10 @@ impl Upstream {
             Admission::Allowed => false,
         };
         let config = &self.inner.config;
-        let wait = Duration::from_millis(config.request_timeout_ms);
+        let wait = request
+            .timeout()
+            .copied()
+            .unwrap_or(Duration::from_millis(config.request_timeout_ms));
         let _permit = match tokio::time::timeout(wait, guard.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => {

@@ -40,7 +40,14 @@ fn requests(s: &SimApp, vendor: Vendor, method: &str) -> usize {
 
 #[tokio::test]
 async fn a_slow_vendor_becomes_504_within_the_deadline() {
-    let s = sim_app(|c| c.upstream.request_timeout_ms = 300).await;
+    // The per-provider override wins over the (long) global timeout.
+    let s = sim_app(|c| {
+        c.upstream.request_timeout_ms = 20_000;
+        c.upstream
+            .provider_timeout_ms
+            .insert(snapgate::domain::ProviderKind::Hyperstack, 300);
+    })
+    .await;
     let path = seeded_snapshot(&s, Vendor::Hyperstack).await;
     s.sim.set_fault(
         Vendor::Hyperstack,
