@@ -320,3 +320,149 @@ async fn five_slow_accounts_cost_about_one_accounts_time() {
     // Sequential would be >= 1.5 s; concurrent is ~0.3 s. Generous bound for a loaded machine.
     assert!(elapsed < Duration::from_millis(1000), "took {elapsed:?}");
 }
+
+mod simulated {
+    //! The same list against all five simulated vendors.
+
+    use std::{collections::HashSet, time::Duration};
+
+    use serde_json::{json, Value};
+    use snapgate::simulator::{Fault, Vendor};
+
+    use super::walk;
+    use crate::lifecycle::{settle, spawn_with_simulator};
+
+    async fn create_settled(
+        s: &crate::lifecycle::SimApp,
+        vendor: Vendor,
+        source: &str,
+        name: &str,
+    ) {
+        let mut body = json!({"account": vendor.as_str(), "source_id": source, "name": name});
+        if vendor == Vendor::Hostinger {
+            body["replace_existing"] = json!(true);
+        }
+        let resp = s.app.post("/v1/snapshots", &s.token, &body).await;
+        assert_eq!(resp.status(), 202, "{vendor:?}");
+        let accepted: Value = resp.json().await.unwrap();
+        let op = settle(&s.app, &s.token, &accepted["operation"]).await;
+        assert_eq!(op["state"], "succeeded", "{op}");
+    }
+
+    #[tokio::test]
+    async fn a_list_across_all_five_providers_pages_every_snapshot_exactly_once() {
+        let s = spawn_with_simulator(Duration::from_millis(50)).await;
+        // Syminet pages by 10: 12 more snapshots make its list span two vendor pages.
+        let slices = s.sim.sources(Vendor::Syminet);
+        for i in 0..12 {
+            create_settled(&s, Vendor::Syminet, &slices[i % 3], &format!("bulk-{i:02}")).await;
+        }
+        for vendor in [
+            Vendor::Hyperstack,
+            Vendor::Koyeb,
+            Vendor::Oktawave,
+            Vendor::Hostinger,
+        ] {
+            for (i, source) in s.sim.sources(vendor).iter().enumerate() {
+                create_settled(&s, vendor, source, &format!("bulk-{}-{i}", vendor.as_str())).await;
+            }
+        }
+        let mut expected = HashSet::new();
+        for vendor in Vendor::ALL {
+            let page: Value = s
+                .app
+                .get(
+                    &format!("/v1/snapshots?account={}&page_size=200", vendor.as_str()),
+                    &s.token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(page["next_page_token"], Value::Null);
+            for item in page["items"].as_array().unwrap() {
+                expected.insert(item["id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(expected.len() >= 30, "{}", expected.len());
+        s.sim.clear_requests();
+        let (items, pages) = walk(&s.app, &s.token, "page_size=7").await;
+        let seen: Vec<String> = items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect();
+        let unique: HashSet<String> = seen.iter().cloned().collect();
+        assert_eq!(seen.len(), unique.len(), "no duplicates");
+        assert_eq!(unique, expected, "no gaps");
+        assert_eq!(pages, expected.len().div_ceil(7));
+        let providers: HashSet<&str> = items
+            .iter()
+            .map(|i| i["provider"].as_str().unwrap())
+            .collect();
+        assert_eq!(providers.len(), 5);
+        for w in items.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let time = |v: &Value| {
+                v["created_at"]
+                    .as_str()
+                    .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap())
+            };
+            let (ta, tb) = (time(a), time(b));
+            let ordered = match (ta, tb) {
+                (Some(x), Some(y)) => x > y || (x == y && a["id"].as_str() < b["id"].as_str()),
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            assert!(ordered, "order: {a} / {b}");
+        }
+        let second_pages = s
+            .sim
+            .requests(Some(Vendor::Syminet))
+            .iter()
+            .filter(|r| {
+                r.path == "/images" && r.query.as_deref().is_some_and(|q| q.contains("page=2"))
+            })
+            .count();
+        assert!(
+            second_pages >= pages,
+            "every gateway page walked Syminet's second page"
+        );
+    }
+
+    #[tokio::test]
+    async fn five_slow_vendors_cost_about_the_slowest_not_their_sum() {
+        let s = spawn_with_simulator(Duration::from_millis(50)).await;
+        // Warm the Oktawave token so every account makes its plain list calls only.
+        let _ = s.app.get("/v1/snapshots", &s.token).await;
+        for vendor in Vendor::ALL {
+            s.sim.set_fault(
+                vendor,
+                Fault {
+                    latency_ms: Some(250),
+                    ..Fault::default()
+                },
+            );
+        }
+        s.sim.clear_requests();
+        let started = std::time::Instant::now();
+        let page: Value = s
+            .app
+            .get("/v1/snapshots", &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(page["errors"], json!([]));
+        let calls: Vec<usize> = Vendor::ALL
+            .iter()
+            .map(|v| s.sim.requests(Some(*v)).len())
+            .collect();
+        let sequential = Duration::from_millis(250 * calls.iter().sum::<usize>() as u64);
+        // Hostinger lists its VMs, then their snapshots 4 at a time: its own chain is the slowest.
+        assert!(
+            elapsed < sequential / 2,
+            "took {elapsed:?}; one after another would be {sequential:?} ({calls:?})"
+        );
+    }
+}
