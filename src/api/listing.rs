@@ -26,7 +26,7 @@ use super::{
 use crate::{
     auth::{Caller, Scope},
     domain::{Account, OperationKind, ProviderKind, Snapshot, SnapshotStatus},
-    providers::ProviderError,
+    providers::{ListFilter, ProviderError},
     store::OperationFilter,
 };
 
@@ -251,6 +251,17 @@ pub async fn list(
     let timeout = Duration::from_millis(state.config.listing.account_timeout_ms);
     let include = q.include == Some(Include::Vendor);
     let source = q.source_id.as_deref();
+    // Statuses the operation overlay can turn a settled snapshot into must be filtered here,
+    // after the overlay; only `available`/`deleted` are safe to hand to a vendor.
+    let pushable = !q.status.is_empty()
+        && q.status
+            .iter()
+            .all(|s| matches!(s, SnapshotStatus::Available | SnapshotStatus::Deleted));
+    let filter = ListFilter {
+        source_id: source,
+        statuses: if pushable { &q.status } else { &[] },
+    };
+    let filter = &filter;
     let results: Vec<Result<Vec<Snapshot>, ApiError>> = stream::iter(accounts)
         .map(|account| {
             let state = &state;
@@ -258,7 +269,7 @@ pub async fn list(
             async move {
                 let resolved = gateway::resolve(state, tenant, &account.id, account_404).await?;
                 let listed =
-                    tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), source))
+                    tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), filter))
                         .await
                         .unwrap_or(Err(ProviderError::Timeout))
                         .map_err(|e| resolved.fail(e))?;

@@ -14,7 +14,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
+    CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError, ProviderInfo,
     RestoreRequest, Submitted,
 };
 use crate::{
@@ -164,8 +164,9 @@ impl ProviderAdapter for Hostinger {
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let source_id = filter.source_id;
         let vms = match source_id {
             // A VM id that cannot exist has no snapshot.
             Some(vm) => match numeric(vm) {

@@ -11,7 +11,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, ImageRequest, Progress, ProviderAdapter, ProviderError,
+    CallContext, CreateRequest, ImageRequest, ListFilter, Progress, ProviderAdapter, ProviderError,
     ProviderInfo, RestoreRequest, Submitted,
 };
 use crate::{
@@ -136,8 +136,9 @@ impl ProviderAdapter for Hyperstack {
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let source_id = filter.source_id;
         let mut out = Vec::new();
         // `count` may be the page's count or the total (undocumented): page until short.
         for page in 1.. {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
-    wire, CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
-    RestoreRequest, Submitted, UpdateRequest,
+    wire, CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError,
+    ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::ProvidersConfig,
@@ -101,6 +101,7 @@ impl Koyeb {
         operation: &'static str,
         offset: Option<usize>,
         limit: usize,
+        statuses: &[SnapshotStatus],
     ) -> Result<ListPage, ProviderError> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(offset) = offset {
@@ -108,6 +109,12 @@ impl Koyeb {
         }
         if let Some(org) = ctx.setting("organization_id").filter(|o| !o.is_empty()) {
             query.push(("organization_id", org.to_owned()));
+        }
+        // `statuses` repeats its key (collectionFormat multi). Pushed down only when every
+        // requested status has an exact Koyeb value; otherwise the gateway filters alone.
+        let wire: Option<Vec<&str>> = statuses.iter().map(|s| wire_status(*s)).collect();
+        for status in wire.unwrap_or_default() {
+            query.push(("statuses", status.to_owned()));
         }
         self.call(ctx, operation, Method::GET, "/v1/snapshots", &query, None)
             .await?
@@ -182,19 +189,22 @@ impl ProviderAdapter for Koyeb {
     }
 
     async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
-        self.page(ctx, "verify", None, 1).await.map(|_| ())
+        self.page(ctx, "verify", None, 1, &[]).await.map(|_| ())
     }
 
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let source_id = filter.source_id;
         let mut out = Vec::new();
         let mut offset = 0;
         // No total: page until `has_next` is false, and (like Koyeb's CLI) stop on an empty page.
         loop {
-            let page = self.page(ctx, "list", Some(offset), PAGE_SIZE).await?;
+            let page = self
+                .page(ctx, "list", Some(offset), PAGE_SIZE, filter.statuses)
+                .await?;
             let n = page.snapshots.len();
             for raw in page.snapshots {
                 let snapshot = to_domain(raw)?;
@@ -524,6 +534,15 @@ fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
         region: w.region.filter(|r| !r.is_empty()),
         vendor: Some(raw),
     })
+}
+
+/// The Koyeb value that selects exactly the snapshots mapped to `status`, where one does.
+/// (`deleted` does not: a zero status with `deleted_at` set also maps to deleted.)
+fn wire_status(status: SnapshotStatus) -> Option<&'static str> {
+    match status {
+        SnapshotStatus::Available => Some("SNAPSHOT_STATUS_AVAILABLE"),
+        _ => None,
+    }
 }
 
 /// `SnapshotStatus` per SUMMARY.md §2 (MIGRATING is transitional: still creating).

@@ -111,6 +111,18 @@ impl CallContext<'_> {
     }
 }
 
+/// What a list may be narrowed to at the vendor. Adapters push down what their vendor can
+/// filter on exactly; the gateway applies every filter again afterwards.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListFilter<'a> {
+    /// Only snapshots of this VM / volume / instance / slice.
+    pub source_id: Option<&'a str>,
+    /// Only these vendor-reported statuses; empty = any. The gateway sets it only with statuses
+    /// its own operation overlay cannot produce (`available`, `deleted`), so pushing it down
+    /// never hides a snapshot the caller asked for.
+    pub statuses: &'a [crate::domain::SnapshotStatus],
+}
+
 /// Normalized create request.
 #[derive(Clone, Debug)]
 pub struct CreateRequest {
@@ -238,11 +250,11 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     /// A cheap authenticated call proving the credentials work.
     async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError>;
 
-    /// Every snapshot of the account (all vendor pages), optionally of one source.
+    /// Every snapshot of the account (all vendor pages), narrowed by `filter` where the vendor can.
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError>;
 
     async fn get(

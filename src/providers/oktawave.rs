@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
+    CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError, ProviderInfo,
     RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
@@ -377,8 +377,9 @@ impl ProviderAdapter for Oktawave {
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let source_id = filter.source_id;
         let instance = match source_id {
             // No instance has that id: nothing to list.
             Some(s) => match int32(s) {

@@ -16,7 +16,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, Progress, ProviderAdapter, ProviderError, ProviderInfo,
+    CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError, ProviderInfo,
     RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
@@ -255,8 +255,9 @@ impl ProviderAdapter for Syminet {
     async fn list(
         &self,
         ctx: &CallContext<'_>,
-        source_id: Option<&str>,
+        filter: &ListFilter<'_>,
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        let source_id = filter.source_id;
         if let Some(source) = source_id {
             // A slice id that cannot exist has no snapshots.
             let Ok(slice) = numeric(source) else {

@@ -476,10 +476,28 @@ async fn list_fans_out_over_the_vms_and_skips_those_without_a_snapshot() {
         account: &account,
         credentials: &credentials,
     };
-    let first = adapter.list(&ctx, None).await.unwrap();
+    let first = adapter
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: None,
+                statuses: &[],
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1, "the second VM has no snapshot (404)");
     assert_eq!(first[0].native_id, VM);
-    let second = adapter.list(&ctx, None).await.unwrap();
+    let second = adapter
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: None,
+                statuses: &[],
+            },
+        )
+        .await
+        .unwrap();
     let ids: Vec<&str> = second.iter().map(|s| s.native_id.as_str()).collect();
     assert_eq!(ids, [VM, OTHER_VM], "VM order is kept");
     assert_eq!(
@@ -513,12 +531,27 @@ async fn list_of_one_source_reads_only_that_vm() {
         account: &account,
         credentials: &credentials,
     };
-    let only = adapter.list(&ctx, Some(OTHER_VM)).await.unwrap();
+    let only = adapter
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: Some(OTHER_VM),
+                statuses: &[],
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].native_id, OTHER_VM);
     assert_eq!(only[0].source.as_ref().unwrap().id, OTHER_VM);
     assert!(adapter
-        .list(&ctx, Some("not-a-vm"))
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: Some("not-a-vm"),
+                statuses: &[]
+            }
+        )
         .await
         .unwrap()
         .is_empty());

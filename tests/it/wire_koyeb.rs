@@ -85,7 +85,13 @@ async fn list(
     };
     registry
         .get(ProviderKind::Koyeb)
-        .list(&ctx, source_id)
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: source_id,
+                statuses: &[],
+            },
+        )
         .await
 }
 
@@ -832,4 +838,45 @@ async fn the_gateway_list_walks_every_koyeb_page_and_reports_a_refused_token_bes
         .unwrap();
     assert_eq!(page["items"], json!([]));
     assert_eq!(page["errors"][0]["code"], "provider_auth_failed", "{page}");
+}
+
+#[tokio::test]
+async fn an_available_only_list_is_pushed_down_as_statuses_and_other_statuses_are_not() {
+    let (mock, app, t) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/snapshots"))
+        .and(query_param("statuses", "SNAPSHOT_STATUS_AVAILABLE"))
+        .and(header("authorization", BEARER))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("list.json")))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let page: Value = app
+        .get("/v1/snapshots?account=ky&status=available", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "available"));
+    // `creating` may come from the gateway's own pending operations: never pushed down.
+    let requests_before = mock.received_requests().await.unwrap().len();
+    Mock::given(method("GET"))
+        .and(path("/v1/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("list.json")))
+        .mount(&mock)
+        .await;
+    let resp = app
+        .get("/v1/snapshots?account=ky&status=creating", &t)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let requests = mock.received_requests().await.unwrap();
+    assert!(requests[requests_before..].iter().all(|r| !r
+        .url
+        .query()
+        .unwrap_or("")
+        .contains("statuses")));
 }

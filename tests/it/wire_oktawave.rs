@@ -141,7 +141,13 @@ async fn list(
     };
     registry
         .get(ProviderKind::Oktawave)
-        .list(&ctx, source_id)
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: source_id,
+                statuses: &[],
+            },
+        )
         .await
 }
 

@@ -106,7 +106,16 @@ async fn list_direct(
         account: &account,
         credentials: &credentials,
     };
-    adapter.list(&ctx, source).await.unwrap()
+    adapter
+        .list(
+            &ctx,
+            &snapgate::providers::ListFilter {
+                source_id: source,
+                statuses: &[],
+            },
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
