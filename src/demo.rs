@@ -194,6 +194,7 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let app = Application::build(config).await?;
     let seeded = seed_accounts(&app, &sim, TENANT).await?;
     let token = auth::mint(&auth_config, TENANT, &auth::all_scopes(), 24 * 3600)?;
+    let shutdown = shutdown_signal();
     let url = format!("http://{}", app.local_addr());
 
     let mut out = String::new();
@@ -225,7 +226,7 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let served = app.run_until(shutdown_signal()).await;
+    let served = app.run_until(shutdown).await;
     sim.shutdown().await;
     served.map_err(io(dir))
 }
@@ -237,6 +238,7 @@ pub async fn simulate(listen: SocketAddr, config: SimulatorConfig) -> Result<(),
         .await
         .map_err(io(here))?;
     let sim = simulator::start(listener, config).await.map_err(io(here))?;
+    let shutdown = shutdown_signal();
     print!("{}", sim.env_lines());
     println!(
         "# simulator listening on {}; control plane at http://{}/_sim/",
@@ -245,7 +247,7 @@ pub async fn simulate(listen: SocketAddr, config: SimulatorConfig) -> Result<(),
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    shutdown_signal().await;
+    shutdown.await;
     sim.shutdown().await;
     Ok(())
 }

@@ -130,11 +130,10 @@ async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
+    let shutdown = shutdown_signal();
     println!("export SNAPGATE_URL=http://{}", app.local_addr());
     tracing::info!(addr = %app.local_addr(), "listening");
-    app.run_until(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    app.run_until(shutdown).await.map_err(|e| e.to_string())
 }
 
 fn token(

@@ -88,7 +88,7 @@ async fn list(
         .list(
             &ctx,
             &snapgate::providers::ListFilter {
-                source_id: source_id,
+                source_id,
                 statuses: &[],
             },
         )

@@ -144,7 +144,7 @@ async fn list(
         .list(
             &ctx,
             &snapgate::providers::ListFilter {
-                source_id: source_id,
+                source_id,
                 statuses: &[],
             },
         )
