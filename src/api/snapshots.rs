@@ -162,6 +162,51 @@ async fn accept(
     Ok((StatusCode::ACCEPTED, body))
 }
 
+/// What an operation on an existing snapshot is: its idempotency fingerprint, the capability
+/// it needs (if any) and the kind of operation it records.
+struct Action {
+    request: String,
+    needs: Option<(&'static str, HasCapability)>,
+    kind: OperationKind,
+}
+
+/// Reads one capability flag.
+type HasCapability = fn(&crate::domain::Capabilities) -> bool;
+
+/// The shared path of delete, restore and image: idempotency, account, capability check,
+/// one vendor call, the recorded operation.
+async fn act_on_snapshot(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &SnapshotId,
+    action: Action,
+    call: impl AsyncFnOnce(&Resolved, &str) -> Result<Submitted, crate::providers::ProviderError>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::SnapshotsWrite)?;
+    let key = idempotency_key(headers)?;
+    idempotent(state, &caller.tenant, key, &action.request, async {
+        let resolved = open(state, caller, id).await?;
+        if let Some((operation, has)) = action.needs {
+            resolved.require(operation, has)?;
+        }
+        let native = &id.native_id;
+        let submitted = call(&resolved, native)
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        accept(
+            state,
+            caller,
+            &resolved,
+            action.kind,
+            Some(native),
+            submitted,
+        )
+        .await
+    })
+    .await
+}
+
 fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
     format!(
         "{route}\n{}",
@@ -348,27 +393,19 @@ pub async fn delete(
     headers: HeaderMap,
     Path(path): Path<SnapshotPath>,
 ) -> Result<Response, ApiError> {
-    caller.require(Scope::SnapshotsWrite)?;
-    let key = idempotency_key(&headers)?;
     let request = format!("DELETE /v1/snapshots/{}", path.snapshot);
-    idempotent(&state, &caller.tenant, key, &request, async {
-        let resolved = open(&state, &caller, &path.snapshot).await?;
-        let native = &path.snapshot.native_id;
-        let submitted = resolved
-            .adapter
-            .delete(&resolved.ctx(), native)
-            .await
-            .map_err(|e| resolved.fail(e))?;
-        accept(
-            &state,
-            &caller,
-            &resolved,
-            OperationKind::Delete,
-            Some(native),
-            submitted,
-        )
-        .await
-    })
+    act_on_snapshot(
+        &state,
+        &caller,
+        &headers,
+        &path.snapshot,
+        Action {
+            request,
+            needs: None,
+            kind: OperationKind::Delete,
+        },
+        async |r: &Resolved, native: &str| r.adapter.delete(&r.ctx(), native).await,
+    )
     .await
 }
 
@@ -395,37 +432,26 @@ pub async fn restore(
     if let Some(n) = &body.new_name {
         check_text("new_name", n, true)?;
     }
-    let key = idempotency_key(&headers)?;
     let request = fingerprint(
         &format!("POST /v1/snapshots/{}/restore", path.snapshot),
         &body,
     );
-    idempotent(&state, &caller.tenant, key, &request, async {
-        let resolved = open(&state, &caller, &path.snapshot).await?;
-        resolved.require("restore", |c| c.restore)?;
-        let native = &path.snapshot.native_id;
-        let submitted = resolved
-            .adapter
-            .restore(
-                &resolved.ctx(),
-                native,
-                &RestoreRequest {
-                    target_id: body.target_id.clone(),
-                    new_name: body.new_name.clone(),
-                },
-            )
-            .await
-            .map_err(|e| resolved.fail(e))?;
-        accept(
-            &state,
-            &caller,
-            &resolved,
-            OperationKind::Restore,
-            Some(native),
-            submitted,
-        )
-        .await
-    })
+    let restore = RestoreRequest {
+        target_id: body.target_id,
+        new_name: body.new_name,
+    };
+    act_on_snapshot(
+        &state,
+        &caller,
+        &headers,
+        &path.snapshot,
+        Action {
+            request,
+            needs: Some(("restore", |c| c.restore)),
+            kind: OperationKind::Restore,
+        },
+        async |r: &Resolved, native: &str| r.adapter.restore(&r.ctx(), native, &restore).await,
+    )
     .await
 }
 
@@ -451,37 +477,26 @@ pub async fn image(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     check_text("name", &body.name, true)?;
-    let key = idempotency_key(&headers)?;
     let request = fingerprint(
         &format!("POST /v1/snapshots/{}/image", path.snapshot),
         &body,
     );
-    idempotent(&state, &caller.tenant, key, &request, async {
-        let resolved = open(&state, &caller, &path.snapshot).await?;
-        resolved.require("image", |c| c.create_image)?;
-        let native = &path.snapshot.native_id;
-        let submitted = resolved
-            .adapter
-            .create_image(
-                &resolved.ctx(),
-                native,
-                &ImageRequest {
-                    name: body.name.clone(),
-                    labels: body.labels.clone(),
-                },
-            )
-            .await
-            .map_err(|e| resolved.fail(e))?;
-        accept(
-            &state,
-            &caller,
-            &resolved,
-            OperationKind::Image,
-            Some(native),
-            submitted,
-        )
-        .await
-    })
+    let image = ImageRequest {
+        name: body.name,
+        labels: body.labels,
+    };
+    act_on_snapshot(
+        &state,
+        &caller,
+        &headers,
+        &path.snapshot,
+        Action {
+            request,
+            needs: Some(("image", |c| c.create_image)),
+            kind: OperationKind::Image,
+        },
+        async |r: &Resolved, native: &str| r.adapter.create_image(&r.ctx(), native, &image).await,
+    )
     .await
 }
 
