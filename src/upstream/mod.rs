@@ -133,15 +133,29 @@ impl Upstream {
     }
 
     /// Sends a request; non-2xx answers become [`ProviderError`]s, with the vendor's message
-    /// taken from the body by `message` (a vendor-specific reader).
-    ///
-    /// GETs are retried after a 5xx, reset or timeout (backoff with jitter, within the retry
-    /// budget); nothing is retried after a 429. Each credential identity has a breaker and a
-    /// concurrency cap.
+    /// taken from the body by `message` (a vendor-specific reader). The breaker and the
+    /// concurrency cap are keyed by the request's credential header.
     pub async fn send(
         &self,
         vendor: ProviderKind,
         operation: &'static str,
+        request: RequestBuilder,
+        message: fn(&[u8]) -> Option<String>,
+    ) -> Result<Reply, ProviderError> {
+        self.send_as(vendor, operation, None, request, message)
+            .await
+    }
+
+    /// As [`Upstream::send`], with the caller naming the account identity the breaker and cap
+    /// are kept for (for credentials whose header changes, such as short-lived tokens).
+    ///
+    /// GETs are retried after a 5xx or reset (backoff with jitter, within the retry budget);
+    /// nothing is retried after a 429 or a timeout.
+    pub async fn send_as(
+        &self,
+        vendor: ProviderKind,
+        operation: &'static str,
+        identity: Option<&str>,
         request: RequestBuilder,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
@@ -152,7 +166,10 @@ impl Upstream {
         if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
             *request.timeout_mut() = Some(Duration::from_millis(*ms));
         }
-        let guard = self.inner.guards.get(identity(&request));
+        let guard = self.inner.guards.get(match identity {
+            Some(id) => named_identity(&request, id),
+            None => header_identity(&request),
+        });
         let probe = match guard.admit() {
             Admission::Rejected(retry_after) => {
                 tracing::info!(%vendor, operation, "circuit open: failing fast");
@@ -272,8 +289,17 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
 }
 
+/// Vendor host plus an identity the adapter names.
+fn named_identity(request: &reqwest::Request, id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request.url().host_str().hash(&mut h);
+    request.url().port_or_known_default().hash(&mut h);
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// Vendor host plus a hash of the credential header: one account's view of one vendor.
-fn identity(request: &reqwest::Request) -> u64 {
+fn header_identity(request: &reqwest::Request) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     request.url().host_str().hash(&mut h);
     request.url().port_or_known_default().hash(&mut h);

@@ -97,6 +97,8 @@ impl Oktawave {
         body: Option<&SnapshotCommand<'_>>,
     ) -> Result<Reply, ProviderError> {
         let url = wire::url(&self.base_url(ctx), path);
+        // Tokens change on every refresh: keep the breaker and cap per credential set instead.
+        let identity = token::cache_key(ctx);
         let send = |token: SecretString| {
             let mut rb = self
                 .http
@@ -108,7 +110,8 @@ impl Oktawave {
             if let Some(body) = body {
                 rb = rb.json(body);
             }
-            self.http.send(KIND, operation, rb, wire::error_message)
+            self.http
+                .send_as(KIND, operation, Some(&identity), rb, wire::error_message)
         };
         let token = self.token(ctx, None).await?;
         match send(token.clone()).await {
