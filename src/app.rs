@@ -40,6 +40,7 @@ impl Application {
     /// Checks the config, opens the store, binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let sealer = Sealer::from_base64(config.master_key.as_ref())?;
+        let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
         let store = store::connect(&config.store.url).await?;
         let addr = config.server.listen;

@@ -1,6 +1,8 @@
 //! Logging setup: `RUST_LOG`-filtered, human-readable or JSON (`SNAPGATE_LOG_FORMAT=json`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -25,4 +27,47 @@ pub fn init(default_filter: &str) {
     } else {
         builder.try_init()
     };
+}
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use (every `Application` in the
+/// process shares it); `None` if another recorder was installed first.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ])
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "snapgate_http_requests_total",
+        "Gateway requests answered, by method and status"
+    );
+    metrics::describe_histogram!(
+        "snapgate_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a gateway request"
+    );
+    metrics::describe_counter!(
+        "snapgate_upstream_requests_total",
+        "Vendor calls (each attempt), by provider, operation and outcome"
+    );
+    metrics::describe_histogram!(
+        "snapgate_upstream_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one vendor call attempt, by provider"
+    );
 }

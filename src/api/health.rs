@@ -32,3 +32,22 @@ pub async fn readyz(
     state.store.ping().await?;
     Ok((StatusCode::OK, axum::Json(Health { status: "ok" })))
 }
+
+/// Prometheus metrics: gateway requests by method and status, vendor calls by provider,
+/// operation and outcome, with latency histograms.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
+pub async fn metrics() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = crate::telemetry::metrics_handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -32,6 +32,8 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
@@ -41,5 +43,13 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    metrics::counter!(
+        "snapgate_http_requests_total",
+        "method" => method.to_string(),
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!("snapgate_http_request_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     response
 }

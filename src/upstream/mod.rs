@@ -214,6 +214,15 @@ impl Upstream {
                 &result,
                 Err(ProviderError::Timeout) | Err(ProviderError::Upstream { .. })
             );
+            metrics::counter!(
+                "snapgate_upstream_requests_total",
+                "provider" => vendor.as_str(),
+                "operation" => operation,
+                "outcome" => outcome(&result)
+            )
+            .increment(1);
+            metrics::histogram!("snapgate_upstream_request_duration_seconds", "provider" => vendor.as_str())
+                .record(started.elapsed().as_secs_f64());
             match &result {
                 Ok(reply) => {
                     tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
@@ -280,6 +289,21 @@ impl Upstream {
         }
         let text = message(&body);
         Err(classify(vendor, status, &headers, text))
+    }
+}
+
+/// A metrics label for how a vendor call ended.
+fn outcome(result: &Result<Reply, ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(ProviderError::Rejected { .. }) => "rejected",
+        Err(ProviderError::Auth { .. }) => "auth_failed",
+        Err(ProviderError::NotFound) => "not_found",
+        Err(ProviderError::Conflict { .. }) => "conflict",
+        Err(ProviderError::RateLimited { .. }) => "rate_limited",
+        Err(ProviderError::Timeout) => "timeout",
+        Err(ProviderError::CircuitOpen { .. }) => "circuit_open",
+        Err(_) => "error",
     }
 }
 

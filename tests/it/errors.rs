@@ -129,3 +129,34 @@ async fn health_and_readiness_answer_without_a_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format_without_a_token() {
+    let app = spawn_app().await;
+    let _ = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    let resp = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("snapgate_http_requests_total{method=\"GET\",status=\"200\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("snapgate_http_request_duration_seconds_bucket"),
+        "{body}"
+    );
+}
