@@ -370,14 +370,30 @@ where
     let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
     match state
         .store
-        .begin_idempotent(tenant, &key, &fingerprint, Utc::now())
+        .begin_idempotent(
+            tenant,
+            &key,
+            &fingerprint,
+            Utc::now(),
+            idempotency_lease(state),
+        )
         .await?
     {
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let body = serde_json::from_str(&body).unwrap_or_default();
+            let mut body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if body.get("request_id").is_some() {
+                // A replayed problem names this request, like its x-request-id header.
+                body["request_id"] = super::request_id::current().into();
+            }
             let mut response = respond(status, body);
+            if status.is_client_error() || status.is_server_error() {
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+            }
             response
                 .headers_mut()
                 .insert("idempotency-replayed", HeaderValue::from_static("true"));
@@ -405,12 +421,27 @@ where
                 .await?;
             Ok(respond(status, body))
         }
+        Err(e) if e.outcome_uncertain() => {
+            // The vendor may have done the work (timeout, reset, 5xx mid-way): a retry with
+            // this key must not do it again, so the failure is the recorded answer.
+            let body = e.to_json().to_string();
+            state
+                .store
+                .finish_idempotent(tenant, &key, e.status().as_u16(), &body)
+                .await?;
+            Err(e)
+        }
         Err(e) => {
-            // Nothing was done at the vendor (or it failed): let a retry run again.
+            // Refused before anything happened at the vendor: a retry may run again.
             state.store.abandon_idempotent(tenant, &key).await?;
             Err(e)
         }
     }
+}
+
+/// How long an in-flight idempotency record is honoured: past it, its request is dead.
+fn idempotency_lease(state: &AppState) -> std::time::Duration {
+    state.config.server.request_timeout() * 2
 }
 
 /// A JSON answer; a `202` carrying an operation gets `Location` pointing at it.

@@ -131,9 +131,13 @@ impl ApiError {
         self
     }
 
-    /// The problem as a JSON value (for an operation's `error`).
+    /// The problem as a JSON value (for an operation's `error`, a list's `errors`, a replay).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&*self.problem).unwrap_or_default()
+        let mut value = serde_json::to_value(&*self.problem).unwrap_or_default();
+        if self.problem.request_id.is_empty() {
+            value["request_id"] = request_id::current().into();
+        }
+        value
     }
 
     /// Removes any of `secrets` from the detail (vendor messages may echo what they were sent).
@@ -144,6 +148,17 @@ impl ApiError {
             }
         }
         self
+    }
+
+    /// Whether the vendor may have done the work despite this failure: a timeout, a reset, a
+    /// 5xx other than 503, or an unreadable success. (401/403/404/409/429/503 and every
+    /// refusal before the call mean nothing was done.)
+    pub fn outcome_uncertain(&self) -> bool {
+        match self.problem.code.as_str() {
+            "upstream_timeout" | "deadline_exceeded" | "internal_error" => true,
+            "upstream_error" => self.problem.upstream_status != Some(503),
+            _ => false,
+        }
     }
 
     pub fn status(&self) -> StatusCode {

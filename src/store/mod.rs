@@ -141,13 +141,15 @@ pub trait Store: Send + Sync + 'static {
         filter: &OperationFilter,
     ) -> Result<Vec<Operation>, StoreError>;
 
-    /// Records `key` as in flight, or reports what an earlier use of it decided.
+    /// Records `key` as in flight, or reports what an earlier use of it decided. An in-flight
+    /// record older than `lease` is taken over (its request died without finishing).
     async fn begin_idempotent(
         &self,
         tenant: &str,
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
+        lease: std::time::Duration,
     ) -> Result<IdempotencyBegin, StoreError>;
     /// Stores the response of the request that started `key`.
     async fn finish_idempotent(

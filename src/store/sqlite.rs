@@ -363,8 +363,9 @@ impl Store for SqliteStore {
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
+        lease: std::time::Duration,
     ) -> Result<IdempotencyBegin, StoreError> {
-        sqlite_ops::begin_idempotent(&self.pool, tenant, key, fingerprint, now).await
+        sqlite_ops::begin_idempotent(&self.pool, tenant, key, fingerprint, now, lease).await
     }
 
     async fn finish_idempotent(

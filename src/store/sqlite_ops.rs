@@ -145,7 +145,19 @@ pub async fn begin_idempotent(
     key: &str,
     fingerprint: &str,
     now: DateTime<Utc>,
+    lease: std::time::Duration,
 ) -> Result<IdempotencyBegin, StoreError> {
+    // An in-flight record older than its lease belongs to a request that died (crash, dropped
+    // connection, deadline): hand the key to this request instead of answering 409 forever.
+    let expired = now - chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
+    sqlx::query(
+        "DELETE FROM idempotency WHERE tenant = ? AND key = ? AND status IS NULL AND created_at < ?",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(ts(expired))
+    .execute(pool)
+    .await?;
     // INSERT OR IGNORE makes "first use wins" atomic across concurrent requests.
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO idempotency (tenant, key, fingerprint, created_at) VALUES (?,?,?,?)",

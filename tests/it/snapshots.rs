@@ -326,3 +326,71 @@ async fn rotated_or_deleted_credentials_take_effect_on_the_next_vendor_call() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_uncertain_vendor_failure_is_the_recorded_answer_so_a_retry_does_not_repeat_it() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"message": "Internal Server Error"})),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    let first = assert_problem(
+        post_with_key(&app, &t, "maybe-done", &body).await,
+        502,
+        "upstream_error",
+    )
+    .await;
+    let again = post_with_key(&app, &t, "maybe-done", &body).await;
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    let again = assert_problem(again, 502, "upstream_error").await;
+    assert_eq!(again["detail"], first["detail"]);
+}
+
+#[tokio::test]
+async fn a_key_whose_request_died_is_taken_over_after_its_lease() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(created(82))
+                .set_delay(Duration::from_millis(1_500)),
+        )
+        .up_to_n_times(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(83)))
+        .mount(&mock)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    // The gateway deadline (300 ms) drops the first request mid-call; its key's lease is 600 ms.
+    config.server.request_timeout_ms = 300;
+    let (app, t) = hyperstack_app(&mock, Some(config)).await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    assert_problem(
+        post_with_key(&app, &t, "k", &body).await,
+        504,
+        "deadline_exceeded",
+    )
+    .await;
+    assert_problem(
+        post_with_key(&app, &t, "k", &body).await,
+        409,
+        "idempotency_in_flight",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let resp = post_with_key(&app, &t, "k", &body).await;
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.unwrap();
+    assert_eq!(accepted["operation"]["snapshot_id"], "hs:83");
+}
