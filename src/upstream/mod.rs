@@ -182,6 +182,12 @@ impl Upstream {
             Admission::Probe => true,
             Admission::Allowed => false,
         };
+        // If this call is the breaker's probe and its future is dropped (caller deadline,
+        // disconnect) before it reports, the guard lets the next call probe instead.
+        let mut probe_slot = ProbeSlot {
+            guard: &guard,
+            armed: probe,
+        };
         let config = &self.inner.config;
         let wait = request
             .timeout()
@@ -189,12 +195,7 @@ impl Upstream {
             .unwrap_or(Duration::from_millis(config.request_timeout_ms));
         let _permit = match tokio::time::timeout(wait, guard.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
-            _ => {
-                if probe {
-                    guard.release_probe();
-                }
-                return Err(ProviderError::Timeout);
-            }
+            _ => return Err(ProviderError::Timeout),
         };
         let retryable_method = request.method() == Method::GET;
         self.inner.budget.deposit();
@@ -227,12 +228,20 @@ impl Upstream {
                 Ok(reply) => {
                     tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
                 }
-                Err(e) => {
-                    tracing::info!(%vendor, operation, attempt, error = %e, ms, "upstream call failed")
-                }
+                // The outcome and status only: a vendor message may echo what it was sent.
+                Err(e) => tracing::info!(
+                    %vendor,
+                    operation,
+                    attempt,
+                    outcome = outcome(&result),
+                    upstream_status = upstream_status(e),
+                    ms,
+                    "upstream call failed"
+                ),
             }
             if !unwell {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
+                probe_slot.armed = false;
                 guard.success();
                 if let Err(ProviderError::RateLimited { retry_after }) = &result {
                     guard.rate_limited(*retry_after);
@@ -246,6 +255,7 @@ impl Upstream {
                 && !probe
                 && self.inner.budget.withdraw();
             if !may_retry {
+                probe_slot.armed = false;
                 guard.failure();
                 return result;
             }
@@ -289,6 +299,32 @@ impl Upstream {
         }
         let text = message(&body);
         Err(classify(vendor, status, &headers, text))
+    }
+}
+
+/// Releases the breaker's probe slot if the probing call ends without reporting.
+struct ProbeSlot<'a> {
+    guard: &'a guard::Guard,
+    armed: bool,
+}
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.guard.release_probe();
+        }
+    }
+}
+
+/// The vendor's HTTP status in a failure, for logs (0 when there was none).
+fn upstream_status(e: &ProviderError) -> u16 {
+    match e {
+        ProviderError::Rejected { status, .. } | ProviderError::Auth { status } => *status,
+        ProviderError::Upstream { status, .. } => status.unwrap_or(0),
+        ProviderError::NotFound => 404,
+        ProviderError::Conflict { .. } => 409,
+        ProviderError::RateLimited { .. } => 429,
+        _ => 0,
     }
 }
 

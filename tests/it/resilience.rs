@@ -361,3 +361,43 @@ async fn the_callers_request_id_reaches_the_vendor_and_credentials_stay_out_of_p
     .await;
     assert!(!p.to_string().contains(snapgate::simulator::SYMINET_TOKEN));
 }
+
+#[tokio::test]
+async fn a_probe_abandoned_by_its_caller_lets_the_next_call_probe() {
+    let s = sim_app(|c| {
+        c.upstream.breaker_failures = 2;
+        c.upstream.breaker_cooldown_ms = 300;
+        c.server.request_timeout_ms = 500;
+    })
+    .await;
+    let path = seeded_snapshot(&s, Vendor::Koyeb).await;
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            status: Some(500),
+            ..Fault::default()
+        },
+    );
+    for _ in 0..2 {
+        assert_problem(s.app.get(&path, &s.token).await, 502, "upstream_error").await;
+    }
+    assert_problem(
+        s.app.get(&path, &s.token).await,
+        503,
+        "provider_unavailable",
+    )
+    .await;
+    // After the cool-down the probe hangs and its caller's deadline drops it.
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            latency_ms: Some(3_000),
+            ..Fault::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_problem(s.app.get(&path, &s.token).await, 504, "deadline_exceeded").await;
+    // The vendor is fine again: the next call probes (and closes the breaker), no stuck 503.
+    s.sim.clear_faults();
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+}
