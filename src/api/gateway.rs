@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use super::{accounts::account_not_found, problem::ApiError, AppState};
 use crate::{
     domain::{
-        Account, AccountId, Capabilities, Credentials, Operation, OperationKind, ProviderKind,
-        Snapshot, SnapshotStatus, VendorRefKind,
+        Account, AccountId, Capabilities, Credentials, Operation, OperationKind, OperationState,
+        ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
     },
     providers::{CallContext, ProviderAdapter, ProviderError, Registry, Submitted},
     store::{IdempotencyBegin, OperationFilter},
@@ -251,8 +251,15 @@ pub async fn refresh(
     if op.state.is_terminal() {
         return Ok(op);
     }
-    let Ok(resolved) = resolve(state, tenant, &op.account, account_404).await else {
-        return Ok(op);
+    let resolved = match resolve(state, tenant, &op.account, account_404).await {
+        // Only the account that started the work may report on it: a later account that
+        // reuses the id (perhaps for another provider) knows nothing of it.
+        Ok(r) if r.account().provider == op.provider && r.account().created_at <= op.created_at => {
+            r
+        }
+        Ok(_) => return abandon(state, tenant, op).await,
+        Err(e) if e.code() == "account_not_found" => return abandon(state, tenant, op).await,
+        Err(_) => return Ok(op),
     };
     let progress = match resolved.adapter.poll(&resolved.ctx(), &op).await {
         Ok(p) => p,
@@ -283,6 +290,31 @@ pub async fn refresh(
     if op.state.is_terminal() {
         op.finished_at = Some(now);
     }
+    if !state.store.update_operation(tenant, &op).await? {
+        // Another refresh finished it first: its answer stands.
+        if let Some(stored) = state.store.get_operation(tenant, &op.id).await? {
+            return Ok(stored);
+        }
+    }
+    Ok(op)
+}
+
+/// Fails an operation whose account was deleted: nobody can follow the work any more.
+async fn abandon(state: &AppState, tenant: &str, mut op: Operation) -> Result<Operation, ApiError> {
+    let now = Utc::now();
+    op.state = OperationState::Failed;
+    op.error = Some(
+        ApiError::not_found(
+            "account_not_found",
+            format!(
+                "account `{}` was deleted while this operation ran; its outcome at the provider is unknown",
+                op.account
+            ),
+        )
+        .to_json(),
+    );
+    op.updated_at = now;
+    op.finished_at = Some(now);
     state.store.update_operation(tenant, &op).await?;
     Ok(op)
 }

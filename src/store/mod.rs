@@ -118,8 +118,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError>;
-    /// Saves an operation's state, result, error and timestamps.
-    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
+    /// Saves an unfinished operation's state, result, error and timestamps; `false` when it
+    /// had already finished (a finished operation is never rewritten).
+    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError>;
     /// Whether any pending or running operation targets this snapshot (hot path of every get).
     async fn has_unfinished_operation(
         &self,

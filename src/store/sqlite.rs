@@ -340,13 +340,15 @@ impl Store for SqliteStore {
         sqlite_ops::get(&self.pool, tenant, id).await
     }
 
-    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
-        sqlite_ops::update(&self.pool, tenant, op).await?;
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(tenant, op);
-        Ok(())
+    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+        let updated = sqlite_ops::update(&self.pool, tenant, op).await?;
+        if updated {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set(tenant, op);
+        }
+        Ok(updated)
     }
 
     async fn list_operations(

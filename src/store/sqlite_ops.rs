@@ -91,10 +91,11 @@ pub async fn get(
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "UPDATE operations SET state = ?, snapshot_id = ?, result = ?, vendor_ref = ?, tracking = ?, \
-         error = ?, updated_at = ?, finished_at = ? WHERE tenant = ? AND id = ?",
+         error = ?, updated_at = ?, finished_at = ? \
+         WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
     )
     .bind(enum_text(&op.state))
     .bind(&op.snapshot_id)
@@ -108,7 +109,8 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     .bind(&op.id)
     .execute(pool)
     .await?;
-    Ok(())
+    // A finished operation is never rewritten (a slower concurrent refresh must not undo it).
+    Ok(done.rows_affected() > 0)
 }
 
 pub async fn list(

@@ -394,3 +394,28 @@ async fn a_key_whose_request_died_is_taken_over_after_its_lease() {
     let accepted: Value = resp.json().await.unwrap();
     assert_eq!(accepted["operation"]["snapshot_id"], "hs:83");
 }
+
+#[tokio::test]
+async fn an_operation_whose_account_was_deleted_fails_instead_of_polling_a_newcomer() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created(84)))
+        .mount(&mock)
+        .await;
+    let (app, t) = hyperstack_app(&mock, None).await;
+    let accepted: Value = app
+        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op_path = format!("/v1/operations/{}", accepted["operation"]["id"].as_str().unwrap());
+    assert_eq!(app.delete("/v1/accounts/hs", &t).await.status(), 204);
+    // Same id, another provider: it must not be asked about the old work.
+    assert_eq!(app.post("/v1/accounts", &t, &account_body("hs", "syminet")).await.status(), 201);
+    let op: Value = app.get(&op_path, &t).await.json().await.unwrap();
+    assert_eq!(op["state"], "failed");
+    assert_eq!(op["error"]["code"], "account_not_found");
+    assert!(op["finished_at"].is_string());
+}
