@@ -67,9 +67,10 @@ pub fn load_secrets(dir: &Path) -> Result<Option<DemoSecrets>, DemoError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => toml::from_str(&text)
             .map(Some)
+            // The parser's own text quotes the offending line, which may hold a secret.
             .map_err(|e| DemoError::Secrets {
                 path,
-                message: e.to_string(),
+                message: format!("{} (at byte {:?})", e.message(), e.span()),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DemoError::Io { path, source: e }),

@@ -81,18 +81,22 @@ fn redact_values(message: &str) -> String {
     while let Some(start) = rest.find("string \"") {
         let (head, tail) = rest.split_at(start + "string ".len());
         out.push_str(head);
-        // Skip the quoted value.
+        // Skip the quoted value (Debug-escaped: `\"` and `\\` do not end it).
         let after = &tail[1..];
-        match after.find('"') {
-            Some(end) => {
-                out.push_str("(value hidden)");
-                rest = &after[end + 1..];
+        out.push_str("(value hidden)");
+        let mut escaped = false;
+        let end = after.char_indices().find_map(|(i, c)| match (escaped, c) {
+            (false, '\\') => {
+                escaped = true;
+                None
             }
-            None => {
-                out.push_str("(value hidden)");
-                rest = "";
+            (false, '"') => Some(i),
+            _ => {
+                escaped = false;
+                None
             }
-        }
+        });
+        rest = end.map_or("", |end| &after[end + 1..]);
     }
     out.push_str(rest);
     out
@@ -156,6 +160,13 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::redact_values;
+
+    #[test]
+    fn escaped_quotes_do_not_end_the_hidden_value() {
+        let m = redact_values(r#"invalid type: string "ab\"cd\\", expected a map"#);
+        assert!(!m.contains("cd"), "{m}");
+        assert!(m.ends_with(", expected a map"), "{m}");
+    }
 
     #[test]
     fn rejected_string_values_are_not_echoed() {

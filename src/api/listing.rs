@@ -339,7 +339,7 @@ pub async fn list(
                 &state,
                 &Cursor {
                     t: s.created_at
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
                     id: id.clone(),
                     f: filters.clone(),
                 },

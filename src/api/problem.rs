@@ -147,6 +147,10 @@ impl ApiError {
                 self.problem.detail = self.problem.detail.replace(secret, "[redacted]");
             }
         }
+        // Shortened only after scrubbing, so no cut can leave part of a secret behind.
+        if self.problem.detail.chars().count() > 500 {
+            self.problem.detail = self.problem.detail.chars().take(500).collect::<String>() + "…";
+        }
         self
     }
 

@@ -45,11 +45,26 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     }
     metrics::counter!(
         "snapgate_http_requests_total",
-        "method" => method.to_string(),
+        "method" => method_label(&method),
         "status" => response.status().as_u16().to_string()
     )
     .increment(1);
     metrics::histogram!("snapgate_http_request_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A bounded label: callers can send any method name, and each would be a new time series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }

@@ -141,7 +141,7 @@ impl ProviderAdapter for Hyperstack {
         let source_id = filter.source_id;
         let mut out = Vec::new();
         // `count` may be the page's count or the total (undocumented): page until short.
-        for page in 1.. {
+        for page in 1..=super::MAX_LIST_PAGES as usize {
             let reply = self.page(ctx, page, PAGE_SIZE).await?;
             let n = reply.snapshots.len();
             for raw in reply.snapshots {
@@ -153,10 +153,10 @@ impl ProviderAdapter for Hyperstack {
                 }
             }
             if n < PAGE_SIZE {
-                break;
+                return Ok(out);
             }
         }
-        Ok(out)
+        Err(super::too_many_pages(KIND))
     }
 
     async fn get(

@@ -234,6 +234,18 @@ impl Progress {
     }
 }
 
+/// Vendor list pages walked at most: a vendor that keeps answering full pages is broken, and
+/// following it forever would hold memory and the caller.
+pub(crate) const MAX_LIST_PAGES: u32 = 1000;
+
+/// The error for a list that did not end within [`MAX_LIST_PAGES`].
+pub(crate) fn too_many_pages(vendor: ProviderKind) -> ProviderError {
+    ProviderError::Upstream {
+        status: None,
+        message: format!("{vendor} kept returning pages past {MAX_LIST_PAGES}; listing stopped"),
+    }
+}
+
 fn unsupported<T>(operation: &'static str) -> Result<T, ProviderError> {
     Err(ProviderError::Unsupported { operation })
 }

@@ -404,7 +404,8 @@ pub fn classify(
     message: Option<String>,
 ) -> ProviderError {
     let message = message
-        .map(|m| m.chars().take(500).collect::<String>())
+        // Generous here: the API edge scrubs secrets first, then shortens to 500 characters.
+        .map(|m| m.chars().take(4000).collect::<String>())
         .unwrap_or_else(|| format!("{vendor} answered {status}"));
     match status.as_u16() {
         400 | 422 => ProviderError::Rejected {

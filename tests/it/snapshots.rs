@@ -405,15 +405,27 @@ async fn an_operation_whose_account_was_deleted_fails_instead_of_polling_a_newco
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;
     let accepted: Value = app
-        .post("/v1/snapshots", &t, &json!({"account": "hs", "source_id": "2058", "name": "n"}))
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": "n"}),
+        )
         .await
         .json()
         .await
         .unwrap();
-    let op_path = format!("/v1/operations/{}", accepted["operation"]["id"].as_str().unwrap());
+    let op_path = format!(
+        "/v1/operations/{}",
+        accepted["operation"]["id"].as_str().unwrap()
+    );
     assert_eq!(app.delete("/v1/accounts/hs", &t).await.status(), 204);
     // Same id, another provider: it must not be asked about the old work.
-    assert_eq!(app.post("/v1/accounts", &t, &account_body("hs", "syminet")).await.status(), 201);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "syminet"))
+            .await
+            .status(),
+        201
+    );
     let op: Value = app.get(&op_path, &t).await.json().await.unwrap();
     assert_eq!(op["state"], "failed");
     assert_eq!(op["error"]["code"], "account_not_found");

@@ -335,3 +335,26 @@ async fn rename_is_501_naming_the_providers_that_can() {
     .await;
     assert_eq!(p["supported_by"], json!(["koyeb", "oktawave", "syminet"]));
 }
+
+#[tokio::test]
+async fn a_long_vendor_message_is_scrubbed_before_it_is_shortened() {
+    let (mock, app, t) = setup().await;
+    // The key straddles the 500-character cut: no part of it may survive.
+    let message = format!("{}{KEY} trailing", "x".repeat(490));
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/7000"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"status": false, "message": message, "error_reason": "bad_request"}),
+        ))
+        .mount(&mock)
+        .await;
+    let p = assert_problem(
+        app.get("/v1/snapshots/hs:7000", &t).await,
+        400,
+        "upstream_rejected",
+    )
+    .await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(!detail.contains(&KEY[..6]), "{detail}");
+    assert!(detail.contains("[redacted]"));
+}

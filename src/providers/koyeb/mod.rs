@@ -201,7 +201,7 @@ impl ProviderAdapter for Koyeb {
         let mut out = Vec::new();
         let mut offset = 0;
         // No total: page until `has_next` is false, and (like Koyeb's CLI) stop on an empty page.
-        loop {
+        for _ in 0..super::MAX_LIST_PAGES {
             let page = self
                 .page(ctx, "list", Some(offset), PAGE_SIZE, filter.statuses)
                 .await?;
@@ -215,11 +215,11 @@ impl ProviderAdapter for Koyeb {
                 }
             }
             if n == 0 || !page.has_next {
-                break;
+                return Ok(out);
             }
             offset += n;
         }
-        Ok(out)
+        Err(super::too_many_pages(KIND))
     }
 
     async fn get(

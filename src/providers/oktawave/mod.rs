@@ -264,7 +264,7 @@ impl ProviderAdapter for Oktawave {
         let mut out = Vec::new();
         let mut seen = 0;
         // Page numbers start at 1; `Meta.Total` says when to stop (a short page, if it is absent).
-        for number in 1.. {
+        for number in 1..=super::MAX_LIST_PAGES as usize {
             let page = self.page(ctx, "list", instance, number, PAGE_SIZE).await?;
             let n = page.items.len();
             seen += n;
@@ -273,10 +273,10 @@ impl ProviderAdapter for Oktawave {
             }
             let total = page.meta.and_then(|m| m.total);
             if n == 0 || total.map_or(n < PAGE_SIZE, |t| seen as u64 >= t) {
-                break;
+                return Ok(out);
             }
         }
-        Ok(out)
+        Err(super::too_many_pages(KIND))
     }
 
     async fn get(
