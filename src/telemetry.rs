@@ -46,6 +46,15 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            // Histogram samples wait in buckets until drained; without a scrape they would grow
+            // with every request, so drain them on a timer.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    upkeep.run_upkeep();
+                });
             Some(handle)
         })
         .clone()
