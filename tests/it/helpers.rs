@@ -182,3 +182,22 @@ pub const SECRET_VALUES: [&str; 7] = [
 ];
 
 pub const PROVIDERS: [&str; 5] = ["hyperstack", "koyeb", "oktawave", "hostinger", "syminet"];
+
+/// A vendor fixture file (`../shared/vendors/fixtures/<vendor>/<file>`) as JSON.
+pub fn vendor_fixture(vendor: &str, file: &str) -> Value {
+    let path = format!(
+        "{}/../shared/vendors/fixtures/{vendor}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Matches a request that carries no body at all.
+pub struct NoBody;
+
+impl wiremock::Match for NoBody {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        request.body.is_empty()
+    }
+}

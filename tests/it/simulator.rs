@@ -16,17 +16,12 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use snapgate::simulator::{self, RunningSimulator, SimulatorConfig, Vendor};
 
-pub(crate) const FIXTURES: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vendors/fixtures");
-
 /// The async delay the tests run with: short, yet long enough to observe in-progress states.
 pub(crate) const DELAY: Duration = Duration::from_millis(800);
 
 /// A fixture file as JSON.
 pub(crate) fn fixture(vendor: &str, file: &str) -> Value {
-    let path = format!("{FIXTURES}/{vendor}/{file}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    crate::helpers::vendor_fixture(vendor, file)
 }
 
 /// Every key path of a JSON value (`a.b`, `list[].c`), arrays merged over their elements.

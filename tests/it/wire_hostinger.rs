@@ -8,7 +8,7 @@ use snapgate::{
 };
 use wiremock::{
     matchers::{header, header_regex, method, path},
-    Match, Mock, MockServer, Request, ResponseTemplate,
+    Mock, MockServer, ResponseTemplate,
 };
 
 use crate::helpers::*;
@@ -19,20 +19,7 @@ const OTHER_VM: &str = "1268311";
 const API: &str = "/api/vps/v1/virtual-machines";
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/vendors/fixtures/hostinger/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Matches a request that carries no body at all.
-struct NoBody;
-
-impl Match for NoBody {
-    fn matches(&self, request: &Request) -> bool {
-        request.body.is_empty()
-    }
+    vendor_fixture("hostinger", name)
 }
 
 /// A mock of one documented Hostinger call with every header the vendor requires.

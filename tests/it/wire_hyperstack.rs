@@ -11,11 +11,7 @@ use crate::helpers::*;
 const KEY: &str = "hs-secret-api-key-0001";
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/vendors/fixtures/hyperstack/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    vendor_fixture("hyperstack", name)
 }
 
 async fn setup() -> (MockServer, TestApp, String) {

@@ -19,11 +19,7 @@ const SNAP: &str = "5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e";
 const VOLUME: &str = "8f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b";
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/vendors/fixtures/koyeb/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    vendor_fixture("koyeb", name)
 }
 
 fn reply(status: u16, file: &str) -> ResponseTemplate {

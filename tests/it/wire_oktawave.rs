@@ -20,11 +20,7 @@ const TOKEN_PATH: &str = "/core/connect/token";
 const ACCESS: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiIsIng1dCI6ImEzck1VZ01Gdjl0UGNsTGE2eUYzekFrZnF1RSJ9.eyJjbGllbnRfaWQiOiJteS1nYXRld2F5Iiwic2NvcGUiOlsib2t0YXdhdmUuYXBpIl19.c2lnbmF0dXJl";
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/vendors/fixtures/oktawave/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    vendor_fixture("oktawave", name)
 }
 
 fn reply(status: u16, file: &str) -> ResponseTemplate {

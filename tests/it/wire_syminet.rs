@@ -8,7 +8,7 @@ use snapgate::{
 };
 use wiremock::{
     matchers::{any, body_json, header, method, path, query_param},
-    Match, Mock, MockServer, Request, ResponseTemplate,
+    Mock, MockServer, ResponseTemplate,
 };
 
 use crate::helpers::*;
@@ -17,20 +17,7 @@ const TOKEN: &str = "syminet-secret-token-0006";
 const SLICE: &str = "3911";
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/vendors/fixtures/syminet/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Matches a request that carries no body at all.
-struct NoBody;
-
-impl Match for NoBody {
-    fn matches(&self, request: &Request) -> bool {
-        request.body.is_empty()
-    }
+    vendor_fixture("syminet", name)
 }
 
 /// A mock of one documented Syminet call, with the documented lower-case `bearer`.
