@@ -57,6 +57,35 @@ static INFO: ProviderInfo = ProviderInfo {
 pub struct Hyperstack {
     base_url: String,
     http: Upstream,
+    /// Region names by `region_id`, learned from get answers: list items carry only the id.
+    regions: RegionNames,
+}
+
+/// `region_id` → region name (e.g. `3` → `CANADA-1`), the same for every account.
+#[derive(Default)]
+struct RegionNames(std::sync::RwLock<std::collections::HashMap<String, String>>);
+
+impl RegionNames {
+    fn learn(&self, id: &str, name: &str) {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|n| n == name);
+        if !known {
+            let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+            map.insert(id.to_owned(), name.to_owned());
+        }
+    }
+
+    fn name(&self, id: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
 }
 
 impl Hyperstack {
@@ -64,6 +93,7 @@ impl Hyperstack {
         Self {
             base_url: config.hyperstack.base_url.clone(),
             http,
+            regions: RegionNames::default(),
         }
     }
 
@@ -145,7 +175,7 @@ impl ProviderAdapter for Hyperstack {
             let reply = self.page(ctx, page, PAGE_SIZE).await?;
             let n = reply.snapshots.len();
             for raw in reply.snapshots {
-                let snapshot = to_domain(raw)?;
+                let snapshot = to_domain(raw, &self.regions)?;
                 let wanted = source_id
                     .is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
                 if wanted {
@@ -169,7 +199,7 @@ impl ProviderAdapter for Hyperstack {
             .call(ctx, "get", Method::GET, &path, &[], None)
             .await?
             .json(KIND)?;
-        to_domain(reply.snapshot)
+        to_domain(reply.snapshot, &self.regions)
     }
 
     async fn create(
@@ -192,7 +222,7 @@ impl ProviderAdapter for Hyperstack {
             .call(ctx, "create", Method::POST, &path, &[], Some(body))
             .await?
             .json(KIND)?;
-        let snapshot = to_domain(reply.snapshot)?;
+        let snapshot = to_domain(reply.snapshot, &self.regions)?;
         let state = state_of(snapshot.status);
         Ok(Submitted::by_status(snapshot, state))
     }
@@ -397,7 +427,7 @@ struct NameReply {
 
 // ---- conversions ----
 
-fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
+fn to_domain(raw: Box<RawValue>, regions: &RegionNames) -> Result<VendorSnapshot, ProviderError> {
     let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
         status: None,
         message: format!("Hyperstack sent a snapshot snapgate could not read ({e})"),
@@ -419,7 +449,16 @@ fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
             kind: SourceKind::Vm,
             id: id.0,
         }),
-        region: w.region.or(w.region_id.map(|id| format!("region-{id}"))),
+        // Get answers name the region; list items only number it (looked up once learned).
+        region: match (w.region.filter(|r| !r.is_empty()), w.region_id) {
+            (Some(name), Some(id)) => {
+                regions.learn(&id.0, &name);
+                Some(name)
+            }
+            (Some(name), None) => Some(name),
+            (None, Some(id)) => regions.name(&id.0),
+            (None, None) => None,
+        },
         vendor: Some(raw),
     })
 }

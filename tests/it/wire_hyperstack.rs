@@ -354,3 +354,49 @@ async fn a_long_vendor_message_is_scrubbed_before_it_is_shortened() {
     assert!(!detail.contains(&KEY[..6]), "{detail}");
     assert!(detail.contains("[redacted]"));
 }
+
+#[tokio::test]
+async fn list_items_name_their_region_once_a_get_has_named_the_region_id() {
+    let (mock, app, t) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots"))
+        .and(query_param("page", "1"))
+        .and(query_param("pageSize", "100"))
+        .and(header("api_key", KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("list.json")))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/1402"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("get.json")))
+        .mount(&mock)
+        .await;
+    let regions = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["region"].clone())
+            .collect()
+    };
+    let before: Value = app
+        .get("/v1/snapshots?account=hs", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        regions(&before),
+        [Value::Null, Value::Null],
+        "list items carry only region_id"
+    );
+    assert_eq!(app.get("/v1/snapshots/hs:1402", &t).await.status(), 200);
+    let after: Value = app
+        .get("/v1/snapshots?account=hs", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(regions(&after), [json!("CANADA-1"), json!("CANADA-1")]);
+}
