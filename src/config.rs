@@ -90,6 +90,11 @@ pub struct AuthConfig {
     pub es256_public_key_pem: Option<String>,
     /// PEM public key accepting EdDSA (Ed25519) tokens.
     pub eddsa_public_key_pem: Option<String>,
+    /// JWKS URL of an identity provider: tokens with a `kid` are verified with its keys
+    /// (RS256/384/512, PS256/384/512, ES256/384, EdDSA).
+    pub jwks_url: Option<String>,
+    /// How long fetched JWKS keys are trusted before a re-fetch, in seconds.
+    pub jwks_cache_secs: u64,
     /// Required `iss` value; unset = not checked.
     pub issuer: Option<String>,
     /// Required `aud` value; unset = not checked.
@@ -107,6 +112,8 @@ impl Default for AuthConfig {
             rs256_public_key_pem: None,
             es256_public_key_pem: None,
             eddsa_public_key_pem: None,
+            jwks_url: None,
+            jwks_cache_secs: 300,
             issuer: None,
             audience: None,
             tenant_claim: "tenant".to_owned(),
@@ -249,6 +256,7 @@ impl Config {
             &mut auth.rs256_public_key_pem,
             &mut auth.es256_public_key_pem,
             &mut auth.eddsa_public_key_pem,
+            &mut auth.jwks_url,
         ] {
             if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *field = None;

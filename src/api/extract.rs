@@ -153,7 +153,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(state.auth.authenticate(header)?)
+        Ok(state.auth.authenticate(header).await?)
     }
 }
 

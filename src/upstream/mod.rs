@@ -343,6 +343,17 @@ fn outcome(result: &Result<Reply, ProviderError>) -> &'static str {
     }
 }
 
+/// A small client for the gateway's own control-plane fetches (e.g. an identity provider's
+/// JWKS): short timeouts, no redirects.
+pub fn control_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// Full-jitter exponential backoff: up to 50 ms, 100 ms, 200 ms … capped at 1 s.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = 50u64.saturating_mul(1 << attempt.min(5)).min(1_000);

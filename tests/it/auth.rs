@@ -179,3 +179,67 @@ async fn serve_refuses_to_start_without_a_master_key() {
         "{stderr}"
     );
 }
+
+/// The test Ed25519 public key as a JWK with `kid`.
+fn ed25519_jwk(kid: &str) -> serde_json::Value {
+    use base64::Engine;
+    let pem = include_str!("keys/ed25519.pub.pem");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
+    json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"})
+}
+
+fn ed25519_token(kid: &str) -> String {
+    let key = EncodingKey::from_ed_pem(include_bytes!("keys/ed25519.pem")).unwrap();
+    let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    let claims = json!({"tenant": "t", "scope": "accounts:read", "exp": now() + 600});
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn tokens_naming_a_kid_verify_against_the_jwks_which_is_refetched_once_for_an_unknown_kid() {
+    use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(path("/.well-known/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"keys": [ed25519_jwk("k1")]})),
+        )
+        .expect(2)
+        .mount(&idp)
+        .await;
+    let url = format!("{}/.well-known/jwks.json", idp.uri());
+    let app = spawn_app_with(|c| {
+        c.auth.hs256_secret = None;
+        c.auth.jwks_url = Some(url);
+        c.auth.jwks_cache_secs = 1;
+    })
+    .await;
+    // Known kid: verified (one fetch), and again from cache.
+    assert_eq!(
+        app.get("/v1/accounts", &ed25519_token("k1")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get("/v1/accounts", &ed25519_token("k1")).await.status(),
+        200
+    );
+    // Unknown kid once the keys are due: one re-fetch (rotation), still unknown → 401; a second
+    // unknown kid right after does not fetch again (rate-limited).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_rejected(&app, &ed25519_token("k2"), "unknown kid").await;
+    assert_rejected(&app, &ed25519_token("k3"), "unknown kid again").await;
+    // An HS256 token cannot borrow a JWKS key.
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("k1".to_owned());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &json!({"tenant": "t", "scope": "accounts:read", "exp": now() + 600}),
+        &EncodingKey::from_secret(b"anything"),
+    )
+    .unwrap();
+    assert_rejected(&app, &forged, "HS256 with a JWKS kid").await;
+}

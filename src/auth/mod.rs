@@ -2,6 +2,8 @@
 //!
 //! Knows nothing of routes; the API layer turns [`AuthError`] into problems.
 
+mod jwks;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -104,6 +106,8 @@ pub enum AuthConfigError {
 /// the signature check and claim parsing once, not on every request.
 pub struct Authenticator {
     keys: Vec<(Algorithm, DecodingKey, Validation)>,
+    /// Validation rules for tokens verified with JWKS keys, by algorithm.
+    jwks: Option<(jwks::Jwks, Vec<(Algorithm, Validation)>)>,
     tenant_claim: String,
     verified: Mutex<HashMap<Box<str>, (Caller, u64)>>,
 }
@@ -180,22 +184,36 @@ impl Authenticator {
             Algorithm::EdDSA,
             DecodingKey::from_ed_pem,
         )?);
-        if keys.is_empty() {
+        if keys.is_empty() && cfg.jwks_url.is_none() {
             return Err(AuthConfigError::NoKeys);
         }
+        let jwks = cfg.jwks_url.as_ref().map(|url| {
+            let rules = jwks::ASYMMETRIC
+                .iter()
+                .map(|alg| (*alg, validation(cfg, *alg)))
+                .collect();
+            (
+                jwks::Jwks::new(
+                    url.clone(),
+                    std::time::Duration::from_secs(cfg.jwks_cache_secs),
+                ),
+                rules,
+            )
+        });
         let keys = keys
             .into_iter()
             .map(|(alg, key)| (alg, key, validation(cfg, alg)))
             .collect();
         Ok(Self {
             keys,
+            jwks,
             tenant_claim: cfg.tenant_claim.clone(),
             verified: Mutex::new(HashMap::new()),
         })
     }
 
     /// Verifies a raw `Authorization` header value and returns the caller.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let header = authorization.ok_or(AuthError::MissingToken)?;
         let token = header
             .strip_prefix("Bearer ")
@@ -212,7 +230,7 @@ impl Authenticator {
                 }
             }
         }
-        let caller = self.verify(token)?;
+        let caller = self.verify(token).await?;
         if let Some(exp) = caller.1 {
             let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= VERIFIED_CACHE_MAX {
@@ -227,18 +245,35 @@ impl Authenticator {
     }
 
     /// Checks signature and claims; returns the caller and the token's `exp`.
-    fn verify(&self, token: &str) -> Result<(Caller, Option<u64>), AuthError> {
+    async fn verify(&self, token: &str) -> Result<(Caller, Option<u64>), AuthError> {
         let jwt_header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(format!("malformed token header ({e})")))?;
-        let (_, key, validation) = self
-            .keys
-            .iter()
-            .find(|(alg, _, _)| *alg == jwt_header.alg)
-            .ok_or_else(|| {
-                AuthError::InvalidToken(format!("algorithm {:?} is not accepted", jwt_header.alg))
-            })?;
-        let data = jsonwebtoken::decode::<RawClaims>(token, key, validation)
-            .map_err(|e| AuthError::InvalidToken(describe(&e)))?;
+        let alg = jwt_header.alg;
+        let not_accepted = || AuthError::InvalidToken(format!("algorithm {alg:?} is not accepted"));
+        // A token naming a key id is checked against the identity provider's keys.
+        let from_jwks = match (&self.jwks, &jwt_header.kid) {
+            (Some((jwks, rules)), Some(kid)) => {
+                let key = jwks.key(kid, alg).await.map_err(AuthError::InvalidToken)?;
+                let rule = rules
+                    .iter()
+                    .find(|(a, _)| *a == alg)
+                    .ok_or_else(not_accepted)?;
+                Some((key, rule.1.clone()))
+            }
+            _ => None,
+        };
+        let data = match &from_jwks {
+            Some((key, validation)) => jsonwebtoken::decode::<RawClaims>(token, key, validation),
+            None => {
+                let (_, key, validation) = self
+                    .keys
+                    .iter()
+                    .find(|(a, _, _)| *a == alg)
+                    .ok_or_else(not_accepted)?;
+                jsonwebtoken::decode::<RawClaims>(token, key, validation)
+            }
+        }
+        .map_err(|e| AuthError::InvalidToken(describe(&e)))?;
         let claims = data.claims;
         let tenant = claims
             .rest
