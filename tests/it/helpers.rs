@@ -201,3 +201,25 @@ impl wiremock::Match for NoBody {
         request.body.is_empty()
     }
 }
+
+/// An account of tenant `acme` for calling an adapter directly (without the gateway's store).
+pub fn direct_account(
+    id: &str,
+    provider: snapgate::domain::ProviderKind,
+    settings: serde_json::Map<String, Value>,
+) -> snapgate::domain::Account {
+    let now = chrono::Utc::now();
+    snapgate::domain::Account {
+        tenant: "acme".to_owned(),
+        id: id.parse().unwrap(),
+        provider,
+        display_name: None,
+        settings,
+        credential_fields: Vec::new(),
+        credential_fingerprint: String::new(),
+        credentials_updated_at: now,
+        health: snapgate::domain::AccountHealth::default(),
+        created_at: now,
+        updated_at: now,
+    }
+}

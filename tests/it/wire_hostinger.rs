@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use snapgate::{
-    domain::{Account, AccountHealth, ProviderKind},
+    domain::{Account, ProviderKind},
     providers::{validate_credentials, CallContext, Registry},
     upstream::Upstream,
 };
@@ -49,20 +49,7 @@ async fn setup() -> (MockServer, TestApp, String) {
 
 /// An account for calling the adapter directly (what `list` returns before the gateway merges it).
 fn account() -> Account {
-    let now = chrono::Utc::now();
-    Account {
-        tenant: "acme".to_owned(),
-        id: "hg".parse().unwrap(),
-        provider: ProviderKind::Hostinger,
-        display_name: None,
-        settings: Default::default(),
-        credential_fields: vec!["token".to_owned()],
-        credential_fingerprint: String::new(),
-        credentials_updated_at: now,
-        health: AccountHealth::default(),
-        created_at: now,
-        updated_at: now,
-    }
+    direct_account("hg", ProviderKind::Hostinger, Default::default())
 }
 
 fn registry(mock: &MockServer) -> Registry {

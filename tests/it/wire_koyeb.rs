@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use snapgate::{
-    domain::{Account, AccountHealth, Credentials, ProviderKind, SnapshotStatus},
+    domain::{Credentials, ProviderKind, SnapshotStatus},
     providers::{CallContext, Registry},
     upstream::Upstream,
 };
@@ -60,20 +60,7 @@ async fn list(
     if let Some(org) = organization_id {
         settings.insert("organization_id".to_owned(), json!(org));
     }
-    let now = chrono::Utc::now();
-    let account = Account {
-        tenant: "acme".to_owned(),
-        id: "ky".parse().unwrap(),
-        provider: ProviderKind::Koyeb,
-        display_name: None,
-        settings,
-        credential_fields: vec!["token".to_owned()],
-        credential_fingerprint: String::new(),
-        credentials_updated_at: now,
-        health: AccountHealth::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let account = direct_account("ky", ProviderKind::Koyeb, settings);
     let credentials = Credentials::new([("token".to_owned(), TOKEN.to_owned().into())].into());
     let ctx = CallContext {
         account: &account,

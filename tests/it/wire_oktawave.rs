@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 use snapgate::{
-    domain::{Account, AccountHealth, Credentials, ProviderKind, VendorSnapshot},
+    domain::{Credentials, ProviderKind, VendorSnapshot},
     providers::{CallContext, ProviderError, Registry},
     upstream::Upstream,
 };
@@ -107,20 +107,11 @@ async fn list(
     let mut config = snapgate::Config::defaults();
     configure(&mut config, &mock.uri());
     let registry = Registry::new(&config.providers, Upstream::new(Default::default()));
-    let now = chrono::Utc::now();
-    let account = Account {
-        tenant: "acme".to_owned(),
-        id: "ok".parse().unwrap(),
-        provider: ProviderKind::Oktawave,
-        display_name: None,
-        settings: json!({"region": "pl1"}).as_object().unwrap().clone(),
-        credential_fields: vec![],
-        credential_fingerprint: String::new(),
-        credentials_updated_at: now,
-        health: AccountHealth::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let account = direct_account(
+        "ok",
+        ProviderKind::Oktawave,
+        json!({"region": "pl1"}).as_object().unwrap().clone(),
+    );
     let credentials = Credentials::new(
         [
             ("client_id", "okta-client"),

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use snapgate::{
-    domain::{Account, AccountHealth, ProviderKind, SnapshotStatus, SourceKind},
+    domain::{Account, ProviderKind, SnapshotStatus, SourceKind},
     providers::{validate_credentials, CallContext, Registry},
     upstream::Upstream,
 };
@@ -59,20 +59,7 @@ async fn setup() -> (MockServer, TestApp, String) {
 
 /// An account for calling the adapter directly (what `list` returns before the gateway merges it).
 fn account() -> Account {
-    let now = chrono::Utc::now();
-    Account {
-        tenant: "acme".to_owned(),
-        id: "sy".parse().unwrap(),
-        provider: ProviderKind::Syminet,
-        display_name: None,
-        settings: Default::default(),
-        credential_fields: vec!["token".to_owned()],
-        credential_fingerprint: String::new(),
-        credentials_updated_at: now,
-        health: AccountHealth::default(),
-        created_at: now,
-        updated_at: now,
-    }
+    direct_account("sy", ProviderKind::Syminet, Default::default())
 }
 
 async fn list_direct(
