@@ -7,14 +7,19 @@ COPY migrations ./migrations
 COPY src ./src
 RUN cargo build --release --locked && strip target/release/snapgate
 
-# Runtime stage: a small Debian with CA certificates, running as a non-root user.
+# Runtime stage: a small Debian with CA certificates, running as a non-root user (uid/gid 10001).
+# The data directory is created in the image and owned by that user: Docker initialises a new
+# named volume from the image's directory (owner included), so snapgate can create its SQLite
+# file there. A bind mount keeps the host directory's owner instead: chown it to 10001 first.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/snapgate --create-home snapgate
+ && groupadd --system --gid 10001 snapgate \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/snapgate --create-home snapgate \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/snapgate/data
 COPY --from=build /src/target/release/snapgate /usr/local/bin/snapgate
-USER snapgate
+USER 10001:10001
 WORKDIR /var/lib/snapgate
 ENV SNAPGATE_SERVER__LISTEN=0.0.0.0:8080 \
     SNAPGATE_STORE__URL=sqlite:///var/lib/snapgate/data/snapgate.db

@@ -197,6 +197,8 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let token = auth::mint(&auth_config, TENANT, &auth::all_scopes(), 24 * 3600)?;
     let shutdown = shutdown_signal();
     let url = format!("http://{}", app.local_addr());
+    // Serving starts before the welcome is printed: the welcome asks the gateway for ids.
+    let served = tokio::spawn(app.run_until(shutdown));
 
     let mut out = String::new();
     out += "snapgate demo: the gateway in front of five simulated clouds.\n\n";
@@ -207,6 +209,11 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     );
     out += &format!("export SNAPGATE_URL={url}\n");
     out += &format!("export SNAPGATE_TOKEN={token}\n");
+    // The simulator's control plane: faults (`PUT /_sim/faults/koyeb`), journal, counters.
+    out += &format!(
+        "export SNAPGATE_DEMO_SIMULATOR_URL=http://{}/_sim\n",
+        sim.addr()
+    );
     for (vendor, id) in &seeded {
         let upper = vendor.as_str().to_ascii_uppercase();
         out += &format!("export SNAPGATE_DEMO_{upper}_ACCOUNT={id}\n");
@@ -214,10 +221,15 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
             "export SNAPGATE_DEMO_{upper}_SOURCES={}\n",
             sim.sources(*vendor).join(",")
         );
+        if let Some(snapshot) = first_available_snapshot(&url, &token, id).await {
+            out += &format!("export SNAPGATE_DEMO_{upper}_SNAPSHOT={snapshot}\n");
+        }
     }
     out += "\nTry:\n";
     out +=
         "  curl -s \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
+    out += "  curl -s \"$SNAPGATE_URL/v1/snapshots/$SNAPGATE_DEMO_KOYEB_SNAPSHOT\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
+    out += "  # a create answers 202: its Location header and operation.id name the operation to poll\n";
     out += "  curl -s -X POST \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";
     out += "       -H 'Content-Type: application/json' \\\n";
     out += "       -d \"{\\\"account\\\":\\\"$SNAPGATE_DEMO_KOYEB_ACCOUNT\\\",\\\"source_id\\\":\\\"${SNAPGATE_DEMO_KOYEB_SOURCES%%,*}\\\",\\\"name\\\":\\\"first\\\"}\"\n";
@@ -227,9 +239,27 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let served = app.run_until(shutdown).await;
+    let served = served
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     sim.shutdown().await;
     served.map_err(io(dir))
+}
+
+/// The id of one available snapshot of a seeded account, asked of the running gateway itself
+/// (so the printed id is exactly what the API answers), for the README's examples.
+async fn first_available_snapshot(url: &str, token: &str, account: &AccountId) -> Option<String> {
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/v1/snapshots"))
+        .query(&[("account", account.as_str()), ("status", "available")])
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    page["items"][0]["id"].as_str().map(str::to_owned)
 }
 
 /// Runs only the simulator until Ctrl-C / SIGTERM, printing its shell lines first.

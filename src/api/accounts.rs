@@ -34,7 +34,9 @@ pub struct AccountView {
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub credentials: CredentialsView,
     pub health: AccountHealth,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -46,6 +48,7 @@ pub struct CredentialsView {
     /// Keyed, non-reversible fingerprint: changes when the credentials change.
     #[schema(example = "hmac-sha256:1f2e3d4c5b6a7980")]
     pub fingerprint: String,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -136,7 +139,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-const MAX_DISPLAY_NAME: usize = 200;
+pub(crate) const MAX_DISPLAY_NAME: usize = 200;
 
 fn check_display_name(name: &Option<String>) -> Result<(), ApiError> {
     match name {
@@ -167,7 +170,7 @@ fn context(tenant: &str, id: &AccountId) -> String {
 
 /// Lists the caller's accounts.
 #[utoipa::path(
-    get, path = "/v1/accounts", tag = "accounts",
+    get, path = "/v1/accounts", tag = "accounts", operation_id = "listAccounts",
     params(AccountFilter),
     security(("bearer" = ["accounts:read"])),
     responses((status = 200, description = "The tenant's accounts, by id", body = AccountList))
@@ -189,7 +192,7 @@ pub async fn list(
 
 /// Creates an account; its credentials are sealed and never shown again.
 #[utoipa::path(
-    post, path = "/v1/accounts", tag = "accounts",
+    post, path = "/v1/accounts", tag = "accounts", operation_id = "createAccount",
     request_body = CreateAccount,
     security(("bearer" = ["accounts:write"])),
     responses(
@@ -247,7 +250,7 @@ pub async fn create(
 
 /// Shows one account.
 #[utoipa::path(
-    get, path = "/v1/accounts/{account}", tag = "accounts",
+    get, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "getAccount",
     params(AccountPath),
     security(("bearer" = ["accounts:read"])),
     responses(
@@ -271,7 +274,7 @@ pub async fn get(
 
 /// Changes an account's display name, settings or credentials.
 #[utoipa::path(
-    patch, path = "/v1/accounts/{account}", tag = "accounts",
+    patch, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "updateAccount",
     params(AccountPath),
     request_body = UpdateAccount,
     security(("bearer" = ["accounts:write"])),
@@ -329,7 +332,7 @@ pub async fn update(
 
 /// Deletes an account and its sealed credentials.
 #[utoipa::path(
-    delete, path = "/v1/accounts/{account}", tag = "accounts",
+    delete, path = "/v1/accounts/{account}", tag = "accounts", operation_id = "deleteAccount",
     params(AccountPath),
     security(("bearer" = ["accounts:write"])),
     responses(
@@ -359,6 +362,7 @@ pub async fn delete(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Verification {
     pub status: crate::domain::HealthStatus,
+    #[serde(serialize_with = "crate::domain::time::rfc3339")]
     pub checked_at: DateTime<Utc>,
     /// The problem met, when the check failed.
     #[schema(value_type = Option<Object>)]
@@ -367,7 +371,7 @@ pub struct Verification {
 
 /// Checks the stored credentials with a cheap vendor call and records the account's health.
 #[utoipa::path(
-    post, path = "/v1/accounts/{account}/verify", tag = "accounts",
+    post, path = "/v1/accounts/{account}/verify", tag = "accounts", operation_id = "verifyAccount",
     params(AccountPath),
     security(("bearer" = ["accounts:write"])),
     responses(

@@ -14,14 +14,14 @@ pub struct Health {
 }
 
 /// Liveness: answers while the process serves requests.
-#[utoipa::path(get, path = "/healthz", tag = "service",
+#[utoipa::path(get, path = "/healthz", tag = "service", operation_id = "getHealth",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
 /// Readiness: answers `200` when the store is reachable, `503` otherwise.
-#[utoipa::path(get, path = "/readyz", tag = "service",
+#[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Store unreachable", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -35,7 +35,7 @@ pub async fn readyz(
 
 /// Prometheus metrics: gateway requests by method and status, vendor calls by provider,
 /// operation and outcome, with latency histograms.
-#[utoipa::path(get, path = "/metrics", tag = "service",
+#[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "getMetrics",
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 pub async fn metrics() -> axum::response::Response {
     use axum::response::IntoResponse;

@@ -31,7 +31,7 @@ use crate::{
 };
 
 const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 200;
+pub(crate) const MAX_PAGE_SIZE: usize = 200;
 
 /// Query of `GET /v1/snapshots` (repeatable members may be given several times).
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -216,7 +216,7 @@ fn order(a: (Option<DateTime<Utc>>, &str), b: (Option<DateTime<Utc>>, &str)) -> 
 
 /// Lists every snapshot across the caller's accounts, merged and paged by one cursor.
 #[utoipa::path(
-    get, path = "/v1/snapshots", tag = "snapshots",
+    get, path = "/v1/snapshots", tag = "snapshots", operation_id = "listSnapshots",
     params(ListQuery),
     security(("bearer" = ["snapshots:read"])),
     responses(

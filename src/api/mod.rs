@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
+        .merge(swagger_ui())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -97,12 +97,29 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             with_deadline(deadline, req, next)
         }))
+        .layer(middleware::from_fn(move |req, next| {
+            refuse_declared_oversize(body_limit, req, next)
+        }))
         .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(request_id::layer))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
         .with_state(state)
+}
+
+/// Swagger UI at `/docs`, served from the binary (vendored), reading `/openapi.json`. It never
+/// contacts an online validator: that would leak the document's URL and fail offline.
+fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs")
+        .config(
+            utoipa_swagger_ui::Config::default()
+                .validator_url("none")
+                .persist_authorization(true)
+                .display_operation_id(true)
+                .try_it_out_enabled(true),
+        )
+        .external_url_unchecked("/openapi.json", openapi::document())
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -133,6 +150,25 @@ async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response
         )
         .with_retry_after(1)
         .into_response(),
+    }
+}
+
+/// A body whose `Content-Length` is over the limit is refused at once, before a byte of it is
+/// read (and before the caller's token is checked: there is nothing to authorise).
+async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body ({n} bytes) exceeds the limit of {limit} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
     }
 }
 

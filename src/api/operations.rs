@@ -29,9 +29,12 @@ pub struct OperationQuery {
     /// Only pending and running operations.
     #[serde(default)]
     pub unfinished: bool,
-    /// At most this many (default 50, max 200), newest first.
+    /// At most this many (default 50, 1 to 200), newest first.
     pub limit: Option<u32>,
 }
+
+/// Largest `limit` of `GET /v1/operations`.
+pub(crate) const MAX_LIMIT: u32 = 200;
 
 /// A list of operations, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,7 +52,7 @@ pub struct OperationPath {
 
 /// Lists the tenant's operations as stored (`GET /v1/operations/{id}` advances one).
 #[utoipa::path(
-    get, path = "/v1/operations", tag = "operations",
+    get, path = "/v1/operations", tag = "operations", operation_id = "listOperations",
     params(OperationQuery),
     security(("bearer" = ["snapshots:read"])),
     responses((status = 200, description = "Operations, newest first", body = OperationList))
@@ -60,11 +63,19 @@ pub async fn list(
     Query(query): Query<OperationQuery>,
 ) -> Result<axum::Json<OperationList>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
     let filter = OperationFilter {
         account: query.account,
         snapshot_id: query.snapshot,
         unfinished_only: query.unfinished,
-        limit: query.limit.unwrap_or(50).clamp(1, 200),
+        limit,
     };
     let items = state.store.list_operations(&caller.tenant, &filter).await?;
     Ok(axum::Json(OperationList { items }))
@@ -72,7 +83,7 @@ pub async fn list(
 
 /// Shows an operation, first asking the vendor how it is going when unfinished.
 #[utoipa::path(
-    get, path = "/v1/operations/{operation}", tag = "operations",
+    get, path = "/v1/operations/{operation}", tag = "operations", operation_id = "getOperation",
     params(OperationPath),
     security(("bearer" = ["snapshots:read"])),
     responses(

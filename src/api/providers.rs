@@ -30,7 +30,7 @@ pub struct ProviderList {
 
 /// Lists the providers with their credential fields and capability matrix.
 #[utoipa::path(
-    get, path = "/v1/providers", tag = "providers",
+    get, path = "/v1/providers", tag = "providers", operation_id = "listProviders",
     security(("bearer" = [])),
     responses((status = 200, description = "The five providers", body = ProviderList))
 )]

@@ -67,8 +67,17 @@ pub struct CreateSnapshot {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSnapshot {
+    /// New name; omit to keep it (`null` is refused: it would say nothing).
+    #[serde(default, deserialize_with = "string_if_present")]
     pub name: Option<String>,
+    /// New description; omit to keep it.
+    #[serde(default, deserialize_with = "string_if_present")]
     pub description: Option<String>,
+}
+
+/// A member that, when present, must be a string (absent stays `None`; `null` is an error).
+fn string_if_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// Body of `POST /v1/snapshots/{snapshot}/restore`.
@@ -113,7 +122,7 @@ pub struct NamePath {
     pub name: String,
 }
 
-const MAX_NAME: usize = 500;
+pub(crate) const MAX_NAME: usize = 500;
 
 fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), ApiError> {
     if required && value.trim().is_empty() {
@@ -216,7 +225,7 @@ fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
 
 /// Shows one snapshot, its status advanced from any operation the gateway is tracking.
 #[utoipa::path(
-    get, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    get, path = "/v1/snapshots/{snapshot}", tag = "snapshots", operation_id = "getSnapshot",
     params(SnapshotPath, IncludeQuery),
     security(("bearer" = ["snapshots:read"])),
     responses(
@@ -253,7 +262,7 @@ pub async fn get(
 
 /// Starts a snapshot of a VM, volume, instance or slice.
 #[utoipa::path(
-    post, path = "/v1/snapshots", tag = "snapshots",
+    post, path = "/v1/snapshots", tag = "snapshots", operation_id = "createSnapshot",
     request_body = CreateSnapshot,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer")),
     security(("bearer" = ["snapshots:write"])),
@@ -313,7 +322,7 @@ pub async fn create(
 
 /// Renames a snapshot or changes its description.
 #[utoipa::path(
-    patch, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    patch, path = "/v1/snapshots/{snapshot}", tag = "snapshots", operation_id = "updateSnapshot",
     params(SnapshotPath),
     request_body = UpdateSnapshot,
     security(("bearer" = ["snapshots:write"])),
@@ -377,7 +386,7 @@ pub async fn update(
 
 /// Deletes a snapshot (Hyperstack also deletes images made from it).
 #[utoipa::path(
-    delete, path = "/v1/snapshots/{snapshot}", tag = "snapshots",
+    delete, path = "/v1/snapshots/{snapshot}", tag = "snapshots", operation_id = "deleteSnapshot",
     params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     security(("bearer" = ["snapshots:write"])),
     responses(
@@ -411,7 +420,7 @@ pub async fn delete(
 
 /// Restores a snapshot: in place, onto a target, or to a new VM / volume, per provider.
 #[utoipa::path(
-    post, path = "/v1/snapshots/{snapshot}/restore", tag = "snapshots",
+    post, path = "/v1/snapshots/{snapshot}/restore", tag = "snapshots", operation_id = "restoreSnapshot",
     params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = RestoreSnapshot,
     security(("bearer" = ["snapshots:write"])),
@@ -457,7 +466,7 @@ pub async fn restore(
 
 /// Creates a custom image from a snapshot (Hyperstack).
 #[utoipa::path(
-    post, path = "/v1/snapshots/{snapshot}/image", tag = "snapshots",
+    post, path = "/v1/snapshots/{snapshot}/image", tag = "snapshots", operation_id = "createImageFromSnapshot",
     params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     request_body = CreateImage,
     security(("bearer" = ["snapshots:write"])),
@@ -502,7 +511,7 @@ pub async fn image(
 
 /// Whether a snapshot name is free in an account (Hyperstack).
 #[utoipa::path(
-    get, path = "/v1/accounts/{account}/snapshot-names/{name}", tag = "snapshots",
+    get, path = "/v1/accounts/{account}/snapshot-names/{name}", tag = "snapshots", operation_id = "checkSnapshotName",
     params(NamePath),
     security(("bearer" = ["snapshots:read"])),
     responses(

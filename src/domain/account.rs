@@ -71,6 +71,7 @@ pub enum HealthStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountHealth {
     pub status: HealthStatus,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub checked_at: Option<DateTime<Utc>>,
     /// The problem met on the last failed check (no credentials in it).
     #[schema(value_type = Option<Object>)]

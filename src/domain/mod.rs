@@ -5,6 +5,7 @@
 mod account;
 mod provider;
 mod snapshot;
+pub mod time;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use provider::{Capabilities, FieldSpec, ProviderKind, UnknownProvider};

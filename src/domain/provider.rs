@@ -74,6 +74,9 @@ pub struct FieldSpec {
     /// The only values accepted, when the field is an enumeration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<&'static [&'static str]>,
+    /// The value travels in an HTTP header, so only visible ASCII and spaces can be sent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub visible_ascii: bool,
 }
 
 impl FieldSpec {
@@ -83,6 +86,7 @@ impl FieldSpec {
             required: true,
             description,
             allowed: None,
+            visible_ascii: false,
         }
     }
 
@@ -92,12 +96,34 @@ impl FieldSpec {
             required: false,
             description,
             allowed: None,
+            visible_ascii: false,
         }
     }
 
     pub const fn one_of(mut self, allowed: &'static [&'static str]) -> Self {
         self.allowed = Some(allowed);
         self
+    }
+
+    /// The value is sent in an HTTP header (an API token): visible ASCII and spaces only.
+    pub const fn sent_in_header(mut self) -> Self {
+        self.visible_ascii = true;
+        self
+    }
+
+    /// Whether `value` can be stored for this field: not blank, no control characters, and
+    /// visible ASCII where it goes into a header. (The OpenAPI patterns say the same.)
+    pub fn accepts_text(&self, value: &str) -> Result<(), &'static str> {
+        if value.trim().is_empty() {
+            return Err("must not be blank");
+        }
+        if self.visible_ascii && !value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Err("must be visible ASCII characters (it is sent in an HTTP header)");
+        }
+        if value.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        Ok(())
     }
 }
 

@@ -125,7 +125,9 @@ pub struct Snapshot {
     /// The vendor's own status value, or the synthesized source (e.g. `ticket:135`).
     pub vendor_status: Option<String>,
     pub size_gb: Option<f64>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub expires_at: Option<DateTime<Utc>>,
     pub source: Option<Source>,
     pub region: Option<String>,
@@ -236,8 +238,11 @@ pub struct Operation {
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     pub vendor_ref: VendorRef,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::time::rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     /// A problem object when the operation failed.
     #[schema(value_type = Option<Object>)]

@@ -31,14 +31,15 @@ const API: &str = "/api/vps/v1";
 /// VM snapshot reads in flight at once while listing (the vendor blocks abusive IPs).
 const LIST_CONCURRENCY: usize = 4;
 
-static INFO: ProviderInfo = ProviderInfo {
+pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Hostinger VPS",
     source_kind: "vm",
     credential_fields: &[FieldSpec::required(
         "token",
         "hPanel API token (sent as `Authorization: Bearer`)",
-    )],
+    )
+    .sent_in_header()],
     setting_fields: &[],
     capabilities: Capabilities {
         list: true,

@@ -28,14 +28,15 @@ const PAGE_SIZE: usize = 100;
 /// Names (snapshot, new VM) are limited to 50 characters.
 const MAX_NAME: usize = 50;
 
-static INFO: ProviderInfo = ProviderInfo {
+pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Hyperstack",
     source_kind: "vm",
     credential_fields: &[FieldSpec::required(
         "api_key",
         "API key from the Hyperstack console (sent as the `api_key` header)",
-    )],
+    )
+    .sent_in_header()],
     setting_fields: &[],
     capabilities: Capabilities {
         list: true,

@@ -341,6 +341,18 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// What each provider declares (fields, capabilities), without building an adapter: for the
+/// OpenAPI document, which models each provider's account fields from these.
+pub fn infos() -> [&'static ProviderInfo; 5] {
+    [
+        &hyperstack::INFO,
+        &koyeb::INFO,
+        &oktawave::INFO,
+        &hostinger::INFO,
+        &syminet::INFO,
+    ]
+}
+
 impl Registry {
     /// Builds the five adapters against the configured vendor endpoints.
     pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Self {
@@ -382,6 +394,12 @@ pub enum FieldError {
         provider: ProviderKind,
         expected: String,
     },
+    #[error("{section}.{field} {rule}")]
+    BadText {
+        section: &'static str,
+        field: String,
+        rule: &'static str,
+    },
     #[error("{section}.{field} must be a non-empty string")]
     NotAString {
         section: &'static str,
@@ -402,6 +420,7 @@ impl FieldError {
             FieldError::Missing { section, field, .. }
             | FieldError::Unknown { section, field, .. }
             | FieldError::NotAString { section, field }
+            | FieldError::BadText { section, field, .. }
             | FieldError::NotAllowed { section, field, .. } => format!("{section}.{field}"),
         }
     }
@@ -439,6 +458,13 @@ fn check_fields(
             }
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                if let Err(rule) = spec.accepts_text(s) {
+                    return Err(FieldError::BadText {
+                        section,
+                        field: spec.name.to_owned(),
+                        rule,
+                    });
+                }
                 if let Some(allowed) = spec.allowed {
                     if !allowed.contains(&s.as_str()) {
                         return Err(FieldError::NotAllowed {

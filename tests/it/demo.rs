@@ -37,7 +37,8 @@ fn start_demo(dir: &std::path::Path) -> (Demo, Vec<(String, String)>) {
         if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
             exports.push((k.to_owned(), v.to_owned()));
         }
-        if line.starts_with("export SNAPGATE_DEMO_SYMINET_SOURCES=") || Instant::now() > deadline {
+        // The export lines end where the "Try:" examples begin.
+        if line == "Try:" || Instant::now() > deadline {
             break;
         }
     }
@@ -81,6 +82,22 @@ async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_seco
                 .count()
                 >= 3
         );
+        // A seeded snapshot id per provider, so the README's examples paste as they are.
+        let snapshot = get(&exports, &format!("SNAPGATE_DEMO_{p}_SNAPSHOT"));
+        assert!(
+            snapshot.starts_with(&format!("demo-{}:", p.to_lowercase())),
+            "{snapshot}"
+        );
+        let got = client
+            .get(format!("{url}/v1/snapshots/{snapshot}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{snapshot}");
+        let got: Value = got.json().await.unwrap();
+        assert_eq!(got["id"], snapshot.as_str());
+        assert_eq!(got["status"], "available");
     }
     let accounts: Value = client
         .get(format!("{url}/v1/accounts"))

@@ -160,3 +160,44 @@ async fn metrics_are_served_in_prometheus_format_without_a_token() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.server.body_limit_bytes = 1024).await;
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Only the head is sent: a server that waited for the 10 MB body would never answer.
+    let head = "POST /v1/accounts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 10000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("answered before the body arrived")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"payload_too_large\""),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_operations_limit_outside_1_to_200_is_a_400_naming_it() {
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    for bad in ["0", "201", "4294967296", "-1"] {
+        let p = assert_problem(
+            app.get(&format!("/v1/operations?limit={bad}"), &t).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("limit"), "{p}");
+    }
+    let resp = app.get("/v1/operations?limit=200", &t).await;
+    assert_eq!(resp.status(), 200);
+}

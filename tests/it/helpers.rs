@@ -183,10 +183,10 @@ pub const SECRET_VALUES: [&str; 7] = [
 
 pub const PROVIDERS: [&str; 5] = ["hyperstack", "koyeb", "oktawave", "hostinger", "syminet"];
 
-/// A vendor fixture file (`../shared/vendors/fixtures/<vendor>/<file>`) as JSON.
+/// A vendor fixture file (`tests/fixtures/vendors/<vendor>/<file>`) as JSON.
 pub fn vendor_fixture(vendor: &str, file: &str) -> Value {
     let path = format!(
-        "{}/../shared/vendors/fixtures/{vendor}/{file}",
+        "{}/tests/fixtures/vendors/{vendor}/{file}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -400,6 +400,17 @@ mod simulated {
             .map(|i| i["provider"].as_str().unwrap())
             .collect();
         assert_eq!(providers.len(), 5);
+        // One timestamp format from every provider: UTC, six fractional digits, so the
+        // strings sort as the times do.
+        for item in &items {
+            let t = item["created_at"].as_str().unwrap_or_default();
+            let fraction = t.split_once('.').map(|(_, f)| f).unwrap_or_default();
+            assert!(
+                t.len() == 27 && fraction.len() == 7 && fraction.ends_with('Z'),
+                "{}: {t}",
+                item["provider"]
+            );
+        }
         for w in items.windows(2) {
             let (a, b) = (&w[0], &w[1]);
             let time = |v: &Value| {

@@ -256,6 +256,17 @@ async fn bad_snapshot_ids_and_bodies_are_caller_errors() {
     )
     .await;
     assert_eq!(p["field"], "name");
+    // A rename with `null` says nothing: refused, naming the member (the schema says string).
+    let resp = app
+        .client
+        .patch(format!("{}/v1/snapshots/hs:77", app.url))
+        .bearer_auth(&t)
+        .json(&json!({"name": null, "description": "d"}))
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(resp, 422, "invalid_body").await;
+    assert_eq!(p["field"], "name");
     assert_problem(
         app.post(
             "/v1/snapshots",

@@ -80,8 +80,8 @@ async fn get_reads_the_vms_snapshot_with_bearer_user_agent_and_json_headers() {
     assert_eq!(s["status"], "available");
     assert_eq!(s["vendor_status"], Value::Null);
     assert_eq!(s["size_gb"], Value::Null);
-    assert_eq!(s["created_at"], "2025-03-11T09:15:42Z");
-    assert_eq!(s["expires_at"], "2025-03-31T09:15:42Z");
+    assert_eq!(s["created_at"], "2025-03-11T09:15:42.000000Z");
+    assert_eq!(s["expires_at"], "2025-03-31T09:15:42.000000Z");
     assert_eq!(s["source"], json!({"kind": "vm", "id": VM}));
     assert_eq!(s["vendor"], fixture("get.json"));
     let plain: Value = app

@@ -48,7 +48,7 @@ async fn get_sends_the_api_key_header_and_maps_a_zone_less_snapshot() {
     assert_eq!(s["provider"], "hyperstack");
     assert_eq!(s["status"], "available");
     assert_eq!(s["vendor_status"], "COMPLETE");
-    assert_eq!(s["created_at"], "2025-03-11T09:15:42Z");
+    assert_eq!(s["created_at"], "2025-03-11T09:15:42.000000Z");
     assert_eq!(s["size_gb"], 100.0);
     assert_eq!(s["source"], json!({"kind": "vm", "id": "2058"}));
     assert_eq!(s["region"], "CANADA-1");

@@ -177,7 +177,7 @@ async fn get_fetches_a_password_grant_token_once_and_maps_the_snapshot() {
     assert_eq!(s["status"], "available");
     assert_eq!(s["vendor_status"], Value::Null);
     assert_eq!(s["size_gb"], Value::Null);
-    assert_eq!(s["created_at"], "2025-03-11T09:15:42.123Z");
+    assert_eq!(s["created_at"], "2025-03-11T09:15:42.123000Z");
     assert_eq!(s["source"], json!({"kind": "instance", "id": "130455"}));
     assert_eq!(s["region"], "PL1");
     assert_eq!(s["vendor"], fixture("get.json"));

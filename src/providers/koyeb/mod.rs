@@ -31,14 +31,15 @@ const VOLUME_TYPE: &str = "PERSISTENT_VOLUME_BACKING_STORE_LOCAL_BLK";
 /// Koyeb documents no name limit; keep names to what its console accepts comfortably.
 const MAX_NAME: usize = 255;
 
-static INFO: ProviderInfo = ProviderInfo {
+pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Koyeb",
     source_kind: "volume",
     credential_fields: &[FieldSpec::required(
         "token",
         "Koyeb API credential (sent as `Authorization: Bearer`)",
-    )],
+    )
+    .sent_in_header()],
     setting_fields: &[FieldSpec::optional(
         "organization_id",
         "Only list snapshots of this organization",

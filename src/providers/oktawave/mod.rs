@@ -35,7 +35,7 @@ const NAME_FORBIDDEN: &[char] = &['/', '\\', '|', '<', '>', '%'];
 /// Ticket status dictionary (#40): 134 new, 135 running, 136 succeeded, 137 error.
 const TICKET_SUCCEEDED: &str = "136";
 
-static INFO: ProviderInfo = ProviderInfo {
+pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Oktawave",
     source_kind: "instance",

@@ -36,14 +36,15 @@ const MAX_NAME: usize = 255;
 /// Safety stop for the `/images` page walk (page size is fixed by the vendor).
 const MAX_PAGES: u32 = 1000;
 
-static INFO: ProviderInfo = ProviderInfo {
+pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Syminet",
     source_kind: "slice",
     credential_fields: &[FieldSpec::required(
         "token",
         "Panel API token (sent as `authorization: bearer`)",
-    )],
+    )
+    .sent_in_header()],
     setting_fields: &[],
     capabilities: Capabilities {
         list: true,

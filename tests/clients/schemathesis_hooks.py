@@ -1,0 +1,86 @@
+"""Schemathesis hooks for `.ci/clients`: two checks that judge snapgate's answers more exactly
+than the built-in ones they stand in for (see schemathesis.toml for where and why)."""
+
+import schemathesis
+
+# 5xx answers that report a provider's verdict, as DESIGN.md §3 maps them. The accounts
+# Schemathesis creates hold made-up credentials, so the simulated vendors refuse them (502
+# provider_auth_failed); capabilities differ per provider (501 unsupported_operation).
+VENDOR_VERDICTS = {
+    501: {"unsupported_operation"},
+    502: {"provider_auth_failed", "upstream_error", "account_failed"},
+    503: {"provider_unavailable"},
+    504: {"upstream_timeout", "deadline_exceeded"},
+}
+
+# Where a schema-valid request may still be refused with 422: rules of the account's provider,
+# which the request does not name (its snapshot or account id does).
+PROVIDER_DEPENDENT = {
+    "createSnapshot",
+    "updateSnapshot",
+    "deleteSnapshot",
+    "restoreSnapshot",
+    "createImageFromSnapshot",
+    "getSnapshot",
+    "checkSnapshotName",
+    "updateAccount",
+}
+
+
+def _problem(response):
+    assert response.headers.get("content-type", [""])[0].startswith(
+        "application/problem+json"
+    ), f"{response.status_code} without a problem+json body"
+    return response.json()
+
+
+@schemathesis.check
+def server_errors_are_vendor_verdicts(ctx, response, case):
+    """Stands in for not_a_server_error: a 5xx passes only as a documented vendor verdict."""
+    status = response.status_code
+    if status < 500:
+        return None
+    problem = _problem(response)
+    code = problem.get("code")
+    allowed = VENDOR_VERDICTS.get(status, set())
+    assert code in allowed, f"{status} {code}: not a vendor verdict ({problem.get('detail')})"
+    detail = problem.get("detail", "")
+    assert "could not build" not in detail, f"the gateway built an invalid vendor request: {detail}"
+    return None
+
+
+@schemathesis.check
+def valid_requests_are_refused_only_by_providers(ctx, response, case):
+    """Stands in for positive_data_acceptance on provider-dependent routes (where it allows 400
+    and 422): a schema-valid request may be refused only
+    - by a rule of the account's provider (422 carrying `provider`, or naming a `credentials.` /
+      `settings.` field),
+    - by the vendor itself (400 `upstream_rejected`, DESIGN.md §3: e.g. Hostinger's "the virtual
+      machine is locked" while an earlier action runs),
+    - or because the generator sent one `Idempotency-Key` with two different requests (422
+      `idempotency_key_reused`, as the IETF Idempotency-Key draft says)."""
+    meta = case.meta
+    status = response.status_code
+    if status not in (400, 422) or meta is None or not meta.generation.mode.is_positive:
+        return None
+    operation_id = case.operation.definition.raw.get("operationId")
+    assert operation_id in PROVIDER_DEPENDENT, f"{operation_id}: schema-valid request refused"
+    problem = _problem(response)
+    code = problem.get("code")
+    if status == 400:
+        assert code == "upstream_rejected", f"schema-valid request refused: {problem}"
+        return None
+    if code == "idempotency_key_reused":
+        return None
+    field = problem.get("field") or ""
+    by_provider = problem.get("provider") is not None or field.startswith(("credentials.", "settings."))
+    assert by_provider, f"422 that is not a provider rule: {problem}"
+    return None
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    """`page_token` is an opaque cursor signed by the server, bound to the filters: no generator
+    can make a valid one (a made-up token is rightly 400). Paging is tested in tests/it/listing.rs."""
+    if case.query and "page_token" in case.query:
+        del case.query["page_token"]
