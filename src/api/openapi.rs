@@ -278,14 +278,24 @@ fn constrain(doc: &mut Value) {
             "description",
             json!({"maxLength": snapshots::MAX_NAME}),
         ),
-        ("UpdateSnapshot", "name", name.clone()),
+        (
+            "UpdateSnapshot",
+            "name",
+            with_example(&name, "pre-upgrade-2"),
+        ),
         (
             "UpdateSnapshot",
             "description",
-            json!({"maxLength": snapshots::MAX_NAME}),
+            json!({"maxLength": snapshots::MAX_NAME, "example": "before the 2.0 upgrade"}),
         ),
-        ("RestoreSnapshot", "new_name", name.clone()),
-        ("CreateImage", "name", name.clone()),
+        (
+            "RestoreSnapshot",
+            "new_name",
+            with_example(&name, "restored-vm"),
+        ),
+        ("RestoreSnapshot", "target_id", json!({"example": null})),
+        ("CreateImage", "name", with_example(&name, "golden-image")),
+        ("CreateImage", "labels", json!({"example": ["env=prod"]})),
     ] {
         merge(&mut schemas[schema]["properties"][property], constraint);
     }
@@ -331,6 +341,12 @@ fn constrain(doc: &mut Value) {
     });
 }
 
+fn with_example(schema: &Value, example: &str) -> Value {
+    let mut schema = schema.clone();
+    schema["example"] = json!(example);
+    schema
+}
+
 /// `POST /v1/accounts` is one shape per provider, chosen by `provider`: its credential and
 /// setting fields are exactly those the provider declares (`GET /v1/providers` lists the same).
 fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo]) {
@@ -358,6 +374,27 @@ fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo]) {
             required.push(json!("settings"));
         }
         variant["required"] = Value::Array(required);
+        // A body Swagger UI's "Try it out" can send as it is (only the secrets to fill in).
+        let fill = |fields: &[FieldSpec]| -> Map<String, Value> {
+            fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| {
+                    let value = f
+                        .allowed
+                        .and_then(|a| a.first().copied())
+                        .map_or_else(|| format!("<{}>", f.name.replace('_', " ")), str::to_owned);
+                    (f.name.to_owned(), json!(value))
+                })
+                .collect()
+        };
+        variant["example"] = json!({
+            "id": format!("prod-{kind}"),
+            "provider": kind,
+            "display_name": format!("Production {}", info.display_name),
+            "credentials": fill(info.credential_fields),
+            "settings": fill(info.setting_fields),
+        });
         mapping.insert(
             kind.to_owned(),
             json!(format!("#/components/schemas/{title}")),
@@ -411,6 +448,7 @@ fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo]) {
     }
     schemas["UpdateAccount"]["properties"]["display_name"]["maxLength"] =
         json!(accounts::MAX_DISPLAY_NAME);
+    schemas["UpdateAccount"]["example"] = json!({"display_name": "Production (EU)"});
 }
 
 fn fields_schema(fields: &[FieldSpec], description: &str) -> Value {
