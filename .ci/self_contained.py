@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Fails if a tracked file refers to a path outside the repository.
 
-A fresh `git clone` has nothing beside it, so no source, test, script or doc may reach for
-`../something` above the repository root (e.g. the workplace's `../shared/`), nor for an absolute
-path of the machine it was written on.
+A fresh `git clone` has nothing beside it, so no source, test, script or doc may reach above the
+repository root with a chain of parent-directory steps (such as the workplace's shared folder
+beside the repository), nor name an absolute path of the machine it was written on.
 """
 
 import re
