@@ -130,6 +130,19 @@ async fn missing_unknown_and_invalid_fields_are_422_naming_the_field() {
             json!({"id": "a", "provider": "koyeb", "credentials": {"token": "t"}, "settings": {"region": "fra"}}),
             "settings.region",
         ),
+        // A token travels in a header: a control character or non-ASCII could never be sent.
+        (
+            json!({"id": "a", "provider": "hyperstack", "credentials": {"api_key": "k\nx"}}),
+            "credentials.api_key",
+        ),
+        (
+            json!({"id": "a", "provider": "koyeb", "credentials": {"token": "zażółć"}}),
+            "credentials.token",
+        ),
+        (
+            json!({"id": "a", "provider": "oktawave", "credentials": {"client_id": "x", "client_secret": "y", "username": "u", "password": "p\u{1}"}, "settings": {"region": "pl1"}}),
+            "credentials.password",
+        ),
     ];
     for (body, field) in cases {
         let resp = app.post("/v1/accounts", &t, &body).await;
@@ -167,6 +180,15 @@ async fn missing_unknown_and_invalid_fields_are_422_naming_the_field() {
         .post("/v1/accounts", &t, &json!({"id": "a", "provider": "koyeb"}))
         .await;
     assert_problem(resp, 422, "invalid_body").await;
+    // A password is not a header: Polish letters are fine there.
+    let resp = app
+        .post(
+            "/v1/accounts",
+            &t,
+            &json!({"id": "pl", "provider": "oktawave", "credentials": {"client_id": "x", "client_secret": "y", "username": "u", "password": "zażółć gęślą"}, "settings": {"region": "pl1"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
 }
 
 #[tokio::test]

@@ -223,10 +223,18 @@ fn serve_prints_its_real_address_and_stops_cleanly_on_sigterm() {
             "SNAPGATE_STORE__URL",
             format!("sqlite://{}/db.sqlite", dir.path().display()),
         )
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut all).unwrap();
+        all
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -253,4 +261,11 @@ fn serve_prints_its_real_address_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // stderr is a pipe here, not a terminal: plain text, no colour codes.
+    let logs = logs.join().unwrap();
+    assert!(!logs.is_empty(), "serve logged something");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape in piped logs: {logs:?}"
+    );
 }
