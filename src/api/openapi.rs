@@ -495,35 +495,19 @@ fn link(doc: &mut Value) {
         "parameters": {"operation": "$response.body#/operation/id"},
         "description": "The operation tracking the accepted work",
     }});
-    let account_links = {
-        let mut links = Map::new();
-        for (name, op) in [
-            ("GetAccount", "getAccount"),
-            ("UpdateAccount", "updateAccount"),
-            ("VerifyAccount", "verifyAccount"),
-            ("DeleteAccount", "deleteAccount"),
-        ] {
-            links.insert(
-                name.into(),
-                json!({"operationId": op, "parameters": {"account": "$response.body#/id"}}),
-            );
-        }
-        Value::Object(links)
-    };
-    let snapshot_links = {
-        let mut links = Map::new();
-        for (name, op) in [
-            ("UpdateSnapshot", "updateSnapshot"),
-            ("RestoreSnapshot", "restoreSnapshot"),
-            ("DeleteSnapshot", "deleteSnapshot"),
-        ] {
-            links.insert(
-                name.into(),
-                json!({"operationId": op, "parameters": {"snapshot": "$response.body#/id"}}),
-            );
-        }
-        Value::Object(links)
-    };
+    let account_links = links_with(
+        "account",
+        &[
+            "getAccount",
+            "updateAccount",
+            "verifyAccount",
+            "deleteAccount",
+        ],
+    );
+    let snapshot_links = links_with(
+        "snapshot",
+        &["updateSnapshot", "restoreSnapshot", "deleteSnapshot"],
+    );
     for_each_operation(doc, |_, _, op| {
         let (status, links) = match op["operationId"].as_str().unwrap_or_default() {
             "createSnapshot"
@@ -544,6 +528,20 @@ fn link(doc: &mut Value) {
         };
         op["responses"][status]["links"] = links;
     });
+}
+
+/// Links to `operations`, each taking the response body's `id` as its `parameter`.
+fn links_with(parameter: &str, operations: &[&str]) -> Value {
+    let links: Map<String, Value> = operations
+        .iter()
+        .map(|op| {
+            (
+                capitalized(op),
+                json!({"operationId": op, "parameters": {parameter: "$response.body#/id"}}),
+            )
+        })
+        .collect();
+    Value::Object(links)
 }
 
 /// Calls `f(path, method, operation)` for every operation of the document.
