@@ -49,7 +49,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 /// Parses JSON, classifying syntax errors (`400`) apart from shape errors (`422`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = redact_values(&inner.to_string());
@@ -71,7 +71,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("the body is not valid JSON: {message}"),
             ),
         }
-    })
+    })?;
+    // One JSON value, then only white space: `{…}}}garbage` is not the `{…}` it starts with.
+    de.end().map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    Ok(value)
 }
 
 /// serde echoes rejected string values (`invalid type: string "…"`); a value may be a secret.

@@ -305,6 +305,13 @@ impl ProviderAdapter for Hyperstack {
         name: &str,
     ) -> Result<bool, ProviderError> {
         check_name("name", name)?;
+        if is_dot_segment(name) {
+            return Err(ProviderError::Invalid {
+                field: "name",
+                message: "name must not be `.` or `..`: it would change the vendor's URL path"
+                    .to_owned(),
+            });
+        }
         let path = format!("/core/snapshots/name-availability/{}", urlencode(name));
         let reply: NameReply = self
             .call(ctx, "name_availability", Method::GET, &path, &[], None)
@@ -355,6 +362,13 @@ fn state_of(status: SnapshotStatus) -> OperationState {
         SnapshotStatus::Error => OperationState::Failed,
         _ => OperationState::Running,
     }
+}
+
+/// Whether a path segment is `.` or `..` (percent-encoded dots count too): URL parsers resolve
+/// those as directory steps however they are encoded.
+fn is_dot_segment(s: &str) -> bool {
+    let dots = s.to_ascii_lowercase().replace("%2e", ".");
+    dots == "." || dots == ".."
 }
 
 fn urlencode(s: &str) -> String {

@@ -16,6 +16,7 @@ use super::{
     StoreError,
 };
 use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
+use crate::private_files;
 
 /// SQLite-backed [`Store`].
 ///
@@ -66,11 +67,17 @@ impl SqliteStore {
             .unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
         if path != ":memory:" {
-            if let Some(dir) = Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            let file = Path::new(path);
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                private_files::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            }
+            // SQLite gives `-wal` and `-shm` the database file's mode: 0600 for all three.
+            private_files::ensure_private(file).map_err(|e| StoreError::Database(e.into()))?;
+            for suffix in ["-wal", "-shm"] {
+                let mut side = file.as_os_str().to_owned();
+                side.push(suffix);
+                private_files::narrow(Path::new(&side))
+                    .map_err(|e| StoreError::Database(e.into()))?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?

@@ -376,3 +376,28 @@ async fn accounts_survive_a_restart_on_the_same_database() {
     let got: Value = app.get("/v1/accounts/keep", &t).await.json().await.unwrap();
     assert_eq!(got["provider"], "hostinger");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_directory_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").join("nested");
+    let mut config = test_config(&dir);
+    config.store.url = format!("sqlite://{}", data.join("snapgate.db").display());
+    let app = spawn_config(config, tempfile::tempdir().unwrap()).await;
+    let t = token("acme", ALL_SCOPES);
+    let resp = app
+        .post("/v1/accounts", &t, &account_body("koyeb-x", "koyeb"))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&dir.path().join("data")), 0o700, "created parent");
+    for suffix in ["", "-wal", "-shm"] {
+        let path =
+            std::path::PathBuf::from(format!("{}{suffix}", data.join("snapgate.db").display()));
+        assert!(path.exists(), "{} exists", path.display());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}

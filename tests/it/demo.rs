@@ -60,6 +60,16 @@ async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_seco
     let url = get(&exports, "SNAPGATE_URL");
     let token = get(&exports, "SNAPGATE_TOKEN");
     assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"));
+    #[cfg(unix)]
+    {
+        // The demo's keys and database are the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let data = dir.path().join(".snapgate-demo");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("secrets.toml")), 0o600);
+        assert_eq!(mode(&data.join("snapgate.db")), 0o600);
+    }
     let client = reqwest::Client::new();
     let providers: Value = client
         .get(format!("{url}/v1/providers"))

@@ -201,3 +201,40 @@ async fn an_operations_limit_outside_1_to_200_is_a_400_naming_it() {
     let resp = app.get("/v1/operations?limit=200", &t).await;
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn trailing_data_after_a_json_body_is_refused() {
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    for tail in ["}}garbage", " {}", "x"] {
+        let body = format!(
+            "{}{tail}",
+            json!({"id": "k", "provider": "koyeb", "credentials": {"token": "t"}})
+        );
+        let resp = app
+            .client
+            .post(format!("{}/v1/accounts", app.url))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let p = assert_problem(resp, 400, "malformed_json").await;
+        assert!(p["detail"].as_str().unwrap().contains("trailing"), "{p}");
+    }
+    // Trailing white space is still JSON.
+    let resp = app
+        .client
+        .post(format!("{}/v1/accounts", app.url))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{} \n",
+            json!({"id": "k", "provider": "koyeb", "credentials": {"token": "t"}})
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}

@@ -400,3 +400,23 @@ async fn list_items_name_their_region_once_a_get_has_named_the_region_id() {
         .unwrap();
     assert_eq!(regions(&after), [json!("CANADA-1"), json!("CANADA-1")]);
 }
+
+#[tokio::test]
+async fn name_availability_refuses_dot_segments_before_any_vendor_call() {
+    // `..` would become a path step at the vendor (`GET /core/snapshots/`), whether sent as
+    // `..` or `%2E%2E`: URL parsers treat both as the parent directory.
+    let (mock, app, t) = setup().await;
+    for name in ["%2E", "%2E%2E", ".%2e"] {
+        let (status, body) = raw_request(
+            &app,
+            &format!(
+                "GET /v1/accounts/hs/snapshot-names/{name} HTTP/1.1\r\nhost: x\r\n\
+                 authorization: Bearer {t}\r\nconnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 422, "{name}: {body}");
+        assert!(body.contains("\"field\":\"name\""), "{body}");
+    }
+    assert!(mock.received_requests().await.unwrap().is_empty());
+}
