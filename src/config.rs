@@ -103,6 +103,8 @@ pub struct AuthConfig {
     pub tenant_claim: String,
     /// Clock leeway for `exp`/`nbf`, in seconds.
     pub leeway_secs: u64,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <this>`; unset = open.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Default for AuthConfig {
@@ -118,6 +120,7 @@ impl Default for AuthConfig {
             audience: None,
             tenant_claim: "tenant".to_owned(),
             leeway_secs: 30,
+            metrics_token: None,
         }
     }
 }
@@ -261,6 +264,14 @@ impl Config {
             if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *field = None;
             }
+        }
+        use secrecy::ExposeSecret;
+        if auth
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
+        {
+            auth.metrics_token = None;
         }
     }
 

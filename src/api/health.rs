@@ -34,11 +34,34 @@ pub async fn readyz(
 }
 
 /// Prometheus metrics: gateway requests by method and status, vendor calls by provider,
-/// operation and outcome, with latency histograms.
+/// operation and outcome, with latency histograms. Open unless `auth.metrics_token` is set;
+/// then it takes that token as a bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "getMetrics",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
-pub async fn metrics() -> axum::response::Response {
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`auth.metrics_token` is set and the request does not carry it", body = super::problem::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if let Some(expected) = &state.config.auth.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .unwrap_or_default();
+        use secrecy::ExposeSecret;
+        if !constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
+            return ApiError::from(crate::auth::AuthError::InvalidToken(
+                "the metrics token is missing or wrong".into(),
+            ))
+            .into_response();
+        }
+    }
     let body = crate::telemetry::metrics_handle()
         .map(|h| h.render())
         .unwrap_or_default();
@@ -50,4 +73,9 @@ pub async fn metrics() -> axum::response::Response {
         body,
     )
         .into_response()
+}
+
+/// Compares without stopping at the first difference (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

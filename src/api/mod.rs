@@ -82,18 +82,20 @@ pub fn router(state: AppState) -> Router {
         .route("/operations/{operation}", get(operations::get));
     Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .merge(swagger_ui())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
         // Requests beyond this wait here, as a small future, instead of each holding a full
         // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             max_in_flight,
         ))
+        // Health, readiness and metrics answer however busy the API is: a probe that queues
+        // behind a slow vendor would get a healthy gateway restarted.
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |req, next| {
             with_deadline(deadline, req, next)
         }))

@@ -215,10 +215,12 @@ impl Authenticator {
     /// Verifies a raw `Authorization` header value and returns the caller.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
         let header = authorization.ok_or(AuthError::MissingToken)?;
+        // The scheme name is case-insensitive (RFC 7235 §2.1): `Bearer`, `bearer`, `BEARER`.
         let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
+            .trim_start()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
         let now = jsonwebtoken::get_current_timestamp();
@@ -246,6 +248,7 @@ impl Authenticator {
 
     /// Checks signature and claims; returns the caller and the token's `exp`.
     async fn verify(&self, token: &str) -> Result<(Caller, Option<u64>), AuthError> {
+        refuse_critical_extensions(token)?;
         let jwt_header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(format!("malformed token header ({e})")))?;
         let alg = jwt_header.alg;
@@ -279,14 +282,19 @@ impl Authenticator {
             .rest
             .get(&self.tenant_claim)
             .and_then(|v| v.as_str())
-            .filter(|t| !t.is_empty())
             .ok_or_else(|| {
                 AuthError::InvalidToken(format!(
                     "the `{}` claim naming the tenant is missing",
                     self.tenant_claim
                 ))
-            })?
-            .to_owned();
+            })?;
+        if !is_valid_tenant(tenant) {
+            return Err(AuthError::InvalidToken(format!(
+                "the `{}` claim is not a tenant id: {TENANT_SYNTAX}",
+                self.tenant_claim
+            )));
+        }
+        let tenant = tenant.to_owned();
         let mut scopes = 0u8;
         let mut add = |s: &str| {
             s.split_whitespace()
@@ -375,8 +383,45 @@ pub enum MintError {
         "unknown scope `{0}`; known: snapshots:read snapshots:write accounts:read accounts:write"
     )]
     UnknownScope(String),
+    #[error("`{0}` is not a tenant id: {TENANT_SYNTAX}")]
+    Tenant(String),
     #[error("signing failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// What a tenant id may be, in words.
+pub const TENANT_SYNTAX: &str =
+    "1 to 128 characters from A-Z a-z 0-9 . _ : @ + -, starting with a letter or digit";
+
+/// Whether `tenant` is a tenant id: every store key and sealing context is built from it, so
+/// blank, control-character or unbounded values are refused at the door.
+pub fn is_valid_tenant(tenant: &str) -> bool {
+    let bytes = tenant.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@+-".contains(b))
+}
+
+/// RFC 7515 §4.1.11: a token whose header lists `crit` extensions must be refused by a verifier
+/// that does not understand them — and snapgate understands none.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let segment = token.split('.').next().unwrap_or_default();
+    let header: serde_json::Map<String, serde_json::Value> = URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if header.contains_key("crit") {
+        return Err(AuthError::InvalidToken(
+            "the token header names critical extensions (`crit`) this verifier does not support"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Mints an HS256 token for `tenant` with `scopes`, valid for `ttl_secs`.
@@ -387,6 +432,9 @@ pub fn mint(
     ttl_secs: u64,
 ) -> Result<String, MintError> {
     let secret: &SecretString = cfg.hs256_secret.as_ref().ok_or(MintError::NoSecret)?;
+    if !is_valid_tenant(tenant) {
+        return Err(MintError::Tenant(tenant.chars().take(40).collect()));
+    }
     for s in scopes.iter().flat_map(|s| s.split_whitespace()) {
         if Scope::parse(s).is_none() {
             return Err(MintError::UnknownScope(s.to_owned()));

@@ -243,3 +243,64 @@ async fn tokens_naming_a_kid_verify_against_the_jwks_which_is_refetched_once_for
     .unwrap();
     assert_rejected(&app, &forged, "HS256 with a JWKS kid").await;
 }
+
+#[tokio::test]
+async fn the_scheme_is_case_insensitive_crit_is_refused_and_tenants_have_a_syntax() {
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let resp = app
+            .client
+            .get(format!("{}/v1/accounts", app.url))
+            .header("authorization", format!("{scheme} {t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "scheme {scheme}");
+    }
+    // RFC 7515: a header listing critical extensions the verifier does not know is refused,
+    // even when the signature is good.
+    let claims = json!({"tenant": "t", "scope": ALL_SCOPES, "exp": now() + 600});
+    let hs256 = |header: serde_json::Value| {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let signing_input = format!(
+            "{}.{}",
+            base64_url(&header.to_string()),
+            base64_url(&claims.to_string())
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(signing_input.as_bytes());
+        let mac = mac.finalize().into_bytes();
+        format!(
+            "{signing_input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)
+        )
+    };
+    // The hand-made signature is good: without `crit` the token is accepted.
+    let plain = hs256(json!({"alg": "HS256", "typ": "JWT"}));
+    assert_eq!(app.get("/v1/accounts", &plain).await.status(), 200);
+    let with_crit = hs256(json!({"alg": "HS256", "typ": "JWT", "crit": ["exp-ext"], "exp-ext": 1}));
+    assert_rejected(&app, &with_crit, "crit").await;
+    for tenant in [
+        " ",
+        "\u{0}",
+        "a b",
+        "x".repeat(129).as_str(),
+        "-lead",
+        "a/b",
+    ] {
+        let bad = sign(&json!({"tenant": tenant, "scope": ALL_SCOPES, "exp": now() + 600}));
+        assert_rejected(&app, &bad, "tenant syntax").await;
+    }
+    for tenant in [
+        "acme",
+        "org_42",
+        "tenant:eu-1",
+        "ops@example.com",
+        &"x".repeat(128),
+    ] {
+        let ok = sign(&json!({"tenant": tenant, "scope": ALL_SCOPES, "exp": now() + 600}));
+        assert_eq!(app.get("/v1/accounts", &ok).await.status(), 200, "{tenant}");
+    }
+}

@@ -238,3 +238,73 @@ async fn trailing_data_after_a_json_body_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 201);
 }
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let app =
+        spawn_app_with(|c| c.auth.metrics_token = Some("scrape-me-0001".to_owned().into())).await;
+    let get = |auth: Option<&'static str>| {
+        let mut req = app.client.get(format!("{}/metrics", app.url));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    assert_problem(get(None).await.unwrap(), 401, "invalid_token").await;
+    assert_problem(
+        get(Some("Bearer wrong-token-0001")).await.unwrap(),
+        401,
+        "invalid_token",
+    )
+    .await;
+    let ok = get(Some("bearer scrape-me-0001")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("snapgate_"));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_while_every_api_slot_is_taken() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(3)))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        c.server.max_in_flight = 1;
+        c.providers.hyperstack.base_url = uri;
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    // The one API slot waits on a 3 s vendor.
+    let slow = {
+        let client = app.client.clone();
+        let url = format!("{}/v1/snapshots/hs:1", app.url);
+        let t = t.clone();
+        tokio::spawn(async move { client.get(url).bearer_auth(t).send().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let started = std::time::Instant::now();
+        let resp = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1000),
+            "{path} queued behind the API: {:?}",
+            started.elapsed()
+        );
+    }
+    let _ = slow.await;
+}
