@@ -11,6 +11,7 @@ pub mod demo;
 pub mod domain;
 pub mod private_files;
 pub mod providers;
+pub mod scrub;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::{accounts::account_not_found, problem::ApiError, AppState};
+use crate::scrub::Scrubber;
 use crate::{
     domain::{
         Account, AccountId, Capabilities, Credentials, Operation, OperationKind, OperationState,
@@ -97,12 +98,10 @@ impl Resolved {
 
     /// Maps a provider failure to a problem naming the account, with any echoed secret removed.
     pub fn fail(&self, e: ProviderError) -> ApiError {
-        let secrets: Vec<&str> = self
-            .opened
-            .credentials
-            .iter()
-            .map(|(_, v)| v.expose_secret())
-            .collect();
+        let mut secrets = Scrubber::new();
+        for (_, v) in self.opened.credentials.iter() {
+            secrets.add(v.expose_secret());
+        }
         let err = match e {
             ProviderError::Unsupported { operation } => {
                 unsupported(&self.registry, operation, |c| match operation {
@@ -264,7 +263,8 @@ pub async fn refresh(
     let progress = match resolved.adapter.poll(&resolved.ctx(), &op).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::info!(operation = %op.id, error = %e, "operation poll failed");
+            // The kind of failure only: a vendor's words may echo what it was sent.
+            tracing::info!(operation = %op.id, failure = e.kind(), "operation poll failed");
             return Ok(op);
         }
     };

@@ -8,7 +8,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request_id;
-use crate::{auth::AuthError, domain::ProviderKind, providers::ProviderError, store::StoreError};
+use crate::{
+    auth::AuthError, domain::ProviderKind, providers::ProviderError, scrub::Scrubber,
+    store::StoreError,
+};
 
 /// An RFC 9457 problem, as every error response of snapgate carries it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -140,13 +143,10 @@ impl ApiError {
         value
     }
 
-    /// Removes any of `secrets` from the detail (vendor messages may echo what they were sent).
-    pub fn scrubbed(mut self, secrets: &[&str]) -> Self {
-        for secret in secrets.iter().filter(|s| s.len() >= 4) {
-            if self.problem.detail.contains(secret) {
-                self.problem.detail = self.problem.detail.replace(secret, "[redacted]");
-            }
-        }
+    /// Removes every form of the `secrets` from the detail (vendor messages may echo what they
+    /// were sent).
+    pub fn scrubbed(mut self, secrets: &Scrubber) -> Self {
+        self.problem.detail = secrets.scrub(&self.problem.detail);
         // Shortened only after scrubbing, so no cut can leave part of a secret behind.
         if self.problem.detail.chars().count() > 500 {
             self.problem.detail = self.problem.detail.chars().take(500).collect::<String>() + "…";

@@ -77,6 +77,23 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The kind of failure, for logs: never the vendor's words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::Auth { .. } => "auth",
+            ProviderError::NotFound => "not_found",
+            ProviderError::Conflict { .. } => "conflict",
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Upstream { .. } => "upstream",
+            ProviderError::Timeout => "timeout",
+            ProviderError::CircuitOpen { .. } => "circuit_open",
+            ProviderError::Invalid { .. } => "invalid",
+            ProviderError::SnapshotExists { .. } => "snapshot_exists",
+            ProviderError::Unsupported { .. } => "unsupported",
+        }
+    }
+
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
         matches!(

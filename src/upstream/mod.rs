@@ -17,6 +17,7 @@ use rand::Rng;
 use reqwest::{header::HeaderMap, Method, RequestBuilder, StatusCode};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::scrub::Scrubber;
 use crate::{domain::ProviderKind, providers::ProviderError, telemetry};
 use guard::{Admission, GuardConfig, Guards, RetryBudget};
 
@@ -269,6 +270,8 @@ impl Upstream {
         request: reqwest::Request,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
+        // What this very call carried, so a vendor echoing it cannot pass it on.
+        let scrubber = Scrubber::of_request(&request);
         let mut response = self
             .client
             .execute(request)
@@ -297,7 +300,7 @@ impl Upstream {
                 body: body.into(),
             });
         }
-        let text = message(&body);
+        let text = message(&body).map(|m| scrubber.scrub(&m));
         Err(classify(vendor, status, &headers, text))
     }
 }

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod auth;
+mod canary;
 mod demo;
 mod errors;
 mod helpers;

@@ -1,0 +1,230 @@
+//! Canary secrets over all five vendors: a vendor that echoes everything it received (headers,
+//! body, in plain, JSON-escaped, URL-encoded and base64 forms, and inside a nested JSON message)
+//! never gets a secret into a response, a list's `errors`, an account's health or the database.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::any, matchers::path, Mock, MockServer, Request, Respond, ResponseTemplate,
+};
+
+use crate::helpers::*;
+
+/// Answers 400 with everything the request carried, in every form, in every field a vendor's
+/// error reader looks at.
+struct Echo;
+
+impl Respond for Echo {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut sent = vec![header("authorization"), header("api_key")];
+        sent.push(String::from_utf8_lossy(&request.body).into_owned());
+        if let Some((_, rest)) = header("authorization").split_once(' ') {
+            sent.push(rest.to_owned());
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) {
+                sent.push(String::from_utf8_lossy(&decoded).into_owned());
+            }
+        }
+        let mut echo = String::from("invalid credential:");
+        for s in sent.iter().filter(|s| !s.is_empty()) {
+            let json = serde_json::to_string(s).unwrap();
+            let url: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+            echo += &format!(" [{s}] [{}] [{url}] [{b64}]", &json[1..json.len() - 1]);
+        }
+        ResponseTemplate::new(400).set_body_json(json!({
+            // A nested object: readers pass it on as JSON text, quotes and backslashes escaped.
+            "message": {"detail": echo},
+            "error": echo,
+            "Message": echo,
+            "status": false,
+        }))
+    }
+}
+
+/// The canary core every secret carries, and what must never come back.
+const CANARY: &str = "CANARY";
+
+fn leaks(text: &str, secrets: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    if text.contains(CANARY) {
+        found.push(format!("{CANARY} in plain"));
+    }
+    for s in secrets {
+        let trimmed = s.trim();
+        for form in [
+            base64::engine::general_purpose::STANDARD.encode(trimmed),
+            base64::engine::general_purpose::STANDARD.encode(s),
+        ] {
+            if text.contains(&form) {
+                found.push(format!("base64 of {s:?}"));
+            }
+        }
+    }
+    found
+}
+
+async fn check_vendor(
+    provider: &str,
+    snapshot: &str,
+    body: Value,
+    secrets: &[&str],
+    okta_token_ok: bool,
+) {
+    let mock = MockServer::start().await;
+    if okta_token_ok {
+        // The token request succeeds, with an access token that is itself a secret.
+        Mock::given(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": "CANARY-derived-access-token-1",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            })))
+            .with_priority(1)
+            .mount(&mock)
+            .await;
+    }
+    Mock::given(any()).respond_with(Echo).mount(&mock).await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        let p = &mut c.providers;
+        p.hyperstack.base_url = uri.clone();
+        p.koyeb.base_url = uri.clone();
+        p.hostinger.base_url = uri.clone();
+        p.syminet.base_url = uri.clone();
+        p.oktawave.base_url = Some(uri.clone());
+        p.oktawave.pl1_base_url = None;
+        p.oktawave.pl2_base_url = None;
+        p.oktawave.token_url = format!("{uri}/token");
+        // No retries: one echo per call is enough.
+        c.upstream.max_retries = 0;
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    let created = app.post("/v1/accounts", &t, &body).await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{provider}: {}",
+        created.text().await.unwrap()
+    );
+    let mut seen = String::new();
+    let get = app.get(&format!("/v1/snapshots/{snapshot}"), &t).await;
+    let status = get.status();
+    let text = get.text().await.unwrap();
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{provider}: {status} {text}"
+    );
+    seen += &text;
+    seen += &app.get("/v1/snapshots", &t).await.text().await.unwrap();
+    let verify = app
+        .client
+        .post(format!("{}/v1/accounts/canary/verify", app.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    seen += &verify.text().await.unwrap();
+    seen += &app
+        .get("/v1/accounts/canary", &t)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !mock.received_requests().await.unwrap().is_empty(),
+        "{provider}: the vendor was called"
+    );
+    // The vendor's words came back (scrubbed), or none did (a refused token is reported by
+    // its status alone).
+    assert!(
+        seen.contains("[redacted]") || seen.contains("provider_auth_failed"),
+        "{provider}: the echo came back scrubbed: {seen}"
+    );
+    let found = leaks(&seen, secrets);
+    assert!(
+        found.is_empty(),
+        "{provider} responses leak {found:?}: {seen}"
+    );
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(format!("{}{suffix}", app.db_path().display())) {
+            stored.extend(bytes);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    let found = leaks(&stored, secrets);
+    assert!(found.is_empty(), "{provider} database holds {found:?}");
+}
+
+#[tokio::test]
+async fn no_form_of_a_secret_comes_back_from_any_vendor() {
+    let cases: [(&str, &str, Value, Vec<&str>, bool); 6] = [
+        (
+            "hyperstack",
+            "canary:1402",
+            json!({"id": "canary", "provider": "hyperstack", "credentials": {"api_key": "  CANARY-hs\"q\\x  "}}),
+            vec!["  CANARY-hs\"q\\x  "],
+            false,
+        ),
+        (
+            "koyeb",
+            "canary:a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f",
+            json!({"id": "canary", "provider": "koyeb", "credentials": {"token": "Bearer CANARY-ky\"q\\x"}}),
+            vec!["Bearer CANARY-ky\"q\\x"],
+            false,
+        ),
+        (
+            "oktawave (token refused)",
+            "canary:48244",
+            json!({"id": "canary", "provider": "oktawave", "settings": {"region": "pl1"}, "credentials": {
+                "client_id": "CANARY-client-id", "client_secret": "CANARY-client\"secret",
+                "username": "CANARY-user@example.com", "password": "CANARY pass\\w&rd"}}),
+            vec![
+                "CANARY-client-id",
+                "CANARY-client\"secret",
+                "CANARY-user@example.com",
+                "CANARY pass\\w&rd",
+                "CANARY-client-id:CANARY-client\"secret",
+            ],
+            false,
+        ),
+        (
+            "oktawave (API refused)",
+            "canary:48244",
+            json!({"id": "canary", "provider": "oktawave", "settings": {"region": "pl1"}, "credentials": {
+                "client_id": "CANARY-client-id", "client_secret": "CANARY-client\"secret",
+                "username": "CANARY-user@example.com", "password": "CANARY pass\\w&rd"}}),
+            vec![
+                "CANARY-derived-access-token-1",
+                "Bearer CANARY-derived-access-token-1",
+            ],
+            true,
+        ),
+        (
+            "hostinger",
+            "canary:1268311",
+            json!({"id": "canary", "provider": "hostinger", "credentials": {"token": "CANARY-hst\"x\\y"}}),
+            vec!["CANARY-hst\"x\\y"],
+            false,
+        ),
+        (
+            "syminet",
+            "canary:15377",
+            json!({"id": "canary", "provider": "syminet", "credentials": {"token": "  bearer CANARY-sym\\y  "}}),
+            vec!["  bearer CANARY-sym\\y  "],
+            false,
+        ),
+    ];
+    for (provider, snapshot, body, secrets, okta_token_ok) in cases {
+        check_vendor(provider, snapshot, body, &secrets, okta_token_ok).await;
+    }
+}
