@@ -140,8 +140,25 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response {
+    let body = Arc::new(BodyProgress::default());
+    let req = req.map(|inner| {
+        axum::body::Body::new(WatchedBody {
+            inner,
+            progress: body.clone(),
+        })
+    });
     match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(response) => response,
+        // Still waiting for the caller's own body: the caller is slow, not the gateway.
+        Err(_) if body.reading() => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        )
+        .into_response(),
         Err(_) => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "deadline_exceeded",
@@ -171,6 +188,52 @@ async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Res
         )
         .into_response(),
         _ => next.run(req).await,
+    }
+}
+
+/// Whether a handler has started reading the request body and not yet seen its end.
+#[derive(Default)]
+struct BodyProgress {
+    started: std::sync::atomic::AtomicBool,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl BodyProgress {
+    fn reading(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.started.load(Relaxed) && !self.finished.load(Relaxed)
+    }
+}
+
+/// The request body, reporting to a [`BodyProgress`] as it is read.
+struct WatchedBody {
+    inner: axum::body::Body,
+    progress: Arc<BodyProgress>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.progress.started.store(true, Relaxed);
+        let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.progress.finished.store(true, Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -114,11 +114,12 @@ const fn challenged(mut f: Failure) -> Failure {
     f
 }
 
-const FAILURES: [Failure; 13] = [
+const FAILURES: [Failure; 14] = [
     failure("400", "BadRequest", "Malformed JSON, path, query or `Idempotency-Key`, or a request the provider rejected (`upstream_rejected`)"),
     challenged(failure("401", "Unauthorized", "Missing or invalid bearer token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)")),
     challenged(failure("403", "Forbidden", "The token lacks the scope this route needs (`insufficient_scope`)")),
     failure("404", "NotFound", "No such resource for the caller's tenant"),
+    failure("408", "RequestTimeout", "The request body did not arrive within the gateway's deadline"),
     failure("409", "Conflict", "The resource exists, the provider reported a conflict, or a request with this `Idempotency-Key` is still in flight"),
     failure("413", "PayloadTooLarge", "The body exceeds the configured limit (checked on `Content-Length` before it is read)"),
     failure("415", "UnsupportedMediaType", "The body is not `application/json`"),
@@ -132,7 +133,7 @@ const FAILURES: [Failure; 13] = [
 
 /// Failures of every `/v1` route, and of every route with a body.
 const EVERY_ROUTE: &[&str] = &["400", "401", "403", "503", "504"];
-const WITH_BODY: &[&str] = &["413", "415", "422"];
+const WITH_BODY: &[&str] = &["408", "413", "415", "422"];
 /// Failures of a route that reads from a provider / changes something at a provider.
 const VENDOR_READ: &[&str] = &["404", "422", "429", "501", "502"];
 const VENDOR_WRITE: &[&str] = &["404", "409", "422", "429", "501", "502"];

@@ -308,3 +308,26 @@ async fn health_readiness_and_metrics_answer_while_every_api_slot_is_taken() {
     }
     let _ = slow.await;
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_not_a_gateway_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.server.request_timeout_ms = 500).await;
+    let t = token("acme", ALL_SCOPES);
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // 100 bytes declared, 10 sent, then nothing: the caller is the slow one.
+    let head = format!(
+        "POST /v1/accounts HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"id\": \"a\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+}
