@@ -1,7 +1,10 @@
 //! Keys from an identity provider's JWKS URL, cached, with one re-fetch when a token names an
 //! unknown `kid` (key rotation) — at most one fetch at a time and one per few seconds.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
 
 use jsonwebtoken::{
     jwk::{AlgorithmParameters, JwkSet},
@@ -25,77 +28,134 @@ pub const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
-/// A JWKS endpoint and the keys last fetched from it.
+/// Longest a fetch may take: a hanging identity provider costs a waiting request this much at
+/// most, and requests with a cached kid never wait for it at all.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A JWKS endpoint and the keys last fetched from it. Cheap to clone (one shared state).
+#[derive(Clone)]
 pub struct Jwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     url: String,
     ttl: Duration,
     client: reqwest::Client,
-    state: tokio::sync::Mutex<Fetched>,
+    /// The keys, read without waiting for any fetch.
+    keys: RwLock<Fetched>,
+    /// Held while a fetch runs: one at a time (single flight).
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
 struct Fetched {
-    keys: Option<JwkSet>,
+    keys: Option<Arc<JwkSet>>,
+    /// When the keys were last fetched successfully.
     at: Option<Instant>,
+    /// When a fetch was last tried, successful or not: failures back off from here.
+    tried: Option<Instant>,
 }
 
 impl Jwks {
     pub fn new(url: String, ttl: Duration) -> Self {
         Self {
-            url,
-            ttl,
-            client: crate::upstream::control_client(),
-            state: tokio::sync::Mutex::new(Fetched::default()),
+            inner: Arc::new(Inner {
+                url,
+                ttl,
+                client: crate::upstream::control_client(),
+                keys: RwLock::new(Fetched::default()),
+                fetching: Arc::new(tokio::sync::Mutex::new(())),
+            }),
         }
     }
 
-    /// The key for `kid`, usable with `alg`, fetching the set when it is missing, stale, or
-    /// lacks the kid (rate-limited).
+    /// The key for `kid`, usable with `alg`.
+    ///
+    /// - A cached kid is answered at once; when the keys are stale a refresh starts in the
+    ///   background (one at a time) and the cached key is used meanwhile.
+    /// - An unknown kid waits for one fetch (shared by everyone waiting, bounded by
+    ///   [`FETCH_TIMEOUT`]), unless a fetch was tried within [`MIN_REFETCH`]: then it is refused
+    ///   at once. A failing identity provider is therefore asked at most every 10 s, however
+    ///   many forged kids arrive.
     pub async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, String> {
         if !ASYMMETRIC.contains(&alg) {
             return Err(format!("algorithm {alg:?} is not accepted for JWKS keys"));
         }
-        let mut state = self.state.lock().await;
-        let age = state.at.map(|t| t.elapsed());
-        let stale = age.is_none_or(|a| a >= self.ttl);
-        let missing = state.keys.as_ref().is_none_or(|k| k.find(kid).is_none());
-        let may_refetch = age.is_none_or(|a| a >= MIN_REFETCH.min(self.ttl));
-        if stale || (missing && may_refetch) {
-            match self.fetch().await {
-                Ok(keys) => {
-                    state.keys = Some(keys);
-                    state.at = Some(Instant::now());
+        let (keys, stale, may_fetch) = self.snapshot();
+        if let Some(keys) = keys.as_ref().filter(|k| k.find(kid).is_some()) {
+            if stale && may_fetch {
+                // Refresh in the background, unless a fetch is already running.
+                if let Ok(one_at_a_time) = self.inner.fetching.clone().try_lock_owned() {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.fetch_and_store(one_at_a_time).await });
                 }
-                // Keep serving the keys we have while the identity provider is unreachable.
-                Err(e) if state.keys.is_some() => tracing::warn!(error = %e, "JWKS refresh failed"),
-                Err(e) => return Err(e),
             }
+            return usable(keys, kid, alg);
         }
-        let jwk = state
+        if !may_fetch && !stale {
+            return Err(unknown(kid));
+        }
+        self.refresh(self.tried()).await;
+        let (keys, _, _) = self.snapshot();
+        match keys {
+            Some(keys) => usable(&keys, kid, alg),
+            None => Err("the identity provider's keys are unavailable".to_owned()),
+        }
+    }
+
+    /// (keys, stale, a fetch may be tried now).
+    fn snapshot(&self) -> (Option<Arc<JwkSet>>, bool, bool) {
+        let state = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let stale = state.at.is_none_or(|t| t.elapsed() >= self.inner.ttl);
+        let may_fetch = state
+            .tried
+            .is_none_or(|t| t.elapsed() >= MIN_REFETCH.min(self.inner.ttl));
+        (state.keys.clone(), stale, may_fetch)
+    }
+
+    fn tried(&self) -> Option<Instant> {
+        self.inner
             .keys
-            .as_ref()
-            .and_then(|k| k.find(kid))
-            .ok_or_else(|| {
-                format!(
-                    "key `{}` is not in the JWKS",
-                    kid.chars().take(64).collect::<String>()
-                )
-            })?;
-        if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
-            return Err("symmetric JWKS keys are not accepted".to_owned());
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .tried
+    }
+
+    /// Fetches once, unless another caller's fetch finished since `tried_before` (then its
+    /// result is used) or a fetch is too recent to repeat.
+    async fn refresh(&self, tried_before: Option<Instant>) {
+        let one_at_a_time = self.inner.fetching.clone().lock_owned().await;
+        let (_, _, may_fetch) = self.snapshot();
+        if self.tried() != tried_before || !may_fetch {
+            return;
         }
-        if let Some(declared) = jwk.common.key_algorithm {
-            if declared.to_string() != format!("{alg:?}") {
-                return Err(format!("key `{kid}` is for {declared}, not {alg:?}"));
+        self.fetch_and_store(one_at_a_time).await;
+    }
+
+    /// Fetches and stores the result; `_one_at_a_time` is the held fetch lock.
+    async fn fetch_and_store(&self, _one_at_a_time: tokio::sync::OwnedMutexGuard<()>) {
+        let result = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
+            .await
+            .unwrap_or_else(|_| Err("JWKS fetch timed out".to_owned()));
+        let mut state = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        state.tried = Some(now);
+        match result {
+            Ok(keys) => {
+                state.keys = Some(Arc::new(keys));
+                state.at = Some(now);
             }
+            // Keep serving the keys we have while the identity provider is unreachable.
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
         }
-        DecodingKey::from_jwk(jwk).map_err(|e| format!("key `{kid}` is unusable ({e})"))
     }
 
     async fn fetch(&self) -> Result<JwkSet, String> {
         let response = self
+            .inner
             .client
-            .get(&self.url)
+            .get(&self.inner.url)
             .send()
             .await
             .map_err(|e| format!("JWKS fetch failed: {e}"))?;
@@ -107,4 +167,25 @@ impl Jwks {
             .await
             .map_err(|e| format!("JWKS is not a key set: {e}"))
     }
+}
+
+fn unknown(kid: &str) -> String {
+    format!(
+        "key `{}` is not in the JWKS",
+        kid.chars().take(64).collect::<String>()
+    )
+}
+
+/// The key `kid` of `keys`, if it may verify `alg`.
+fn usable(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<DecodingKey, String> {
+    let jwk = keys.find(kid).ok_or_else(|| unknown(kid))?;
+    if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+        return Err("symmetric JWKS keys are not accepted".to_owned());
+    }
+    if let Some(declared) = jwk.common.key_algorithm {
+        if declared.to_string() != format!("{alg:?}") {
+            return Err(format!("key `{kid}` is for {declared}, not {alg:?}"));
+        }
+    }
+    DecodingKey::from_jwk(jwk).map_err(|e| format!("key `{kid}` is unusable ({e})"))
 }

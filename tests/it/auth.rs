@@ -193,10 +193,14 @@ fn ed25519_jwk(kid: &str) -> serde_json::Value {
 }
 
 fn ed25519_token(kid: &str) -> String {
+    ed25519_token_for(kid, "t")
+}
+
+fn ed25519_token_for(kid: &str, tenant: &str) -> String {
     let key = EncodingKey::from_ed_pem(include_bytes!("keys/ed25519.pem")).unwrap();
     let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid.to_owned());
-    let claims = json!({"tenant": "t", "scope": "accounts:read", "exp": now() + 600});
+    let claims = json!({"tenant": tenant, "scope": "accounts:read", "exp": now() + 600});
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
@@ -302,5 +306,89 @@ async fn the_scheme_is_case_insensitive_crit_is_refused_and_tenants_have_a_synta
     ] {
         let ok = sign(&json!({"tenant": tenant, "scope": ALL_SCOPES, "exp": now() + 600}));
         assert_eq!(app.get("/v1/accounts", &ok).await.status(), 200, "{tenant}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_jwks_is_asked_once_however_many_forged_kids_arrive() {
+    use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&idp)
+        .await;
+    let url = format!("{}/.well-known/jwks.json", idp.uri());
+    let app = spawn_app_with(|c| {
+        c.auth.jwks_url = Some(url);
+        c.auth.jwks_cache_secs = 300;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let forged: Vec<_> = (0..30)
+        .map(|i| {
+            let app_client = app.client.clone();
+            let url = format!("{}/v1/accounts", app.url);
+            let token = ed25519_token(&format!("forged-{i}"));
+            tokio::spawn(async move { app_client.get(url).bearer_auth(token).send().await })
+        })
+        .collect();
+    for f in forged {
+        assert_eq!(f.await.unwrap().unwrap().status(), 401);
+    }
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        1,
+        "one fetch for 30 forged kids"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // HS256 tokens (no kid) never touch the JWKS.
+    assert_eq!(
+        app.get("/v1/accounts", &token("acme", ALL_SCOPES))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
+    use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(path("/.well-known/jwks.json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"keys": [ed25519_jwk("k1")]})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&idp)
+        .await;
+    // Every later fetch hangs far longer than any request may wait.
+    Mock::given(path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .mount(&idp)
+        .await;
+    let url = format!("{}/.well-known/jwks.json", idp.uri());
+    let app = spawn_app_with(|c| {
+        c.auth.hs256_secret = None;
+        c.auth.jwks_url = Some(url);
+        c.auth.jwks_cache_secs = 1;
+    })
+    .await;
+    assert_eq!(
+        app.get("/v1/accounts", &ed25519_token("k1")).await.status(),
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    // The keys are stale and the refresh hangs: new tokens with the known kid still verify
+    // without waiting for it.
+    for i in 0..5 {
+        let token = ed25519_token_for("k1", &format!("tenant-{i}"));
+        let started = std::time::Instant::now();
+        assert_eq!(app.get("/v1/accounts", &token).await.status(), 200);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "queued behind the JWKS: {:?}",
+            started.elapsed()
+        );
     }
 }
