@@ -79,7 +79,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve_http1(self.listener, self.router, shutdown).await;
+        let max_connections = self.state.config.server.max_connections.max(1);
+        serve_http1(self.listener, self.router, max_connections, shutdown).await;
         Ok(())
     }
 }
@@ -95,6 +96,7 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 async fn serve_http1(
     listener: TcpListener,
     router: axum::Router,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -106,6 +108,9 @@ async fn serve_http1(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if conns.len() >= max_connections => {
+                    tokio::spawn(refuse(stream));
+                }
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let router = router.clone();
@@ -145,6 +150,35 @@ async fn serve_http1(
     if drained.is_err() {
         conns.abort_all();
     }
+}
+
+/// Answers a connection over `server.max_connections` with a `503` problem and closes it
+/// (within a second whatever the caller does; its request is read and discarded, so the close
+/// does not reset the answer away).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(
+        concat!(
+            r#"{{"type":"https://snapgate.dev/problems/too_many_connections","title":"Service Unavailable","#,
+            r#""status":503,"detail":"the gateway has as many open connections as it accepts; retry shortly","#,
+            r#""code":"too_many_connections","request_id":"{}","retryable":true}}"#
+        ),
+        uuid::Uuid::now_v7().simple()
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tracing::warn!("connection refused: server.max_connections reached");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -45,6 +45,11 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Requests handled at once; more wait (within their deadline) before any work starts.
     pub max_in_flight: usize,
+    /// `/v1` requests of one tenant handled at once; more of that tenant's wait (within their
+    /// deadline) without taking a slot of `max_in_flight`, so one tenant cannot fill them all.
+    pub max_in_flight_per_tenant: usize,
+    /// Open connections at once; one more is answered `503 too_many_connections` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +59,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 30_000,
             max_in_flight: 256,
+            max_in_flight_per_tenant: 64,
+            max_connections: 4096,
         }
     }
 }

@@ -80,6 +80,9 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots/{snapshot}/image", post(snapshots::image))
         .route("/operations", get(operations::list))
         .route("/operations/{operation}", get(operations::get));
+    let quotas = Arc::new(TenantQuotas::new(
+        state.config.server.max_in_flight_per_tenant.max(1),
+    ));
     Router::new()
         .nest("/v1", v1)
         .merge(swagger_ui())
@@ -87,6 +90,11 @@ pub fn router(state: AppState) -> Router {
         // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             max_in_flight,
+        ))
+        // Outside the global limit: a tenant over its quota waits without holding a slot.
+        .layer(middleware::from_fn_with_state(
+            (state.auth.clone(), quotas),
+            tenant_quota,
         ))
         // Health, readiness and metrics answer however busy the API is: a probe that queues
         // behind a slow vendor would get a healthy gateway restarted.
@@ -170,6 +178,58 @@ async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response
         .with_retry_after(1)
         .into_response(),
     }
+}
+
+/// One semaphore per tenant: its share of the gateway.
+struct TenantQuotas {
+    per_tenant: usize,
+    tenants: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl TenantQuotas {
+    fn new(per_tenant: usize) -> Self {
+        Self {
+            per_tenant,
+            tenants: Default::default(),
+        }
+    }
+
+    fn of(&self, tenant: &Arc<str>) -> Arc<tokio::sync::Semaphore> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if tenants.len() > 10_000 {
+            // Forget idle tenants (every permit back) so the map stays bounded.
+            tenants.retain(|_, s| s.available_permits() < self.per_tenant);
+        }
+        tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_tenant)))
+            .clone()
+    }
+}
+
+/// Holds a `/v1` request until its tenant has a free slot. Requests that do not authenticate
+/// pass straight on to their `401`.
+async fn tenant_quota(
+    axum::extract::State((auth, quotas)): axum::extract::State<(
+        Arc<Authenticator>,
+        Arc<TenantQuotas>,
+    )>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = match header {
+        Some(h) if req.uri().path().starts_with("/v1/") => auth.authenticate(Some(h)).await.ok(),
+        _ => None,
+    };
+    let _permit = match caller {
+        Some(caller) => quotas.of(&caller.tenant).acquire_owned().await.ok(),
+        None => None,
+    };
+    next.run(req).await
 }
 
 /// A body whose `Content-Length` is over the limit is refused at once, before a byte of it is

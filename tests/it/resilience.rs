@@ -401,3 +401,100 @@ async fn a_probe_abandoned_by_its_caller_lets_the_next_call_probe() {
     s.sim.clear_faults();
     assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
 }
+
+#[tokio::test]
+async fn one_tenants_slow_vendor_does_not_hold_up_another_tenant() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(1_500)))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        c.server.max_in_flight = 16;
+        c.server.max_in_flight_per_tenant = 8;
+        c.providers.hyperstack.base_url = uri;
+        c.upstream.max_concurrency_per_account = 64;
+    })
+    .await;
+    let a = token("tenant-a", ALL_SCOPES);
+    let b = token("tenant-b", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &a, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    // Tenant A floods its slow vendor with more requests than the whole gateway handles.
+    let flood: Vec<_> = (0..24)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = format!("{}/v1/snapshots/hs:{}", app.url, 100 + i);
+            let a = a.clone();
+            tokio::spawn(async move { client.get(url).bearer_auth(a).send().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Tenant B, on a store-only route, is not queued behind A.
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(app.get("/v1/accounts", &b).await.status(), 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let p99 = times[times.len() - 1];
+    assert!(
+        p99 < Duration::from_millis(300),
+        "tenant B waited behind tenant A: slowest {p99:?}"
+    );
+    for f in flood {
+        f.abort();
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_a_503_problem_and_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.server.max_connections = 2).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    // Two idle keep-alive connections fill the cap.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+        .await
+        .expect("refused promptly")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"too_many_connections\""),
+        "{answer}"
+    );
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    // Once one closes, a new connection is served.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = raw_request(
+        &app,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
