@@ -15,7 +15,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use super::{accounts::account_not_found, problem::ApiError, AppState};
+use super::{accounts::account_not_found, intent::Journal, problem::ApiError, AppState};
 use crate::scrub::Scrubber;
 use crate::{
     domain::{
@@ -210,7 +210,8 @@ pub fn snapshot_404(_: &AccountId) -> ApiError {
     ApiError::not_found("snapshot_not_found", "the snapshot does not exist")
 }
 
-/// Records the operation a vendor call started.
+/// Records the operation a vendor call started: completes the one its intent stored (same id,
+/// so a replay of the key names it), or stores a new one.
 pub async fn record(
     state: &AppState,
     tenant: &str,
@@ -218,11 +219,15 @@ pub async fn record(
     kind: OperationKind,
     known_native_id: Option<&str>,
     submitted: &Submitted,
+    intended: Option<Operation>,
 ) -> Result<Operation, ApiError> {
     let now = Utc::now();
     let native = submitted.native_id.as_deref().or(known_native_id);
     let op = Operation {
-        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        id: intended.as_ref().map_or_else(
+            || format!("op_{}", uuid::Uuid::now_v7().simple()),
+            |o| o.id.clone(),
+        ),
         kind,
         state: submitted.state,
         account: resolved.account().id.clone(),
@@ -230,13 +235,23 @@ pub async fn record(
         snapshot_id: native.map(|n| format!("{}:{n}", resolved.account().id)),
         result: submitted.result.clone(),
         vendor_ref: submitted.vendor_ref.clone(),
-        created_at: now,
+        created_at: intended.as_ref().map_or(now, |o| o.created_at),
         updated_at: now,
         finished_at: submitted.state.is_terminal().then_some(now),
         error: None,
         tracking: submitted.tracking.clone(),
     };
-    state.store.insert_operation(tenant, &op).await?;
+    match intended {
+        Some(_) => {
+            if !state.store.update_operation(tenant, &op).await? {
+                // Settled from the vendor while the call was in flight: that answer stands.
+                if let Some(stored) = state.store.get_operation(tenant, &op.id).await? {
+                    return Ok(stored);
+                }
+            }
+        }
+        None => state.store.insert_operation(tenant, &op).await?,
+    }
     Ok(op)
 }
 
@@ -260,6 +275,32 @@ pub async fn refresh(
         Err(e) if e.code() == "account_not_found" => return abandon(state, tenant, op).await,
         Err(_) => return Ok(op),
     };
+    if let Some(intent) = super::intent::interrupted(&op) {
+        let before = (op.state, op.snapshot_id.clone());
+        let settled = match super::intent::settle(
+            &resolved,
+            op.clone(),
+            intent,
+            idempotency_lease(state),
+        )
+        .await
+        {
+            Ok(settled) => settled,
+            Err(e) => {
+                tracing::info!(operation = %op.id, failure = e.kind(), "settling an interrupted operation failed");
+                return Ok(op);
+            }
+        };
+        if (settled.state, settled.snapshot_id.clone()) == before {
+            return Ok(settled);
+        }
+        if !state.store.update_operation(tenant, &settled).await? {
+            if let Some(stored) = state.store.get_operation(tenant, &settled.id).await? {
+                return Ok(stored);
+            }
+        }
+        return Ok(settled);
+    }
     let progress = match resolved.adapter.poll(&resolved.ctx(), &op).await {
         Ok(p) => p,
         Err(e) => {
@@ -386,18 +427,22 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 /// Runs `work` at most once per (tenant, key): a replay returns the first response without
 /// calling the vendor again; another body under the same key is `422`; a concurrent retry `409`.
-pub async fn idempotent<F>(
+pub async fn idempotent(
     state: &AppState,
     tenant: &str,
     key: Option<String>,
     request: &str,
-    work: F,
-) -> Result<Response, ApiError>
-where
-    F: std::future::Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
-{
+    work: impl AsyncFnOnce(&Journal<'_>) -> Result<(StatusCode, serde_json::Value), ApiError>,
+) -> Result<Response, ApiError> {
     let Some(key) = key else {
-        return work.await.map(|(status, body)| respond(status, body));
+        let journal = Journal::new(state, tenant, None);
+        return match work(&journal).await {
+            Ok((status, body)) => Ok(respond(status, body)),
+            Err(e) => {
+                journal.failed(&e).await?;
+                Err(e)
+            }
+        };
     };
     let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
     match state
@@ -445,7 +490,10 @@ where
             .with_retry_after(1))
         }
     }
-    match work.await {
+    // If this future is dropped from here on (deadline, disconnect), the key keeps what the
+    // journal stored before the vendor call: the intended operation's `202`.
+    let journal = Journal::new(state, tenant, Some(&key));
+    match work(&journal).await {
         Ok((status, body)) => {
             state
                 .store
@@ -455,16 +503,21 @@ where
         }
         Err(e) if e.outcome_uncertain() => {
             // The vendor may have done the work (timeout, reset, 5xx mid-way): a retry with
-            // this key must not do it again, so the failure is the recorded answer.
-            let body = e.to_json().to_string();
-            state
-                .store
-                .finish_idempotent(tenant, &key, e.status().as_u16(), &body)
-                .await?;
+            // this key must not do it again. With an intended operation the key already answers
+            // its `202` (the operation is settled from the vendor); otherwise the failure is the
+            // recorded answer.
+            if journal.intended().is_none() {
+                let body = e.to_json().to_string();
+                state
+                    .store
+                    .finish_idempotent(tenant, &key, e.status().as_u16(), &body)
+                    .await?;
+            }
             Err(e)
         }
         Err(e) => {
-            // Refused before anything happened at the vendor: a retry may run again.
+            // Refused with nothing done at the vendor: a retry may run again.
+            journal.failed(&e).await?;
             state.store.abandon_idempotent(tenant, &key).await?;
             Err(e)
         }

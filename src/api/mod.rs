@@ -7,6 +7,7 @@ mod accounts;
 pub mod extract;
 mod gateway;
 mod health;
+mod intent;
 mod listing;
 pub mod openapi;
 mod operations;

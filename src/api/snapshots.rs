@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     extract::{Json, Path, Query},
     gateway::{self, account_404, idempotency_key, idempotent, snapshot_404, Resolved},
+    intent::Intent,
     problem::{ApiError, Problem},
     AppState,
 };
@@ -152,9 +153,18 @@ async fn accept(
     kind: OperationKind,
     native_id: Option<&str>,
     submitted: Submitted,
+    intended: Option<Operation>,
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-    let operation =
-        gateway::record(state, &caller.tenant, resolved, kind, native_id, &submitted).await?;
+    let operation = gateway::record(
+        state,
+        &caller.tenant,
+        resolved,
+        kind,
+        native_id,
+        &submitted,
+        intended,
+    )
+    .await?;
     let snapshot = submitted.snapshot.map(|s| {
         Snapshot::from_vendor(
             &resolved.account().id,
@@ -177,6 +187,7 @@ struct Action {
     request: String,
     needs: Option<(&'static str, HasCapability)>,
     kind: OperationKind,
+    intent: Intent,
 }
 
 /// Reads one capability flag.
@@ -194,25 +205,35 @@ async fn act_on_snapshot(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     let key = idempotency_key(headers)?;
-    idempotent(state, &caller.tenant, key, &action.request, async {
-        let resolved = open(state, caller, id).await?;
-        if let Some((operation, has)) = action.needs {
-            resolved.require(operation, has)?;
-        }
-        let native = &id.native_id;
-        let submitted = call(&resolved, native)
+    idempotent(
+        state,
+        &caller.tenant,
+        key,
+        &action.request,
+        async |journal| {
+            let resolved = open(state, caller, id).await?;
+            if let Some((operation, has)) = action.needs {
+                resolved.require(operation, has)?;
+            }
+            let native = &id.native_id;
+            journal
+                .intend(&resolved, action.kind, Some(native), action.intent)
+                .await?;
+            let submitted = call(&resolved, native)
+                .await
+                .map_err(|e| resolved.fail(e))?;
+            accept(
+                state,
+                caller,
+                &resolved,
+                action.kind,
+                Some(native),
+                submitted,
+                journal.intended(),
+            )
             .await
-            .map_err(|e| resolved.fail(e))?;
-        accept(
-            state,
-            caller,
-            &resolved,
-            action.kind,
-            Some(native),
-            submitted,
-        )
-        .await
-    })
+        },
+    )
     .await
 }
 
@@ -291,9 +312,16 @@ pub async fn create(
     }
     let key = idempotency_key(&headers)?;
     let request = fingerprint("POST /v1/snapshots", &body);
-    idempotent(&state, &caller.tenant, key, &request, async {
+    idempotent(&state, &caller.tenant, key, &request, async |journal| {
         let resolved = gateway::resolve(&state, &caller.tenant, &body.account, account_404).await?;
         resolved.require("create", |c| c.create)?;
+        let intent = Intent::Create {
+            source_id: body.source_id.clone(),
+            name: body.name.clone(),
+        };
+        journal
+            .intend(&resolved, OperationKind::Create, None, intent)
+            .await?;
         let submitted = resolved
             .adapter
             .create(
@@ -314,6 +342,7 @@ pub async fn create(
             OperationKind::Create,
             None,
             submitted,
+            journal.intended(),
         )
         .await
     })
@@ -379,6 +408,7 @@ pub async fn update(
         OperationKind::Rename,
         Some(native),
         submitted,
+        None,
     )
     .await?;
     Ok(gateway::respond(status, body))
@@ -412,6 +442,7 @@ pub async fn delete(
             request,
             needs: None,
             kind: OperationKind::Delete,
+            intent: Intent::Delete,
         },
         async |r: &Resolved, native: &str| r.adapter.delete(&r.ctx(), native).await,
     )
@@ -458,6 +489,7 @@ pub async fn restore(
             request,
             needs: Some(("restore", |c| c.restore)),
             kind: OperationKind::Restore,
+            intent: Intent::Restore,
         },
         async |r: &Resolved, native: &str| r.adapter.restore(&r.ctx(), native, &restore).await,
     )
@@ -503,6 +535,7 @@ pub async fn image(
             request,
             needs: Some(("image", |c| c.create_image)),
             kind: OperationKind::Image,
+            intent: Intent::Image,
         },
         async |r: &Resolved, native: &str| r.adapter.create_image(&r.ctx(), native, &image).await,
     )

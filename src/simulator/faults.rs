@@ -313,10 +313,10 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         req.extensions_mut().insert(FailAsync(false));
         return next.run(req).await;
     };
-    if let Some(ms) = fault.latency_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
     if fault.reset {
+        if let Some(ms) = fault.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         if let Some(ConnKill(kill)) = req.extensions().get::<ConnKill>() {
             kill.notify_one();
             // The connection task drops this future together with the connection.
@@ -324,27 +324,41 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         }
         return vendor_error(g.vendor, StatusCode::BAD_GATEWAY, "connection reset");
     }
-    if let Some(secs) = fault.rate_limit_retry_after {
-        let mut resp = vendor_error(g.vendor, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
+    let vendor = g.vendor;
+    let answer = async move {
+        if let Some(ms) = fault.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(secs) = fault.rate_limit_retry_after {
+            let mut resp = vendor_error(vendor, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+        if let Some(status) = fault.status {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason = status.canonical_reason().unwrap_or("Error");
+            return vendor_error(vendor, status, reason);
+        }
+        if fault.malformed {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"status\": tru, \"data\": [",
+            )
+                .into_response();
+        }
+        req.extensions_mut().insert(FailAsync(fault.fail_async));
+        next.run(req).await
+    };
+    if !starts_async_work {
+        return answer.await;
     }
-    if let Some(status) = fault.status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let reason = status.canonical_reason().unwrap_or("Error");
-        return vendor_error(g.vendor, status, reason);
-    }
-    if fault.malformed {
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\": tru, \"data\": [",
-        )
-            .into_response();
-    }
-    req.extensions_mut().insert(FailAsync(fault.fail_async));
-    next.run(req).await
+    // A real vendor carries out a change it has received even when the caller hangs up mid-way
+    // (a gateway deadline, a crash); so does the simulator, however slow the fault makes it.
+    tokio::spawn(answer).await.unwrap_or_else(|_| {
+        vendor_error(vendor, StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
 }
 
 /// The vendor's own error body for `status`.

@@ -222,7 +222,8 @@ pub async fn abandon_idempotent(
     tenant: &str,
     key: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM idempotency WHERE tenant = ? AND key = ? AND status IS NULL")
+    // Also when an intent already answered for the key: the refusal it ended in changed nothing.
+    sqlx::query("DELETE FROM idempotency WHERE tenant = ? AND key = ?")
         .bind(tenant)
         .bind(key)
         .execute(pool)

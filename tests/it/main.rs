@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod canary;
 mod demo;
+mod durability;
 mod errors;
 mod helpers;
 mod lifecycle;

@@ -1,0 +1,216 @@
+//! Durable intent: before a vendor call that may change something, the operation it starts is
+//! stored — and with an `Idempotency-Key` it becomes the key's answer (`202`) at once. A gateway
+//! deadline, a dropped connection or a `kill -9` in the middle of the call therefore leaves an
+//! operation that a retry with the same key replays (the vendor is never called twice), and that
+//! the gateway settles later from what the vendor shows (the snapshot found by name and source,
+//! a deleted snapshot gone) — or, where the vendor cannot tell, fails plainly as
+//! `outcome_unknown` instead of guessing.
+
+use std::sync::Mutex;
+
+use axum::http::StatusCode;
+use chrono::{TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{gateway::Resolved, problem::ApiError, AppState};
+use crate::{
+    domain::{Operation, OperationKind, OperationState, SnapshotStatus, VendorRef, VendorRefKind},
+    providers::{ListFilter, ProviderError},
+};
+
+/// What an interrupted call meant to do, kept in the operation's tracking until the vendor's
+/// answer replaces it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum Intent {
+    Create { source_id: String, name: String },
+    Delete,
+    Restore,
+    Image,
+}
+
+/// The record of one mutating request: where its intent is made durable.
+pub struct Journal<'a> {
+    state: &'a AppState,
+    tenant: &'a str,
+    key: Option<&'a str>,
+    intended: Mutex<Option<Operation>>,
+}
+
+impl<'a> Journal<'a> {
+    pub(super) fn new(state: &'a AppState, tenant: &'a str, key: Option<&'a str>) -> Self {
+        Self {
+            state,
+            tenant,
+            key,
+            intended: Mutex::new(None),
+        }
+    }
+
+    /// Stores the operation a vendor call is about to start (state `running`, no vendor handle
+    /// yet) and, with an `Idempotency-Key`, makes its `202` the key's answer. Call it after every
+    /// check that can refuse the request and right before the vendor call.
+    pub async fn intend(
+        &self,
+        resolved: &Resolved,
+        kind: OperationKind,
+        native_id: Option<&str>,
+        intent: Intent,
+    ) -> Result<(), ApiError> {
+        let now = Utc::now();
+        let account = resolved.account();
+        let op = Operation {
+            id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+            kind,
+            state: OperationState::Running,
+            account: account.id.clone(),
+            provider: account.provider,
+            snapshot_id: native_id.map(|n| format!("{}:{n}", account.id)),
+            result: None,
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::None,
+                id: None,
+            },
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            error: None,
+            tracking: serde_json::json!({ "intent": intent }),
+        };
+        self.state.store.insert_operation(self.tenant, &op).await?;
+        if let Some(key) = self.key {
+            let body = serde_json::json!({"operation": op, "snapshot": null});
+            self.state
+                .store
+                .finish_idempotent(
+                    self.tenant,
+                    key,
+                    StatusCode::ACCEPTED.as_u16(),
+                    &body.to_string(),
+                )
+                .await?;
+        }
+        *self.lock() = Some(op);
+        Ok(())
+    }
+
+    /// The operation [`Journal::intend`] stored, for the vendor's answer to complete.
+    pub fn intended(&self) -> Option<Operation> {
+        self.lock().clone()
+    }
+
+    /// After a failure: a refusal known to have changed nothing fails the intended operation;
+    /// an uncertain one leaves it `running`, to be settled from the vendor.
+    pub(super) async fn failed(&self, e: &ApiError) -> Result<(), ApiError> {
+        let Some(mut op) = self.intended() else {
+            return Ok(());
+        };
+        if e.outcome_uncertain() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        op.state = OperationState::Failed;
+        op.error = Some(e.to_json());
+        op.updated_at = now;
+        op.finished_at = Some(now);
+        self.state.store.update_operation(self.tenant, &op).await?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Operation>> {
+        self.intended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The intent of an operation that has not heard from its vendor call, if any.
+pub fn interrupted(op: &Operation) -> Option<Intent> {
+    if op.vendor_ref.kind != VendorRefKind::None || op.state.is_terminal() {
+        return None;
+    }
+    serde_json::from_value(op.tracking.get("intent")?.clone()).ok()
+}
+
+/// Settles an operation whose vendor call never reported back (deadline, restart), from what
+/// the vendor shows. Until `grace` has passed since it began, "not there yet" keeps it running
+/// (the call may still be in flight); after it, what cannot be found is `outcome_unknown`.
+pub async fn settle(
+    resolved: &Resolved,
+    mut op: Operation,
+    intent: Intent,
+    grace: std::time::Duration,
+) -> Result<Operation, ProviderError> {
+    let overdue = Utc::now() - op.created_at > TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
+    let ctx = resolved.ctx();
+    let unknown = |what: String| ApiError::new(StatusCode::BAD_GATEWAY, "outcome_unknown", what);
+    let verdict: Option<(OperationState, Option<ApiError>)> = match &intent {
+        Intent::Create { source_id, name } => {
+            let filter = ListFilter {
+                source_id: Some(source_id),
+                statuses: &[],
+            };
+            let listed = resolved.adapter.list(&ctx, &filter).await?;
+            let found = listed.into_iter().find(|s| {
+                s.name.as_deref() == Some(name.as_str())
+                    && s.created_at.is_none_or(|t| t >= op.created_at - TimeDelta::minutes(10))
+            });
+            match found {
+                Some(s) => {
+                    op.snapshot_id = Some(format!("{}:{}", op.account, s.native_id));
+                    match s.status {
+                        SnapshotStatus::Available => Some((OperationState::Succeeded, None)),
+                        SnapshotStatus::Error => Some((
+                            OperationState::Failed,
+                            Some(unknown(format!("the provider reports snapshot `{name}` in error"))),
+                        )),
+                        _ => None,
+                    }
+                }
+                None if overdue => Some((
+                    OperationState::Failed,
+                    Some(unknown(format!(
+                        "the request was interrupted (gateway deadline or restart) and the provider lists no snapshot `{name}` of `{source_id}`: it was not created; create it again with a new Idempotency-Key"
+                    ))),
+                )),
+                None => None,
+            }
+        }
+        Intent::Delete => {
+            let native = op
+                .snapshot_id
+                .as_deref()
+                .and_then(|s| s.split_once(':'))
+                .map(|(_, n)| n.to_owned())
+                .unwrap_or_default();
+            match resolved.adapter.get(&ctx, &native).await {
+                Err(ProviderError::NotFound) => Some((OperationState::Succeeded, None)),
+                Ok(s) if s.status == SnapshotStatus::Deleted => {
+                    Some((OperationState::Succeeded, None))
+                }
+                Ok(_) if overdue => Some((
+                    OperationState::Failed,
+                    Some(unknown(
+                        "the request was interrupted (gateway deadline or restart) and the snapshot still exists: delete it again".to_owned(),
+                    )),
+                )),
+                Ok(_) => None,
+                Err(e) => return Err(e),
+            }
+        }
+        // No vendor shows whether a restore or an image began: say so once the call is over.
+        Intent::Restore | Intent::Image if overdue => Some((
+            OperationState::Failed,
+            Some(unknown(
+                "the request was interrupted (gateway deadline or restart) before the provider answered; whether it started cannot be read back — check the target before retrying".to_owned(),
+            )),
+        )),
+        Intent::Restore | Intent::Image => None,
+    };
+    if let Some((state, error)) = verdict {
+        let now = Utc::now();
+        op.state = state;
+        op.error = error.map(|e| e.to_json());
+        op.updated_at = now;
+        op.finished_at = Some(now);
+    }
+    Ok(op)
+}
