@@ -66,6 +66,9 @@ impl Scrubber {
             self.push(twice);
             // URL-encoded, as a form body or query carries it (`+` or `%20` for spaces).
             let form: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+            // ... and encoded again, as a form value that is itself put in a URL.
+            let twice: String = url::form_urlencoded::byte_serialize(form.as_bytes()).collect();
+            self.push(twice);
             self.push(form.replace('+', "%20"));
             self.push(form.to_ascii_lowercase());
             self.push(form);
@@ -110,6 +113,8 @@ impl Scrubber {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if let Some(body) = request.body().and_then(|b| b.as_bytes()).filter(|_| form) {
+            // The body as a whole (a vendor may echo all of it, in any encoding), then each value.
+            s.add(&String::from_utf8_lossy(body));
             for (key, value) in url::form_urlencoded::parse(body) {
                 if !matches!(key.as_ref(), "grant_type" | "scope") {
                     s.add(&value);

@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 /// Answers 400 with everything the request carried, in every form, in every field a vendor's
 /// error reader looks at.
-struct Echo;
+struct Echo(u16);
 
 impl Respond for Echo {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -39,7 +39,7 @@ impl Respond for Echo {
             let b64 = base64::engine::general_purpose::STANDARD.encode(s);
             echo += &format!(" [{s}] [{}] [{url}] [{b64}]", &json[1..json.len() - 1]);
         }
-        ResponseTemplate::new(400).set_body_json(json!({
+        ResponseTemplate::new(self.0).set_body_json(json!({
             // A nested object: readers pass it on as JSON text, quotes and backslashes escaped.
             "message": {"detail": echo},
             "error": echo,
@@ -77,6 +77,7 @@ async fn check_vendor(
     body: Value,
     secrets: &[&str],
     okta_token_ok: bool,
+    status: u16,
 ) {
     let mock = MockServer::start().await;
     if okta_token_ok {
@@ -91,7 +92,10 @@ async fn check_vendor(
             .mount(&mock)
             .await;
     }
-    Mock::given(any()).respond_with(Echo).mount(&mock).await;
+    Mock::given(any())
+        .respond_with(Echo(status))
+        .mount(&mock)
+        .await;
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
         let p = &mut c.providers;
@@ -224,7 +228,159 @@ async fn no_form_of_a_secret_comes_back_from_any_vendor() {
             false,
         ),
     ];
-    for (provider, snapshot, body, secrets, okta_token_ok) in cases {
-        check_vendor(provider, snapshot, body, &secrets, okta_token_ok).await;
+    // Every status whose answer carries the vendor's words: rejection, conflict, invalid,
+    // server error.
+    for status in [400, 409, 422, 500] {
+        for (provider, snapshot, body, secrets, okta_token_ok) in cases.clone() {
+            check_vendor(provider, snapshot, body, &secrets, okta_token_ok, status).await;
+        }
     }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_or_a_metric() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(Echo(500))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .arg("serve")
+        .env("RUST_LOG", "debug")
+        .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env(
+            "SNAPGATE_MASTER_KEY",
+            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
+        )
+        .env("SNAPGATE_AUTH__HS256_SECRET", SECRET)
+        .env(
+            "SNAPGATE_STORE__URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .env("SNAPGATE_PROVIDERS__HYPERSTACK__BASE_URL", &uri)
+        .env("SNAPGATE_PROVIDERS__KOYEB__BASE_URL", &uri)
+        .env("SNAPGATE_PROVIDERS__HOSTINGER__BASE_URL", &uri)
+        .env("SNAPGATE_PROVIDERS__SYMINET__BASE_URL", &uri)
+        .env("SNAPGATE_PROVIDERS__OKTAWAVE__PL1_BASE_URL", &uri)
+        .env(
+            "SNAPGATE_PROVIDERS__OKTAWAVE__TOKEN_URL",
+            format!("{uri}/token"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut all);
+        all
+    });
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .trim_start_matches("export SNAPGATE_URL=")
+        .to_owned();
+    let client = reqwest::Client::new();
+    let t = token("acme", ALL_SCOPES);
+    let accounts = [
+        (
+            "hyperstack",
+            "1402",
+            json!({"api_key": "  CANARY-hs\"q\\x  "}),
+            json!({}),
+        ),
+        (
+            "koyeb",
+            "a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f",
+            json!({"token": "Bearer CANARY-ky\"q\\x"}),
+            json!({}),
+        ),
+        (
+            "oktawave",
+            "48244",
+            json!({"client_id": "CANARY-client-id", "client_secret": "CANARY-client\"secret",
+            "username": "CANARY-user@example.com", "password": "CANARY pass\\w&rd"}),
+            json!({"region": "pl1"}),
+        ),
+        (
+            "hostinger",
+            "1268311",
+            json!({"token": "CANARY-hst\"x\\y"}),
+            json!({}),
+        ),
+        (
+            "syminet",
+            "15377",
+            json!({"token": "  bearer CANARY-sym\\y  "}),
+            json!({}),
+        ),
+    ];
+    let mut seen = String::new();
+    for (provider, native, credentials, settings) in accounts {
+        let created = client
+            .post(format!("{url}/v1/accounts"))
+            .bearer_auth(&t)
+            .json(&json!({"id": provider, "provider": provider, "credentials": credentials, "settings": settings}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{provider}");
+        for path in [
+            format!("/v1/snapshots/{provider}:{native}"),
+            format!("/v1/snapshots?account={provider}"),
+        ] {
+            seen += &client
+                .get(format!("{url}{path}"))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
+        seen += &client
+            .post(format!("{url}/v1/accounts/{provider}/verify"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("snapgate_upstream_requests_total"),
+        "{metrics}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.contains("upstream call failed"),
+        "vendor failures were logged: {logs}"
+    );
+    assert!(!seen.contains(CANARY), "responses: {seen}");
+    assert!(!metrics.contains(CANARY), "metrics: {metrics}");
+    assert!(!logs.contains(CANARY), "logs: {logs}");
 }
