@@ -221,58 +221,17 @@ fn simulate_prints_one_url_per_vendor_then_the_credentials() {
 #[test]
 fn serve_prints_its_real_address_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
-        .arg("serve")
-        .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
-        .env(
-            "SNAPGATE_MASTER_KEY",
-            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
-        )
-        .env("SNAPGATE_AUTH__HS256_SECRET", "s")
-        .env(
-            "SNAPGATE_STORE__URL",
-            format!("sqlite://{}/db.sqlite", dir.path().display()),
-        )
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut all = String::new();
-        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut all).unwrap();
-        all
-    });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("export SNAPGATE_URL=")
-        .unwrap()
-        .to_owned();
+    let serve = crate::helpers::ServeProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[("RUST_LOG", "info".to_owned())],
+    );
+    let url = serve.url.clone();
     assert!(!url.ends_with(":0"));
     let health = std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok();
     assert!(health, "listening at {url}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (status, logs) = serve.stop("TERM");
+    assert!(status.success(), "exit status {status}");
     // stderr is a pipe here, not a terminal: plain text, no colour codes.
-    let logs = logs.join().unwrap();
     assert!(!logs.is_empty(), "serve logged something");
     assert!(
         !logs.contains('\u{1b}'),

@@ -2,11 +2,7 @@
 //! vendor create: the retry replays the operation recorded before the call, the simulated vendor
 //! receives exactly one create, and the operation is settled from what the vendor lists.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use snapgate::simulator::{Fault, RunningSimulator, Vendor};
@@ -83,45 +79,18 @@ async fn a_create_cut_by_the_deadline_is_replayed_and_settled_from_the_vendor() 
     assert_eq!(koyeb_creates(&s.sim), 1, "one vendor create");
 }
 
-/// `snapgate serve` as its own process, pointed at the test's simulator and database.
-struct Serve(Child, String);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(sim: &RunningSimulator, db: &std::path::Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snapgate"))
-        .arg("serve")
-        .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("SNAPGATE_SERVER__REQUEST_TIMEOUT_MS", "10000")
-        .env(
-            "SNAPGATE_MASTER_KEY",
-            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
-        )
-        .env("SNAPGATE_AUTH__HS256_SECRET", SECRET)
-        .env("SNAPGATE_STORE__URL", format!("sqlite://{}", db.display()))
-        .env(
-            "SNAPGATE_PROVIDERS__KOYEB__BASE_URL",
-            sim.base_url(Vendor::Koyeb),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("export SNAPGATE_URL=")
-        .unwrap_or_else(|| panic!("serve printed {line:?}"))
-        .to_owned();
-    Serve(child, url)
+/// `snapgate serve`, pointed at the test's simulator and database.
+fn serve(sim: &RunningSimulator, db: &std::path::Path) -> ServeProcess {
+    ServeProcess::start(
+        db,
+        &[
+            ("SNAPGATE_SERVER__REQUEST_TIMEOUT_MS", "10000".to_owned()),
+            (
+                "SNAPGATE_PROVIDERS__KOYEB__BASE_URL",
+                sim.base_url(Vendor::Koyeb),
+            ),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -146,7 +115,7 @@ async fn a_create_cut_by_kill_9_is_replayed_after_restart_and_settled_from_the_v
         .map(|(k, v)| (k.to_owned(), Value::String(v)))
         .collect();
     let created = reqwest::Client::new()
-        .post(format!("{}/v1/accounts", gateway.1))
+        .post(format!("{}/v1/accounts", gateway.url))
         .bearer_auth(&t)
         .json(&json!({"id": "koyeb", "provider": "koyeb", "credentials": credentials}))
         .send()
@@ -165,27 +134,20 @@ async fn a_create_cut_by_kill_9_is_replayed_after_restart_and_settled_from_the_v
         },
     );
     let started = Instant::now();
-    let url = gateway.1.clone();
+    let url = gateway.url.clone();
     let (t2, b2) = (t.clone(), body.clone());
     let in_flight = tokio::spawn(async move { post_with_key(&url, &t2, "k9-1", &b2).await });
     // Mid-call: the create has reached the vendor, which has not answered.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let mut gateway = gateway;
-    let killed = Command::new("kill")
-        .args(["-9", &gateway.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let _ = gateway.0.wait();
+    gateway.stop("KILL");
     assert!(
         in_flight.await.unwrap().is_err(),
         "the first caller lost its connection"
     );
-    drop(gateway);
 
     let restarted = serve(&sim, &db);
     tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(started.elapsed())).await;
-    let again = post_with_key(&restarted.1, &t, "k9-1", &body)
+    let again = post_with_key(&restarted.url, &t, "k9-1", &body)
         .await
         .unwrap();
     assert_eq!(again.status(), 202);
@@ -195,7 +157,7 @@ async fn a_create_cut_by_kill_9_is_replayed_after_restart_and_settled_from_the_v
     let deadline = Instant::now() + Duration::from_secs(20);
     let op = loop {
         let op: Value = reqwest::Client::new()
-            .get(format!("{}/v1/operations/{id}", restarted.1))
+            .get(format!("{}/v1/operations/{id}", restarted.url))
             .bearer_auth(&t)
             .send()
             .await

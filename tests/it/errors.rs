@@ -163,20 +163,14 @@ async fn metrics_are_served_in_prometheus_format_without_a_token() {
 
 #[tokio::test]
 async fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app_with(|c| c.server.body_limit_bytes = 1024).await;
-    let addr = app.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     // Only the head is sent: a server that waited for the 10 MB body would never answer.
-    let head = "POST /v1/accounts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-                content-length: 10000000\r\n\r\n";
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-        .await
-        .expect("answered before the body arrived")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = first_answer(
+        &app,
+        "POST /v1/accounts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: 10000000\r\n\r\n",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(
@@ -311,23 +305,17 @@ async fn health_readiness_and_metrics_answer_while_every_api_slot_is_taken() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_408_not_a_gateway_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app_with(|c| c.server.request_timeout_ms = 500).await;
     let t = token("acme", ALL_SCOPES);
-    let addr = app.url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     // 100 bytes declared, 10 sent, then nothing: the caller is the slow one.
-    let head = format!(
-        "POST /v1/accounts HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\n\
-         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"id\": \"a\""
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-        .await
-        .expect("answered")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = first_answer(
+        &app,
+        &format!(
+            "POST /v1/accounts HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\n\
+             content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"id\": \"a\""
+        ),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
 }

@@ -251,3 +251,101 @@ pub async fn raw_request(app: &TestApp, raw: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// `snapgate serve` as its own process (on port 0, a test master key and HS256 [`SECRET`], the
+/// SQLite file `db`), with `envs` added; stderr is collected. Killed when dropped.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServeProcess {
+    pub fn start(db: &std::path::Path, envs: &[(&str, String)]) -> Self {
+        use std::io::{BufRead, Read};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+            .arg("serve")
+            .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .env(
+                "SNAPGATE_MASTER_KEY",
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
+            )
+            .env("SNAPGATE_AUTH__HS256_SECRET", SECRET)
+            .env("SNAPGATE_STORE__URL", format!("sqlite://{}", db.display()))
+            .env_remove("NO_COLOR")
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = std::io::BufReader::new(stderr).read_to_string(&mut all);
+            all
+        });
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("export SNAPGATE_URL=")
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            url,
+            logs: Some(logs),
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) and waits (at most 10 s) for the process to end; returns
+    /// its exit status and everything it logged.
+    pub fn stop(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not stop on SIG{signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let logs = self
+            .logs
+            .take()
+            .map(|l| l.join().unwrap())
+            .unwrap_or_default();
+        (status, logs)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `raw` as written and returns the first bytes the server answers (within 5 s), without
+/// sending anything more: for requests whose body never comes.
+pub async fn first_answer(app: &TestApp, raw: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the server answered without waiting for the body")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
