@@ -426,7 +426,19 @@ async fn one_tenants_slow_vendor_does_not_hold_up_another_tenant() {
             .status(),
         201
     );
-    // Tenant A floods its slow vendor with more requests than the whole gateway handles.
+    // Tenant B's p99 on a store-only route, alone and then while A floods its slow vendor with
+    // more requests than the whole gateway handles.
+    let p99_of_b = || async {
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let started = Instant::now();
+            assert_eq!(app.get("/v1/accounts", &b).await.status(), 200);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        times[times.len() * 99 / 100]
+    };
+    let alone = p99_of_b().await;
     let flood: Vec<_> = (0..24)
         .map(|i| {
             let client = app.client.clone();
@@ -436,18 +448,11 @@ async fn one_tenants_slow_vendor_does_not_hold_up_another_tenant() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // Tenant B, on a store-only route, is not queued behind A.
-    let mut times = Vec::new();
-    for _ in 0..20 {
-        let started = Instant::now();
-        assert_eq!(app.get("/v1/accounts", &b).await.status(), 200);
-        times.push(started.elapsed());
-    }
-    times.sort();
-    let p99 = times[times.len() - 1];
+    let beside_a = p99_of_b().await;
+    eprintln!("tenant B p99: alone {alone:?}, beside tenant A's flood {beside_a:?}");
     assert!(
-        p99 < Duration::from_millis(300),
-        "tenant B waited behind tenant A: slowest {p99:?}"
+        beside_a < alone + Duration::from_millis(50),
+        "tenant B waited behind tenant A: p99 {beside_a:?} (alone {alone:?})"
     );
     for f in flood {
         f.abort();
