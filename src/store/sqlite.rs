@@ -244,7 +244,10 @@ impl Store for SqliteStore {
         patch: AccountPatch,
         now: DateTime<Utc>,
     ) -> Result<Option<Account>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock before reading. A deferred transaction that reads and
+        // then writes fails at once ("database is locked") when another writer went first,
+        // which the busy timeout cannot wait out.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query("SELECT 1 FROM accounts WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(id.as_str())

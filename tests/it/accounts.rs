@@ -401,3 +401,37 @@ async fn the_database_and_its_directory_are_readable_by_their_owner_only() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+#[tokio::test]
+async fn concurrent_patches_of_one_account_all_succeed() {
+    // Each PATCH reads, then writes, in one transaction: SQLite must take the write lock up
+    // front, or concurrent ones fail with "database is locked" (a 503 for a valid request).
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("busy", "koyeb"))
+            .await
+            .status(),
+        201
+    );
+    let patches: Vec<_> = (0..30)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = format!("{}/v1/accounts/busy", app.url);
+            let t = t.clone();
+            tokio::spawn(async move {
+                client
+                    .patch(url)
+                    .bearer_auth(t)
+                    .json(&json!({"display_name": format!("name {i}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for p in patches {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+}
