@@ -80,7 +80,7 @@ page = expect(
     SnapshotPage,
     "list snapshots",
 )
-assert page.items, "the demo has available Koyeb snapshots"
+assert page.items, f"the demo has available Koyeb snapshots: {page.errors}"
 assert all(s.provider == ProviderKind.KOYEB and s.status == SnapshotStatus.AVAILABLE for s in page.items)
 assert all(isinstance(e, Problem) for e in page.errors)
 print(f"listed {len(page.items)} available koyeb snapshots")

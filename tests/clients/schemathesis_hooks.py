@@ -5,6 +5,25 @@ import re
 
 import schemathesis
 
+# CPython 3.11.7 (this machine's Python) can raise `SystemError: AST constructor recursion depth
+# mismatch` from `ast.parse` when Hypothesis parses Schemathesis' own (4,000-line) source just to
+# name a lambda in a strategy's repr. Only that name is lost here: fall back to a placeholder
+# instead of aborting the operation's test run.
+try:
+    from hypothesis.internal import lambda_sources as _lambda_sources
+
+    _describe_lambda = _lambda_sources._lambda_description
+
+    def _lambda_description_or_placeholder(f):
+        try:
+            return _describe_lambda(f)
+        except SystemError:
+            return "lambda: <source not parsed>"
+
+    _lambda_sources._lambda_description = _lambda_description_or_placeholder
+except (ImportError, AttributeError):
+    pass
+
 # 5xx answers that report a provider's verdict, as DESIGN.md §3 maps them. The accounts
 # Schemathesis creates hold made-up credentials, so the simulated vendors refuse them (502
 # provider_auth_failed); capabilities differ per provider (501 unsupported_operation).
