@@ -44,6 +44,12 @@ pub struct UpstreamConfig {
     pub breaker_cooldown_ms: u64,
     /// Simultaneous calls per account (credential identity) and vendor; more wait.
     pub max_concurrency_per_account: usize,
+    /// How long a `429` without `Retry-After` holds the account, in seconds.
+    pub rate_limit_hold_secs: u64,
+    /// Per-provider overrides of `rate_limit_hold_secs`: by default the vendor's documented
+    /// window (Hyperstack: one minute; Hostinger: one minute, as repeated violations block the
+    /// caller's address for every tenant behind it).
+    pub provider_rate_limit_hold_secs: std::collections::BTreeMap<ProviderKind, u64>,
 }
 
 impl Default for UpstreamConfig {
@@ -57,6 +63,13 @@ impl Default for UpstreamConfig {
             breaker_failures: 5,
             breaker_cooldown_ms: 10_000,
             max_concurrency_per_account: 16,
+            rate_limit_hold_secs: 30,
+            provider_rate_limit_hold_secs: [
+                (ProviderKind::Hyperstack, 60),
+                (ProviderKind::Hostinger, 60),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 }
@@ -301,7 +314,14 @@ impl Upstream {
             });
         }
         let text = message(&body).map(|m| scrubber.scrub(&m));
-        Err(classify(vendor, status, &headers, text))
+        let hold = self
+            .inner
+            .config
+            .provider_rate_limit_hold_secs
+            .get(&vendor)
+            .copied()
+            .unwrap_or(self.inner.config.rate_limit_hold_secs);
+        Err(classify(vendor, status, &headers, text, hold))
     }
 }
 
@@ -401,13 +421,21 @@ fn transport_error(vendor: ProviderKind, e: &reqwest::Error) -> ProviderError {
 }
 
 /// Seconds from a `Retry-After` header (delta-seconds form), default 1.
-pub fn retry_after(headers: &HeaderMap) -> u64 {
-    headers
+/// The wait a `Retry-After` asks for (delta-seconds or an HTTP date), or `default` without one;
+/// between 1 s and an hour.
+pub fn retry_after(headers: &HeaderMap, default: u64) -> u64 {
+    let value = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(1)
-        .clamp(1, 3600)
+        .map(str::trim);
+    let secs = value.and_then(|v| {
+        v.parse::<u64>().ok().or_else(|| {
+            chrono::DateTime::parse_from_rfc2822(v)
+                .ok()
+                .map(|at| (at.timestamp() - chrono::Utc::now().timestamp()).max(1) as u64)
+        })
+    });
+    secs.unwrap_or(default).clamp(1, 3600)
 }
 
 /// The generic vendor-status mapping of DESIGN.md §3, written once for every adapter.
@@ -416,6 +444,7 @@ pub fn classify(
     status: StatusCode,
     headers: &HeaderMap,
     message: Option<String>,
+    rate_limit_hold: u64,
 ) -> ProviderError {
     let message = message
         // Generous here: the API edge scrubs secrets first, then shortens to 500 characters.
@@ -432,11 +461,33 @@ pub fn classify(
         404 => ProviderError::NotFound,
         409 => ProviderError::Conflict { message },
         429 => ProviderError::RateLimited {
-            retry_after: retry_after(headers),
+            retry_after: retry_after(headers, rate_limit_hold),
         },
         _ => ProviderError::Upstream {
             status: Some(status.as_u16()),
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::retry_after;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    fn with(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn seconds_dates_and_absence_are_all_read() {
+        assert_eq!(retry_after(&with("7"), 60), 7);
+        assert_eq!(retry_after(&HeaderMap::new(), 60), 60);
+        let in_two_minutes = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let secs = retry_after(&with(&in_two_minutes), 60);
+        assert!((118..=121).contains(&secs), "{secs}");
+        assert_eq!(retry_after(&with("soon"), 30), 30);
     }
 }

@@ -420,3 +420,27 @@ async fn name_availability_refuses_dot_segments_before_any_vendor_call() {
     }
     assert!(mock.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_429_without_retry_after_holds_the_account_for_hyperstacks_minute() {
+    // Hyperstack documents a one-minute window; a 429 that does not say how long must not
+    // be retried a second later (the old default), nor by the next caller.
+    let (mock, app, t) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/1402"))
+        .respond_with(ResponseTemplate::new(429))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let first = app.get("/v1/snapshots/hs:1402", &t).await;
+    assert_eq!(first.headers()["retry-after"], "60");
+    assert_problem(first, 429, "provider_rate_limited").await;
+    let second = app.get("/v1/snapshots/hs:1402", &t).await;
+    let wait: u64 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55..=60).contains(&wait), "held: {wait}");
+    assert_problem(second, 429, "provider_rate_limited").await;
+}
