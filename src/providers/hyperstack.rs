@@ -2,7 +2,9 @@
 //!
 //! Quirks: request `pageSize` but response `page_size`; `labels` is an array in lists and a
 //! string in get; zone-less timestamps; restore makes a new VM and answers `instance` or
-//! `instances[]`; create-image answers `id` or `image{}`.
+//! `instances[]`; create-image answers `id` or `image{}`; a missing snapshot may answer 400 or
+//! 404 (the page documents no 404), so both read as gone; a 429 without `Retry-After` holds the
+//! account for the documented one-minute window.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -198,7 +200,8 @@ impl ProviderAdapter for Hyperstack {
         let path = format!("/core/snapshots/{}", numeric(native_id)?);
         let reply: Envelope = self
             .call(ctx, "get", Method::GET, &path, &[], None)
-            .await?
+            .await
+            .map_err(gone_if_rejected)?
             .json(KIND)?;
         to_domain(reply.snapshot, &self.regions)
     }
@@ -353,6 +356,15 @@ impl ProviderAdapter for Hyperstack {
             (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
             (_, Err(e)) => Err(e),
         }
+    }
+}
+
+/// The snapshot page documents 200/400/401/500 and no 404: for an id sent as a valid integer,
+/// a 400 can only mean the snapshot is not there. Read both as gone, whichever Hyperstack uses.
+fn gone_if_rejected(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Rejected { status: 400, .. } => ProviderError::NotFound,
+        other => other,
     }
 }
 

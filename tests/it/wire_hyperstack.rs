@@ -255,7 +255,8 @@ async fn delete_image_and_name_availability_hit_their_documented_paths() {
 async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
     let (mock, app, t) = setup().await;
     let cases = [
-        ("400", "error.400.json", 400, "upstream_rejected"),
+        // No 404 is documented for this page: a 400 for a well-formed id reads as gone.
+        ("400", "error.400.json", 404, "snapshot_not_found"),
         ("401", "error.401.json", 502, "provider_auth_failed"),
         ("403", "error.403.json", 502, "provider_auth_failed"),
         ("404", "error.404.json", 404, "snapshot_not_found"),
@@ -288,14 +289,14 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
         "upstream_error",
     )
     .await;
-    // A vendor echoing the key back gets it redacted.
-    Mock::given(method("GET"))
+    // A vendor echoing the key back gets it redacted (a refused delete keeps the vendor's words).
+    Mock::given(method("DELETE"))
         .and(path("/v1/core/snapshots/6002"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"status": false, "message": format!("bad key {KEY}"), "error_reason": "bad_request"})))
         .mount(&mock)
         .await;
     let p = assert_problem(
-        app.get("/v1/snapshots/hs:6002", &t).await,
+        app.delete("/v1/snapshots/hs:6002", &t).await,
         400,
         "upstream_rejected",
     )
@@ -337,7 +338,7 @@ async fn a_long_vendor_message_is_scrubbed_before_it_is_shortened() {
     let (mock, app, t) = setup().await;
     // The key straddles the 500-character cut: no part of it may survive.
     let message = format!("{}{KEY} trailing", "x".repeat(490));
-    Mock::given(method("GET"))
+    Mock::given(method("DELETE"))
         .and(path("/v1/core/snapshots/7000"))
         .respond_with(ResponseTemplate::new(400).set_body_json(
             json!({"status": false, "message": message, "error_reason": "bad_request"}),
@@ -345,7 +346,7 @@ async fn a_long_vendor_message_is_scrubbed_before_it_is_shortened() {
         .mount(&mock)
         .await;
     let p = assert_problem(
-        app.get("/v1/snapshots/hs:7000", &t).await,
+        app.delete("/v1/snapshots/hs:7000", &t).await,
         400,
         "upstream_rejected",
     )
@@ -443,4 +444,50 @@ async fn a_429_without_retry_after_holds_the_account_for_hyperstacks_minute() {
         .unwrap();
     assert!((55..=60).contains(&wait), "held: {wait}");
     assert_problem(second, 429, "provider_rate_limited").await;
+}
+
+#[tokio::test]
+async fn a_snapshot_answered_with_400_is_gone_and_its_create_fails_instead_of_running_forever() {
+    let (mock, app, t) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/1402"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"status": false, "message": "Snapshot not found"})),
+        )
+        .mount(&mock)
+        .await;
+    assert_problem(
+        app.get("/v1/snapshots/hs:1402", &t).await,
+        404,
+        "snapshot_not_found",
+    )
+    .await;
+    // A create whose snapshot then answers 400 ends as failed when polled.
+    Mock::given(method("POST"))
+        .and(path("/v1/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"status": true, "snapshot": {
+            "id": 1402, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
+            "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})))
+        .mount(&mock)
+        .await;
+    let accepted: Value = app
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": "n"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["operation"]["id"].as_str().unwrap();
+    let op: Value = app
+        .get(&format!("/v1/operations/{id}"), &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(op["state"], "failed", "{op}");
+    assert_eq!(op["error"]["code"], "snapshot_not_found", "{op}");
 }
