@@ -163,12 +163,13 @@ async fn get_reports_a_deleted_snapshot_as_deleted_whatever_form_deleted_at_take
             .unwrap();
         assert_eq!(s["status"], "available", "{id}");
     }
-    // Migrating to cold storage is still settling; an unknown enum value stays visible as unknown.
+    // Migrating to cold storage: the data is there (available, the vendor value kept); an
+    // unknown enum value stays visible as unknown.
     for (id, status, want) in [
         (
             "00000000-0000-4000-8000-000000000004",
             "SNAPSHOT_STATUS_MIGRATING",
-            "creating",
+            "available",
         ),
         (
             "00000000-0000-4000-8000-000000000005",
@@ -826,11 +827,16 @@ async fn the_gateway_list_walks_every_koyeb_page_and_reports_a_refused_token_bes
 #[tokio::test]
 async fn an_available_only_list_is_pushed_down_as_statuses_and_other_statuses_are_not() {
     let (mock, app, t) = setup().await;
+    // A snapshot moving to cold storage is still an available snapshot.
+    let mut listed = fixture("list.json");
+    listed["snapshots"][0]["status"] = json!("SNAPSHOT_STATUS_MIGRATING");
+    let migrating_id = listed["snapshots"][0]["id"].as_str().unwrap().to_owned();
     Mock::given(method("GET"))
         .and(path("/v1/snapshots"))
         .and(query_param("statuses", "SNAPSHOT_STATUS_AVAILABLE"))
+        .and(query_param("statuses", "SNAPSHOT_STATUS_MIGRATING"))
         .and(header("authorization", BEARER))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("list.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(listed))
         .expect(1)
         .mount(&mock)
         .await;
@@ -845,6 +851,13 @@ async fn an_available_only_list_is_pushed_down_as_statuses_and_other_statuses_ar
         .unwrap()
         .iter()
         .all(|s| s["status"] == "available"));
+    let migrating = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["native_id"] == migrating_id.as_str())
+        .expect("the migrating snapshot is listed as available");
+    assert_eq!(migrating["vendor_status"], "SNAPSHOT_STATUS_MIGRATING");
     // `creating` may come from the gateway's own pending operations: never pushed down.
     let requests_before = mock.received_requests().await.unwrap().len();
     Mock::given(method("GET"))
@@ -862,4 +875,54 @@ async fn an_available_only_list_is_pushed_down_as_statuses_and_other_statuses_ar
         .query()
         .unwrap_or("")
         .contains("statuses")));
+}
+
+#[tokio::test]
+async fn a_create_is_done_at_available_not_while_its_snapshot_migrates() {
+    let (mock, app, t) = setup().await;
+    let id = "00000000-0000-4000-8000-0000000000a1";
+    let mut created = fixture("create.response.json");
+    created["snapshot"]["id"] = json!(id);
+    created["snapshot"]["status"] = json!("SNAPSHOT_STATUS_MIGRATING");
+    Mock::given(method("POST"))
+        .and(path("/v1/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/snapshots/{id}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(with_status("get.json", "SNAPSHOT_STATUS_MIGRATING")),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/snapshots/{id}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(with_status("get.json", "SNAPSHOT_STATUS_AVAILABLE")),
+        )
+        .mount(&mock)
+        .await;
+    let source = fixture("create.request.json")["parent_volume_id"].clone();
+    let accepted: Value = app
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "ky", "source_id": source, "name": "n"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accepted["operation"]["state"], "running", "{accepted}");
+    let op_id = accepted["operation"]["id"].as_str().unwrap();
+    let path = format!("/v1/operations/{op_id}");
+    let first: Value = app.get(&path, &t).await.json().await.unwrap();
+    assert_eq!(first["state"], "running", "still migrating: {first}");
+    let second: Value = app.get(&path, &t).await.json().await.unwrap();
+    assert_eq!(second["state"], "succeeded", "{second}");
 }

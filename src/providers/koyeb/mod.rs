@@ -3,7 +3,9 @@
 //! Quirks: update (rename) is `POST /v1/snapshots/{id}`; the list has no total and no
 //! per-volume filter (filtered here); enum values are long prefixed strings; `deleted_at` may
 //! be absent, null or the zero time; restore has no endpoint: it creates a new volume from
-//! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region.
+//! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region; `MIGRATING` (data moving to cold
+//! storage) is `available`, and `status=available` asks Koyeb for both values, but a create is
+//! done only at `AVAILABLE`.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -113,9 +115,9 @@ impl Koyeb {
         }
         // `statuses` repeats its key (collectionFormat multi). Pushed down only when every
         // requested status has an exact Koyeb value; otherwise the gateway filters alone.
-        let wire: Option<Vec<&str>> = statuses.iter().map(|s| wire_status(*s)).collect();
-        for status in wire.unwrap_or_default() {
-            query.push(("statuses", status.to_owned()));
+        let wire: Option<Vec<&[&str]>> = statuses.iter().map(|s| wire_statuses(*s)).collect();
+        for status in wire.unwrap_or_default().into_iter().flatten() {
+            query.push(("statuses", (*status).to_owned()));
         }
         self.call(ctx, operation, Method::GET, "/v1/snapshots", &query, None)
             .await?
@@ -262,7 +264,11 @@ impl ProviderAdapter for Koyeb {
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
-        let state = state_of(snapshot.status);
+        let state = if settled(&snapshot) {
+            state_of(snapshot.status)
+        } else {
+            OperationState::Running
+        };
         Ok(Submitted::by_status(snapshot, state))
     }
 
@@ -377,7 +383,7 @@ impl ProviderAdapter for Koyeb {
         let found = self.fetch(ctx, "poll", native_id).await;
         match (operation.kind, found) {
             (OperationKind::Create, Ok(s)) => Ok(match s.status {
-                SnapshotStatus::Available => Progress {
+                SnapshotStatus::Available if settled(&s) => Progress {
                     native_id: Some(s.native_id),
                     ..Progress::succeeded()
                 },
@@ -402,6 +408,11 @@ impl ProviderAdapter for Koyeb {
             (_, Err(e)) => Err(e),
         }
     }
+}
+
+/// Whether a snapshot is settled enough to call a create done: `AVAILABLE`, not migrating.
+fn settled(s: &VendorSnapshot) -> bool {
+    s.status == SnapshotStatus::Available && s.vendor_status.as_deref() != Some(MIGRATING)
 }
 
 fn state_of(status: SnapshotStatus) -> OperationState {
@@ -537,20 +548,26 @@ fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
     })
 }
 
-/// The Koyeb value that selects exactly the snapshots mapped to `status`, where one does.
-/// (`deleted` does not: a zero status with `deleted_at` set also maps to deleted.)
-fn wire_status(status: SnapshotStatus) -> Option<&'static str> {
+/// Koyeb moving a snapshot's data to cold storage.
+const MIGRATING: &str = "SNAPSHOT_STATUS_MIGRATING";
+
+/// The Koyeb values that select exactly the snapshots mapped to `status`, where there are.
+/// (`deleted` has none: a zero status with `deleted_at` set also maps to deleted.)
+fn wire_statuses(status: SnapshotStatus) -> Option<&'static [&'static str]> {
     match status {
-        SnapshotStatus::Available => Some("SNAPSHOT_STATUS_AVAILABLE"),
+        SnapshotStatus::Available => Some(&["SNAPSHOT_STATUS_AVAILABLE", MIGRATING]),
         _ => None,
     }
 }
 
-/// `SnapshotStatus` per SUMMARY.md §2 (MIGRATING is transitional: still creating).
+/// `SnapshotStatus` per SUMMARY.md §2, with one reasoned change: `MIGRATING` is a snapshot
+/// whose data exists and is moving to cold storage ("being migrated"), so it is `available` in
+/// lists and gets (`vendor_status` says `SNAPSHOT_STATUS_MIGRATING`). A create is only reported
+/// done at `AVAILABLE` ([`settled`]), in case Koyeb migrates fresh snapshots before they settle.
 fn map_status(s: &str) -> SnapshotStatus {
     match s {
-        "SNAPSHOT_STATUS_CREATING" | "SNAPSHOT_STATUS_MIGRATING" => SnapshotStatus::Creating,
-        "SNAPSHOT_STATUS_AVAILABLE" => SnapshotStatus::Available,
+        "SNAPSHOT_STATUS_CREATING" => SnapshotStatus::Creating,
+        "SNAPSHOT_STATUS_AVAILABLE" | MIGRATING => SnapshotStatus::Available,
         "SNAPSHOT_STATUS_DELETING" => SnapshotStatus::Deleting,
         "SNAPSHOT_STATUS_DELETED" => SnapshotStatus::Deleted,
         _ => SnapshotStatus::Unknown,

@@ -13,9 +13,10 @@ fn statuses_map_per_the_summary_table() {
         map_status("SNAPSHOT_STATUS_CREATING"),
         SnapshotStatus::Creating
     );
+    // Data moving to cold storage is still there: available (a create waits for AVAILABLE).
     assert_eq!(
         map_status("SNAPSHOT_STATUS_MIGRATING"),
-        SnapshotStatus::Creating
+        SnapshotStatus::Available
     );
     assert_eq!(
         map_status("SNAPSHOT_STATUS_AVAILABLE"),
