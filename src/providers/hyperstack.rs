@@ -3,7 +3,9 @@
 //! Quirks: request `pageSize` but response `page_size`; `labels` is an array in lists and a
 //! string in get; zone-less timestamps; restore makes a new VM and answers `instance` or
 //! `instances[]`; create-image answers `id` or `image{}`; a missing snapshot may answer 400 or
-//! 404 (the page documents no 404), so both read as gone; a 429 without `Retry-After` holds the
+//! 404 (the page documents no 404), so both read as gone; the list may cap `pageSize` below the
+//! 100 asked for and `count` may be the page's or the total, so pages are walked until empty,
+//! short of the applied size, or past a total; a 429 without `Retry-After` holds the
 //! account for the documented one-minute window.
 
 use async_trait::async_trait;
@@ -173,19 +175,31 @@ impl ProviderAdapter for Hyperstack {
     ) -> Result<Vec<VendorSnapshot>, ProviderError> {
         let source_id = filter.source_id;
         let mut out = Vec::new();
-        // `count` may be the page's count or the total (undocumented): page until short.
+        let mut seen = std::collections::HashSet::new();
+        // Right whichever way the undocumented parts go: Hyperstack may cap `pageSize` below
+        // what was asked (its reply's `page_size` says so, or not), and `count` may be the
+        // page's count or the total. So a page ends the walk only when it is empty, shorter
+        // than the size the vendor applied, past a total `count`, or brings nothing new.
+        let mut applied = 0;
         for page in 1..=super::MAX_LIST_PAGES as usize {
             let reply = self.page(ctx, page, PAGE_SIZE).await?;
             let n = reply.snapshots.len();
+            applied = reply.page_size.filter(|&p| p > 0).unwrap_or(applied.max(n));
+            let mut new = 0;
             for raw in reply.snapshots {
                 let snapshot = to_domain(raw, &self.regions)?;
+                if !seen.insert(snapshot.native_id.clone()) {
+                    continue;
+                }
+                new += 1;
                 let wanted = source_id
                     .is_none_or(|s| snapshot.source.as_ref().is_some_and(|src| src.id == s));
                 if wanted {
                     out.push(snapshot);
                 }
             }
-            if n < PAGE_SIZE {
+            let total_reached = reply.count.is_some_and(|c| c > n && seen.len() >= c);
+            if n == 0 || n < applied || new == 0 || total_reached {
                 return Ok(out);
             }
         }
@@ -395,6 +409,12 @@ fn urlencode(s: &str) -> String {
 struct ListPage {
     #[serde(default)]
     snapshots: Vec<Box<RawValue>>,
+    /// The page's count or the total: undocumented.
+    #[serde(default)]
+    count: Option<usize>,
+    /// The page size Hyperstack applied (may be less than the `pageSize` asked for).
+    #[serde(default)]
+    page_size: Option<usize>,
 }
 
 #[derive(Deserialize)]

@@ -491,3 +491,51 @@ async fn a_snapshot_answered_with_400_is_gone_and_its_create_fails_instead_of_ru
     assert_eq!(op["state"], "failed", "{op}");
     assert_eq!(op["error"]["code"], "snapshot_not_found", "{op}");
 }
+
+/// A Hyperstack list page of `ids` (VM 2058), saying `page_size` or not.
+fn list_page(ids: std::ops::Range<u64>, page_size: Option<u64>) -> Value {
+    let snapshots: Vec<Value> = ids
+        .map(|id| {
+            json!({"id": id, "name": format!("s{id}"), "description": "", "vm_id": 2058, "region_id": 3,
+                "status": "SUCCESS", "is_image": false, "size": 10, "labels": [],
+                "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"})
+        })
+        .collect();
+    let mut page = json!({"status": true, "message": "ok", "snapshots": snapshots, "count": 45});
+    if let Some(size) = page_size {
+        page["page_size"] = json!(size);
+    }
+    page
+}
+
+#[tokio::test]
+async fn a_list_capped_below_the_asked_page_size_is_walked_to_the_end() {
+    // Hyperstack may apply a smaller page size than the 100 asked for; whether or not its
+    // reply says so, every page is read (45 snapshots in pages of 20).
+    for says_page_size in [Some(20), None] {
+        let (mock, app, t) = setup().await;
+        for (page, ids) in [(1, 1..21), (2, 21..41), (3, 41..46)] {
+            Mock::given(method("GET"))
+                .and(path("/v1/core/snapshots"))
+                .and(query_param("page", page.to_string()))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(list_page(ids, says_page_size)),
+                )
+                .expect(1)
+                .mount(&mock)
+                .await;
+        }
+        let listed: Value = app
+            .get("/v1/snapshots?account=hs&page_size=200", &t)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["errors"], json!([]), "{listed}");
+        assert_eq!(
+            listed["items"].as_array().unwrap().len(),
+            45,
+            "page_size in the reply: {says_page_size:?}"
+        );
+    }
+}
