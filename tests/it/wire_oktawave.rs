@@ -757,26 +757,54 @@ async fn restore_posts_no_body_to_the_restore_ticket_and_succeeds_with_the_ticke
     }
 }
 
-#[tokio::test]
-async fn list_walks_page_numbers_from_one_until_meta_total_is_reached() {
-    let mock = MockServer::start().await;
-    mount_token(&mock, 1).await;
-    for (number, body) in [("1", page(&[1, 2], 3)), ("2", page(&[3], 3))] {
+/// Mounts a paged Oktawave list whose pages are numbered from `base` (0 or 1); a request
+/// without `pageNumber` gets the first page. `pages` are the ids of each page; `total` is
+/// `Meta.Total`.
+async fn mount_pages(
+    mock: &MockServer,
+    instance: Option<&str>,
+    base: usize,
+    pages: &[&[u32]],
+    total: u32,
+) {
+    let with_instance = |m: wiremock::MockBuilder| match instance {
+        Some(i) => m.and(query_param("instanceId", i)),
+        None => m.and(query_param_is_missing("instanceId")),
+    };
+    with_instance(
         Mock::given(method("GET"))
             .and(path("/pl1/snapshots"))
             .and(query_param("pageSize", "100"))
-            .and(query_param("pageNumber", number))
-            .and(query_param_is_missing("instanceId"))
-            .and(header("authorization", bearer(ACCESS).as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(1)
-            .mount(&mock)
-            .await;
+            .and(query_param_is_missing("pageNumber")),
+    )
+    .and(header("authorization", bearer(ACCESS).as_str()))
+    .respond_with(ResponseTemplate::new(200).set_body_json(page(pages[0], total)))
+    .mount(mock)
+    .await;
+    for (k, ids) in pages.iter().enumerate() {
+        with_instance(
+            Mock::given(method("GET"))
+                .and(path("/pl1/snapshots"))
+                .and(query_param("pageSize", "100"))
+                .and(query_param("pageNumber", (base + k).to_string())),
+        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(ids, total)))
+        .mount(mock)
+        .await;
     }
-    let all = list(&mock, None).await.unwrap();
-    let ids: Vec<&str> = all.iter().map(|s| s.native_id.as_str()).collect();
-    assert_eq!(ids, ["1", "2", "3"]);
-    assert!(all.iter().all(|s| s.region.as_deref() == Some("PL1")));
+}
+
+#[tokio::test]
+async fn list_reads_every_page_whether_page_numbers_start_at_0_or_1() {
+    for base in [0, 1] {
+        let mock = MockServer::start().await;
+        mount_token(&mock, 1).await;
+        mount_pages(&mock, None, base, &[&[1, 2], &[3]], 3).await;
+        let all = list(&mock, None).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|s| s.native_id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"], "numbering from {base}");
+        assert!(all.iter().all(|s| s.region.as_deref() == Some("PL1")));
+    }
 }
 
 #[tokio::test]
@@ -788,7 +816,7 @@ async fn list_of_one_instance_sends_instance_id_and_an_empty_list_stops_at_once(
         .and(path("/pl1/snapshots"))
         .and(query_param("instanceId", "130455"))
         .and(query_param("pageSize", "100"))
-        .and(query_param("pageNumber", "1"))
+        .and(query_param_is_missing("pageNumber"))
         .respond_with(reply(200, "list.json"))
         .expect(1)
         .mount(&mock)
@@ -892,18 +920,7 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_credentials() {
 async fn the_gateway_list_of_an_instance_sends_instance_id_and_walks_to_meta_total() {
     let (mock, app, t) = setup().await;
     mount_token(&mock, 1).await;
-    for (number, body) in [("1", page(&[1, 2], 3)), ("2", page(&[3], 3))] {
-        Mock::given(method("GET"))
-            .and(path("/pl1/snapshots"))
-            .and(query_param("instanceId", "130455"))
-            .and(query_param("pageSize", "100"))
-            .and(query_param("pageNumber", number))
-            .and(header("authorization", bearer(ACCESS).as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(1)
-            .mount(&mock)
-            .await;
-    }
+    mount_pages(&mock, Some("130455"), 1, &[&[1, 2], &[3]], 3).await;
     let listed: Value = app
         .get("/v1/snapshots?account=ok&source_id=130455", &t)
         .await

@@ -4,7 +4,8 @@
 //! snapshots have no status or size; create, delete and restore answer a ticket
 //! (`GET /tickets/{id}`: done once `EndDate` is set, `Status.Id` 136 = succeeded) and a
 //! create's snapshot id is found afterwards in the instance's list; update is a synchronous
-//! full replace (`Name` is required).
+//! full replace (`Name` is required); whether `pageNumber` counts from 0 or 1 is undocumented,
+//! so the list starts with an unnumbered page and skips pages that bring nothing new.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -128,7 +129,7 @@ impl Oktawave {
         ctx: &CallContext<'_>,
         operation: &'static str,
         instance: Option<i32>,
-        number: usize,
+        number: Option<usize>,
         size: usize,
     ) -> Result<Collection, ProviderError> {
         let mut query = Vec::with_capacity(3);
@@ -136,7 +137,9 @@ impl Oktawave {
             query.push(("instanceId", instance.to_string()));
         }
         query.push(("pageSize", size.to_string()));
-        query.push(("pageNumber", number.to_string()));
+        if let Some(number) = number {
+            query.push(("pageNumber", number.to_string()));
+        }
         self.call(ctx, operation, Method::GET, "/snapshots", &query, None)
             .await?
             .json(KIND)
@@ -243,7 +246,7 @@ impl ProviderAdapter for Oktawave {
     }
 
     async fn verify(&self, ctx: &CallContext<'_>) -> Result<(), ProviderError> {
-        self.page(ctx, "verify", None, 1, 1).await.map(|_| ())
+        self.page(ctx, "verify", None, Some(1), 1).await.map(|_| ())
     }
 
     async fn list(
@@ -262,17 +265,33 @@ impl ProviderAdapter for Oktawave {
         };
         let region = region(ctx);
         let mut out = Vec::new();
-        let mut seen = 0;
-        // Page numbers start at 1; `Meta.Total` says when to stop (a short page, if it is absent).
-        for number in 1..=super::MAX_LIST_PAGES as usize {
+        let mut ids = std::collections::HashSet::new();
+        // Nothing documents whether `pageNumber` starts at 0 or 1. The first request names no
+        // number (the vendor's own first page either way); then numbers count from 1, where a
+        // 1-based API repeats the first page (nothing new, skipped) and a 0-based one goes on.
+        // The walk ends at an empty page, at `Meta.Total`, at a page shorter than the size the
+        // vendor applied (when it gives no total), or after two pages in a row that brought
+        // nothing new.
+        let mut nothing_new = 0;
+        // The page size the vendor applied: the largest page seen (it may cap the 100 asked).
+        let mut applied = 0;
+        for number in std::iter::once(None).chain((1..super::MAX_LIST_PAGES as usize).map(Some)) {
             let page = self.page(ctx, "list", instance, number, PAGE_SIZE).await?;
             let n = page.items.len();
-            seen += n;
+            applied = applied.max(n);
+            let mut new = 0;
             for raw in page.items {
-                out.push(to_domain(raw, region)?);
+                let snapshot = to_domain(raw, region)?;
+                if ids.insert(snapshot.native_id.clone()) {
+                    new += 1;
+                    out.push(snapshot);
+                }
             }
+            nothing_new = if new == 0 { nothing_new + 1 } else { 0 };
             let total = page.meta.and_then(|m| m.total);
-            if n == 0 || total.map_or(n < PAGE_SIZE, |t| seen as u64 >= t) {
+            let complete = total.is_some_and(|t| ids.len() as u64 >= t);
+            let short = n < applied && new > 0;
+            if n == 0 || complete || (short && total.is_none()) || nothing_new >= 2 {
                 return Ok(out);
             }
         }
