@@ -91,37 +91,9 @@ impl Scrubber {
         }
     }
 
-    /// The secrets of one outgoing request: its credential headers (the whole value, the part
-    /// after the scheme, and for `Basic` the decoded user and password) and the values of a
-    /// form-encoded body (OAuth password grants).
+    /// The secrets of one outgoing request (see [`Sent`]).
     pub fn of_request(request: &reqwest::Request) -> Self {
-        let mut s = Self::new();
-        for name in SECRET_HEADERS {
-            for value in request.headers().get_all(name) {
-                let Ok(value) = value.to_str() else { continue };
-                s.add(value);
-                if let Some((scheme, rest)) = value.trim().split_once(' ') {
-                    if scheme.eq_ignore_ascii_case("basic") {
-                        s.add_basic(rest.trim());
-                    }
-                }
-            }
-        }
-        let form = request
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if let Some(body) = request.body().and_then(|b| b.as_bytes()).filter(|_| form) {
-            // The body as a whole (a vendor may echo all of it, in any encoding), then each value.
-            s.add(&String::from_utf8_lossy(body));
-            for (key, value) in url::form_urlencoded::parse(body) {
-                if !matches!(key.as_ref(), "grant_type" | "scope") {
-                    s.add(&value);
-                }
-            }
-        }
-        s
+        Sent::of(request).scrubber()
     }
 
     fn add_basic(&mut self, encoded: &str) {
@@ -164,6 +136,66 @@ fn json_escaped(s: &str) -> String {
     json.get(1..json.len().saturating_sub(1))
         .unwrap_or_default()
         .to_owned()
+}
+
+/// What an outgoing request carried that may be secret — its credential headers and a
+/// form-encoded body — kept as sent (a few cheap clones). The [`Scrubber`], with every encoded
+/// form, is only built when a vendor's words come back, not on every call.
+pub struct Sent {
+    headers: Vec<reqwest::header::HeaderValue>,
+    form: Option<Vec<u8>>,
+}
+
+impl Sent {
+    pub fn of(request: &reqwest::Request) -> Self {
+        let headers = SECRET_HEADERS
+            .iter()
+            .flat_map(|name| request.headers().get_all(*name).iter().cloned())
+            .collect();
+        let form = request
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let form = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .filter(|_| form)
+            .map(<[u8]>::to_vec);
+        Self { headers, form }
+    }
+
+    /// Every form of every secret the request carried: each credential header (the whole
+    /// value, the part after the scheme, and for `Basic` the decoded user and password), and a
+    /// form body as a whole and value by value (OAuth password grants).
+    pub fn scrubber(&self) -> Scrubber {
+        let mut s = Scrubber::new();
+        for value in &self.headers {
+            let Ok(value) = value.to_str() else { continue };
+            s.add(value);
+            if let Some((scheme, rest)) = value.trim().split_once(' ') {
+                if scheme.eq_ignore_ascii_case("basic") {
+                    s.add_basic(rest.trim());
+                }
+            }
+        }
+        if let Some(body) = &self.form {
+            // The body as a whole (a vendor may echo all of it, in any encoding), then each value.
+            s.add(&String::from_utf8_lossy(body));
+            for (key, value) in url::form_urlencoded::parse(body) {
+                if !matches!(key.as_ref(), "grant_type" | "scope") {
+                    s.add(&value);
+                }
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sent({} headers, redacted)", self.headers.len())
+    }
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ async fn tenant_quota(
         Arc<Authenticator>,
         Arc<TenantQuotas>,
     )>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let header = req
@@ -227,7 +227,12 @@ async fn tenant_quota(
         _ => None,
     };
     let _permit = match caller {
-        Some(caller) => quotas.of(&caller.tenant).acquire_owned().await.ok(),
+        Some(caller) => {
+            let permit = quotas.of(&caller.tenant).acquire_owned().await.ok();
+            // The handler's `Caller` extractor takes it from here instead of verifying again.
+            req.extensions_mut().insert(caller);
+            permit
+        }
         None => None,
     };
     next.run(req).await

@@ -17,7 +17,7 @@ use rand::Rng;
 use reqwest::{header::HeaderMap, Method, RequestBuilder, StatusCode};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::scrub::Scrubber;
+use crate::scrub::Sent;
 use crate::{domain::ProviderKind, providers::ProviderError, telemetry};
 use guard::{Admission, GuardConfig, Guards, RetryBudget};
 
@@ -284,7 +284,7 @@ impl Upstream {
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
         // What this very call carried, so a vendor echoing it cannot pass it on.
-        let scrubber = Scrubber::of_request(&request);
+        let sent = Sent::of(&request);
         let mut response = self
             .client
             .execute(request)
@@ -313,7 +313,7 @@ impl Upstream {
                 body: body.into(),
             });
         }
-        let text = message(&body).map(|m| scrubber.scrub(&m));
+        let text = message(&body).map(|m| sent.scrubber().scrub(&m));
         let hold = self
             .inner
             .config
