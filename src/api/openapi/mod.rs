@@ -1,0 +1,170 @@
+//! The OpenAPI 3.1 document: derived from the handlers' annotations, then completed here with
+//! what derive macros cannot say — every failure each route can answer, the per-provider shape of
+//! account bodies, the constraints the server enforces, and links between operations.
+//!
+//! Everything a route can answer is declared, so a client generated from the document gets a
+//! typed `Problem` for every failure, and Schemathesis holds the server to it in CI.
+
+use serde_json::Value;
+use utoipa::{
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use super::{
+    accounts, health, listing, operations, problem::Problem, providers, snapshots,
+    snapshots::Include,
+};
+use crate::providers::ProviderInfo;
+
+mod failures;
+mod shapes;
+
+pub use failures::ROUTE_FAILURES;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "snapgate",
+        description = "One HTTP API in front of the snapshot APIs of Hyperstack, Koyeb, Oktawave, Hostinger VPS and Syminet.\n\nEvery `/v1` route takes `Authorization: Bearer <JWT>`; the scopes each route needs are listed on it. Errors are `application/problem+json` (RFC 9457) with a stable `code` and the `request_id`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        providers::list,
+        accounts::list, accounts::create, accounts::get, accounts::update, accounts::delete,
+        accounts::verify,
+        listing::list, snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
+        snapshots::restore, snapshots::image, snapshots::name_availability,
+        operations::list, operations::get,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(Problem, Include)),
+    modifiers(&Security),
+    tags(
+        (name = "providers", description = "The five clouds and what each supports"),
+        (name = "accounts", description = "Provider credentials, sealed at rest and write-only"),
+        (name = "snapshots", description = "The normalized snapshot API over all five providers"),
+        (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
+        (name = "service", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served at `/openapi.json` and committed under `openapi/`.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    complete(&mut doc, &crate::providers::infos());
+    doc
+}
+
+/// Pretty JSON of the document, as `snapgate openapi` prints it.
+pub fn document_json() -> String {
+    serde_json::to_string_pretty(&document()).unwrap_or_default() + "\n"
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".to_owned());
+        http.description = Some(
+            "A JWT carrying the tenant claim and the scopes `snapshots:read`, `snapshots:write`, `accounts:read`, `accounts:write` (in `scope` or `scp`). `snapgate token` mints one for development.".to_owned(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// Account ids, as `AccountId` parses them.
+pub const ACCOUNT_ID_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+/// Snapshot ids `{account}:{native_id}`, as `SnapshotId` parses them.
+pub const SNAPSHOT_ID_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}:[A-Za-z0-9._-]{1,128}$";
+/// At least one character that is not white space (exactly Rust's `char::is_whitespace`, which
+/// `str::trim` uses), so a text the server calls blank is one the schema calls invalid.
+pub const NOT_BLANK_PATTERN: &str = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+/// A credential sent in a header: visible ASCII and spaces, not blank.
+pub const HEADER_TEXT_PATTERN: &str = "^[ -~]*[!-~][ -~]*$";
+/// Any other account field: no control characters, not blank.
+pub const PLAIN_TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// `Idempotency-Key`: 1–255 visible ASCII characters.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
+/// Completes the derived document (see the module comment).
+fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
+    failures::add_failure_responses(doc);
+    failures::type_nested_problems(doc);
+    shapes::constrain(doc);
+    shapes::model_account_bodies(doc, providers);
+    shapes::link(doc);
+}
+
+/// Calls `f(path, method, operation)` for every operation of the document.
+pub(super) fn for_each_operation(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if matches!(method.as_str(), "get" | "put" | "post" | "patch" | "delete") {
+                f(path, method, op);
+            }
+        }
+    }
+}
+
+/// Adds `extra`'s members to `target` (an object), replacing same-named ones.
+pub(super) fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_v1_operation_says_what_it_can_fail_with() {
+        let doc = document();
+        let mut seen = Vec::new();
+        let mut doc = doc;
+        for_each_operation(&mut doc, |path, method, op| {
+            if path.starts_with("/v1/") {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    ROUTE_FAILURES.iter().any(|(name, _)| *name == id),
+                    "{method} {path} ({id}) is missing from ROUTE_FAILURES"
+                );
+                seen.push(id);
+            }
+        });
+        assert_eq!(seen.len(), ROUTE_FAILURES.len());
+    }
+
+    #[test]
+    fn the_blank_pattern_is_rusts_white_space() {
+        // Every char Rust trims is in the pattern's excluded class, and a few that are not.
+        let excluded = [
+            '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', ' ', '\u{85}', '\u{a0}', '\u{1680}',
+            '\u{2000}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+        ];
+        for c in excluded {
+            assert!(c.is_whitespace(), "{c:?}");
+        }
+        for c in ['\u{1c}', '\u{200b}', '\u{180e}', 'a'] {
+            assert!(!c.is_whitespace(), "{c:?}");
+        }
+        let count = (0..=0x10ffffu32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .count();
+        assert_eq!(
+            count, 25,
+            "Rust's White_Space set changed: update NOT_BLANK_PATTERN"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The shapes the server enforces: constraints, per-provider account bodies, examples a
+//! person can send, and links between operations.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    for_each_operation, merge, ACCOUNT_ID_PATTERN, HEADER_TEXT_PATTERN, IDEMPOTENCY_KEY_PATTERN,
+    NOT_BLANK_PATTERN, PLAIN_TEXT_PATTERN, SNAPSHOT_ID_PATTERN,
+};
+use crate::{
+    api::{accounts, listing, operations, snapshots},
+    domain::FieldSpec,
+    providers::ProviderInfo,
+};
+
+/// The limits the server enforces, stated where a client can see them.
+pub(super) fn constrain(doc: &mut Value) {
+    let text = |max: usize| json!({"minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN});
+    let name = text(snapshots::MAX_NAME);
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, property, constraint) in [
+        (
+            "CreateSnapshot",
+            "account",
+            json!({"pattern": ACCOUNT_ID_PATTERN}),
+        ),
+        ("CreateSnapshot", "source_id", name.clone()),
+        ("CreateSnapshot", "name", name.clone()),
+        (
+            "CreateSnapshot",
+            "description",
+            json!({"maxLength": snapshots::MAX_NAME}),
+        ),
+        (
+            "UpdateSnapshot",
+            "name",
+            with_example(&name, "pre-upgrade-2"),
+        ),
+        (
+            "UpdateSnapshot",
+            "description",
+            json!({"maxLength": snapshots::MAX_NAME, "example": "before the 2.0 upgrade"}),
+        ),
+        (
+            "RestoreSnapshot",
+            "new_name",
+            with_example(&name, "restored-vm"),
+        ),
+        ("RestoreSnapshot", "target_id", json!({"example": null})),
+        ("CreateImage", "name", with_example(&name, "golden-image")),
+        ("CreateImage", "labels", json!({"example": ["env=prod"]})),
+    ] {
+        merge(&mut schemas[schema]["properties"][property], constraint);
+    }
+    // `PATCH /v1/snapshots/{id}` needs something to change; a member is a string or absent.
+    schemas["UpdateSnapshot"]["minProperties"] = json!(1);
+    for property in ["name", "description"] {
+        schemas["UpdateSnapshot"]["properties"][property]["type"] = json!("string");
+    }
+
+    for_each_operation(doc, |_, _, op| {
+        // `GET /v1/operations?account=` takes one account id; the snapshot list's `account`
+        // filter takes any text (an unknown id simply matches nothing).
+        let one_account = op["operationId"] == "listOperations";
+        let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+            return;
+        };
+        for p in params {
+            let constraint = match (p["in"].as_str(), p["name"].as_str()) {
+                (Some("path"), Some("account")) => json!({"pattern": ACCOUNT_ID_PATTERN}),
+                (Some("query"), Some("account")) if one_account => {
+                    json!({"pattern": ACCOUNT_ID_PATTERN})
+                }
+                (Some("path"), Some("snapshot")) => json!({"pattern": SNAPSHOT_ID_PATTERN}),
+                (Some("path"), Some("name")) => text(snapshots::MAX_NAME),
+                (Some("header"), Some("Idempotency-Key")) => json!({
+                    "type": "string", "minLength": 1, "maxLength": 255,
+                    "pattern": IDEMPOTENCY_KEY_PATTERN,
+                }),
+                (Some("query"), Some("page_size")) => json!({
+                    "type": "integer", "minimum": 1, "maximum": listing::MAX_PAGE_SIZE,
+                }),
+                (Some("query"), Some("limit")) => json!({
+                    "type": "integer", "minimum": 1, "maximum": operations::MAX_LIMIT,
+                }),
+                _ => continue,
+            };
+            // Integers are declared plainly: the derived `format` (uint32, …) is not the limit.
+            if let Some(schema) = p["schema"].as_object_mut() {
+                schema.remove("format");
+            }
+            merge(&mut p["schema"], constraint);
+        }
+    });
+}
+
+fn with_example(schema: &Value, example: &str) -> Value {
+    let mut schema = schema.clone();
+    schema["example"] = json!(example);
+    schema
+}
+
+/// `POST /v1/accounts` is one shape per provider, chosen by `provider`: its credential and
+/// setting fields are exactly those the provider declares (`GET /v1/providers` lists the same).
+pub(super) fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo]) {
+    let schemas = &mut doc["components"]["schemas"];
+    let generic = schemas["CreateAccount"].clone();
+    let mut variants = Vec::new();
+    let mut mapping = Map::new();
+    for info in providers {
+        let kind = info.kind.as_str();
+        let title = format!("Create{}Account", capitalized(kind));
+        let mut variant = generic.clone();
+        variant["description"] = json!(format!("A {} account.", info.display_name));
+        variant["additionalProperties"] = json!(false);
+        let properties = &mut variant["properties"];
+        properties["id"]["pattern"] = json!(ACCOUNT_ID_PATTERN);
+        properties["provider"] = json!({"type": "string", "enum": [kind]});
+        properties["display_name"]["maxLength"] = json!(accounts::MAX_DISPLAY_NAME);
+        properties["credentials"] = fields_schema(
+            info.credential_fields,
+            "Credential fields; write-only, sealed at rest",
+        );
+        properties["settings"] = fields_schema(info.setting_fields, "Non-secret settings");
+        let mut required = vec![json!("id"), json!("provider"), json!("credentials")];
+        if info.setting_fields.iter().any(|f| f.required) {
+            required.push(json!("settings"));
+        }
+        variant["required"] = Value::Array(required);
+        // A body Swagger UI's "Try it out" can send as it is (only the secrets to fill in).
+        let fill = |fields: &[FieldSpec]| -> Map<String, Value> {
+            fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| {
+                    let value = f
+                        .allowed
+                        .and_then(|a| a.first().copied())
+                        .map_or_else(|| format!("<{}>", f.name.replace('_', " ")), str::to_owned);
+                    (f.name.to_owned(), json!(value))
+                })
+                .collect()
+        };
+        variant["example"] = json!({
+            "id": format!("prod-{kind}"),
+            "provider": kind,
+            "display_name": format!("Production {}", info.display_name),
+            "credentials": fill(info.credential_fields),
+            "settings": fill(info.setting_fields),
+        });
+        mapping.insert(
+            kind.to_owned(),
+            json!(format!("#/components/schemas/{title}")),
+        );
+        variants.push(json!({"$ref": format!("#/components/schemas/{title}")}));
+        schemas[title.as_str()] = variant;
+    }
+    schemas["CreateAccount"] = json!({
+        "description": generic["description"].clone(),
+        "oneOf": variants,
+        "discriminator": {"propertyName": "provider", "mapping": mapping},
+    });
+    // A PATCH does not name the provider: its members are those of any provider, and the
+    // server checks them against the account's own (422 naming the field otherwise).
+    let union = |section: fn(&ProviderInfo) -> &'static [FieldSpec]| {
+        let mut all: Vec<FieldSpec> = Vec::new();
+        for info in providers {
+            for f in section(info) {
+                match all.iter_mut().find(|seen| seen.name == f.name) {
+                    Some(seen) => {
+                        seen.visible_ascii &= f.visible_ascii;
+                        seen.required = false;
+                    }
+                    None => all.push(FieldSpec {
+                        required: false,
+                        ..f.clone()
+                    }),
+                }
+            }
+        }
+        all
+    };
+    for (section, fields, what) in [
+        (
+            "credentials",
+            union(|i| i.credential_fields),
+            "Replaces all credentials: every field the account's provider requires must be given",
+        ),
+        (
+            "settings",
+            union(|i| i.setting_fields),
+            "Replaces all settings (those of the account's provider)",
+        ),
+    ] {
+        let mut schema = fields_schema(&fields, what);
+        if section == "credentials" {
+            schema["minProperties"] = json!(1);
+        }
+        schemas["UpdateAccount"]["properties"][section] =
+            json!({"oneOf": [{"type": "null"}, schema]});
+    }
+    schemas["UpdateAccount"]["properties"]["display_name"]["maxLength"] =
+        json!(accounts::MAX_DISPLAY_NAME);
+    schemas["UpdateAccount"]["example"] = json!({"display_name": "Production (EU)"});
+}
+
+fn fields_schema(fields: &[FieldSpec], description: &str) -> Value {
+    let mut properties = Map::new();
+    for f in fields {
+        let pattern = if f.visible_ascii {
+            HEADER_TEXT_PATTERN
+        } else {
+            PLAIN_TEXT_PATTERN
+        };
+        let mut field = json!({"type": "string", "description": f.description, "pattern": pattern});
+        if let Some(allowed) = f.allowed {
+            field = json!({"type": "string", "description": f.description, "enum": allowed});
+        }
+        properties.insert(f.name.to_owned(), field);
+    }
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
+    json!({
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// OpenAPI links: from work accepted to its operation, from a created or fetched resource to
+/// what can be done with it (stateful clients and test tools follow them).
+pub(super) fn link(doc: &mut Value) {
+    let to_operation = json!({"GetOperation": {
+        "operationId": "getOperation",
+        "parameters": {"operation": "$response.body#/operation/id"},
+        "description": "The operation tracking the accepted work",
+    }});
+    let account_links = links_with(
+        "account",
+        &[
+            "getAccount",
+            "updateAccount",
+            "verifyAccount",
+            "deleteAccount",
+        ],
+    );
+    let snapshot_links = links_with(
+        "snapshot",
+        &["updateSnapshot", "restoreSnapshot", "deleteSnapshot"],
+    );
+    for_each_operation(doc, |_, _, op| {
+        let (status, links) = match op["operationId"].as_str().unwrap_or_default() {
+            "createSnapshot"
+            | "updateSnapshot"
+            | "deleteSnapshot"
+            | "restoreSnapshot"
+            | "createImageFromSnapshot" => ("202", to_operation.clone()),
+            "createAccount" | "getAccount" => {
+                let status = if op["responses"]["201"].is_object() {
+                    "201"
+                } else {
+                    "200"
+                };
+                (status, account_links.clone())
+            }
+            "getSnapshot" => ("200", snapshot_links.clone()),
+            _ => return,
+        };
+        op["responses"][status]["links"] = links;
+    });
+}
+
+/// Links to `operations`, each taking the response body's `id` as its `parameter`.
+fn links_with(parameter: &str, operations: &[&str]) -> Value {
+    let links: Map<String, Value> = operations
+        .iter()
+        .map(|op| {
+            (
+                capitalized(op),
+                json!({"operationId": op, "parameters": {parameter: "$response.body#/id"}}),
+            )
+        })
+        .collect();
+    Value::Object(links)
+}
