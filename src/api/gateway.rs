@@ -210,6 +210,34 @@ pub fn snapshot_404(_: &AccountId) -> ApiError {
     ApiError::not_found("snapshot_not_found", "the snapshot does not exist")
 }
 
+/// A new operation of `resolved`'s account, running, with no vendor handle yet.
+pub fn new_operation(
+    resolved: &Resolved,
+    kind: OperationKind,
+    native_id: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> Operation {
+    let account = resolved.account();
+    Operation {
+        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        kind,
+        state: OperationState::Running,
+        account: account.id.clone(),
+        provider: account.provider,
+        snapshot_id: native_id.map(|n| format!("{}:{n}", account.id)),
+        result: None,
+        vendor_ref: crate::domain::VendorRef {
+            kind: VendorRefKind::None,
+            id: None,
+        },
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        error: None,
+        tracking: serde_json::Value::Null,
+    }
+}
+
 /// Records the operation a vendor call started: completes the one its intent stored (same id,
 /// so a replay of the key names it), or stores a new one.
 pub async fn record(
@@ -223,24 +251,18 @@ pub async fn record(
 ) -> Result<Operation, ApiError> {
     let now = Utc::now();
     let native = submitted.native_id.as_deref().or(known_native_id);
-    let op = Operation {
-        id: intended.as_ref().map_or_else(
-            || format!("op_{}", uuid::Uuid::now_v7().simple()),
-            |o| o.id.clone(),
-        ),
-        kind,
-        state: submitted.state,
-        account: resolved.account().id.clone(),
-        provider: resolved.account().provider,
-        snapshot_id: native.map(|n| format!("{}:{n}", resolved.account().id)),
-        result: submitted.result.clone(),
-        vendor_ref: submitted.vendor_ref.clone(),
-        created_at: intended.as_ref().map_or(now, |o| o.created_at),
-        updated_at: now,
-        finished_at: submitted.state.is_terminal().then_some(now),
-        error: None,
-        tracking: submitted.tracking.clone(),
+    let mut op = match &intended {
+        Some(o) => o.clone(),
+        None => new_operation(resolved, kind, native, now),
     };
+    op.state = submitted.state;
+    op.snapshot_id = native.map(|n| format!("{}:{n}", resolved.account().id));
+    op.result = submitted.result.clone();
+    op.vendor_ref = submitted.vendor_ref.clone();
+    op.updated_at = now;
+    op.finished_at = submitted.state.is_terminal().then_some(now);
+    op.error = None;
+    op.tracking = submitted.tracking.clone();
     match intended {
         Some(_) => {
             if !state.store.update_operation(tenant, &op).await? {

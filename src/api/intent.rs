@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{gateway::Resolved, problem::ApiError, AppState};
 use crate::{
-    domain::{Operation, OperationKind, OperationState, SnapshotStatus, VendorRef, VendorRefKind},
+    domain::{Operation, OperationKind, OperationState, SnapshotStatus, VendorRefKind},
     providers::{ListFilter, ProviderError},
 };
 
@@ -57,26 +57,8 @@ impl<'a> Journal<'a> {
         native_id: Option<&str>,
         intent: Intent,
     ) -> Result<(), ApiError> {
-        let now = Utc::now();
-        let account = resolved.account();
-        let op = Operation {
-            id: format!("op_{}", uuid::Uuid::now_v7().simple()),
-            kind,
-            state: OperationState::Running,
-            account: account.id.clone(),
-            provider: account.provider,
-            snapshot_id: native_id.map(|n| format!("{}:{n}", account.id)),
-            result: None,
-            vendor_ref: VendorRef {
-                kind: VendorRefKind::None,
-                id: None,
-            },
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            error: None,
-            tracking: serde_json::json!({ "intent": intent }),
-        };
+        let mut op = super::gateway::new_operation(resolved, kind, native_id, Utc::now());
+        op.tracking = serde_json::json!({ "intent": intent });
         self.state.store.insert_operation(self.tenant, &op).await?;
         if let Some(key) = self.key {
             let body = serde_json::json!({"operation": op, "snapshot": null});

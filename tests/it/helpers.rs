@@ -349,3 +349,10 @@ pub async fn first_answer(app: &TestApp, raw: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// Hyperstack's answer to a create: snapshot `id` of VM 2058, `CREATING`.
+pub fn hyperstack_created(id: u64) -> Value {
+    serde_json::json!({"status": true, "message": "Snapshot creation is scheduled.", "snapshot": {
+        "id": id, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
+        "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})
+}

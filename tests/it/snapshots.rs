@@ -10,12 +10,6 @@ use wiremock::{
 
 use crate::helpers::*;
 
-fn created(id: u64) -> Value {
-    json!({"status": true, "message": "Snapshot creation is scheduled.", "snapshot": {
-        "id": id, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
-        "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})
-}
-
 async fn hyperstack_app(mock: &MockServer, config: Option<snapgate::Config>) -> (TestApp, String) {
     let uri = mock.uri();
     let app = match config {
@@ -49,7 +43,7 @@ async fn a_retried_create_with_the_same_idempotency_key_replays_without_a_second
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(77)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(77)))
         .expect(1)
         .mount(&mock)
         .await;
@@ -92,7 +86,7 @@ async fn a_retry_while_the_first_request_is_in_flight_replays_its_operation() {
         .and(path("/core/virtual-machines/2058/snapshots"))
         .respond_with(
             ResponseTemplate::new(201)
-                .set_body_json(created(78))
+                .set_body_json(hyperstack_created(78))
                 .set_delay(Duration::from_millis(600)),
         )
         .expect(1)
@@ -126,7 +120,7 @@ async fn a_failed_vendor_call_frees_the_key_for_a_retry() {
         .await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(79)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(79)))
         .mount(&mock)
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;
@@ -145,7 +139,7 @@ async fn another_tenant_gets_404_for_snapshots_and_operations() {
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(80)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(80)))
         .mount(&mock)
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;
@@ -195,7 +189,7 @@ async fn operations_survive_a_restart() {
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(81)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(81)))
         .mount(&mock)
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -379,7 +373,7 @@ async fn a_request_cut_by_the_deadline_is_replayed_never_sent_twice() {
         .and(path("/core/virtual-machines/2058/snapshots"))
         .respond_with(
             ResponseTemplate::new(201)
-                .set_body_json(created(82))
+                .set_body_json(hyperstack_created(82))
                 .set_delay(Duration::from_millis(1_500)),
         )
         .expect(1)
@@ -415,7 +409,7 @@ async fn an_operation_whose_account_was_deleted_fails_instead_of_polling_a_newco
     let mock = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(created(84)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(84)))
         .mount(&mock)
         .await;
     let (app, t) = hyperstack_app(&mock, None).await;

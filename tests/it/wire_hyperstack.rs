@@ -466,9 +466,7 @@ async fn a_snapshot_answered_with_400_is_gone_and_its_create_fails_instead_of_ru
     // A create whose snapshot then answers 400 ends as failed when polled.
     Mock::given(method("POST"))
         .and(path("/v1/core/virtual-machines/2058/snapshots"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"status": true, "snapshot": {
-            "id": 1402, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
-            "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(hyperstack_created(1402)))
         .mount(&mock)
         .await;
     let accepted: Value = app
