@@ -51,6 +51,11 @@ enum Command {
         /// Faults active from the start: JSON `{"koyeb": {"latency_ms": 200}, ...}`.
         #[arg(long)]
         faults: Option<String>,
+        /// A reading of undocumented vendor behaviour to play, `NAME[=VALUE]` (repeatable), e.g.
+        /// `hyperstack.page_cap=20`, `oktawave.page_base=0`, `koyeb.migrating`; the list is in
+        /// the README ("Simulator variants").
+        #[arg(long = "variant", value_name = "NAME[=VALUE]")]
+        variants: Vec<String>,
     },
     /// Gateway + simulator + one seeded account per provider: the newcomer's command.
     Demo {
@@ -82,6 +87,7 @@ async fn main() -> ExitCode {
             async_delay_ms,
             token_ttl_secs,
             faults,
+            variants,
         } => {
             snapgate::telemetry::init("warn");
             let faults = match faults {
@@ -89,13 +95,19 @@ async fn main() -> ExitCode {
                     .map_err(|e| format!("--faults is not a vendor → fault JSON map: {e}")),
                 None => Ok(Default::default()),
             };
-            match faults {
+            let mut played = snapgate::simulator::Variants::default();
+            let variants = variants
+                .iter()
+                .try_for_each(|spec| played.apply(spec))
+                .map_err(|e| format!("--variant: {e}"));
+            match faults.and_then(|f| variants.map(|()| f)) {
                 Ok(faults) => {
                     let config = snapgate::simulator::SimulatorConfig {
                         async_delay: std::time::Duration::from_millis(async_delay_ms),
                         token_ttl: std::time::Duration::from_secs(token_ttl_secs),
                         seed: true,
                         faults,
+                        variants: played,
                     };
                     snapgate::demo::simulate(listen, config)
                         .await

@@ -11,6 +11,9 @@
 //! | GET | `/_sim/stats` | `{vendor: {requests, in_flight, max_in_flight}}` |
 //! | DELETE | `/_sim/stats` | reset counters → 204 |
 //! | GET | `/_sim/connections` | `{"accepted": n}` TCP connections accepted since start |
+//! | GET | `/_sim/variants` | active variants, `{name: true \| number}` |
+//! | PUT | `/_sim/variants` | replace them with a `{name: true \| number}` object → 204 |
+//! | DELETE | `/_sim/variants` | back to the default readings → 204 |
 //!
 //! Errors here are `{"error": "..."}`. Owns only the HTTP mapping onto `Shared`.
 
@@ -26,7 +29,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::faults::{Fault, Shared};
-use super::{Refusal, Reply, Vendor};
+use super::{Refusal, Reply, Variants, Vendor};
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -35,6 +38,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/requests", get(requests).delete(clear_requests))
         .route("/stats", get(stats).delete(reset_stats))
         .route("/connections", get(connections))
+        .route(
+            "/variants",
+            get(list_variants).put(put_variants).delete(clear_variants),
+        )
         .with_state(shared)
 }
 
@@ -103,5 +110,22 @@ async fn connections(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn reset_stats(State(shared): State<Arc<Shared>>) -> StatusCode {
     shared.reset_stats();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_variants(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.variants.get().to_json()).into_response()
+}
+
+async fn put_variants(State(shared): State<Arc<Shared>>, body: Bytes) -> Reply {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("invalid variants: {e}")))?;
+    let variants = Variants::from_json(&map).map_err(|e| problem(StatusCode::BAD_REQUEST, &e))?;
+    shared.variants.put(variants);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn clear_variants(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.variants.put(Variants::default());
     StatusCode::NO_CONTENT
 }

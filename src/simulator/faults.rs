@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::variants::VariantCell;
 use super::{
     delta, hostinger, hyperstack, koyeb, lock, oktawave, syminet, SimulatorConfig, Vendor,
 };
@@ -41,7 +42,8 @@ pub struct Fault {
     /// Answer with this status (400..=599) and the vendor's error body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Answer 429 with this `Retry-After` (seconds) and the vendor's error body.
+    /// Answer 429 with this `Retry-After` (seconds) and the vendor's error body (no header under
+    /// the `rate_limit.no_retry_after` variant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_retry_after: Option<u64>,
     /// Close the TCP connection abruptly (RST) without answering.
@@ -119,6 +121,8 @@ pub(super) struct Shared {
     stats: Mutex<HashMap<Vendor, VendorStats>>,
     /// TCP connections accepted since start (benchmarks check the gateway pools its sockets).
     pub(super) connections: std::sync::atomic::AtomicU64,
+    /// Which reading of undocumented behaviour each vendor plays.
+    pub(super) variants: VariantCell,
 }
 
 impl Shared {
@@ -136,6 +140,7 @@ impl Shared {
             journal: Mutex::new(VecDeque::new()),
             stats: Mutex::new(HashMap::new()),
             connections: std::sync::atomic::AtomicU64::new(0),
+            variants: VariantCell::new(config.variants),
         }
     }
 
@@ -307,6 +312,8 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     };
     g.shared.record(g.vendor, &parts, &bytes);
     let mut req = Request::from_parts(parts, Body::from(bytes));
+    let variants = g.shared.variants.get();
+    req.extensions_mut().insert(variants);
     let starts_async_work =
         !g.token_endpoint && !matches!(*req.method(), Method::GET | Method::HEAD);
     let Some(fault) = g.shared.take_fault(g.vendor, starts_async_work) else {
@@ -331,8 +338,10 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         }
         if let Some(secs) = fault.rate_limit_retry_after {
             let mut resp = vendor_error(vendor, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            if !variants.rate_limit_no_retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             return resp;
         }
         if let Some(status) = fault.status {

@@ -20,6 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
+use super::variants::Variants;
 use super::{bearer, lock, phase, query_int, query_map, Phase, Refusal, Reply, HOSTINGER_TOKEN};
 
 /// id, data center, state, created_at (the vendor's 5-digit fraction)
@@ -324,8 +325,16 @@ async fn data_centers() -> Response {
     .into_response()
 }
 
-async fn get_snapshot(State(api): ApiState, Path(vm): Path<String>) -> Reply {
+async fn get_snapshot(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(vm): Path<String>,
+) -> Reply {
     let vm_id = find_vm(&vm)?.0;
+    if v.hostinger_vm_read_fails == Some(vm_id) {
+        let message = "Failed to read the snapshot of this virtual machine";
+        return Err(error(StatusCode::INTERNAL_SERVER_ERROR, message).into());
+    }
     let st = api.settled(Utc::now());
     let s = st.snaps.get(&vm_id).ok_or_else(|| not_found("Snapshot"))?;
     Ok(Json(json!({

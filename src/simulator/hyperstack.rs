@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
+use super::variants::Variants;
 use super::HYPERSTACK_API_KEY;
 use super::{json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -99,6 +100,7 @@ pub(super) fn router(delay: TimeDelta, seed: bool, now: DateTime<Utc>) -> Router
             get(name_availability),
         )
         .route("/core/virtual-machines/{id}/snapshots", post(create))
+        .route("/core/virtual-machines/{id}", get(get_vm))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -235,10 +237,17 @@ fn bad(message: &str) -> Refusal {
     error(StatusCode::BAD_REQUEST, message).into()
 }
 
-fn snapshot<'a>(st: &'a HsState, raw: &str) -> Result<&'a Snap, Refusal> {
+/// The snapshot a path names; a missing one is 404, or 400 under `hyperstack.not_found_400`
+/// (the page documents 200/400/401/500 only).
+fn snapshot<'a>(st: &'a HsState, raw: &str, v: Variants) -> Result<&'a Snap, Refusal> {
     let id: Option<i64> = raw.parse().ok();
-    id.and_then(|id| st.snaps.get(&id))
-        .ok_or_else(|| not_found("Snapshot", raw))
+    id.and_then(|id| st.snaps.get(&id)).ok_or_else(|| {
+        if v.hyperstack_not_found_400 {
+            bad(&format!("Snapshot with id {raw} does not exist"))
+        } else {
+            not_found("Snapshot", raw)
+        }
+    })
 }
 
 /// A required name of at most 50 characters.
@@ -317,7 +326,11 @@ impl Api {
     }
 }
 
-async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
+async fn list(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let q = query_map(query.as_deref());
     let (Ok(page), Ok(page_size)) = (query_int(&q, "page"), query_int(&q, "pageSize")) else {
         return Err(bad("page and pageSize must be integers"));
@@ -326,6 +339,9 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
     if page < 1 || page_size < 1 {
         return Err(bad("page and pageSize must be positive"));
     }
+    let page_size = v
+        .hyperstack_page_cap
+        .map_or(page_size, |cap| page_size.min(i64::from(cap)));
     let search = q.get("search").map(|s| s.to_lowercase());
     let now = Utc::now();
     let st = lock(&api.state);
@@ -357,9 +373,13 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
     .into_response())
 }
 
-async fn get_one(State(api): ApiState, Path(id): Path<String>) -> Reply {
+async fn get_one(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+) -> Reply {
     let st = lock(&api.state);
-    let s = snapshot(&st, &id)?;
+    let s = snapshot(&st, &id, v)?;
     Ok(Json(json!({
         "status": true,
         "message": format!("Retrieved snapshot {}", s.id),
@@ -427,9 +447,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn delete(State(api): ApiState, Path(id): Path<String>) -> Reply {
+async fn delete(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+) -> Reply {
     let mut st = lock(&api.state);
-    let snap = snapshot(&st, &id)?;
+    let snap = snapshot(&st, &id, v)?;
     if api.status(snap, Utc::now()) == "CREATING" {
         let conflict = error(
             StatusCode::CONFLICT,
@@ -458,11 +482,12 @@ async fn restore(
     State(api): ApiState,
     Path(id): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
+    Extension(v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let now = Utc::now();
     let mut st = lock(&api.state);
-    let snap = snapshot(&st, &id)?;
+    let snap = snapshot(&st, &id, v)?;
     // `contract_id` is accepted and ignored: contracts are not simulated.
     let req: RestoreReq = json_body(&body).map_err(|e| bad(&e))?;
     let name = name(req.new_vm_name, "new_vm_name")?;
@@ -483,7 +508,7 @@ async fn restore(
         name: name.clone(),
         created_at: now,
         shutoff: false,
-        fails,
+        fails: fails || v.restore_new_resource_fails,
         ..*source
     };
     let vm_id = st.next_vm;
@@ -509,6 +534,29 @@ async fn restore(
     Ok(Json(json!({ "status": true, "message": message, "instance": instance })).into_response())
 }
 
+/// `GET /core/virtual-machines/{id}`: the VM (`CREATING` → `ACTIVE`, or `ERROR` when its build
+/// fails), so a restore's new VM can be followed.
+async fn get_vm(State(api): ApiState, Path(raw): Path<String>) -> Reply {
+    let st = lock(&api.state);
+    let id: i64 = raw
+        .parse()
+        .map_err(|_| not_found("Virtual machine", &raw))?;
+    let vm = st
+        .vms
+        .get(&id)
+        .ok_or_else(|| not_found("Virtual machine", &raw))?;
+    let status = api.vm_status(vm, Utc::now());
+    let instance = json!({
+        "id": id, "name": vm.name, "status": status,
+        "vm_state": if status == "CREATING" { "building" } else { "active" },
+        "os": vm.image, "flavor": flavor(vm.flavor).1,
+        "environment": { "id": vm.env_id, "name": format!("default-{}", vm.region), "org_id": ORG_ID, "region": vm.region },
+        "created_at": ts(vm.created_at),
+    });
+    let message = "Getting virtual machine details successful";
+    Ok(Json(json!({ "status": true, "message": message, "instance": instance })).into_response())
+}
+
 async fn name_availability(State(api): ApiState, Path(name): Path<String>) -> Response {
     let taken = lock(&api.state).snaps.values().any(|s| s.name == name);
     let message = if taken {
@@ -524,9 +572,14 @@ struct ImageReq {
     name: Option<String>,
 }
 
-async fn create_image(State(api): ApiState, Path(id): Path<String>, body: Bytes) -> Reply {
+async fn create_image(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Reply {
     let mut st = lock(&api.state);
-    let snap = snapshot(&st, &id)?;
+    let snap = snapshot(&st, &id, v)?;
     // `labels` is accepted and ignored: images are not listed.
     let req: ImageReq = json_body(&body).map_err(|e| bad(&e))?;
     name(req.name, "Image name")?;

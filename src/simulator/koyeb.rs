@@ -14,11 +14,12 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::variants::Variants;
 use super::{bearer, json_body, lock, phase, Phase, Refusal, Reply, KOYEB_TOKEN};
 
 const ORG_ID: &str = "c402bcad-d06d-4fd6-8af2-08b790c0e249";
@@ -56,6 +57,8 @@ struct Volume {
     snapshot_id: Option<String>,
     service_id: Option<String>,
     created_at: DateTime<Utc>,
+    /// A restore that failed to build: `DELETING` until then, gone after.
+    removed_at: Option<DateTime<Utc>>,
 }
 
 struct Snap {
@@ -67,6 +70,8 @@ struct Snap {
     created_at: DateTime<Utc>,
     renamed_at: Option<DateTime<Utc>>,
     deleting_since: Option<DateTime<Utc>>,
+    /// Taken before the simulator started (under `koyeb.migrating`: still migrating).
+    seeded: bool,
 }
 
 struct KoyebState {
@@ -115,6 +120,7 @@ fn seeded(seed: bool, now: DateTime<Utc>) -> KoyebState {
             snapshot_id: None,
             service_id: service.map(str::to_owned),
             created_at: now - TimeDelta::days(days) - TimeDelta::microseconds(381_207),
+            removed_at: None,
         })
         .collect();
     let snaps = SEED_SNAPSHOTS
@@ -131,6 +137,7 @@ fn seeded(seed: bool, now: DateTime<Utc>) -> KoyebState {
                 created_at: now - TimeDelta::microseconds(age),
                 renamed_at: None,
                 deleting_since: None,
+                seeded: true,
             }
         })
         .collect();
@@ -177,25 +184,35 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 impl Api {
-    /// Status at `now`, or `None` once a deletion has finished.
-    fn status(&self, s: &Snap, now: DateTime<Utc>) -> Option<&'static str> {
+    /// Status at `now`, or `None` once a deletion has finished. Under `koyeb.migrating` a
+    /// finished snapshot moves to cold storage (`MIGRATING`) for one more delay; seeded ones
+    /// are still moving.
+    fn status(&self, s: &Snap, v: Variants, now: DateTime<Utc>) -> Option<&'static str> {
         if let Some(since) = s.deleting_since {
             return (phase(since, self.delay, now) != Phase::Done)
                 .then_some("SNAPSHOT_STATUS_DELETING");
         }
+        let migrating = v.koyeb_migrating
+            && (s.seeded || phase(s.created_at + self.delay, self.delay, now) != Phase::Done);
         Some(match phase(s.created_at, self.delay, now) {
+            Phase::Done if migrating => "SNAPSHOT_STATUS_MIGRATING",
             Phase::Done => "SNAPSHOT_STATUS_AVAILABLE",
             _ => "SNAPSHOT_STATUS_CREATING",
         })
     }
 
-    /// Drops snapshots whose deletion has finished.
+    /// Drops snapshots whose deletion has finished and volumes whose failed restore is cleaned up.
     fn settle(&self, st: &mut KoyebState, now: DateTime<Utc>) {
-        st.snaps.retain(|s| self.status(s, now).is_some());
+        st.snaps.retain(|s| {
+            s.deleting_since
+                .is_none_or(|since| phase(since, self.delay, now) != Phase::Done)
+        });
+        st.volumes
+            .retain(|v| v.removed_at.is_none_or(|at| at > now));
     }
 
-    fn snapshot(&self, s: &Snap, now: DateTime<Utc>) -> Value {
-        let status = self.status(s, now).unwrap_or("SNAPSHOT_STATUS_DELETED");
+    fn snapshot(&self, s: &Snap, v: Variants, now: DateTime<Utc>) -> Value {
+        let status = self.status(s, v, now).unwrap_or("SNAPSHOT_STATUS_DELETED");
         let mut updated = s.created_at;
         if status != "SNAPSHOT_STATUS_CREATING" {
             updated = s.created_at + self.delay;
@@ -228,7 +245,13 @@ fn volume(v: &Volume) -> Value {
         "read_only": false,
         "max_size": v.max_size,
         "cur_size": v.cur_size,
-        "status": if v.service_id.is_some() { "PERSISTENT_VOLUME_STATUS_ATTACHED" } else { "PERSISTENT_VOLUME_STATUS_DETACHED" },
+        "status": if v.removed_at.is_some() {
+            "PERSISTENT_VOLUME_STATUS_DELETING"
+        } else if v.service_id.is_some() {
+            "PERSISTENT_VOLUME_STATUS_ATTACHED"
+        } else {
+            "PERSISTENT_VOLUME_STATUS_DETACHED"
+        },
         "backing_store": LOCAL_BLK,
     });
     if let Value::Object(map) = &mut body {
@@ -300,7 +323,11 @@ fn not_found(what: &str) -> Refusal {
     error(StatusCode::NOT_FOUND, &format!("{what} not found")).into()
 }
 
-async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
+async fn list(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let p = paging(query.as_deref())?;
     let (statuses, regions) = (p.values("statuses"), p.values("region"));
     let orgs = p.values("organization_id");
@@ -311,7 +338,7 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
     snaps.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let items = snaps
         .into_iter()
-        .map(|s| api.snapshot(s, now))
+        .map(|s| api.snapshot(s, v, now))
         .filter(|v| statuses.is_empty() || statuses.iter().any(|s| v["status"] == *s))
         .filter(|v| regions.is_empty() || regions.iter().any(|r| v["region"] == *r))
         .filter(|_| orgs.is_empty() || orgs.contains(&ORG_ID))
@@ -319,7 +346,11 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
     Ok(p.page(items, "snapshots"))
 }
 
-async fn get_one(State(api): ApiState, Path(id): Path<String>) -> Reply {
+async fn get_one(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+) -> Reply {
     let now = Utc::now();
     let mut st = lock(&api.state);
     api.settle(&mut st, now);
@@ -328,7 +359,7 @@ async fn get_one(State(api): ApiState, Path(id): Path<String>) -> Reply {
         .iter()
         .find(|s| s.id == id)
         .ok_or_else(|| not_found("Snapshot"))?;
-    Ok(Json(json!({ "snapshot": api.snapshot(s, now) })).into_response())
+    Ok(Json(json!({ "snapshot": api.snapshot(s, v, now) })).into_response())
 }
 
 /// A body field that must be present and not blank.
@@ -344,7 +375,7 @@ struct CreateReq {
     name: Option<String>,
 }
 
-async fn create(State(api): ApiState, body: Bytes) -> Reply {
+async fn create(State(api): ApiState, Extension(v): Extension<Variants>, body: Bytes) -> Reply {
     // `project_id` is accepted and ignored: projects are not simulated.
     let req: CreateReq = json_body(&body).map_err(|e| invalid("body", &e))?;
     let parent = required(req.parent_volume_id, "parent_volume_id")?;
@@ -366,8 +397,9 @@ async fn create(State(api): ApiState, body: Bytes) -> Reply {
         created_at: now,
         renamed_at: None,
         deleting_since: None,
+        seeded: false,
     };
-    let body = json!({ "snapshot": api.snapshot(&snap, now) });
+    let body = json!({ "snapshot": api.snapshot(&snap, v, now) });
     st.snaps.push(snap);
     Ok(Json(body).into_response())
 }
@@ -377,7 +409,12 @@ struct UpdateReq {
     name: Option<String>,
 }
 
-async fn update(State(api): ApiState, Path(id): Path<String>, body: Bytes) -> Reply {
+async fn update(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Reply {
     let req: UpdateReq = json_body(&body).map_err(|e| invalid("body", &e))?;
     let name = required(req.name, "name")?;
     let now = Utc::now();
@@ -390,10 +427,14 @@ async fn update(State(api): ApiState, Path(id): Path<String>, body: Bytes) -> Re
         .ok_or_else(|| not_found("Snapshot"))?;
     s.name = name;
     s.renamed_at = Some(now);
-    Ok(Json(json!({ "snapshot": api.snapshot(s, now) })).into_response())
+    Ok(Json(json!({ "snapshot": api.snapshot(s, v, now) })).into_response())
 }
 
-async fn delete(State(api): ApiState, Path(id): Path<String>) -> Reply {
+async fn delete(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(id): Path<String>,
+) -> Reply {
     let now = Utc::now();
     let mut st = lock(&api.state);
     api.settle(&mut st, now);
@@ -403,13 +444,14 @@ async fn delete(State(api): ApiState, Path(id): Path<String>) -> Reply {
         .find(|s| s.id == id)
         .ok_or_else(|| not_found("Snapshot"))?;
     s.deleting_since.get_or_insert(now);
-    Ok(Json(json!({ "snapshot": api.snapshot(s, now) })).into_response())
+    Ok(Json(json!({ "snapshot": api.snapshot(s, v, now) })).into_response())
 }
 
 async fn list_volumes(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
     let p = paging(query.as_deref())?;
     let (regions, names) = (p.values("region"), p.values("name"));
-    let st = lock(&api.state);
+    let mut st = lock(&api.state);
+    api.settle(&mut st, Utc::now());
     let mut vols: Vec<&Volume> = st.volumes.iter().collect();
     vols.sort_by_key(|v| std::cmp::Reverse(v.created_at));
     let items = vols
@@ -422,7 +464,8 @@ async fn list_volumes(State(api): ApiState, RawQuery(query): RawQuery) -> Reply 
 }
 
 async fn get_volume(State(api): ApiState, Path(id): Path<String>) -> Reply {
-    let st = lock(&api.state);
+    let mut st = lock(&api.state);
+    api.settle(&mut st, Utc::now());
     let v = st
         .volumes
         .iter()
@@ -441,7 +484,11 @@ struct CreateVolumeReq {
 }
 
 /// `POST /v1/volumes`: a new volume, restored from `snapshot_id` when one is given.
-async fn create_volume(State(api): ApiState, body: Bytes) -> Reply {
+async fn create_volume(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    body: Bytes,
+) -> Reply {
     let req: CreateVolumeReq = json_body(&body).map_err(|e| invalid("body", &e))?;
     let name = required(req.name, "name")?;
     if req.volume_type.as_deref().is_some_and(|t| t != LOCAL_BLK) {
@@ -459,7 +506,8 @@ async fn create_volume(State(api): ApiState, body: Bytes) -> Reply {
                 .iter()
                 .find(|s| &s.id == sid)
                 .ok_or_else(|| not_found("Snapshot"))?;
-            if api.status(snap, now) != Some("SNAPSHOT_STATUS_AVAILABLE") {
+            let ready = ["SNAPSHOT_STATUS_AVAILABLE", "SNAPSHOT_STATUS_MIGRATING"];
+            if !api.status(snap, v, now).is_some_and(|s| ready.contains(&s)) {
                 return Err(invalid("snapshot_id", "snapshot is not available"));
             }
             if req.max_size.is_some_and(|s| s != 0) {
@@ -486,6 +534,7 @@ async fn create_volume(State(api): ApiState, body: Bytes) -> Reply {
     {
         return Err(invalid("name", "a volume with this name already exists"));
     }
+    let fails = snapshot_id.is_some() && v.restore_new_resource_fails;
     let vol = Volume {
         id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -495,6 +544,7 @@ async fn create_volume(State(api): ApiState, body: Bytes) -> Reply {
         snapshot_id,
         service_id: None,
         created_at: now,
+        removed_at: fails.then(|| now + api.delay),
     };
     let body = json!({ "volume": volume(&vol) });
     st.volumes.push(vol);

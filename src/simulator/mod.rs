@@ -20,6 +20,7 @@ mod oktawave;
 mod oktawave_id;
 mod server;
 mod syminet;
+mod variants;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Fault, RecordedRequest, VendorStats};
 use faults::{Gate, Shared};
+pub use variants::{Variants, NAMES as VARIANT_NAMES};
 
 /// Hyperstack API key (header `api_key`).
 pub const HYPERSTACK_API_KEY: &str = "sim-hyperstack-key";
@@ -139,6 +141,8 @@ pub struct SimulatorConfig {
     pub seed: bool,
     /// Faults active from the first request.
     pub faults: HashMap<Vendor, Fault>,
+    /// Readings of undocumented vendor behaviour to play (see [`Variants`]).
+    pub variants: Variants,
 }
 
 impl Default for SimulatorConfig {
@@ -148,6 +152,7 @@ impl Default for SimulatorConfig {
             token_ttl: Duration::from_secs(3600),
             seed: true,
             faults: HashMap::new(),
+            variants: Variants::default(),
         }
     }
 }
@@ -276,6 +281,11 @@ impl RunningSimulator {
     /// Replaces the vendor's fault (`Fault::default()` behaves like no fault).
     pub fn set_fault(&self, v: Vendor, f: Fault) {
         self.shared.set_fault(v, f);
+    }
+
+    /// Replaces the active variants.
+    pub fn set_variants(&self, v: Variants) {
+        self.shared.variants.put(v);
     }
 
     /// Removes every vendor's fault.

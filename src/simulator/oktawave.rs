@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::faults::FailAsync;
 use super::oktawave_id::{self, Tokens};
+use super::variants::Variants;
 use super::OKTAWAVE_USERNAME;
 use super::{json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -65,6 +66,8 @@ struct Ticket {
     instance_id: i64,
     fails: bool,
     applied: bool,
+    /// The snapshot a create listed before its ticket ended (`oktawave.snapshot_before_ticket`).
+    early: Option<i64>,
 }
 
 struct OkState {
@@ -203,10 +206,14 @@ impl Api {
             }
             t.applied = true;
             if t.fails {
+                if let Some(id) = t.early {
+                    st.snaps.remove(&id);
+                }
                 continue;
             }
             let done = t.created + self.delay;
             match t.op.clone() {
+                Op::Create { .. } if t.early.is_some() => {}
                 Op::Create { name, description } => {
                     let id = st.next_snapshot;
                     st.next_snapshot += 1;
@@ -268,11 +275,31 @@ impl Api {
         })
     }
 
-    /// Opens a ticket on an instance and answers with it.
-    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool) -> Reply {
+    /// Opens a ticket on an instance and answers with it; `early` lists a create's snapshot at
+    /// once instead of when the ticket succeeds.
+    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool, early: bool) -> Reply {
         let now = Utc::now();
         let id = st.next_ticket;
         st.next_ticket += 1;
+        let early = match &op {
+            Op::Create { name, description } if early => {
+                let snapshot = st.next_snapshot;
+                st.next_snapshot += 1;
+                let parent = st.current.insert(instance_id, snapshot);
+                let snap = Snap {
+                    id: snapshot,
+                    name: name.clone(),
+                    description: description.clone(),
+                    instance_id,
+                    created: now,
+                    changed: now,
+                    parent,
+                };
+                st.snaps.insert(snapshot, snap);
+                Some(snapshot)
+            }
+            _ => None,
+        };
         let t = Ticket {
             id,
             created: now,
@@ -280,6 +307,7 @@ impl Api {
             instance_id,
             fails,
             applied: false,
+            early,
         };
         let body = self.ticket(st, &t, now);
         st.tickets.insert(id, t);
@@ -310,18 +338,20 @@ fn collection(items: impl Iterator<Item = Value>, skip: usize, size: usize) -> R
     Ok(Json(json!({ "Items": page, "Meta": { "Total": total } })).into_response())
 }
 
-/// `(skip, size)` from `pageSize` (default 20) and 1-based `pageNumber`.
-fn page_of(q: &HashMap<String, String>) -> Result<(usize, usize), Refusal> {
+/// `(skip, size)` from `pageSize` (default 20) and `pageNumber`, counted from 1 (or from 0 under
+/// `oktawave.page_base=0`); no `pageNumber` is the first page.
+fn page_of(q: &HashMap<String, String>, base: u8) -> Result<(usize, usize), Refusal> {
     let bad = || invalid("pageSize and pageNumber must be positive integers.");
     let (Ok(size), Ok(number)) = (query_int(q, "pageSize"), query_int(q, "pageNumber")) else {
         return Err(bad());
     };
     let size = usize::try_from(size.unwrap_or(20)).map_err(|_| bad())?;
-    let number = usize::try_from(number.unwrap_or(1)).map_err(|_| bad())?;
-    if size == 0 || number == 0 {
+    let base = usize::from(base);
+    let number = usize::try_from(number.unwrap_or(base as i64)).map_err(|_| bad())?;
+    if size == 0 || number < base {
         return Err(bad());
     }
-    Ok(((number - 1).saturating_mul(size), size))
+    Ok(((number - base).saturating_mul(size), size))
 }
 
 fn find<'a, T>(map: &'a BTreeMap<i64, T>, raw: &str, what: &str) -> Result<&'a T, Refusal> {
@@ -330,9 +360,13 @@ fn find<'a, T>(map: &'a BTreeMap<i64, T>, raw: &str, what: &str) -> Result<&'a T
         .ok_or_else(|| not_found(what, raw))
 }
 
-async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
+async fn list(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let q = query_map(query.as_deref());
-    let (skip, size) = page_of(&q)?;
+    let (skip, size) = page_of(&q, v.oktawave_page_base)?;
     let instance =
         query_int(&q, "instanceId").map_err(|_| invalid("instanceId must be an integer."))?;
     let text = q.get("query").map(|s| s.to_lowercase()).unwrap_or_default();
@@ -397,6 +431,7 @@ async fn create(
     State(api): ApiState,
     Path(id): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
+    Extension(v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let mut st = api.settled(Utc::now());
@@ -408,6 +443,7 @@ async fn create(
         Op::Create { name, description },
         instance_id,
         fails,
+        v.oktawave_snapshot_before_ticket,
     )
 }
 
@@ -433,7 +469,7 @@ fn delete_ids(api: &Api, ids: Vec<i64>, fails: bool) -> Reply {
     let instance_id = first
         .ok_or_else(|| invalid("Ids must not be empty."))?
         .instance_id;
-    api.open(&mut st, Op::Delete(ids), instance_id, fails)
+    api.open(&mut st, Op::Delete(ids), instance_id, fails, false)
 }
 
 async fn delete_one(
@@ -468,7 +504,7 @@ async fn restore(
     let mut st = api.settled(Utc::now());
     let s = find(&st.snaps, &id, "Snapshot")?;
     let (sid, instance_id) = (s.id, s.instance_id);
-    api.open(&mut st, Op::Restore(sid), instance_id, fails)
+    api.open(&mut st, Op::Restore(sid), instance_id, fails, false)
 }
 
 fn instance(id: i64, (name, created): &(String, DateTime<Utc>)) -> Value {
@@ -487,9 +523,13 @@ async fn get_instance(State(api): ApiState, Path(id): Path<String>) -> Reply {
     Ok(Json(instance(id.parse().unwrap_or_default(), i)).into_response())
 }
 
-async fn list_tickets(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
+async fn list_tickets(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let q = query_map(query.as_deref());
-    let (skip, size) = page_of(&q)?;
+    let (skip, size) = page_of(&q, v.oktawave_page_base)?;
     let status = query_int(&q, "statusId").map_err(|_| invalid("statusId must be an integer."))?;
     let now = Utc::now();
     let st = api.settled(now);

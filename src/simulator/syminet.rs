@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
+use super::variants::Variants;
 use super::SYMINET_TOKEN;
 use super::{bearer, json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -48,6 +49,8 @@ struct Snap {
 struct SymState {
     snaps: BTreeMap<i64, Snap>,
     next_id: i64,
+    /// slice → when the restore overwriting its disk ends
+    restoring: BTreeMap<i64, DateTime<Utc>>,
 }
 
 struct Api {
@@ -99,6 +102,7 @@ pub(super) fn router(delay: TimeDelta, seed: bool, now: DateTime<Utc>) -> Router
         state: Mutex::new(SymState {
             snaps,
             next_id: 15400,
+            restoring: BTreeMap::new(),
         }),
     });
     Router::new()
@@ -255,14 +259,23 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
 }
 
 /// `GET /images/snapshots/{SLICE_ID}`: the slice's finished snapshots, short items, no paging.
-async fn list_for_slice(State(api): ApiState, Path(slice): Path<String>) -> Reply {
+/// Under `syminet.slice_list_shows_in_progress` unfinished snapshots are listed too (the short
+/// item has no `in_progress` to tell them apart).
+async fn list_for_slice(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path(slice): Path<String>,
+) -> Reply {
     let (slice_id, disk) = find_slice(&slice)?;
     let now = Utc::now();
     let st = api.settled(now);
     let data: Vec<Value> = st
         .snaps
         .values()
-        .filter(|s| s.vm_id == slice_id && api.in_progress(s, now).is_none())
+        .filter(|s| {
+            s.vm_id == slice_id
+                && (v.syminet_slice_list_shows_in_progress || api.in_progress(s, now).is_none())
+        })
         .map(|s| {
             json!({
                 "backup_full_size": disk,
@@ -304,6 +317,14 @@ async fn create(
         .any(|s| s.vm_id == slice_id && api.in_progress(s, now).is_some())
     {
         let busy = "a snapshot of this slice is already in progress";
+        return Err(refuse(StatusCode::CONFLICT, busy));
+    }
+    if st
+        .restoring
+        .get(&slice_id)
+        .is_some_and(|until| *until > now)
+    {
+        let busy = "the slice is being restored";
         return Err(refuse(StatusCode::CONFLICT, busy));
     }
     let id = st.next_id;
@@ -370,11 +391,21 @@ async fn remove(
     accepted()
 }
 
-/// Restore replaces the slice's disk; nothing of it is visible through the images API.
-async fn restore(State(api): ApiState, Path((id, slice)): Path<(String, String)>) -> Reply {
+/// Restore replaces the slice's disk (for `syminet.restore_secs`, default the async delay);
+/// nothing of it is visible through the images API, but snapshots of the slice are refused
+/// meanwhile.
+async fn restore(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    Path((id, slice)): Path<(String, String)>,
+) -> Reply {
     let now = Utc::now();
     let mut st = api.settled(now);
     settled_snapshot(&api, &mut st, &id, now)?;
-    find_slice(&slice)?;
+    let (slice_id, _) = find_slice(&slice)?;
+    let takes = v
+        .syminet_restore_secs
+        .map_or(api.delay, |secs| TimeDelta::seconds(i64::from(secs)));
+    st.restoring.insert(slice_id, now + takes);
     accepted()
 }
