@@ -159,7 +159,7 @@ pub struct ProvidersConfig {
     pub koyeb: Endpoint,
     pub oktawave: OktawaveEndpoint,
     pub hostinger: Endpoint,
-    pub syminet: Endpoint,
+    pub syminet: SyminetEndpoint,
 }
 
 impl Default for ProvidersConfig {
@@ -169,7 +169,7 @@ impl Default for ProvidersConfig {
             koyeb: Endpoint::new("https://app.koyeb.com"),
             oktawave: OktawaveEndpoint::default(),
             hostinger: Endpoint::new("https://developers.hostinger.com"),
-            syminet: Endpoint::new("https://cloud.syminet.com/api/v1"),
+            syminet: SyminetEndpoint::default(),
         }
     }
 }
@@ -185,6 +185,26 @@ impl Endpoint {
     fn new(base_url: &str) -> Self {
         Self {
             base_url: base_url.to_owned(),
+        }
+    }
+}
+
+/// Syminet's base URL, and how long an accepted restore is assumed to take: Syminet has no way
+/// to tell when a restore has finished.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyminetEndpoint {
+    pub base_url: String,
+    /// Seconds after which an accepted restore is reported done (`completion: assumed`). The
+    /// panel's own estimate is 2 GB per minute; the default covers a 20 GB slice.
+    pub restore_settle_secs: u64,
+}
+
+impl Default for SyminetEndpoint {
+    fn default() -> Self {
+        Self {
+            base_url: "https://cloud.syminet.com/api/v1".to_owned(),
+            restore_settle_secs: 600,
         }
     }
 }

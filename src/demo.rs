@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     app::{shutdown_signal, Application, StartError},
     auth,
-    config::{Config, Endpoint, OktawaveEndpoint},
+    config::{Config, Endpoint, OktawaveEndpoint, SyminetEndpoint},
     domain::{AccountId, Credentials, ProviderKind},
     simulator::{self, RunningSimulator, SimulatorConfig, Vendor},
     store::{NewAccount, SealedCredentials, StoreError},
@@ -115,8 +115,10 @@ pub fn point_at_simulator(config: &mut Config, sim: &RunningSimulator) {
     p.hostinger = Endpoint {
         base_url: sim.base_url(Vendor::Hostinger),
     };
-    p.syminet = Endpoint {
+    p.syminet = SyminetEndpoint {
         base_url: sim.base_url(Vendor::Syminet),
+        // The simulator restores in its async delay; a real slice takes minutes.
+        restore_settle_secs: 3,
     };
 }
 

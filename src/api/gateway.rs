@@ -19,8 +19,8 @@ use super::{accounts::account_not_found, intent::Journal, problem::ApiError, App
 use crate::scrub::Scrubber;
 use crate::{
     domain::{
-        Account, AccountId, Capabilities, Credentials, Operation, OperationKind, OperationState,
-        ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
+        Account, AccountId, Capabilities, Completion, Credentials, Operation, OperationKind,
+        OperationState, ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
     },
     providers::{CallContext, ProviderAdapter, ProviderError, Registry, Submitted},
     store::{IdempotencyBegin, OperationFilter},
@@ -235,6 +235,8 @@ pub fn new_operation(
         finished_at: None,
         error: None,
         tracking: serde_json::Value::Null,
+        completion: Completion::Observed,
+        completion_note: None,
     }
 }
 
@@ -263,6 +265,8 @@ pub async fn record(
     op.finished_at = submitted.state.is_terminal().then_some(now);
     op.error = None;
     op.tracking = submitted.tracking.clone();
+    op.completion = Completion::of_note(submitted.assumed.as_deref());
+    op.completion_note = submitted.assumed.clone();
     match intended {
         Some(_) => {
             if !state.store.update_operation(tenant, &op).await? {
@@ -420,6 +424,7 @@ pub async fn overlay(
                     VendorRefKind::Ticket => "ticket",
                     VendorRefKind::Action => "action",
                     VendorRefKind::List => "list",
+                    VendorRefKind::Resource => "resource",
                     VendorRefKind::SnapshotStatus | VendorRefKind::None => "operation",
                 };
                 let id = op.vendor_ref.id.as_deref().unwrap_or(&op.id);

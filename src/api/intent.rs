@@ -131,7 +131,7 @@ pub async fn settle(
                 statuses: &[],
             };
             let listed = resolved.adapter.list(&ctx, &filter).await?;
-            let found = listed.into_iter().find(|s| {
+            let found = listed.complete()?.into_iter().find(|s| {
                 s.name.as_deref() == Some(name.as_str())
                     && s.created_at.is_none_or(|t| t >= op.created_at - TimeDelta::minutes(10))
             });

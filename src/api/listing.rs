@@ -262,7 +262,7 @@ pub async fn list(
         statuses: if pushable { &q.status } else { &[] },
     };
     let filter = &filter;
-    let results: Vec<Result<Vec<Snapshot>, ApiError>> = stream::iter(accounts)
+    let results: Vec<Result<AccountListing, ApiError>> = stream::iter(accounts)
         .map(|account| {
             let state = &state;
             let tenant: &str = &caller.tenant;
@@ -273,10 +273,17 @@ pub async fn list(
                         .await
                         .unwrap_or(Err(ProviderError::Timeout))
                         .map_err(|e| resolved.fail(e))?;
-                Ok(listed
+                let snapshots = listed
+                    .snapshots
                     .into_iter()
                     .map(|v| Snapshot::from_vendor(&account.id, account.provider, v, include))
-                    .collect())
+                    .collect();
+                let failures = listed
+                    .failures
+                    .into_iter()
+                    .map(|f| resolved.fail(f.error).for_source(f.source_id))
+                    .collect();
+                Ok((snapshots, failures))
             }
         })
         .buffer_unordered(state.config.listing.max_concurrency.max(1))
@@ -286,9 +293,16 @@ pub async fn list(
     let mut items = Vec::new();
     let mut errors = Vec::new();
     for result in results {
-        match result {
-            Ok(listed) => items.extend(listed),
-            Err(e) if q.strict == Some(true) => {
+        // A source (VM) the vendor could not read fails like an account, naming its source.
+        let failures = match result {
+            Ok((listed, failures)) => {
+                items.extend(listed);
+                failures
+            }
+            Err(e) => vec![e],
+        };
+        for e in failures {
+            if q.strict == Some(true) {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "account_failed",
@@ -297,18 +311,24 @@ pub async fn list(
                         e.to_json()["detail"].as_str().unwrap_or("")
                     ),
                 )
-                .with_problem_of(&e))
+                .with_problem_of(&e));
             }
-            Err(e) => {
-                let mut problem = e.to_json();
-                if problem["retryable"].is_null() {
-                    problem["retryable"] = false.into();
-                }
-                errors.push(problem);
+            let mut problem = e.to_json();
+            if problem["retryable"].is_null() {
+                problem["retryable"] = false.into();
             }
+            errors.push(problem);
         }
     }
-    errors.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str()));
+    errors.sort_by(|a, b| {
+        let key = |p: &serde_json::Value| {
+            (
+                p["account"].as_str().map(str::to_owned),
+                p["source_id"].as_str().map(str::to_owned),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
 
     overlay_pending(&state, &caller.tenant, &mut items).await?;
     let name = q.name.as_ref().map(|n| n.to_lowercase());
@@ -354,6 +374,9 @@ pub async fn list(
         errors,
     }))
 }
+
+/// One account's snapshots, and the failures of sources (VMs) it could not read.
+type AccountListing = (Vec<Snapshot>, Vec<ApiError>);
 
 /// Applies the status of unfinished operations (one store query, no vendor calls).
 async fn overlay_pending(

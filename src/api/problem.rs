@@ -36,6 +36,9 @@ pub struct Problem {
     pub provider: Option<ProviderKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The source (VM) whose snapshots could not be read, in a list's `errors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
     /// The vendor's HTTP status, for upstream failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
@@ -68,6 +71,7 @@ impl ApiError {
                 field: None,
                 provider: None,
                 account: None,
+                source_id: None,
                 upstream_status: None,
                 retryable: None,
                 supported_by: None,
@@ -114,6 +118,12 @@ impl ApiError {
         self
     }
 
+    /// Names the source (VM) a failure concerns, when one source of an account failed.
+    pub fn for_source(mut self, source_id: impl Into<String>) -> Self {
+        self.problem.source_id = Some(source_id.into());
+        self
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self.problem.retryable = Some(true);
@@ -128,6 +138,7 @@ impl ApiError {
     /// Copies the account, provider, upstream status and retryability of another problem.
     pub fn with_problem_of(mut self, other: &ApiError) -> Self {
         self.problem.account = other.problem.account.clone();
+        self.problem.source_id = other.problem.source_id.clone();
         self.problem.provider = other.problem.provider;
         self.problem.upstream_status = other.problem.upstream_status;
         self.problem.retryable = other.problem.retryable;

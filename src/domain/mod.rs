@@ -10,6 +10,6 @@ pub mod time;
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use provider::{Capabilities, FieldSpec, ProviderKind, UnknownProvider};
 pub use snapshot::{
-    Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
+    Completion, Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
     SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
 };

@@ -213,6 +213,9 @@ pub enum VendorRefKind {
     Action,
     SnapshotStatus,
     List,
+    /// The status of a resource the work makes (the VM or volume a restore creates); `id` is
+    /// that resource's vendor id.
+    Resource,
     None,
 }
 
@@ -250,4 +253,31 @@ pub struct Operation {
     /// Private tracking data for the adapter (e.g. the name a Syminet create waits for).
     #[serde(skip)]
     pub tracking: serde_json::Value,
+    /// `observed`: the vendor reports the end of this work. `assumed`: it cannot (a Syminet
+    /// restore), so the operation is reported done after a configured settle time.
+    pub completion: Completion,
+    /// Why the end is assumed, and when; `null` when it is observed.
+    pub completion_note: Option<String>,
+}
+
+/// How snapgate knows an operation has finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// The vendor reports the end (a status, ticket, action or list entry).
+    #[default]
+    Observed,
+    /// The vendor has no way to tell; the end is assumed after a settle time.
+    Assumed,
+}
+
+impl Completion {
+    /// The stored form: a note says why the end is assumed; none means observed.
+    pub fn of_note(note: Option<&str>) -> Self {
+        if note.is_some() {
+            Completion::Assumed
+        } else {
+            Completion::Observed
+        }
+    }
 }

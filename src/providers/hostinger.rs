@@ -7,15 +7,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
 use reqwest::{header, Method};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError, ProviderInfo,
-    RestoreRequest, Submitted,
+    CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
+    ProviderInfo, RestoreRequest, SourceFailure, Submitted,
 };
 use crate::{
     config::ProvidersConfig,
@@ -61,6 +61,8 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 pub struct Hostinger {
     base_url: String,
     http: Upstream,
+    /// `data_center_id` → data-centre name (the snapshot's region).
+    regions: wire::RegionNames,
 }
 
 impl Hostinger {
@@ -68,6 +70,7 @@ impl Hostinger {
         Self {
             base_url: config.hostinger.base_url.clone(),
             http,
+            regions: wire::RegionNames::default(),
         }
     }
 
@@ -105,6 +108,33 @@ impl Hostinger {
         }
     }
 
+    /// Learns data-centre names for VMs whose centre is not yet known (one call; a failure
+    /// only leaves regions unnamed).
+    async fn learn_data_centres(&self, ctx: &CallContext<'_>, vms: &[WireVm]) {
+        let unknown = vms.iter().any(|vm| {
+            vm.data_center_id
+                .as_ref()
+                .is_some_and(|dc| self.regions.name(&dc.0).is_none())
+        });
+        if !unknown {
+            return;
+        }
+        let centres = match self.call(ctx, "list", Method::GET, "/data-centers").await {
+            Ok(reply) => reply.json::<Vec<WireDataCentre>>(KIND),
+            Err(e) => Err(e),
+        };
+        match centres {
+            Ok(centres) => {
+                for dc in centres {
+                    if let Some(name) = dc.name {
+                        self.regions.learn(&dc.id.0, &name);
+                    }
+                }
+            }
+            Err(e) => tracing::info!(failure = e.kind(), "Hostinger data centres unread"),
+        }
+    }
+
     async fn vms(
         &self,
         ctx: &CallContext<'_>,
@@ -139,6 +169,7 @@ impl Hostinger {
             },
             result: None,
             tracking: json!({ "vm_id": vm }),
+            assumed: None,
         })
     }
 }
@@ -166,28 +197,56 @@ impl ProviderAdapter for Hostinger {
         &self,
         ctx: &CallContext<'_>,
         filter: &ListFilter<'_>,
-    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
-        let source_id = filter.source_id;
-        let vms = match source_id {
+    ) -> Result<Listed, ProviderError> {
+        let vms: Vec<(String, Option<String>)> = match filter.source_id {
             // A VM id that cannot exist has no snapshot.
             Some(vm) => match numeric(vm) {
-                Ok(vm) => vec![vm.to_owned()],
-                Err(_) => return Ok(Vec::new()),
+                Ok(vm) => vec![(vm.to_owned(), None)],
+                Err(_) => return Ok(Listed::default()),
             },
-            None => self
-                .vms(ctx, "list")
-                .await?
-                .into_iter()
-                .map(|vm| vm.id.0)
-                .collect(),
+            None => {
+                let vms = self.vms(ctx, "list").await?;
+                self.learn_data_centres(ctx, &vms).await;
+                vms.into_iter()
+                    .map(|vm| {
+                        let region = vm.data_center_id.and_then(|dc| self.regions.name(&dc.0));
+                        (vm.id.0, region)
+                    })
+                    .collect()
+            }
         };
         // `buffered` keeps the VM order, so the list is stable between calls.
-        let found: Vec<Option<VendorSnapshot>> = stream::iter(vms)
-            .map(|vm| async move { self.snapshot_of(ctx, "list", &vm).await })
+        let found: Vec<(
+            String,
+            Option<String>,
+            Result<Option<VendorSnapshot>, ProviderError>,
+        )> = stream::iter(vms)
+            .map(|(vm, region)| async move {
+                let found = self.snapshot_of(ctx, "list", &vm).await;
+                (vm, region, found)
+            })
             .buffered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+            .collect()
+            .await;
+        let mut listed = Listed::default();
+        for (vm, region, found) in found {
+            match found {
+                Ok(Some(snapshot)) => listed.snapshots.push(VendorSnapshot { region, ..snapshot }),
+                Ok(None) => {}
+                // The account's credentials or limits: every VM would say the same.
+                Err(
+                    e @ (ProviderError::Auth { .. }
+                    | ProviderError::RateLimited { .. }
+                    | ProviderError::CircuitOpen { .. }),
+                ) => return Err(e),
+                // One VM's snapshot could not be read: the others still list.
+                Err(error) => listed.failures.push(SourceFailure {
+                    source_id: vm,
+                    error,
+                }),
+            }
+        }
+        Ok(listed)
     }
 
     async fn get(
@@ -325,6 +384,14 @@ fn action_failed(id: &Id) -> ProviderError {
 #[derive(Deserialize)]
 struct WireVm {
     id: Id,
+    data_center_id: Option<Id>,
+}
+
+/// `GET /data-centers` item: `{id, name, location, city, continent}`.
+#[derive(Deserialize)]
+struct WireDataCentre {
+    id: Id,
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,8 @@
 //!
 //! Quirks: request `pageSize` but response `page_size`; `labels` is an array in lists and a
 //! string in get; zone-less timestamps; restore makes a new VM and answers `instance` or
-//! `instances[]`; create-image answers `id` or `image{}`; a missing snapshot may answer 400 or
+//! `instances[]` (the restore is done when that VM, read from the VM API, is `ACTIVE`/`SHUTOFF`,
+//! failed at `ERROR`); create-image answers `id` or `image{}`; a missing snapshot may answer 400 or
 //! 404 (the page documents no 404), so both read as gone; the list may cap `pageSize` below the
 //! 100 asked for and `count` may be the page's or the total, so pages are walked until empty,
 //! short of the applied size, or past a total; a 429 without `Retry-After` holds the
@@ -14,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
+    new_resource_progress,
     wire::{self, Id},
-    CallContext, CreateRequest, ImageRequest, ListFilter, Progress, ProviderAdapter, ProviderError,
-    ProviderInfo, RestoreRequest, Submitted,
+    CallContext, CreateRequest, ImageRequest, ListFilter, Listed, Progress, ProviderAdapter,
+    ProviderError, ProviderInfo, RestoreRequest, Submitted,
 };
 use crate::{
     config::ProvidersConfig,
@@ -63,34 +65,7 @@ pub struct Hyperstack {
     base_url: String,
     http: Upstream,
     /// Region names by `region_id`, learned from get answers: list items carry only the id.
-    regions: RegionNames,
-}
-
-/// `region_id` → region name (e.g. `3` → `CANADA-1`), the same for every account.
-#[derive(Default)]
-struct RegionNames(std::sync::RwLock<std::collections::HashMap<String, String>>);
-
-impl RegionNames {
-    fn learn(&self, id: &str, name: &str) {
-        let known = self
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .is_some_and(|n| n == name);
-        if !known {
-            let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-            map.insert(id.to_owned(), name.to_owned());
-        }
-    }
-
-    fn name(&self, id: &str) -> Option<String> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
+    regions: wire::RegionNames,
 }
 
 impl Hyperstack {
@@ -98,7 +73,7 @@ impl Hyperstack {
         Self {
             base_url: config.hyperstack.base_url.clone(),
             http,
-            regions: RegionNames::default(),
+            regions: wire::RegionNames::default(),
         }
     }
 
@@ -137,7 +112,27 @@ impl Hyperstack {
             .await?
             .json(KIND)
     }
+
+    /// The status of a VM (a restore's new VM), from Hyperstack's VM API.
+    async fn vm_status(
+        &self,
+        ctx: &CallContext<'_>,
+        vm: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let path = format!("/core/virtual-machines/{}", numeric(vm)?);
+        let reply: VmReply = self
+            .call(ctx, "poll", Method::GET, &path, &[], None)
+            .await
+            .map_err(gone_if_rejected)?
+            .json(KIND)?;
+        Ok(reply.instance.and_then(|vm| vm.status))
+    }
 }
+
+/// VM statuses that finish a restore (a restored VM may come up powered off).
+const VM_READY: [&str; 2] = ["ACTIVE", "SHUTOFF"];
+/// VM statuses that fail it.
+const VM_FAILED: [&str; 3] = ["ERROR", "DELETING", "DELETED"];
 
 /// Hyperstack ids are integers: anything else cannot exist there.
 fn numeric(id: &str) -> Result<&str, ProviderError> {
@@ -172,7 +167,7 @@ impl ProviderAdapter for Hyperstack {
         &self,
         ctx: &CallContext<'_>,
         filter: &ListFilter<'_>,
-    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+    ) -> Result<Listed, ProviderError> {
         let source_id = filter.source_id;
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -200,7 +195,7 @@ impl ProviderAdapter for Hyperstack {
             }
             let total_reached = reply.count.is_some_and(|c| c > n && seen.len() >= c);
             if n == 0 || n < applied || new == 0 || total_reached {
-                return Ok(out);
+                return Ok(out.into());
             }
         }
         Err(super::too_many_pages(KIND))
@@ -290,10 +285,14 @@ impl ProviderAdapter for Hyperstack {
         let vm = reply
             .instance
             .or_else(|| reply.instances.into_iter().next());
-        Ok(Submitted::finished(
-            None,
-            vm.map(|vm| json!({ "vm_id": vm.id.0, "vm_name": vm.name })),
-        ))
+        // The new VM is built after the answer: the restore is done when the VM is.
+        Ok(match vm {
+            Some(vm) => {
+                let result = json!({ "vm_id": vm.id.0, "vm_name": vm.name });
+                Submitted::building(vm.id.0, result)
+            }
+            None => Submitted::finished(None, None),
+        })
     }
 
     async fn create_image(
@@ -342,6 +341,11 @@ impl ProviderAdapter for Hyperstack {
         ctx: &CallContext<'_>,
         operation: &Operation,
     ) -> Result<Progress, ProviderError> {
+        if operation.vendor_ref.kind == crate::domain::VendorRefKind::Resource {
+            let vm = operation.vendor_ref.id.as_deref().unwrap_or_default();
+            let status = self.vm_status(ctx, vm).await;
+            return new_resource_progress(KIND, "VM", vm, status, &VM_READY, &VM_FAILED);
+        }
         let Some(native_id) = operation
             .snapshot_id
             .as_deref()
@@ -454,6 +458,13 @@ struct RestoreReply {
 struct WireVm {
     id: Id,
     name: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /core/virtual-machines/{id}`: `{status, message, instance}`.
+#[derive(Deserialize)]
+struct VmReply {
+    instance: Option<WireVm>,
 }
 
 #[derive(Deserialize)]
@@ -474,7 +485,10 @@ struct NameReply {
 
 // ---- conversions ----
 
-fn to_domain(raw: Box<RawValue>, regions: &RegionNames) -> Result<VendorSnapshot, ProviderError> {
+fn to_domain(
+    raw: Box<RawValue>,
+    regions: &wire::RegionNames,
+) -> Result<VendorSnapshot, ProviderError> {
     let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
         status: None,
         message: format!("Hyperstack sent a snapshot snapgate could not read ({e})"),

@@ -182,9 +182,29 @@ pub struct Submitted {
     pub result: Option<serde_json::Value>,
     /// Private data the adapter needs to poll this work later.
     pub tracking: serde_json::Value,
+    /// Why the end of this work cannot be seen at the vendor and is assumed (see
+    /// [`crate::domain::Completion`]); `None` when the vendor reports it.
+    pub assumed: Option<String>,
 }
 
 impl Submitted {
+    /// Work that makes a new resource (the VM or volume of a restore), done when the vendor
+    /// reports that resource ready: see [`new_resource_progress`].
+    pub fn building(resource_id: String, result: serde_json::Value) -> Self {
+        Self {
+            state: OperationState::Running,
+            snapshot: None,
+            native_id: None,
+            vendor_ref: VendorRef {
+                kind: VendorRefKind::Resource,
+                id: Some(resource_id),
+            },
+            result: Some(result),
+            tracking: serde_json::Value::Null,
+            assumed: None,
+        }
+    }
+
     /// Work the vendor finished while answering (a rename, a restore that names its result).
     pub fn finished(snapshot: Option<VendorSnapshot>, result: Option<serde_json::Value>) -> Self {
         Self {
@@ -197,6 +217,7 @@ impl Submitted {
             },
             result,
             tracking: serde_json::Value::Null,
+            assumed: None,
         }
     }
 
@@ -212,7 +233,70 @@ impl Submitted {
             },
             result: None,
             tracking: serde_json::Value::Null,
+            assumed: None,
         }
+    }
+}
+
+/// What an account's list found: its snapshots, and the sources whose snapshots could not be
+/// read (Hostinger reads one VM at a time; one VM failing does not fail the account).
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub snapshots: Vec<VendorSnapshot>,
+    pub failures: Vec<SourceFailure>,
+}
+
+/// One source (VM) whose snapshots could not be read.
+#[derive(Debug)]
+pub struct SourceFailure {
+    pub source_id: String,
+    pub error: ProviderError,
+}
+
+impl From<Vec<VendorSnapshot>> for Listed {
+    fn from(snapshots: Vec<VendorSnapshot>) -> Self {
+        Self {
+            snapshots,
+            failures: Vec::new(),
+        }
+    }
+}
+
+impl Listed {
+    /// Every snapshot, or the first source's failure when one could not be read.
+    pub fn complete(self) -> Result<Vec<VendorSnapshot>, ProviderError> {
+        match self.failures.into_iter().next() {
+            Some(f) => Err(f.error),
+            None => Ok(self.snapshots),
+        }
+    }
+}
+
+/// Where the new resource of a restore stands, from its vendor status: `ready` statuses finish
+/// the operation, `failed` ones fail it, anything else keeps it running; a resource that is
+/// gone (not found) failed to build.
+pub fn new_resource_progress(
+    vendor: ProviderKind,
+    what: &str,
+    id: &str,
+    status: Result<Option<String>, ProviderError>,
+    ready: &[&str],
+    failed: &[&str],
+) -> Result<Progress, ProviderError> {
+    match status {
+        Ok(Some(s)) if ready.contains(&s.as_str()) => Ok(Progress::succeeded()),
+        Ok(Some(s)) if failed.contains(&s.as_str()) => {
+            Ok(Progress::failed(ProviderError::Upstream {
+                status: None,
+                message: format!("{vendor} reports the restored {what} {id} as {s}"),
+            }))
+        }
+        Ok(_) => Ok(Progress::running()),
+        Err(ProviderError::NotFound) => Ok(Progress::failed(ProviderError::Upstream {
+            status: None,
+            message: format!("the restored {what} {id} no longer exists at {vendor}"),
+        })),
+        Err(e) => Err(e),
     }
 }
 
@@ -284,7 +368,7 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         &self,
         ctx: &CallContext<'_>,
         filter: &ListFilter<'_>,
-    ) -> Result<Vec<VendorSnapshot>, ProviderError>;
+    ) -> Result<Listed, ProviderError>;
 
     async fn get(
         &self,

@@ -143,3 +143,31 @@ mod tests {
         assert_eq!(error_message(b"<html>oops</html>"), None);
     }
 }
+
+/// A vendor's region (or data centre) id → its name (e.g. Hyperstack `3` → `CANADA-1`), the
+/// same for every account, learnt as the vendor tells.
+#[derive(Default)]
+pub(super) struct RegionNames(std::sync::RwLock<std::collections::HashMap<String, String>>);
+
+impl RegionNames {
+    pub(super) fn learn(&self, id: &str, name: &str) {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|n| n == name);
+        if !known {
+            let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+            map.insert(id.to_owned(), name.to_owned());
+        }
+    }
+
+    pub(super) fn name(&self, id: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}

@@ -7,11 +7,11 @@ use super::{
     sqlite::{json, parse_ts, to_json, ts},
     IdempotencyBegin, OperationFilter, StoreError,
 };
-use crate::domain::Operation;
+use crate::domain::{Completion, Operation};
 
 const COLUMNS: &str =
     "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
-    error, created_at, updated_at, finished_at";
+    error, created_at, updated_at, finished_at, completion_note";
 
 fn enum_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -31,6 +31,7 @@ fn opt_json(s: Option<String>, what: &str) -> Result<Option<serde_json::Value>, 
 
 fn from_row(row: &SqliteRow) -> Result<Operation, StoreError> {
     let account: String = row.try_get("account")?;
+    let note: Option<String> = row.try_get("completion_note")?;
     Ok(Operation {
         id: row.try_get("id")?,
         kind: enum_from(row.try_get("kind")?, "kind")?,
@@ -50,12 +51,14 @@ fn from_row(row: &SqliteRow) -> Result<Operation, StoreError> {
             .try_get::<Option<String>, _>("finished_at")?
             .map(|s| parse_ts(&s))
             .transpose()?,
+        completion: Completion::of_note(note.as_deref()),
+        completion_note: note,
     })
 }
 
 pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     ))
     .bind(tenant)
     .bind(&op.id)
@@ -71,6 +74,7 @@ pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     .bind(ts(op.created_at))
     .bind(ts(op.updated_at))
     .bind(op.finished_at.map(ts))
+    .bind(&op.completion_note)
     .execute(pool)
     .await?;
     Ok(())
@@ -94,7 +98,7 @@ pub async fn get(
 pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE operations SET state = ?, snapshot_id = ?, result = ?, vendor_ref = ?, tracking = ?, \
-         error = ?, updated_at = ?, finished_at = ? \
+         error = ?, updated_at = ?, finished_at = ?, completion_note = ? \
          WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
     )
     .bind(enum_text(&op.state))
@@ -105,6 +109,7 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<b
     .bind(op.error.as_ref().map(to_json))
     .bind(ts(op.updated_at))
     .bind(op.finished_at.map(ts))
+    .bind(&op.completion_note)
     .bind(tenant)
     .bind(&op.id)
     .execute(pool)

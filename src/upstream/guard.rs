@@ -93,6 +93,15 @@ impl Guard {
         };
     }
 
+    /// Seconds left of a 429 hold, if one is on (for guards that only hold: an address's).
+    pub fn held_for(&self) -> Option<u64> {
+        let b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        b.rate_limited_until
+            .filter(|until| *until > now)
+            .map(|until| until.duration_since(now).as_secs().max(1))
+    }
+
     /// The vendor answered 429: hold further calls for `secs`.
     pub fn rate_limited(&self, secs: u64) {
         let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());

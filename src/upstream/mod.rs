@@ -50,6 +50,10 @@ pub struct UpstreamConfig {
     /// window (Hyperstack: one minute; Hostinger: one minute, as repeated violations block the
     /// caller's address for every tenant behind it).
     pub provider_rate_limit_hold_secs: std::collections::BTreeMap<ProviderKind, u64>,
+    /// Vendors that rate-limit by caller address: a 429 from one account holds every account
+    /// of that vendor (they share the gateway's address). Default: Hostinger, which blocks the
+    /// address after repeated violations.
+    pub address_rate_limited_providers: std::collections::BTreeSet<ProviderKind>,
 }
 
 impl Default for UpstreamConfig {
@@ -70,6 +74,7 @@ impl Default for UpstreamConfig {
             ]
             .into_iter()
             .collect(),
+            address_rate_limited_providers: [ProviderKind::Hostinger].into_iter().collect(),
         }
     }
 }
@@ -180,6 +185,13 @@ impl Upstream {
         if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
             *request.timeout_mut() = Some(Duration::from_millis(*ms));
         }
+        // A vendor limiting by address: one account's 429 holds every account behind it.
+        let address = limits_by_address(&self.inner.config, vendor)
+            .then(|| self.inner.guards.get(address_identity(&request)));
+        if let Some(retry_after) = address.as_ref().and_then(|a| a.held_for()) {
+            tracing::info!(%vendor, operation, retry_after, "rate limited by address: not calling before Retry-After");
+            return Err(ProviderError::RateLimited { retry_after });
+        }
         let guard = self.inner.guards.get(match identity {
             Some(id) => named_identity(&request, id),
             None => header_identity(&request),
@@ -259,6 +271,9 @@ impl Upstream {
                 guard.success();
                 if let Err(ProviderError::RateLimited { retry_after }) = &result {
                     guard.rate_limited(*retry_after);
+                    if let Some(address) = &address {
+                        address.rate_limited(*retry_after);
+                    }
                 }
                 return result;
             }
@@ -381,6 +396,20 @@ pub fn control_client() -> reqwest::Client {
 fn backoff(attempt: u32) -> Duration {
     let ceiling = 50u64.saturating_mul(1 << attempt.min(5)).min(1_000);
     Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+}
+
+/// Whether a vendor rate-limits by the caller's address.
+fn limits_by_address(config: &UpstreamConfig, vendor: ProviderKind) -> bool {
+    config.address_rate_limited_providers.contains(&vendor)
+}
+
+/// Vendor host alone: every account of the vendor, as seen from the gateway's address.
+fn address_identity(request: &reqwest::Request) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    "address".hash(&mut h);
+    request.url().host_str().hash(&mut h);
+    request.url().port_or_known_default().hash(&mut h);
+    h.finish()
 }
 
 /// Vendor host plus an identity the adapter names.

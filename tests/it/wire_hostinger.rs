@@ -459,6 +459,7 @@ async fn list_fans_out_over_the_vms_and_skips_those_without_a_snapshot() {
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
         .unwrap();
     assert_eq!(first.len(), 1, "the second VM has no snapshot (404)");
     assert_eq!(first[0].native_id, VM);
@@ -471,6 +472,7 @@ async fn list_fans_out_over_the_vms_and_skips_those_without_a_snapshot() {
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
         .unwrap();
     let ids: Vec<&str> = second.iter().map(|s| s.native_id.as_str()).collect();
     assert_eq!(ids, [VM, OTHER_VM], "VM order is kept");
@@ -514,6 +516,7 @@ async fn list_of_one_source_reads_only_that_vm() {
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
         .unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].native_id, OTHER_VM);
@@ -527,6 +530,7 @@ async fn list_of_one_source_reads_only_that_vm() {
             }
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
         .unwrap()
         .is_empty());
 }

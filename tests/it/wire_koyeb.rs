@@ -76,6 +76,7 @@ async fn list(
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
 }
 
 #[tokio::test]
@@ -491,11 +492,31 @@ async fn restore_creates_a_volume_from_the_snapshot_in_its_region() {
         .await;
     assert_eq!(resp.status(), 202);
     let accepted: Value = resp.json().await.unwrap();
-    assert_eq!(accepted["operation"]["kind"], "restore");
-    assert_eq!(accepted["operation"]["state"], "succeeded");
+    let op = &accepted["operation"];
+    assert_eq!(op["kind"], "restore");
     assert_eq!(
-        accepted["operation"]["result"],
+        op["result"],
         json!({"volume_id": "4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1c2", "volume_name": "pg-data-restored"})
+    );
+    // Running until the new volume is usable, read from the volume API.
+    assert_eq!(op["state"], "running");
+    assert_eq!(op["completion"], "observed");
+    assert_eq!(
+        op["vendor_ref"],
+        json!({"kind": "resource", "id": "4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1c2"})
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/volumes/4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1c2"))
+        .and(header("authorization", BEARER))
+        .respond_with(reply(200, "restore.response.json"))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let location = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    let polled: Value = app.get(&location, &t).await.json().await.unwrap();
+    assert_eq!(
+        polled["state"], "succeeded",
+        "the volume is DETACHED: {polled}"
     );
 
     // Without new_name the volume is named after the snapshot.

@@ -136,6 +136,7 @@ async fn list(
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
 }
 
 /// A list page of `ids`, all on instance 130455, with `total` in `Meta`.

@@ -48,7 +48,11 @@ fn syminet_time(secs: i64) -> String {
 async fn setup() -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
     let uri = mock.uri();
-    let app = spawn_app_with(|c| c.providers.syminet.base_url = format!("{uri}/api/v1")).await;
+    let app = spawn_app_with(|c| {
+        c.providers.syminet.base_url = format!("{uri}/api/v1");
+        c.providers.syminet.restore_settle_secs = 2;
+    })
+    .await;
     let t = token("acme", ALL_SCOPES);
     let resp = app
         .post("/v1/accounts", &t, &account_body("sy", "syminet"))
@@ -89,6 +93,7 @@ async fn list_direct(
             },
         )
         .await
+        .and_then(snapgate::providers::Listed::complete)
         .unwrap()
 }
 
@@ -188,29 +193,46 @@ async fn list_all_reads_every_page() {
 }
 
 #[tokio::test]
-async fn list_of_one_slice_uses_the_per_slice_list_and_its_shorter_items() {
+async fn list_of_one_slice_reads_the_account_list_which_says_what_is_in_progress() {
     let mock = MockServer::start().await;
-    vendor("GET", format!("/images/snapshots/{SLICE}"))
-        .respond_with(json_reply(200, fixture("list-slice.json")))
+    let mut list = fixture("list.json");
+    let mut taking = list["data"][0].clone();
+    taking["id"] = json!(15400);
+    taking["name"] = json!("web1-now");
+    taking["in_progress"] = json!(true);
+    taking["progress"] = json!(40);
+    list["data"].as_array_mut().unwrap().push(taking);
+    vendor("GET", "/images")
+        .and(query_param("page", "1"))
+        .respond_with(json_reply(200, list))
         .expect(1)
         .mount(&mock)
         .await;
+    // The per-slice list has no `in_progress`: it cannot tell a snapshot being taken.
+    vendor("GET", format!("/images/snapshots/{SLICE}"))
+        .respond_with(json_reply(200, fixture("list-slice.json")))
+        .expect(0)
+        .mount(&mock)
+        .await;
     let items = list_direct(&mock, Some(SLICE)).await;
-    assert_eq!(items.len(), 2);
-    let s = &items[0];
-    assert_eq!(s.native_id, "14901");
-    assert_eq!(s.name.as_deref(), Some("11test1-173049603"));
-    assert_eq!(s.status, SnapshotStatus::Available);
-    let source = s.source.as_ref().unwrap();
+    let seen: Vec<(&str, SnapshotStatus)> = items
+        .iter()
+        .map(|s| (s.native_id.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("15340", SnapshotStatus::Available),
+            ("15400", SnapshotStatus::Creating)
+        ],
+        "only the slice's snapshots, the one being taken as creating"
+    );
+    let source = items[0].source.as_ref().unwrap();
     assert_eq!(
         (source.kind, source.id.as_str()),
         (SourceKind::Slice, SLICE)
     );
-    assert_eq!(
-        s.created_at.unwrap().to_rfc3339(),
-        "2024-11-14T06:55:36.925397+00:00"
-    );
-    assert_eq!(s.size_gb, None, "backup_full_size is not the snapshot size");
+    assert_eq!(items[0].size_gb, Some(18.0));
 }
 
 #[tokio::test]
@@ -247,11 +269,36 @@ async fn create_posts_the_snapshot_name_and_the_operation_finds_its_id_in_the_sl
     assert_eq!(polled["state"], "running");
     assert_eq!(polled["snapshot_id"], Value::Null);
 
-    // Listed and not in progress: done, and the operation now names the snapshot.
+    // Listed on the slice: named, but done only when the account-wide list (the one with
+    // `in_progress`) agrees.
     let new = json!({"backup_full_size": 50, "created": syminet_time(-1), "duration": "51s",
                      "id": 15340, "name": "web1-before-upgrade"});
     vendor("GET", format!("/images/snapshots/{SLICE}"))
         .respond_with(json_reply(200, json!({"data": [old, new]})))
+        .expect(2)
+        .mount(&mock)
+        .await;
+    let mut image = fixture("list.json")["data"][0].clone();
+    image["in_progress"] = json!(true);
+    vendor("GET", "/images")
+        .respond_with(json_reply(
+            200,
+            json!({"data": [image.clone()], "page": 1, "pages": 1}),
+        ))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let polled: Value = app.get(&location, &t).await.json().await.unwrap();
+    assert_eq!(polled["state"], "running", "{polled}");
+    assert_eq!(polled["snapshot_id"], "sy:15340");
+
+    image["in_progress"] = Value::Null;
+    vendor("GET", "/images")
+        .respond_with(json_reply(
+            200,
+            json!({"data": [image], "page": 1, "pages": 1}),
+        ))
         .expect(1)
         .mount(&mock)
         .await;
@@ -443,14 +490,23 @@ async fn restore_onto_a_target_slice_posts_both_ids_without_a_body() {
     assert_eq!(op["state"], "running");
     assert_eq!(op["result"], json!({"slice_id": "4000"}));
     assert_eq!(op["vendor_ref"], json!({"kind": "list", "id": null}));
+    // Completion is not observable: the operation says it is assumed, why, and after how long.
+    assert_eq!(op["completion"], "assumed");
+    let note = op["completion_note"].as_str().unwrap();
+    assert!(
+        note.contains("cannot tell")
+            && note.contains("2 s")
+            && note.contains("restore_settle_secs"),
+        "{note}"
+    );
 
-    // Completion is not observable: the operation settles after a short wait.
     let location = format!("/v1/operations/{}", op["id"].as_str().unwrap());
     let polled: Value = app.get(&location, &t).await.json().await.unwrap();
     assert_eq!(polled["state"], "running");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let polled: Value = app.get(&location, &t).await.json().await.unwrap();
     assert_eq!(polled["state"], "succeeded");
+    assert_eq!(polled["completion"], "assumed");
 }
 
 #[tokio::test]
@@ -579,21 +635,23 @@ async fn vendor_error_bodies_map_to_gateway_problems_without_leaking_the_token()
 async fn the_gateway_list_walks_every_page_and_pushes_the_slice_filter_down() {
     let (mock, app, t) = setup().await;
     let (first, second) = two_pages();
+    // Both lists walk every page: the slice filter is applied to `/images` items, the only
+    // ones that say whether a snapshot is still being taken.
     vendor("GET", "/images")
         .and(query_param("page", "1"))
         .respond_with(json_reply(200, first))
-        .expect(1)
+        .expect(2)
         .mount(&mock)
         .await;
     vendor("GET", "/images")
         .and(query_param("page", "2"))
         .respond_with(json_reply(200, second))
-        .expect(1)
+        .expect(2)
         .mount(&mock)
         .await;
     vendor("GET", format!("/images/snapshots/{SLICE}"))
         .respond_with(json_reply(200, fixture("list-slice.json")))
-        .expect(1)
+        .expect(0)
         .mount(&mock)
         .await;
     let ids = |page: &Value| -> Vec<String> {
@@ -618,7 +676,7 @@ async fn the_gateway_list_walks_every_page_and_pushes_the_slice_filter_down() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ids(&page), ["sy:13680", "sy:14901"]);
+    assert_eq!(ids(&page), ["sy:15340"]);
     assert_eq!(
         page["items"][0]["source"],
         json!({"kind": "slice", "id": SLICE})

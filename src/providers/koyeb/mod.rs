@@ -3,7 +3,8 @@
 //! Quirks: update (rename) is `POST /v1/snapshots/{id}`; the list has no total and no
 //! per-volume filter (filtered here); enum values are long prefixed strings; `deleted_at` may
 //! be absent, null or the zero time; restore has no endpoint: it creates a new volume from
-//! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region; `MIGRATING` (data moving to cold
+//! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region, done when the volume reads
+//! `DETACHED`/`ATTACHED` (failed at `DELETING`/`DELETED` or gone); `MIGRATING` (data moving to cold
 //! storage) is `available`, and `status=available` asks Koyeb for both values, but a create is
 //! done only at `AVAILABLE`.
 
@@ -13,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
-    wire, CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError,
-    ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    new_resource_progress, wire, CallContext, CreateRequest, ListFilter, Listed, Progress,
+    ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::ProvidersConfig,
@@ -137,7 +138,32 @@ impl Koyeb {
             .json(KIND)?;
         to_domain(reply.snapshot)
     }
+
+    /// The status of a volume (a restore's new volume).
+    async fn volume_status(
+        &self,
+        ctx: &CallContext<'_>,
+        volume: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let path = format!("/v1/volumes/{}", uuid(volume)?);
+        let reply: VolumeReply = self
+            .call(ctx, "poll", Method::GET, &path, &[], None)
+            .await?
+            .json(KIND)?;
+        Ok(reply.volume.and_then(|v| v.status))
+    }
 }
+
+/// Volume statuses that finish a restore: free to use, or already in use.
+const VOLUME_READY: [&str; 2] = [
+    "PERSISTENT_VOLUME_STATUS_DETACHED",
+    "PERSISTENT_VOLUME_STATUS_ATTACHED",
+];
+/// Volume statuses that fail it (Koyeb removing the volume).
+const VOLUME_FAILED: [&str; 2] = [
+    "PERSISTENT_VOLUME_STATUS_DELETING",
+    "PERSISTENT_VOLUME_STATUS_DELETED",
+];
 
 /// The header value: the credential is the bare token, but accept one pasted with its prefix.
 fn bearer(token: &str) -> String {
@@ -199,7 +225,7 @@ impl ProviderAdapter for Koyeb {
         &self,
         ctx: &CallContext<'_>,
         filter: &ListFilter<'_>,
-    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+    ) -> Result<Listed, ProviderError> {
         let source_id = filter.source_id;
         let mut out = Vec::new();
         let mut offset = 0;
@@ -218,7 +244,7 @@ impl ProviderAdapter for Koyeb {
                 }
             }
             if n == 0 || !page.has_next {
-                return Ok(out);
+                return Ok(out.into());
             }
             offset += n;
         }
@@ -320,6 +346,7 @@ impl ProviderAdapter for Koyeb {
             vendor_ref: VendorRef { kind, id: None },
             result: None,
             tracking: serde_json::Value::Null,
+            assumed: None,
         })
     }
 
@@ -361,10 +388,14 @@ impl ProviderAdapter for Koyeb {
             .call(ctx, "restore", Method::POST, "/v1/volumes", &[], Some(body))
             .await?
             .json(KIND)?;
-        let result = reply
-            .volume
-            .map(|v| json!({ "volume_id": v.id, "volume_name": v.name.unwrap_or(name) }));
-        Ok(Submitted::finished(None, result))
+        // The volume is filled after the answer: the restore is done when the volume is usable.
+        Ok(match reply.volume {
+            Some(v) => {
+                let result = json!({ "volume_id": v.id, "volume_name": v.name.unwrap_or(name) });
+                Submitted::building(v.id, result)
+            }
+            None => Submitted::finished(None, None),
+        })
     }
 
     async fn poll(
@@ -372,6 +403,18 @@ impl ProviderAdapter for Koyeb {
         ctx: &CallContext<'_>,
         operation: &Operation,
     ) -> Result<Progress, ProviderError> {
+        if operation.vendor_ref.kind == VendorRefKind::Resource {
+            let volume = operation.vendor_ref.id.as_deref().unwrap_or_default();
+            let status = self.volume_status(ctx, volume).await;
+            return new_resource_progress(
+                KIND,
+                "volume",
+                volume,
+                status,
+                &VOLUME_READY,
+                &VOLUME_FAILED,
+            );
+        }
         let Some(native_id) = operation
             .snapshot_id
             .as_deref()
@@ -496,6 +539,7 @@ struct VolumeReply {
 struct WireVolume {
     id: String,
     name: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -3,7 +3,8 @@
 //! Quirks: PascalCase JSON but camelCase query parameters; the region is chosen by base URL;
 //! snapshots have no status or size; create, delete and restore answer a ticket
 //! (`GET /tickets/{id}`: done once `EndDate` is set, `Status.Id` 136 = succeeded) and a
-//! create's snapshot id is found afterwards in the instance's list; update is a synchronous
+//! create's snapshot id is found in the instance's list (already while the ticket runs if
+//! Oktawave lists it early: it is then `creating` until the ticket ends); update is a synchronous
 //! full replace (`Name` is required); whether `pageNumber` counts from 0 or 1 is undocumented,
 //! so the list starts with an unnumbered page and skips pages that bring nothing new.
 
@@ -15,8 +16,8 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     wire::{self, Id},
-    CallContext, CreateRequest, ListFilter, Progress, ProviderAdapter, ProviderError, ProviderInfo,
-    RestoreRequest, Submitted, UpdateRequest,
+    CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
+    ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::{OktawaveEndpoint, ProvidersConfig},
@@ -159,12 +160,14 @@ impl Oktawave {
     }
 
     /// After a create ticket succeeds: the instance's newest snapshot with the tracked name.
-    async fn resolve_created(
+    /// The newest snapshot of the instance with the create's name (taken after `not_before`,
+    /// when given).
+    async fn find_created(
         &self,
         ctx: &CallContext<'_>,
-        ticket: &str,
         tracking: &Tracking,
-    ) -> Result<Progress, ProviderError> {
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<WireSnapshot>, ProviderError> {
         let path = format!("/instances/{}/snapshots", tracking.instance_id);
         let reply: Collection = self
             .call(ctx, "poll", Method::GET, &path, &[], None)
@@ -176,11 +179,21 @@ impl Oktawave {
             let better = newest
                 .as_ref()
                 .is_none_or(|n| w.creation_date >= n.creation_date);
-            if w.name.as_deref() == Some(tracking.name.as_str()) && better {
+            let recent = not_before.is_none_or(|t| w.creation_date.is_some_and(|c| c >= t));
+            if w.name.as_deref() == Some(tracking.name.as_str()) && better && recent {
                 newest = Some(w);
             }
         }
-        Ok(match newest {
+        Ok(newest)
+    }
+
+    async fn resolve_created(
+        &self,
+        ctx: &CallContext<'_>,
+        ticket: &str,
+        tracking: &Tracking,
+    ) -> Result<Progress, ProviderError> {
+        Ok(match self.find_created(ctx, tracking, None).await? {
             Some(w) => Progress {
                 native_id: Some(w.id.0),
                 ..Progress::succeeded()
@@ -195,6 +208,33 @@ impl Oktawave {
         })
     }
 }
+
+impl Oktawave {
+    /// A create whose snapshot is already listed while its ticket runs names it (so the
+    /// snapshot shows as `creating`, not `available`, until the ticket ends); nothing is done
+    /// before the ticket says so.
+    async fn while_ticket_runs(
+        &self,
+        ctx: &CallContext<'_>,
+        operation: &Operation,
+    ) -> Result<Progress, ProviderError> {
+        let tracking = match Tracking::deserialize(&operation.tracking) {
+            Ok(t) if operation.kind == OperationKind::Create && operation.snapshot_id.is_none() => {
+                t
+            }
+            _ => return Ok(Progress::running()),
+        };
+        let not_before = operation.created_at - CLOCK_SKEW;
+        let early = self.find_created(ctx, &tracking, Some(not_before)).await?;
+        Ok(Progress {
+            native_id: early.map(|w| w.id.0),
+            ..Progress::running()
+        })
+    }
+}
+
+/// A snapshot's `CreationDate` may precede our submit time by the vendor's clock skew.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 fn region<'a>(ctx: &'a CallContext<'_>) -> &'a str {
     ctx.setting("region").unwrap_or("pl1")
@@ -253,13 +293,13 @@ impl ProviderAdapter for Oktawave {
         &self,
         ctx: &CallContext<'_>,
         filter: &ListFilter<'_>,
-    ) -> Result<Vec<VendorSnapshot>, ProviderError> {
+    ) -> Result<Listed, ProviderError> {
         let source_id = filter.source_id;
         let instance = match source_id {
             // No instance has that id: nothing to list.
             Some(s) => match int32(s) {
                 Some(id) => Some(id),
-                None => return Ok(Vec::new()),
+                None => return Ok(Listed::default()),
             },
             None => None,
         };
@@ -292,7 +332,7 @@ impl ProviderAdapter for Oktawave {
             let complete = total.is_some_and(|t| ids.len() as u64 >= t);
             let short = n < applied && new > 0;
             if n == 0 || complete || (short && total.is_none()) || nothing_new >= 2 {
-                return Ok(out);
+                return Ok(out.into());
             }
         }
         Err(super::too_many_pages(KIND))
@@ -464,7 +504,7 @@ impl ProviderAdapter for Oktawave {
             .await?
             .json(KIND)?;
         if ticket.end_date.is_none() {
-            return Ok(Progress::running());
+            return self.while_ticket_runs(ctx, operation).await;
         }
         let succeeded = ticket
             .status
@@ -507,6 +547,7 @@ fn submitted(
         },
         result: None,
         tracking,
+        assumed: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! How Syminet work is judged done: Syminet answers 202 with no job id, so creates, renames
-//! and deletes are read off its lists, and restores (invisible there) settle after a delay.
+//! and deletes are read off its lists, and restores (invisible there) are assumed done after a
+//! configured settle time.
 
 use std::time::Duration;
 
@@ -7,8 +8,6 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 
-/// Restore completion is not observable: an accepted restore is reported done after this.
-pub(super) const RESTORE_SETTLE: Duration = Duration::from_secs(2);
 /// A create, rename or delete the lists never reflect is failed after this.
 pub(super) const LIST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A created snapshot's `created` may precede our submit time by clock skew.
@@ -62,9 +61,13 @@ pub(super) fn create_progress(
     }
 }
 
-/// Restore completion is not observable: done once the settle time has passed.
-pub(super) fn restore_progress(created_at: DateTime<Utc>, now: DateTime<Utc>) -> Progress {
-    if timed_out(created_at, now, RESTORE_SETTLE) {
+/// Restore completion is not observable: assumed done once the settle time has passed.
+pub(super) fn restore_progress(
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    settle: Duration,
+) -> Progress {
+    if timed_out(created_at, now, settle) {
         Progress::succeeded()
     } else {
         Progress::running()

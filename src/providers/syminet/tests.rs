@@ -161,14 +161,18 @@ fn a_create_never_listed_fails_after_the_timeout() {
 #[test]
 fn a_restore_settles_after_the_settle_time() {
     let start = at("2025-03-11T09:15:00Z");
-    assert_eq!(
-        restore_progress(start, start).state,
-        OperationState::Running
-    );
-    assert_eq!(
-        restore_progress(start, at("2025-03-11T09:15:03Z")).state,
-        OperationState::Succeeded
-    );
+    let settle = std::time::Duration::from_secs(600);
+    for (now, state) in [
+        ("2025-03-11T09:15:00Z", OperationState::Running),
+        ("2025-03-11T09:24:59Z", OperationState::Running),
+        ("2025-03-11T09:25:00Z", OperationState::Succeeded),
+    ] {
+        assert_eq!(
+            restore_progress(start, at(now), settle).state,
+            state,
+            "{now}"
+        );
+    }
 }
 
 #[test]
