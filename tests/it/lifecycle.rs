@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use snapgate::simulator::{self, RunningSimulator, SimulatorConfig, Vendor};
+use snapgate::simulator::{self, RunningSimulator, SimulatorConfig, Variants, Vendor};
 
 use crate::helpers::*;
 
@@ -25,11 +25,21 @@ pub async fn spawn_with_simulator_and(
     delay: Duration,
     adjust: impl FnOnce(&mut snapgate::Config),
 ) -> SimApp {
+    spawn_with_variants(delay, Variants::default(), adjust).await
+}
+
+/// As [`spawn_with_simulator_and`], the simulator playing `variants`.
+pub async fn spawn_with_variants(
+    delay: Duration,
+    variants: Variants,
+    adjust: impl FnOnce(&mut snapgate::Config),
+) -> SimApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = simulator::start(
         listener,
         SimulatorConfig {
             async_delay: delay,
+            variants,
             ..SimulatorConfig::default()
         },
     )
@@ -77,14 +87,14 @@ pub async fn settle(app: &TestApp, t: &str, op: &Value) -> Value {
     }
 }
 
-async fn accepted(resp: reqwest::Response, what: &str) -> Value {
+pub async fn accepted(resp: reqwest::Response, what: &str) -> Value {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(status, 202, "{what}: {body}");
     body
 }
 
-async fn lifecycle(s: &SimApp, vendor: Vendor) {
+pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
     let (app, t) = (&s.app, s.token.as_str());
     let account = vendor.as_str();
     let source = s.sim.sources(vendor)[0].clone();

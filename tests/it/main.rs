@@ -18,6 +18,7 @@ mod openapi;
 mod resilience;
 mod simulator;
 mod snapshots;
+mod variants;
 mod wire_hostinger;
 mod wire_hyperstack;
 mod wire_koyeb;
