@@ -51,7 +51,10 @@ impl Application {
             auth: Arc::new(auth),
             store,
             sealer: Arc::new(sealer),
-            registry: Registry::new(&config.providers, Upstream::new(config.upstream.clone())),
+            registry: Registry::new(
+                &config.providers,
+                Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers)),
+            ),
             config: Arc::new(config),
             accounts: Arc::default(),
         };
@@ -75,13 +78,104 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
+    ///
+    /// Thread per core: `server.workers` threads each run a single-threaded runtime that
+    /// accepts from the shared listening socket and serves its connections to the end, with its
+    /// own vendor connection pool, so a request is never handed between threads.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let max_connections = self.state.config.server.max_connections.max(1);
-        serve_http1(self.listener, self.router, max_connections, shutdown).await;
-        Ok(())
+        let limit = ConnLimit::new(self.state.config.server.max_connections);
+        let workers = worker_count(self.state.config.server.workers);
+        if workers <= 1 {
+            serve_http1(self.listener, self.router, limit, shutdown).await;
+            return Ok(());
+        }
+        let listener = self.listener.into_std()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut threads = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            let listener = listener.try_clone()?;
+            let (router, limit, mut stop) = (self.router.clone(), limit.clone(), stop_rx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("snapgate-worker-{worker}"))
+                .spawn(move || -> std::io::Result<()> {
+                    crate::upstream::set_worker(worker);
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let stopped = async move {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                        };
+                        serve_http1(listener, router, limit, stopped).await;
+                        Ok(())
+                    })
+                })?;
+            threads.push(thread);
+        }
+        drop(listener);
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")))
+                })
+                .collect::<std::io::Result<Vec<()>>>()
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        joined.map(|_| ())
+    }
+}
+
+/// Serving threads: the configured count, or one per CPU.
+pub fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The connection cap shared by every serving thread.
+#[derive(Clone)]
+struct ConnLimit {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One open connection, counted until dropped.
+struct ConnSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ConnLimit {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max: max.max(1),
+        }
+    }
+
+    /// A slot for a new connection, or `None` when `max` are open.
+    fn take(&self) -> Option<ConnSlot> {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| ConnSlot(self.open.clone()))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -96,8 +190,8 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 async fn serve_http1(
     listener: TcpListener,
     router: axum::Router,
-    max_connections: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    limit: ConnLimit,
+    shutdown: impl Future<Output = ()> + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
@@ -108,14 +202,16 @@ async fn serve_http1(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if conns.len() >= max_connections => {
-                    tokio::spawn(refuse(stream));
-                }
                 Ok((stream, _)) => {
+                    let Some(slot) = limit.take() else {
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let router = router.clone();
                     let mut stop = stop_rx.clone();
                     conns.spawn(async move {
+                        let _slot = slot;
                         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                             router.clone().oneshot(req.map(axum::body::Body::new))
                         });

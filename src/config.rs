@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub max_in_flight_per_tenant: usize,
     /// Open connections at once; one more is answered `503 too_many_connections` and closed.
     pub max_connections: usize,
+    /// Threads serving connections, each with its own single-threaded runtime and vendor
+    /// connection pool (0: one per CPU). A connection stays on the thread that accepted it.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             max_in_flight: 256,
             max_in_flight_per_tenant: 64,
             max_connections: 4096,
+            workers: 0,
         }
     }
 }

@@ -79,11 +79,22 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// A pooled HTTP client shared by every adapter and tenant.
+/// Pooled HTTP clients shared by every adapter and tenant: one per serving thread, so a vendor
+/// connection is driven by the thread whose request uses it (see [`set_worker`]).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    clients: Arc<[reqwest::Client]>,
     inner: Arc<Inner>,
+}
+
+thread_local! {
+    /// The serving thread's index, choosing its client (0 off the serving threads).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as serving thread `index`: its vendor calls use its own pool.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
 }
 
 #[derive(Debug)]
@@ -112,24 +123,33 @@ impl Reply {
 }
 
 impl Upstream {
+    /// One pool for callers on any thread.
     pub fn new(config: UpstreamConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .timeout(Duration::from_millis(config.request_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(concat!("snapgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        Self::for_workers(config, 1)
+    }
+
+    /// One pool per serving thread.
+    pub fn for_workers(config: UpstreamConfig, workers: usize) -> Self {
+        let build = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+                .timeout(Duration::from_millis(config.request_timeout_ms))
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .user_agent(concat!("snapgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        };
+        let clients: Arc<[reqwest::Client]> = (0..workers.max(1)).map(|_| build()).collect();
         let guards = Guards::new(GuardConfig {
             failure_threshold: config.breaker_failures.max(1),
             cooldown: Duration::from_millis(config.breaker_cooldown_ms),
             max_concurrency: config.max_concurrency_per_account,
         });
         Self {
-            client,
+            clients,
             inner: Arc::new(Inner {
                 budget: RetryBudget::new(config.retry_budget_ratio),
                 config,
@@ -138,10 +158,15 @@ impl Upstream {
         }
     }
 
+    /// The calling thread's client.
+    fn client(&self) -> &reqwest::Client {
+        &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()]
+    }
+
     /// Starts a request; the adapter adds auth, query and body.
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
         let mut rb = self
-            .client
+            .client()
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json");
         let id = telemetry::current_request_id();
@@ -301,7 +326,7 @@ impl Upstream {
         // What this very call carried, so a vendor echoing it cannot pass it on.
         let sent = Sent::of(&request);
         let mut response = self
-            .client
+            .client()
             .execute(request)
             .await
             .map_err(|e| transport_error(vendor, &e))?;
