@@ -47,7 +47,7 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let state = AppState {
+        let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
             store,
             sealer: Arc::new(sealer),
@@ -57,7 +57,7 @@ impl Application {
             ),
             config: Arc::new(config),
             accounts: Arc::default(),
-        };
+        });
         Ok(Self {
             listener,
             router: api::router(state.clone()),

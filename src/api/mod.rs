@@ -39,9 +39,27 @@ use crate::{
 };
 use problem::ApiError;
 
-/// What every handler can reach: cheap to clone.
+/// What every handler can reach: one `Arc`, so the clone and drop axum makes per request and
+/// per layer is one atomic operation, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+pub struct Shared {
     pub auth: Arc<Authenticator>,
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
@@ -149,17 +167,26 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response {
-    let body = Arc::new(BodyProgress::default());
-    let req = req.map(|inner| {
-        axum::body::Body::new(WatchedBody {
-            inner,
-            progress: body.clone(),
-        })
-    });
+    // Only a request that carries a body can be slow to send it: others skip the watch.
+    let headers = req.headers();
+    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    let body = has_body.then(|| Arc::new(BodyProgress::default()));
+    let req = match &body {
+        Some(progress) => req.map(|inner| {
+            axum::body::Body::new(WatchedBody {
+                inner,
+                progress: progress.clone(),
+            })
+        }),
+        None => req,
+    };
     match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(response) => response,
         // Still waiting for the caller's own body: the caller is slow, not the gateway.
-        Err(_) if body.reading() => ApiError::new(
+        Err(_) if body.as_ref().is_some_and(|b| b.reading()) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             format!(
