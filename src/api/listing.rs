@@ -27,7 +27,6 @@ use crate::{
     auth::{Caller, Scope},
     domain::{Account, OperationKind, ProviderKind, Snapshot, SnapshotStatus},
     providers::{ListFilter, ProviderError},
-    store::OperationFilter,
 };
 
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -384,18 +383,7 @@ async fn overlay_pending(
     tenant: &str,
     items: &mut [Snapshot],
 ) -> Result<(), ApiError> {
-    let filter = OperationFilter {
-        unfinished_only: true,
-        limit: 1000,
-        ..Default::default()
-    };
-    let pending: HashMap<String, OperationKind> = state
-        .store
-        .list_operations(tenant, &filter)
-        .await?
-        .into_iter()
-        .filter_map(|op| op.snapshot_id.map(|s| (s, op.kind)))
-        .collect();
+    let pending: HashMap<String, OperationKind> = state.store.pending_snapshots(tenant).await?;
     if pending.is_empty() {
         return Ok(());
     }

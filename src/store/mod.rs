@@ -135,6 +135,24 @@ pub trait Store: Send + Sync + 'static {
         };
         Ok(!self.list_operations(tenant, &filter).await?.is_empty())
     }
+    /// Snapshot id → kind of the unfinished operations that target a snapshot (hot path of
+    /// every list: the overlay of pending work).
+    async fn pending_snapshots(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::HashMap<String, crate::domain::OperationKind>, StoreError> {
+        let filter = OperationFilter {
+            unfinished_only: true,
+            limit: 1000,
+            ..Default::default()
+        };
+        Ok(self
+            .list_operations(tenant, &filter)
+            .await?
+            .into_iter()
+            .filter_map(|op| op.snapshot_id.map(|s| (s, op.kind)))
+            .collect())
+    }
     /// Newest first.
     async fn list_operations(
         &self,

@@ -15,7 +15,7 @@ use super::{
     sqlite_ops, AccountPatch, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
     StoreError,
 };
-use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
+use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind, ProviderKind};
 use crate::private_files;
 
 /// SQLite-backed [`Store`].
@@ -29,17 +29,17 @@ pub struct SqliteStore {
     pending: std::sync::Arc<std::sync::Mutex<PendingIndex>>,
 }
 
-/// Unfinished operations: op → snapshot, and snapshot → number of such ops.
+/// Unfinished operations: op → (snapshot, kind), and snapshot → number of such ops.
 #[derive(Debug, Default)]
 struct PendingIndex {
-    by_op: std::collections::HashMap<(String, String), String>,
+    by_op: std::collections::HashMap<(String, String), (String, OperationKind)>,
     by_snapshot: std::collections::HashMap<(String, String), usize>,
 }
 
 impl PendingIndex {
     fn set(&mut self, tenant: &str, op: &Operation) {
         let key = (tenant.to_owned(), op.id.clone());
-        if let Some(old) = self.by_op.remove(&key) {
+        if let Some((old, _)) = self.by_op.remove(&key) {
             let k = (tenant.to_owned(), old);
             if let Some(n) = self.by_snapshot.get_mut(&k) {
                 *n -= 1;
@@ -49,7 +49,7 @@ impl PendingIndex {
             }
         }
         if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
-            self.by_op.insert(key, snapshot.clone());
+            self.by_op.insert(key, (snapshot.clone(), op.kind));
             *self
                 .by_snapshot
                 .entry((tenant.to_owned(), snapshot.clone()))
@@ -344,6 +344,19 @@ impl Store for SqliteStore {
         Ok(index
             .by_snapshot
             .contains_key(&(tenant.to_owned(), snapshot_id.to_owned())))
+    }
+
+    async fn pending_snapshots(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::HashMap<String, OperationKind>, StoreError> {
+        let index = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(index
+            .by_op
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, (snapshot, kind))| (snapshot.clone(), *kind))
+            .collect())
     }
 
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
