@@ -22,6 +22,8 @@ pub enum StartError {
     Auth(#[from] AuthConfigError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot build the vendor HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,7 +55,10 @@ impl Application {
             sealer: Arc::new(sealer),
             registry: Registry::new(
                 &config.providers,
-                Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers)),
+                Upstream::for_workers(
+                    config.upstream.clone(),
+                    worker_count(config.server.workers),
+                )?,
             ),
             config: Arc::new(config),
             accounts: Arc::default(),

@@ -445,7 +445,7 @@ fn to_domain(vm: &str, raw: Box<RawValue>) -> Result<Option<VendorSnapshot>, Pro
         name: None,
         description: None,
         // A snapshot the vendor returns exists and is usable; pending work is the
-        // gateway's operations overlay (SUMMARY.md §2).
+        // gateway's operations overlay.
         status: SnapshotStatus::Available,
         vendor_status: None,
         size_gb: None,
@@ -460,7 +460,8 @@ fn to_domain(vm: &str, raw: Box<RawValue>) -> Result<Option<VendorSnapshot>, Pro
     }))
 }
 
-/// Action `state` → operation state (SUMMARY.md §2); unknown values keep it running.
+/// Action `state` → operation state: `success` and `error` end it; `created`, `sent`,
+/// `delayed` and unknown values keep it running.
 fn action_state(state: &str) -> OperationState {
     match state.to_ascii_lowercase().as_str() {
         "success" => OperationState::Succeeded,

@@ -524,7 +524,7 @@ fn to_domain(
     })
 }
 
-/// Hyperstack's status is a free string; map defensively (SUMMARY.md §2).
+/// Hyperstack's status is a free string; map defensively (unknown values are `unknown`).
 fn map_status(s: &str) -> SnapshotStatus {
     let s = s.to_ascii_uppercase();
     match s.as_str() {

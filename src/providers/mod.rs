@@ -626,7 +626,7 @@ mod tests {
     fn oktawave_needs_all_four_credentials_and_a_known_region() {
         let r = Registry::new(
             &ProvidersConfig::default(),
-            Upstream::new(Default::default()),
+            Upstream::new(Default::default()).unwrap(),
         );
         let info = r.get(ProviderKind::Oktawave).info();
         let err = validate_credentials(
@@ -644,7 +644,7 @@ mod tests {
     fn unknown_credential_fields_are_named() {
         let r = Registry::new(
             &ProvidersConfig::default(),
-            Upstream::new(Default::default()),
+            Upstream::new(Default::default()).unwrap(),
         );
         let info = r.get(ProviderKind::Hyperstack).info();
         let err = validate_credentials(

@@ -34,7 +34,8 @@ pub struct UpstreamConfig {
     pub request_timeout_ms: u64,
     /// Per-provider overrides of `request_timeout_ms` (e.g. `{ oktawave = 20000 }`).
     pub provider_timeout_ms: std::collections::BTreeMap<ProviderKind, u64>,
-    /// Retries of an idempotent call (GET) after a 5xx, reset or timeout.
+    /// Retries of an idempotent call (GET) after a 5xx or reset (never after a timeout, which
+    /// would only spend the caller's deadline, nor after a 429).
     pub max_retries: u32,
     /// Retries earned per first attempt (0.2: retries stay within ~20% extra load).
     pub retry_budget_ratio: f64,
@@ -124,12 +125,13 @@ impl Reply {
 
 impl Upstream {
     /// One pool for callers on any thread.
-    pub fn new(config: UpstreamConfig) -> Self {
+    pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
         Self::for_workers(config, 1)
     }
 
-    /// One pool per serving thread.
-    pub fn for_workers(config: UpstreamConfig, workers: usize) -> Self {
+    /// One pool per serving thread. A client that cannot be built (no TLS backend) is an error,
+    /// never a silent fallback to a client without the configured timeouts.
+    pub fn for_workers(config: UpstreamConfig, workers: usize) -> Result<Self, reqwest::Error> {
         let build = || {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -140,22 +142,23 @@ impl Upstream {
                 .tcp_nodelay(true)
                 .user_agent(concat!("snapgate/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .unwrap_or_else(|_| reqwest::Client::new())
         };
-        let clients: Arc<[reqwest::Client]> = (0..workers.max(1)).map(|_| build()).collect();
+        let clients: Arc<[reqwest::Client]> = (0..workers.max(1))
+            .map(|_| build())
+            .collect::<Result<_, _>>()?;
         let guards = Guards::new(GuardConfig {
             failure_threshold: config.breaker_failures.max(1),
             cooldown: Duration::from_millis(config.breaker_cooldown_ms),
             max_concurrency: config.max_concurrency_per_account,
         });
-        Self {
+        Ok(Self {
             clients,
             inner: Arc::new(Inner {
                 budget: RetryBudget::new(config.retry_budget_ratio),
                 config,
                 guards,
             }),
-        }
+        })
     }
 
     /// The calling thread's client.
@@ -537,7 +540,8 @@ pub fn retry_after(headers: &HeaderMap, default: u64) -> u64 {
     secs.unwrap_or(default).clamp(1, 3600)
 }
 
-/// The generic vendor-status mapping of DESIGN.md §3, written once for every adapter.
+/// The generic vendor-status mapping (the README's error table), written once for every
+/// adapter.
 pub fn classify(
     vendor: ProviderKind,
     status: StatusCode,

@@ -55,7 +55,10 @@ async fn list(
 ) -> Result<Vec<snapgate::domain::VendorSnapshot>, snapgate::providers::ProviderError> {
     let mut config = snapgate::Config::defaults();
     config.providers.koyeb.base_url = mock.uri();
-    let registry = Registry::new(&config.providers, Upstream::new(Default::default()));
+    let registry = Registry::new(
+        &config.providers,
+        Upstream::new(Default::default()).unwrap(),
+    );
     let mut settings = serde_json::Map::new();
     if let Some(org) = organization_id {
         settings.insert("organization_id".to_owned(), json!(org));

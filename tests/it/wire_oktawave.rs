@@ -106,7 +106,10 @@ async fn list(
 ) -> Result<Vec<VendorSnapshot>, ProviderError> {
     let mut config = snapgate::Config::defaults();
     configure(&mut config, &mock.uri());
-    let registry = Registry::new(&config.providers, Upstream::new(Default::default()));
+    let registry = Registry::new(
+        &config.providers,
+        Upstream::new(Default::default()).unwrap(),
+    );
     let account = direct_account(
         "ok",
         ProviderKind::Oktawave,

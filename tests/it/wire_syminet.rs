@@ -72,7 +72,7 @@ async fn list_direct(
 ) -> Vec<snapgate::domain::VendorSnapshot> {
     let mut config = snapgate::Config::defaults().providers;
     config.syminet.base_url = format!("{}/api/v1", mock.uri());
-    let registry = Registry::new(&config, Upstream::new(Default::default()));
+    let registry = Registry::new(&config, Upstream::new(Default::default()).unwrap());
     let adapter = registry.get(ProviderKind::Syminet);
     let credentials = validate_credentials(
         adapter.info(),

@@ -604,7 +604,7 @@ fn wire_statuses(status: SnapshotStatus) -> Option<&'static [&'static str]> {
     }
 }
 
-/// `SnapshotStatus` per SUMMARY.md §2, with one reasoned change: `MIGRATING` is a snapshot
+/// Koyeb's `SnapshotStatus` normalized, with one reasoned change: `MIGRATING` is a snapshot
 /// whose data exists and is moving to cold storage ("being migrated"), so it is `available` in
 /// lists and gets (`vendor_status` says `SNAPSHOT_STATUS_MIGRATING`). A create is only reported
 /// done at `AVAILABLE` ([`settled`]), in case Koyeb migrates fresh snapshots before they settle.
