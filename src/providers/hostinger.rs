@@ -86,7 +86,7 @@ impl Hostinger {
         let rb = self
             .http
             .request(method, &wire::url(&self.base_url, &format!("{API}{path}")))
-            .bearer_auth(ctx.secret("token"))
+            .bearer_auth(ctx.secret("token")?)
             .header(header::CONTENT_TYPE, "application/json");
         self.http
             .send(KIND, operation, rb, wire::error_message)

@@ -89,7 +89,7 @@ impl Hyperstack {
         let mut rb = self
             .http
             .request(method, &wire::url(&self.base_url, path))
-            .header("api_key", ctx.secret("api_key"));
+            .header("api_key", ctx.secret("api_key")?);
         if !query.is_empty() {
             rb = rb.query(query);
         }

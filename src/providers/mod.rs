@@ -113,13 +113,20 @@ pub struct CallContext<'a> {
 }
 
 impl CallContext<'_> {
-    /// A credential field's value (validated present at account creation).
-    pub fn secret(&self, field: &str) -> &str {
+    /// A credential field's value. Fields are validated present when an account is created or
+    /// its credentials are replaced, so a missing one is a stored account to fix, never an
+    /// empty value sent to the vendor.
+    pub fn secret(&self, field: &'static str) -> Result<&str, ProviderError> {
         use secrecy::ExposeSecret;
         self.credentials
             .get(field)
             .map(|s| s.expose_secret())
-            .unwrap_or_default()
+            .ok_or_else(|| ProviderError::Invalid {
+                field: "credentials",
+                message: format!(
+                    "the account has no `{field}` credential; replace its credentials with PATCH"
+                ),
+            })
     }
 
     /// An account setting.
@@ -638,6 +645,36 @@ mod tests {
         let err = validate_settings(info, map(serde_json::json!({"region": "pl9"}))).unwrap_err();
         assert!(matches!(err, FieldError::NotAllowed { .. }));
         assert!(validate_settings(info, map(serde_json::json!({"region": "pl2"}))).is_ok());
+    }
+
+    #[test]
+    fn a_missing_credential_is_an_error_never_an_empty_value() {
+        let now = chrono::Utc::now();
+        let account = crate::domain::Account {
+            tenant: "acme".to_owned(),
+            id: "hs".parse().unwrap(),
+            provider: ProviderKind::Hyperstack,
+            display_name: None,
+            settings: serde_json::Map::new(),
+            credential_fields: Vec::new(),
+            credential_fingerprint: String::new(),
+            credentials_updated_at: now,
+            health: crate::domain::AccountHealth::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        let credentials = Credentials::new(BTreeMap::new());
+        let ctx = CallContext {
+            account: &account,
+            credentials: &credentials,
+        };
+        match ctx.secret("api_key") {
+            Err(ProviderError::Invalid { field, message }) => {
+                assert_eq!(field, "credentials");
+                assert!(message.contains("`api_key`"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

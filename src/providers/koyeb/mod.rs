@@ -89,7 +89,7 @@ impl Koyeb {
         let mut rb = self
             .http
             .request(method, &wire::url(&self.base_url, path))
-            .header(reqwest::header::AUTHORIZATION, bearer(ctx.secret("token")));
+            .header(reqwest::header::AUTHORIZATION, bearer(ctx.secret("token")?));
         if !query.is_empty() {
             rb = rb.query(query);
         }

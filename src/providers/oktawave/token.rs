@@ -90,14 +90,14 @@ impl Oktawave {
     async fn fetch_token(&self, ctx: &CallContext<'_>) -> Result<Token, ProviderError> {
         let form = [
             ("grant_type", "password"),
-            ("username", ctx.secret("username")),
-            ("password", ctx.secret("password")),
+            ("username", ctx.secret("username")?),
+            ("password", ctx.secret("password")?),
             ("scope", SCOPE),
         ];
         let rb = self
             .http
             .request(Method::POST, &self.endpoints.token_url)
-            .basic_auth(ctx.secret("client_id"), Some(ctx.secret("client_secret")))
+            .basic_auth(ctx.secret("client_id")?, Some(ctx.secret("client_secret")?))
             .form(&form);
         let requested = Instant::now();
         let reply: TokenReply = self
@@ -126,16 +126,14 @@ impl Oktawave {
 /// Keys the token cache by tenant, account and every credential value, hashed: a rotated
 /// secret gets a new token, and no secret is kept in the key.
 pub(super) fn cache_key(ctx: &CallContext<'_>) -> String {
+    use secrecy::ExposeSecret;
     let mut h = Sha256::new();
-    let parts = [
-        ctx.account.tenant.as_str(),
-        ctx.account.id.as_str(),
-        ctx.secret("client_id"),
-        ctx.secret("client_secret"),
-        ctx.secret("username"),
-        ctx.secret("password"),
-    ];
-    for part in parts {
+    let account = [ctx.account.tenant.as_str(), ctx.account.id.as_str()];
+    let fields = ctx
+        .credentials
+        .iter()
+        .flat_map(|(name, value)| [name.as_str(), value.expose_secret()]);
+    for part in account.into_iter().chain(fields) {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }

@@ -90,7 +90,7 @@ impl Syminet {
     ) -> Result<Reply, ProviderError> {
         // Exactly the documented form: lower-case `bearer`.
         let mut auth =
-            HeaderValue::from_str(&format!("bearer {}", ctx.secret("token"))).map_err(|_| {
+            HeaderValue::from_str(&format!("bearer {}", ctx.secret("token")?)).map_err(|_| {
                 ProviderError::Invalid {
                     field: "credentials.token",
                     message:
