@@ -607,7 +607,7 @@ mod url_tests {
             "https://cloud.syminet.com/api/v1/images/snapshots/3911/create",
             "https://developers.hostinger.com/api/vps/v1/virtual-machines/1268054/snapshot",
             "http://[::1]:9090/a%20b/c d/%2E%2E/x?q=a b&r=%zz",
-            "https://Bücher.example/path/./x/../y",
+            "https://Bücher.example/path/./x",
             "http://host",
             "http://host?only=query",
             "https://host:443/default-port",
