@@ -19,7 +19,7 @@ use super::{accounts::account_not_found, intent::Journal, problem::ApiError, App
 use crate::scrub::Scrubber;
 use crate::{
     domain::{
-        Account, AccountId, Capabilities, Completion, Credentials, Operation, OperationKind,
+        Account, AccountId, Capability, Completion, Credentials, Operation, OperationKind,
         OperationState, ProviderKind, Snapshot, SnapshotStatus, VendorRefKind,
     },
     providers::{CallContext, ProviderAdapter, ProviderError, Registry, Submitted},
@@ -103,15 +103,7 @@ impl Resolved {
             secrets.add(v.expose_secret());
         }
         let err = match e {
-            ProviderError::Unsupported { operation } => {
-                unsupported(&self.registry, operation, |c| match operation {
-                    "rename" => c.rename,
-                    "image" => c.create_image,
-                    "name availability" => c.name_availability,
-                    "restore" => c.restore,
-                    _ => false,
-                })
-            }
+            ProviderError::Unsupported { capability } => unsupported(&self.registry, capability),
             other => ApiError::from(other),
         };
         err.with_account(
@@ -122,15 +114,11 @@ impl Resolved {
     }
 
     /// `501` unless the adapter declares the capability.
-    pub fn require(
-        &self,
-        operation: &'static str,
-        has: fn(&Capabilities) -> bool,
-    ) -> Result<(), ApiError> {
-        if has(&self.adapter.info().capabilities) {
+    pub fn require(&self, capability: Capability) -> Result<(), ApiError> {
+        if self.adapter.info().capabilities.has(capability) {
             Ok(())
         } else {
-            Err(unsupported(&self.registry, operation, has).with_account(
+            Err(unsupported(&self.registry, capability).with_account(
                 self.opened.account.provider,
                 self.opened.account.id.as_str(),
             ))
@@ -139,15 +127,11 @@ impl Resolved {
 }
 
 /// The `501 unsupported_operation` problem, naming the providers that do support it.
-fn unsupported(
-    registry: &Registry,
-    operation: &'static str,
-    has: impl Fn(&Capabilities) -> bool,
-) -> ApiError {
+fn unsupported(registry: &Registry, capability: Capability) -> ApiError {
     let supported: Vec<ProviderKind> = registry
         .all()
         .map(|a| a.info())
-        .filter(|i| has(&i.capabilities))
+        .filter(|i| i.capabilities.has(capability))
         .map(|i| i.kind)
         .collect();
     let names: Vec<&str> = supported.iter().map(|p| p.as_str()).collect();
@@ -155,7 +139,7 @@ fn unsupported(
         StatusCode::NOT_IMPLEMENTED,
         "unsupported_operation",
         format!(
-            "{operation} is not supported by this provider; supported by: {}",
+            "{capability} is not supported by this provider; supported by: {}",
             if names.is_empty() {
                 "none".to_owned()
             } else {

@@ -305,10 +305,10 @@ impl From<ProviderError> for ApiError {
             ProviderError::SnapshotExists { message } => {
                 ApiError::conflict("snapshot_exists", message)
             }
-            ProviderError::Unsupported { operation } => ApiError::new(
+            ProviderError::Unsupported { capability } => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "unsupported_operation",
-                format!("{operation} is not supported by this provider"),
+                format!("{capability} is not supported by this provider"),
             ),
         };
         if err.problem.status >= 500 && err.problem.retryable.is_none() {

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth::{Caller, Scope},
-    domain::{AccountId, Operation, OperationKind, Snapshot, SnapshotId},
+    domain::{AccountId, Capability, Operation, OperationKind, Snapshot, SnapshotId},
     providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
 };
 
@@ -185,13 +185,10 @@ async fn accept(
 /// it needs (if any) and the kind of operation it records.
 struct Action {
     request: String,
-    needs: Option<(&'static str, HasCapability)>,
+    needs: Option<Capability>,
     kind: OperationKind,
     intent: Intent,
 }
-
-/// Reads one capability flag.
-type HasCapability = fn(&crate::domain::Capabilities) -> bool;
 
 /// The shared path of delete, restore and image: idempotency, account, capability check,
 /// one vendor call, the recorded operation.
@@ -212,8 +209,8 @@ async fn act_on_snapshot(
         &action.request,
         async |journal| {
             let resolved = open(state, caller, id).await?;
-            if let Some((operation, has)) = action.needs {
-                resolved.require(operation, has)?;
+            if let Some(capability) = action.needs {
+                resolved.require(capability)?;
             }
             let native = &id.native_id;
             journal
@@ -314,7 +311,7 @@ pub async fn create(
     let request = fingerprint("POST /v1/snapshots", &body);
     idempotent(&state, &caller.tenant, key, &request, async |journal| {
         let resolved = gateway::resolve(&state, &caller.tenant, &body.account, account_404).await?;
-        resolved.require("create", |c| c.create)?;
+        resolved.require(Capability::Create)?;
         let intent = Intent::Create {
             source_id: body.source_id.clone(),
             name: body.name.clone(),
@@ -383,10 +380,10 @@ pub async fn update(
     }
     let resolved = open(&state, &caller, &path.snapshot).await?;
     if body.name.is_some() {
-        resolved.require("rename", |c| c.rename)?;
+        resolved.require(Capability::Rename)?;
     }
     if body.description.is_some() {
-        resolved.require("describe", |c| c.describe)?;
+        resolved.require(Capability::Describe)?;
     }
     let native = &path.snapshot.native_id;
     let submitted = resolved
@@ -487,7 +484,7 @@ pub async fn restore(
         &path.snapshot,
         Action {
             request,
-            needs: Some(("restore", |c| c.restore)),
+            needs: Some(Capability::Restore),
             kind: OperationKind::Restore,
             intent: Intent::Restore,
         },
@@ -533,7 +530,7 @@ pub async fn image(
         &path.snapshot,
         Action {
             request,
-            needs: Some(("image", |c| c.create_image)),
+            needs: Some(Capability::CreateImage),
             kind: OperationKind::Image,
             intent: Intent::Image,
         },
@@ -560,7 +557,7 @@ pub async fn name_availability(
 ) -> Result<axum::Json<NameAvailability>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
     let resolved = gateway::resolve(&state, &caller.tenant, &path.account, account_404).await?;
-    resolved.require("name availability", |c| c.name_availability)?;
+    resolved.require(Capability::NameAvailability)?;
     let available = resolved
         .adapter
         .name_available(&resolved.ctx(), &path.name)

@@ -8,7 +8,7 @@ mod snapshot;
 pub mod time;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
-pub use provider::{Capabilities, FieldSpec, ProviderKind, UnknownProvider};
+pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use snapshot::{
     Completion, Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
     SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,

@@ -127,6 +127,53 @@ impl FieldSpec {
     }
 }
 
+/// One thing a provider may or may not do: the name the 501 problem, the adapters' defaults and
+/// the capability flags of `GET /v1/providers` share, so none can disagree with another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Create,
+    Rename,
+    Describe,
+    Restore,
+    CreateImage,
+    NameAvailability,
+}
+
+impl Capability {
+    /// How problems name the operation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Create => "create",
+            Capability::Rename => "rename",
+            Capability::Describe => "describe",
+            Capability::Restore => "restore",
+            Capability::CreateImage => "image",
+            Capability::NameAvailability => "name availability",
+        }
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Capabilities {
+    /// Whether the provider declares this capability (an exhaustive match: a new capability
+    /// cannot silently read as unsupported).
+    pub fn has(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Create => self.create,
+            Capability::Rename => self.rename,
+            Capability::Describe => self.describe,
+            Capability::Restore => self.restore,
+            Capability::CreateImage => self.create_image,
+            Capability::NameAvailability => self.name_availability,
+        }
+    }
+}
+
 /// The snapshot operations a provider supports, as its adapter declares them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Capabilities {
@@ -145,4 +192,39 @@ pub struct Capabilities {
     pub restore_to_other_target: bool,
     pub create_image: bool,
     pub name_availability: bool,
+}
+
+#[cfg(test)]
+mod capability_tests {
+    use super::{Capabilities, Capability};
+
+    #[test]
+    fn each_capability_reads_its_own_flag() {
+        let all = [
+            Capability::Create,
+            Capability::Rename,
+            Capability::Describe,
+            Capability::Restore,
+            Capability::CreateImage,
+            Capability::NameAvailability,
+        ];
+        for (i, capability) in all.into_iter().enumerate() {
+            let flags = Capabilities {
+                create: i == 0,
+                rename: i == 1,
+                describe: i == 2,
+                restore: i == 3,
+                create_image: i == 4,
+                name_availability: i == 5,
+                ..Capabilities::default()
+            };
+            for other in all {
+                assert_eq!(
+                    flags.has(other),
+                    other == capability,
+                    "{capability} vs {other}"
+                );
+            }
+        }
+    }
 }

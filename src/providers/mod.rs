@@ -18,8 +18,8 @@ use secrecy::SecretString;
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Account, Capabilities, Credentials, FieldSpec, Operation, OperationState, ProviderKind,
-        VendorRef, VendorRefKind, VendorSnapshot,
+        Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationState,
+        ProviderKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -72,8 +72,8 @@ pub enum ProviderError {
     /// Hostinger keeps one snapshot per VM and one exists.
     #[error("{message}")]
     SnapshotExists { message: String },
-    #[error("{operation} is not supported by this provider")]
-    Unsupported { operation: &'static str },
+    #[error("{capability} is not supported by this provider")]
+    Unsupported { capability: Capability },
 }
 
 impl ProviderError {
@@ -354,8 +354,8 @@ pub(crate) fn too_many_pages(vendor: ProviderKind) -> ProviderError {
     }
 }
 
-fn unsupported<T>(operation: &'static str) -> Result<T, ProviderError> {
-    Err(ProviderError::Unsupported { operation })
+fn unsupported<T>(capability: Capability) -> Result<T, ProviderError> {
+    Err(ProviderError::Unsupported { capability })
 }
 
 /// One vendor's snapshot API, shared by every tenant: credentials come with each call.
@@ -395,7 +395,7 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         _native_id: &str,
         _request: &UpdateRequest,
     ) -> Result<Submitted, ProviderError> {
-        unsupported("rename")
+        unsupported(Capability::Rename)
     }
 
     async fn delete(
@@ -417,7 +417,7 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         _native_id: &str,
         _request: &ImageRequest,
     ) -> Result<Submitted, ProviderError> {
-        unsupported("image")
+        unsupported(Capability::CreateImage)
     }
 
     /// Whether a snapshot name is free.
@@ -426,7 +426,7 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         _ctx: &CallContext<'_>,
         _name: &str,
     ) -> Result<bool, ProviderError> {
-        unsupported("name availability")
+        unsupported(Capability::NameAvailability)
     }
 
     /// Reads the vendor's truth about an unfinished operation.

@@ -473,7 +473,7 @@ impl ProviderAdapter for Syminet {
                 ))
             }
             OperationKind::Image => Ok(Progress::failed(ProviderError::Unsupported {
-                operation: "image",
+                capability: crate::domain::Capability::CreateImage,
             })),
         }
     }
