@@ -4,11 +4,13 @@
 
 mod account;
 mod provider;
+mod provider_error;
 mod snapshot;
 pub mod time;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
+pub use provider_error::ProviderError;
 pub use snapshot::{
     Completion, Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
     SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,

@@ -29,13 +29,24 @@ impl ProviderKind {
     ];
 
     /// The lowercase name used on the wire, in config keys and in the database.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Hyperstack => "hyperstack",
             ProviderKind::Koyeb => "koyeb",
             ProviderKind::Oktawave => "oktawave",
             ProviderKind::Hostinger => "hostinger",
             ProviderKind::Syminet => "syminet",
+        }
+    }
+
+    /// The name people know the provider by, for messages.
+    pub const fn display_name(self) -> &'static str {
+        match self {
+            ProviderKind::Hyperstack => "Hyperstack",
+            ProviderKind::Koyeb => "Koyeb",
+            ProviderKind::Oktawave => "Oktawave",
+            ProviderKind::Hostinger => "Hostinger",
+            ProviderKind::Syminet => "Syminet",
         }
     }
 }
@@ -141,7 +152,7 @@ pub enum Capability {
 
 impl Capability {
     /// How problems name the operation.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Capability::Create => "create",
             Capability::Rename => "rename",

@@ -203,6 +203,16 @@ impl OperationState {
     pub fn is_terminal(self) -> bool {
         matches!(self, OperationState::Succeeded | OperationState::Failed)
     }
+
+    /// The state of work whose progress is a snapshot's own status: done when it is
+    /// available, failed in error, running otherwise.
+    pub fn of_snapshot(status: SnapshotStatus) -> Self {
+        match status {
+            SnapshotStatus::Available => OperationState::Succeeded,
+            SnapshotStatus::Error => OperationState::Failed,
+            _ => OperationState::Running,
+        }
+    }
 }
 
 /// How the vendor exposes the progress of the work.

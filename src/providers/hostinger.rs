@@ -8,11 +8,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{stream, StreamExt};
-use reqwest::{header, Method};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
+    check,
+    http::{Auth, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
     ProviderInfo, RestoreRequest, SourceFailure, Submitted,
@@ -59,8 +61,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 
 /// The Hostinger adapter.
 pub struct Hostinger {
-    base_url: String,
-    http: Upstream,
+    http: VendorHttp,
     /// `data_center_id` → data-centre name (the snapshot's region).
     regions: wire::RegionNames,
 }
@@ -68,29 +69,20 @@ pub struct Hostinger {
 impl Hostinger {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
         Self {
-            base_url: config.hostinger.base_url.clone(),
-            http,
+            // No snapshot call takes a body, but Hostinger requires the JSON content type on
+            // every request. `User-Agent` is set by [`Upstream`].
+            http: VendorHttp::new(
+                KIND,
+                wire::url(&config.hostinger.base_url, API),
+                Auth::Scheme {
+                    scheme: "Bearer",
+                    credential: "token",
+                },
+                http,
+            )
+            .with_headers(&[("content-type", "application/json")]),
             regions: wire::RegionNames::default(),
         }
-    }
-
-    /// Sends one request: Bearer token, JSON content type (required on every request), and
-    /// never a body (no snapshot call takes one). `User-Agent` is set by [`Upstream`].
-    async fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-    ) -> Result<Reply, ProviderError> {
-        let rb = self
-            .http
-            .request(method, &wire::url(&self.base_url, &format!("{API}{path}")))
-            .bearer_auth(ctx.secret("token")?)
-            .header(header::CONTENT_TYPE, "application/json");
-        self.http
-            .send(KIND, operation, rb, wire::error_message)
-            .await
     }
 
     /// The VM's snapshot, `None` when it has none (404 or an empty 200 body).
@@ -101,7 +93,11 @@ impl Hostinger {
         vm: &str,
     ) -> Result<Option<VendorSnapshot>, ProviderError> {
         let path = format!("/virtual-machines/{vm}/snapshot");
-        match self.call(ctx, operation, Method::GET, &path).await {
+        match self
+            .http
+            .call(ctx, operation, Method::GET, &path, &[], None)
+            .await
+        {
             Ok(reply) => decode_snapshot(vm, &reply),
             Err(ProviderError::NotFound) => Ok(None),
             Err(e) => Err(e),
@@ -119,7 +115,11 @@ impl Hostinger {
         if !unknown {
             return;
         }
-        let centres = match self.call(ctx, "list", Method::GET, "/data-centers").await {
+        let centres = match self
+            .http
+            .call(ctx, "list", Method::GET, "/data-centers", &[], None)
+            .await
+        {
             Ok(reply) => reply.json::<Vec<WireDataCentre>>(KIND),
             Err(e) => Err(e),
         };
@@ -140,7 +140,8 @@ impl Hostinger {
         ctx: &CallContext<'_>,
         operation: &'static str,
     ) -> Result<Vec<WireVm>, ProviderError> {
-        self.call(ctx, operation, Method::GET, "/virtual-machines")
+        self.http
+            .call(ctx, operation, Method::GET, "/virtual-machines", &[], None)
             .await?
             .json(KIND)
     }
@@ -154,7 +155,11 @@ impl Hostinger {
         vm: &str,
         path: &str,
     ) -> Result<Submitted, ProviderError> {
-        let action: WireAction = self.call(ctx, operation, method, path).await?.json(KIND)?;
+        let action: WireAction = self
+            .http
+            .call(ctx, operation, method, path, &[], None)
+            .await?
+            .json(KIND)?;
         let state = match action_state(&action.state) {
             OperationState::Failed => return Err(action_failed(&action.id)),
             state => state,
@@ -171,15 +176,6 @@ impl Hostinger {
             tracking: json!({ "vm_id": vm }),
             assumed: None,
         })
-    }
-}
-
-/// Hostinger ids are integers: anything else cannot exist there.
-fn numeric(id: &str) -> Result<&str, ProviderError> {
-    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(ProviderError::NotFound)
     }
 }
 
@@ -200,7 +196,7 @@ impl ProviderAdapter for Hostinger {
     ) -> Result<Listed, ProviderError> {
         let vms: Vec<(String, Option<String>)> = match filter.source_id {
             // A VM id that cannot exist has no snapshot.
-            Some(vm) => match numeric(vm) {
+            Some(vm) => match check::numeric(vm) {
                 Ok(vm) => vec![(vm.to_owned(), None)],
                 Err(_) => return Ok(Listed::default()),
             },
@@ -254,7 +250,7 @@ impl ProviderAdapter for Hostinger {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<VendorSnapshot, ProviderError> {
-        self.snapshot_of(ctx, "get", numeric(native_id)?)
+        self.snapshot_of(ctx, "get", check::numeric(native_id)?)
             .await?
             .ok_or(ProviderError::NotFound)
     }
@@ -264,7 +260,7 @@ impl ProviderAdapter for Hostinger {
         ctx: &CallContext<'_>,
         request: &CreateRequest,
     ) -> Result<Submitted, ProviderError> {
-        let vm = numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
+        let vm = check::numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
             field: "source_id",
             message: "source_id must be a Hostinger VM id (an integer)".to_owned(),
         })?;
@@ -302,7 +298,7 @@ impl ProviderAdapter for Hostinger {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<Submitted, ProviderError> {
-        let vm = numeric(native_id)?;
+        let vm = check::numeric(native_id)?;
         let path = format!("/virtual-machines/{vm}/snapshot");
         self.act(ctx, "delete", Method::DELETE, vm, &path).await
     }
@@ -313,7 +309,7 @@ impl ProviderAdapter for Hostinger {
         native_id: &str,
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
-        let vm = numeric(native_id)?;
+        let vm = check::numeric(native_id)?;
         if request.target_id.is_some() {
             return Err(ProviderError::Invalid {
                 field: "target_id",
@@ -352,11 +348,15 @@ impl ProviderAdapter for Hostinger {
                 message: "the operation has no Hostinger action to follow".to_owned(),
             }));
         };
-        let (Ok(vm), Ok(action)) = (numeric(&vm), numeric(action)) else {
+        let (Ok(vm), Ok(action)) = (check::numeric(&vm), check::numeric(action)) else {
             return Ok(Progress::failed(ProviderError::NotFound));
         };
         let path = format!("/virtual-machines/{vm}/actions/{action}");
-        let reply: WireAction = match self.call(ctx, "poll", Method::GET, &path).await {
+        let reply: WireAction = match self
+            .http
+            .call(ctx, "poll", Method::GET, &path, &[], None)
+            .await
+        {
             Ok(reply) => reply.json(KIND)?,
             Err(ProviderError::NotFound) => return Ok(Progress::failed(ProviderError::NotFound)),
             Err(e) => return Err(e),
@@ -431,10 +431,7 @@ fn decode_snapshot(vm: &str, reply: &Reply) -> Result<Option<VendorSnapshot>, Pr
 }
 
 fn to_domain(vm: &str, raw: Box<RawValue>) -> Result<Option<VendorSnapshot>, ProviderError> {
-    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("Hostinger sent a snapshot snapgate could not read ({e})"),
-    })?;
+    let w: WireSnapshot = check::decode(KIND, &raw)?;
     if w.id.is_none() && w.created_at.is_none() {
         return Ok(None);
     }
@@ -567,13 +564,5 @@ mod tests {
             wire::error_message(unauthorized).unwrap(),
             "Unauthenticated"
         );
-    }
-
-    #[test]
-    fn only_integer_ids_can_exist() {
-        assert_eq!(numeric("1268054"), Ok("1268054"));
-        for bad in ["", "abc", "12a", "-1", "1.5", "123456789012345678901"] {
-            assert_eq!(numeric(bad), Err(ProviderError::NotFound), "{bad}");
-        }
     }
 }

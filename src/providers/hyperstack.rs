@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
+    check,
+    http::{Auth, VendorHttp},
     new_resource_progress,
     wire::{self, Id},
     CallContext, CreateRequest, ImageRequest, ListFilter, Listed, Progress, ProviderAdapter,
@@ -26,7 +28,7 @@ use crate::{
         Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
         SnapshotStatus, Source, SourceKind, VendorSnapshot,
     },
-    upstream::{Reply, Upstream},
+    upstream::Upstream,
 };
 
 const KIND: ProviderKind = ProviderKind::Hyperstack;
@@ -62,8 +64,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 
 /// The Hyperstack adapter.
 pub struct Hyperstack {
-    base_url: String,
-    http: Upstream,
+    http: VendorHttp,
     /// Region names by `region_id`, learned from get answers: list items carry only the id.
     regions: wire::RegionNames,
 }
@@ -71,34 +72,17 @@ pub struct Hyperstack {
 impl Hyperstack {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
         Self {
-            base_url: config.hyperstack.base_url.clone(),
-            http,
+            http: VendorHttp::new(
+                KIND,
+                config.hyperstack.base_url.clone(),
+                Auth::Header {
+                    name: "api_key",
+                    credential: "api_key",
+                },
+                http,
+            ),
             regions: wire::RegionNames::default(),
         }
-    }
-
-    async fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<serde_json::Value>,
-    ) -> Result<Reply, ProviderError> {
-        let mut rb = self
-            .http
-            .request(method, &wire::url(&self.base_url, path))
-            .header("api_key", ctx.secret("api_key")?);
-        if !query.is_empty() {
-            rb = rb.query(query);
-        }
-        if let Some(body) = body {
-            rb = rb.json(&body);
-        }
-        self.http
-            .send(KIND, operation, rb, wire::error_message)
-            .await
     }
 
     async fn page(
@@ -108,7 +92,8 @@ impl Hyperstack {
         size: usize,
     ) -> Result<ListPage, ProviderError> {
         let query = [("page", page.to_string()), ("pageSize", size.to_string())];
-        self.call(ctx, "list", Method::GET, "/core/snapshots", &query, None)
+        self.http
+            .call(ctx, "list", Method::GET, "/core/snapshots", &query, None)
             .await?
             .json(KIND)
     }
@@ -119,8 +104,9 @@ impl Hyperstack {
         ctx: &CallContext<'_>,
         vm: &str,
     ) -> Result<Option<String>, ProviderError> {
-        let path = format!("/core/virtual-machines/{}", numeric(vm)?);
+        let path = format!("/core/virtual-machines/{}", check::numeric(vm)?);
         let reply: VmReply = self
+            .http
             .call(ctx, "poll", Method::GET, &path, &[], None)
             .await
             .map_err(gone_if_rejected)?
@@ -133,25 +119,6 @@ impl Hyperstack {
 const VM_READY: [&str; 2] = ["ACTIVE", "SHUTOFF"];
 /// VM statuses that fail it.
 const VM_FAILED: [&str; 3] = ["ERROR", "DELETING", "DELETED"];
-
-/// Hyperstack ids are integers: anything else cannot exist there.
-fn numeric(id: &str) -> Result<&str, ProviderError> {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(ProviderError::NotFound)
-    }
-}
-
-fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
-        return Err(ProviderError::Invalid {
-            field,
-            message: format!("{field} must be 1 to {MAX_NAME} characters for Hyperstack"),
-        });
-    }
-    Ok(())
-}
 
 #[async_trait]
 impl ProviderAdapter for Hyperstack {
@@ -206,8 +173,9 @@ impl ProviderAdapter for Hyperstack {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<VendorSnapshot, ProviderError> {
-        let path = format!("/core/snapshots/{}", numeric(native_id)?);
+        let path = format!("/core/snapshots/{}", check::numeric(native_id)?);
         let reply: Envelope = self
+            .http
             .call(ctx, "get", Method::GET, &path, &[], None)
             .await
             .map_err(gone_if_rejected)?
@@ -220,8 +188,8 @@ impl ProviderAdapter for Hyperstack {
         ctx: &CallContext<'_>,
         request: &CreateRequest,
     ) -> Result<Submitted, ProviderError> {
-        check_name("name", &request.name)?;
-        let vm = numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
+        check::name(KIND, "name", &request.name, MAX_NAME)?;
+        let vm = check::numeric(&request.source_id).map_err(|_| ProviderError::Invalid {
             field: "source_id",
             message: "source_id must be a Hyperstack VM id (an integer)".to_owned(),
         })?;
@@ -232,11 +200,12 @@ impl ProviderAdapter for Hyperstack {
         });
         let path = format!("/core/virtual-machines/{vm}/snapshots");
         let reply: Envelope = self
+            .http
             .call(ctx, "create", Method::POST, &path, &[], Some(body))
             .await?
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot, &self.regions)?;
-        let state = state_of(snapshot.status);
+        let state = OperationState::of_snapshot(snapshot.status);
         Ok(Submitted::by_status(snapshot, state))
     }
 
@@ -245,8 +214,9 @@ impl ProviderAdapter for Hyperstack {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<Submitted, ProviderError> {
-        let path = format!("/core/snapshots/{}", numeric(native_id)?);
+        let path = format!("/core/snapshots/{}", check::numeric(native_id)?);
         let reply: Message = self
+            .http
             .call(ctx, "delete", Method::DELETE, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -269,16 +239,17 @@ impl ProviderAdapter for Hyperstack {
                 field: "new_name",
                 message: "Hyperstack restores to a new VM: new_name is required".to_owned(),
             })?;
-        check_name("new_name", name)?;
+        check::name(KIND, "new_name", name, MAX_NAME)?;
         if request.target_id.is_some() {
             return Err(ProviderError::Invalid {
                 field: "target_id",
                 message: "Hyperstack restores to a new VM; target_id is not accepted".to_owned(),
             });
         }
-        let path = format!("/core/snapshots/{}/restore", numeric(native_id)?);
+        let path = format!("/core/snapshots/{}/restore", check::numeric(native_id)?);
         let body = json!({ "new_vm_name": name });
         let reply: RestoreReply = self
+            .http
             .call(ctx, "restore", Method::POST, &path, &[], Some(body))
             .await?
             .json(KIND)?;
@@ -301,10 +272,11 @@ impl ProviderAdapter for Hyperstack {
         native_id: &str,
         request: &ImageRequest,
     ) -> Result<Submitted, ProviderError> {
-        check_name("name", &request.name)?;
-        let path = format!("/core/snapshots/{}/image", numeric(native_id)?);
+        check::name(KIND, "name", &request.name, MAX_NAME)?;
+        let path = format!("/core/snapshots/{}/image", check::numeric(native_id)?);
         let body = json!({ "name": request.name, "labels": request.labels });
         let reply: ImageReply = self
+            .http
             .call(ctx, "image", Method::POST, &path, &[], Some(body))
             .await?
             .json(KIND)?;
@@ -320,7 +292,7 @@ impl ProviderAdapter for Hyperstack {
         ctx: &CallContext<'_>,
         name: &str,
     ) -> Result<bool, ProviderError> {
-        check_name("name", name)?;
+        check::name(KIND, "name", name, MAX_NAME)?;
         if is_dot_segment(name) {
             return Err(ProviderError::Invalid {
                 field: "name",
@@ -330,6 +302,7 @@ impl ProviderAdapter for Hyperstack {
         }
         let path = format!("/core/snapshots/name-availability/{}", urlencode(name));
         let reply: NameReply = self
+            .http
             .call(ctx, "name_availability", Method::GET, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -364,7 +337,7 @@ impl ProviderAdapter for Hyperstack {
                     ),
                 }),
                 status => Progress {
-                    state: state_of(status),
+                    state: OperationState::of_snapshot(status),
                     ..Progress::running()
                 },
             }),
@@ -383,14 +356,6 @@ fn gone_if_rejected(e: ProviderError) -> ProviderError {
     match e {
         ProviderError::Rejected { status: 400, .. } => ProviderError::NotFound,
         other => other,
-    }
-}
-
-fn state_of(status: SnapshotStatus) -> OperationState {
-    match status {
-        SnapshotStatus::Available => OperationState::Succeeded,
-        SnapshotStatus::Error => OperationState::Failed,
-        _ => OperationState::Running,
     }
 }
 
@@ -489,10 +454,7 @@ fn to_domain(
     raw: Box<RawValue>,
     regions: &wire::RegionNames,
 ) -> Result<VendorSnapshot, ProviderError> {
-    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("Hyperstack sent a snapshot snapgate could not read ({e})"),
-    })?;
+    let w: WireSnapshot = check::decode(KIND, &raw)?;
     let vendor_status = w.status.filter(|s| !s.is_empty());
     Ok(VendorSnapshot {
         native_id: w.id.0,

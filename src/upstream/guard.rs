@@ -1,8 +1,8 @@
 //! Per-identity protection of a vendor: a circuit breaker and a concurrency cap, plus the
 //! process-wide retry budget.
 //!
-//! An identity is the vendor host plus a hash of the credential header, so it is one
-//! account's view of one vendor (accounts sharing credentials share the vendor's limits).
+//! An identity is the vendor host plus the credential identity the adapter names, so it is
+//! one account's view of one vendor (accounts sharing credentials share the vendor's limits).
 
 use std::{
     collections::HashMap,

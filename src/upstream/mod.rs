@@ -19,7 +19,10 @@ use reqwest::{header::HeaderMap, Method, RequestBuilder, StatusCode};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::scrub::Sent;
-use crate::{domain::ProviderKind, providers::ProviderError, telemetry};
+use crate::{
+    domain::{ProviderError, ProviderKind},
+    telemetry,
+};
 use guard::{Admission, GuardConfig, Guards, RetryBudget};
 use url::parse_url;
 
@@ -186,28 +189,17 @@ impl Upstream {
 
     /// Sends a request; non-2xx answers become [`ProviderError`]s, with the vendor's message
     /// taken from the body by `message` (a vendor-specific reader). The breaker and the
-    /// concurrency cap are keyed by the request's credential header.
+    /// concurrency cap are kept per `identity` at the request's host: the adapter names the
+    /// account's credential identity (a hash of what authenticates it), so this layer knows no
+    /// vendor's auth scheme.
+    ///
+    /// GETs are retried after a 5xx or reset (backoff with jitter, within the retry budget);
+    /// nothing is retried after a 429 or a timeout.
     pub async fn send(
         &self,
         vendor: ProviderKind,
         operation: &'static str,
-        request: RequestBuilder,
-        message: fn(&[u8]) -> Option<String>,
-    ) -> Result<Reply, ProviderError> {
-        self.send_as(vendor, operation, None, request, message)
-            .await
-    }
-
-    /// As [`Upstream::send`], with the caller naming the account identity the breaker and cap
-    /// are kept for (for credentials whose header changes, such as short-lived tokens).
-    ///
-    /// GETs are retried after a 5xx or reset (backoff with jitter, within the retry budget);
-    /// nothing is retried after a 429 or a timeout.
-    pub async fn send_as(
-        &self,
-        vendor: ProviderKind,
-        operation: &'static str,
-        identity: Option<&str>,
+        identity: u64,
         request: RequestBuilder,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
@@ -225,10 +217,7 @@ impl Upstream {
             tracing::info!(%vendor, operation, retry_after, "rate limited by address: not calling before Retry-After");
             return Err(ProviderError::RateLimited { retry_after });
         }
-        let guard = self.inner.guards.get(match identity {
-            Some(id) => named_identity(&request, id),
-            None => header_identity(&request),
-        });
+        let guard = self.inner.guards.get(named_identity(&request, identity));
         let probe = match guard.admit() {
             Admission::Rejected(retry_after) => {
                 tracing::info!(%vendor, operation, "circuit open: failing fast");
@@ -445,25 +434,12 @@ fn address_identity(request: &reqwest::Request) -> u64 {
     h.finish()
 }
 
-/// Vendor host plus an identity the adapter names.
-fn named_identity(request: &reqwest::Request, id: &str) -> u64 {
+/// Vendor host plus the identity the adapter names: one account's view of one vendor.
+fn named_identity(request: &reqwest::Request, id: u64) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     request.url().host_str().hash(&mut h);
     request.url().port_or_known_default().hash(&mut h);
     id.hash(&mut h);
-    h.finish()
-}
-
-/// Vendor host plus a hash of the credential header: one account's view of one vendor.
-fn header_identity(request: &reqwest::Request) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    request.url().host_str().hash(&mut h);
-    request.url().port_or_known_default().hash(&mut h);
-    for name in ["authorization", "api_key"] {
-        if let Some(v) = request.headers().get(name) {
-            v.as_bytes().hash(&mut h);
-        }
-    }
     h.finish()
 }
 
@@ -482,7 +458,6 @@ fn transport_error(vendor: ProviderKind, e: &reqwest::Error) -> ProviderError {
     }
 }
 
-/// Seconds from a `Retry-After` header (delta-seconds form), default 1.
 /// The wait a `Retry-After` asks for (delta-seconds or an HTTP date), or `default` without one;
 /// between 1 s and an hour.
 pub fn retry_after(headers: &HeaderMap, default: u64) -> u64 {

@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{
+    check,
+    http::{Auth, VendorHttp},
     new_resource_progress, wire, CallContext, CreateRequest, ListFilter, Listed, Progress,
     ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
@@ -23,7 +25,7 @@ use crate::{
         Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
         SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
-    upstream::{Reply, Upstream},
+    upstream::Upstream,
 };
 
 const KIND: ProviderKind = ProviderKind::Koyeb;
@@ -65,38 +67,23 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 
 /// The Koyeb adapter.
 pub struct Koyeb {
-    base_url: String,
-    http: Upstream,
+    http: VendorHttp,
 }
 
 impl Koyeb {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
         Self {
-            base_url: config.koyeb.base_url.clone(),
-            http,
+            http: VendorHttp::new(
+                KIND,
+                config.koyeb.base_url.clone(),
+                Auth::Scheme {
+                    scheme: "Bearer",
+                    credential: "token",
+                },
+                http,
+            )
+            .with_error_reader(error_message),
         }
-    }
-
-    async fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<serde_json::Value>,
-    ) -> Result<Reply, ProviderError> {
-        let mut rb = self
-            .http
-            .request(method, &wire::url(&self.base_url, path))
-            .header(reqwest::header::AUTHORIZATION, bearer(ctx.secret("token")?));
-        if !query.is_empty() {
-            rb = rb.query(query);
-        }
-        if let Some(body) = body {
-            rb = rb.json(&body);
-        }
-        self.http.send(KIND, operation, rb, error_message).await
     }
 
     async fn page(
@@ -120,7 +107,8 @@ impl Koyeb {
         for status in wire.unwrap_or_default().into_iter().flatten() {
             query.push(("statuses", (*status).to_owned()));
         }
-        self.call(ctx, operation, Method::GET, "/v1/snapshots", &query, None)
+        self.http
+            .call(ctx, operation, Method::GET, "/v1/snapshots", &query, None)
             .await?
             .json(KIND)
     }
@@ -133,6 +121,7 @@ impl Koyeb {
     ) -> Result<VendorSnapshot, ProviderError> {
         let path = format!("/v1/snapshots/{}", uuid(native_id)?);
         let reply: Envelope = self
+            .http
             .call(ctx, operation, Method::GET, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -147,6 +136,7 @@ impl Koyeb {
     ) -> Result<Option<String>, ProviderError> {
         let path = format!("/v1/volumes/{}", uuid(volume)?);
         let reply: VolumeReply = self
+            .http
             .call(ctx, "poll", Method::GET, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -165,17 +155,6 @@ const VOLUME_FAILED: [&str; 2] = [
     "PERSISTENT_VOLUME_STATUS_DELETED",
 ];
 
-/// The header value: the credential is the bare token, but accept one pasted with its prefix.
-fn bearer(token: &str) -> String {
-    let token = token.trim();
-    match token.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => {
-            format!("Bearer {}", token[7..].trim_start())
-        }
-        _ => format!("Bearer {token}"),
-    }
-}
-
 /// Koyeb ids are UUIDs (short ids are a CLI feature): anything else cannot exist there.
 fn uuid(id: &str) -> Result<&str, ProviderError> {
     let b = id.as_bytes();
@@ -189,26 +168,6 @@ fn uuid(id: &str) -> Result<&str, ProviderError> {
     } else {
         Err(ProviderError::NotFound)
     }
-}
-
-fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
-        return Err(ProviderError::Invalid {
-            field,
-            message: format!("{field} must be 1 to {MAX_NAME} characters for Koyeb"),
-        });
-    }
-    Ok(())
-}
-
-fn no_description(description: Option<&str>) -> Result<(), ProviderError> {
-    if description.is_some_and(|d| !d.is_empty()) {
-        return Err(ProviderError::Invalid {
-            field: "description",
-            message: "Koyeb snapshots have no description".to_owned(),
-        });
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -264,8 +223,8 @@ impl ProviderAdapter for Koyeb {
         ctx: &CallContext<'_>,
         request: &CreateRequest,
     ) -> Result<Submitted, ProviderError> {
-        check_name("name", &request.name)?;
-        no_description(request.description.as_deref())?;
+        check::name(KIND, "name", &request.name, MAX_NAME)?;
+        check::no_description(KIND, request.description.as_deref())?;
         if request.replace_existing {
             return Err(ProviderError::Invalid {
                 field: "replace_existing",
@@ -279,6 +238,7 @@ impl ProviderAdapter for Koyeb {
         })?;
         let body = json!({ "parent_volume_id": volume, "name": request.name });
         let reply: Envelope = self
+            .http
             .call(
                 ctx,
                 "create",
@@ -291,7 +251,7 @@ impl ProviderAdapter for Koyeb {
             .json(KIND)?;
         let snapshot = to_domain(reply.snapshot)?;
         let state = if settled(&snapshot) {
-            state_of(snapshot.status)
+            OperationState::of_snapshot(snapshot.status)
         } else {
             OperationState::Running
         };
@@ -304,7 +264,7 @@ impl ProviderAdapter for Koyeb {
         native_id: &str,
         request: &UpdateRequest,
     ) -> Result<Submitted, ProviderError> {
-        no_description(request.description.as_deref())?;
+        check::no_description(KIND, request.description.as_deref())?;
         let name = request
             .name
             .as_deref()
@@ -312,10 +272,11 @@ impl ProviderAdapter for Koyeb {
                 field: "name",
                 message: "Koyeb can only rename a snapshot: name is required".to_owned(),
             })?;
-        check_name("name", name)?;
+        check::name(KIND, "name", name, MAX_NAME)?;
         let path = format!("/v1/snapshots/{}", uuid(native_id)?);
         let body = json!({ "name": name });
         let reply: Envelope = self
+            .http
             .call(ctx, "rename", Method::POST, &path, &[], Some(body))
             .await?
             .json(KIND)?;
@@ -330,6 +291,7 @@ impl ProviderAdapter for Koyeb {
     ) -> Result<Submitted, ProviderError> {
         let path = format!("/v1/snapshots/{}", uuid(native_id)?);
         let reply: Envelope = self
+            .http
             .call(ctx, "delete", Method::DELETE, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -363,7 +325,7 @@ impl ProviderAdapter for Koyeb {
             });
         }
         if let Some(name) = request.new_name.as_deref() {
-            check_name("new_name", name)?;
+            check::name(KIND, "new_name", name, MAX_NAME)?;
         }
         // The volume must be made in the snapshot's region, which only the snapshot knows.
         let snapshot = self.fetch(ctx, "restore", native_id).await?;
@@ -385,6 +347,7 @@ impl ProviderAdapter for Koyeb {
             "read_only": false,
         });
         let reply: VolumeReply = self
+            .http
             .call(ctx, "restore", Method::POST, "/v1/volumes", &[], Some(body))
             .await?
             .json(KIND)?;
@@ -456,14 +419,6 @@ impl ProviderAdapter for Koyeb {
 /// Whether a snapshot is settled enough to call a create done: `AVAILABLE`, not migrating.
 fn settled(s: &VendorSnapshot) -> bool {
     s.status == SnapshotStatus::Available && s.vendor_status.as_deref() != Some(MIGRATING)
-}
-
-fn state_of(status: SnapshotStatus) -> OperationState {
-    match status {
-        SnapshotStatus::Available => OperationState::Succeeded,
-        SnapshotStatus::Error => OperationState::Failed,
-        _ => OperationState::Running,
-    }
 }
 
 /// The new volume's name when the caller gives none: `{snapshot name}-restore`.
@@ -558,10 +513,7 @@ struct WireField {
 // ---- conversions ----
 
 fn to_domain(raw: Box<RawValue>) -> Result<VendorSnapshot, ProviderError> {
-    let w: WireSnapshot = serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("Koyeb sent a snapshot snapgate could not read ({e})"),
-    })?;
+    let w: WireSnapshot = check::decode(KIND, &raw)?;
     let vendor_status = w.status.filter(|s| !s.is_empty());
     let mut status = vendor_status
         .as_deref()

@@ -183,13 +183,6 @@ fn only_uuids_can_be_koyeb_ids() {
 }
 
 #[test]
-fn the_bearer_prefix_is_added_once() {
-    assert_eq!(bearer("abc"), "Bearer abc");
-    assert_eq!(bearer("Bearer abc"), "Bearer abc");
-    assert_eq!(bearer("bearer  abc "), "Bearer abc");
-}
-
-#[test]
 fn a_restored_volume_is_named_after_the_snapshot_by_default() {
     assert_eq!(
         default_volume_name(Some("pg-data"), "id"),

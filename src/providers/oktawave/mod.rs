@@ -10,11 +10,13 @@
 
 use async_trait::async_trait;
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, value::RawValue};
 
 use super::{
+    check,
+    http::{self, Auth, Request, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
     ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
@@ -71,7 +73,8 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 /// The Oktawave adapter.
 pub struct Oktawave {
     endpoints: OktawaveEndpoint,
-    http: Upstream,
+    /// Its base URL is the account region's ([`OktawaveEndpoint::base_url_for`]).
+    http: VendorHttp,
     tokens: token::TokenCache,
 }
 
@@ -79,7 +82,12 @@ impl Oktawave {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
         Self {
             endpoints: config.oktawave.clone(),
-            http,
+            http: VendorHttp::new(
+                KIND,
+                config.oktawave.base_url_for("pl1"),
+                Auth::Obtained,
+                http,
+            ),
             tokens: token::TokenCache::default(),
         }
     }
@@ -98,28 +106,28 @@ impl Oktawave {
         query: &[(&str, String)],
         body: Option<&SnapshotCommand<'_>>,
     ) -> Result<Reply, ProviderError> {
-        let url = wire::url(&self.base_url(ctx), path);
-        // Tokens change on every refresh: keep the breaker and cap per credential set instead.
-        let identity = token::cache_key(ctx);
-        let send = |token: SecretString| {
-            let mut rb = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(token.expose_secret());
-            if !query.is_empty() {
-                rb = rb.query(query);
-            }
-            if let Some(body) = body {
-                rb = rb.json(body);
-            }
-            self.http
-                .send_as(KIND, operation, Some(&identity), rb, wire::error_message)
+        let base_url = self.base_url(ctx);
+        let body =
+            body.map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| ProviderError::Upstream {
+                    status: None,
+                    message: format!("could not encode the Oktawave request ({e})"),
+                })?;
+        let request = || Request {
+            operation,
+            method: method.clone(),
+            path,
+            query,
+            body: body.clone(),
         };
         let token = self.token(ctx, None).await?;
-        match send(token.clone()).await {
+        let auth = Some(http::bearer(token.expose_secret())?);
+        match self.http.send(ctx, &base_url, auth, request()).await {
             Err(ProviderError::Auth { status: 401 }) => {
                 let fresh = self.token(ctx, Some(&token)).await?;
-                send(fresh).await
+                let auth = Some(http::bearer(fresh.expose_secret())?);
+                self.http.send(ctx, &base_url, auth, request()).await
             }
             other => other,
         }
@@ -253,13 +261,7 @@ fn snapshot_id(id: &str) -> Result<i32, ProviderError> {
 }
 
 fn check_name(name: &str) -> Result<(), ProviderError> {
-    let n = name.chars().count();
-    if name.trim().is_empty() || n > MAX_NAME {
-        return Err(ProviderError::Invalid {
-            field: "name",
-            message: format!("name must be 1 to {MAX_NAME} characters for Oktawave"),
-        });
-    }
+    check::name(KIND, "name", name, MAX_NAME)?;
     if name.contains(NAME_FORBIDDEN) {
         return Err(ProviderError::Invalid {
             field: "name",

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{Oktawave, KIND};
-use crate::providers::{wire, CallContext, ProviderError};
+use crate::providers::{http, wire, CallContext, ProviderError};
 
 /// Read/write API access (`oktawave.api.readonly` would make every change a 403).
 pub(super) const SCOPE: &str = "oktawave.api";
@@ -94,15 +94,14 @@ impl Oktawave {
             ("password", ctx.secret("password")?),
             ("scope", SCOPE),
         ];
-        let rb = self
-            .http
+        let upstream = self.http.upstream();
+        let rb = upstream
             .request(Method::POST, &self.endpoints.token_url)
             .basic_auth(ctx.secret("client_id")?, Some(ctx.secret("client_secret")?))
             .form(&form);
         let requested = Instant::now();
-        let reply: TokenReply = self
-            .http
-            .send(KIND, "token", rb, wire::error_message)
+        let reply: TokenReply = upstream
+            .send(KIND, "token", http::identity(ctx), rb, wire::error_message)
             .await
             // The identity server answers 400 (`invalid_grant`, `invalid_client`) for bad credentials.
             .map_err(|e| match e {

@@ -73,10 +73,7 @@ pub(super) struct Tracking {
 // ---- conversions ----
 
 pub(super) fn decode(raw: &RawValue) -> Result<WireSnapshot, ProviderError> {
-    serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("Oktawave sent a snapshot snapgate could not read ({e})"),
-    })
+    check::decode(KIND, raw)
 }
 
 /// Oktawave snapshots carry no status: one that exists is available (the gateway overlays

@@ -8,11 +8,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use reqwest::{header::HeaderValue, Method};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, value::RawValue};
 
 use super::{
+    check,
+    http::{Auth, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
     ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
@@ -23,7 +25,7 @@ use crate::{
         Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
         SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
-    upstream::{Reply, Upstream},
+    upstream::Upstream,
 };
 
 mod progress;
@@ -33,8 +35,6 @@ use progress::{create_progress, list_progress, lost, restore_progress, timed_out
 const KIND: ProviderKind = ProviderKind::Syminet;
 /// Snapshot names: required by the vendor; no documented limit, so a generous sanity cap.
 const MAX_NAME: usize = 255;
-/// Safety stop for the `/images` page walk (page size is fixed by the vendor).
-const MAX_PAGES: u32 = 1000;
 
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
@@ -64,8 +64,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 
 /// The Syminet adapter.
 pub struct Syminet {
-    base_url: String,
-    http: Upstream,
+    http: VendorHttp,
     /// How long after it was accepted a restore is reported done (it cannot be seen).
     restore_settle: std::time::Duration,
 }
@@ -73,45 +72,18 @@ pub struct Syminet {
 impl Syminet {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
         Self {
-            base_url: config.syminet.base_url.clone(),
-            http,
+            http: VendorHttp::new(
+                KIND,
+                config.syminet.base_url.clone(),
+                // Exactly the documented form: lower-case `bearer`.
+                Auth::Scheme {
+                    scheme: "bearer",
+                    credential: "token",
+                },
+                http,
+            ),
             restore_settle: std::time::Duration::from_secs(config.syminet.restore_settle_secs),
         }
-    }
-
-    async fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<serde_json::Value>,
-    ) -> Result<Reply, ProviderError> {
-        // Exactly the documented form: lower-case `bearer`.
-        let mut auth =
-            HeaderValue::from_str(&format!("bearer {}", ctx.secret("token")?)).map_err(|_| {
-                ProviderError::Invalid {
-                    field: "credentials.token",
-                    message:
-                        "the stored Syminet token contains characters no HTTP header can carry"
-                            .to_owned(),
-                }
-            })?;
-        auth.set_sensitive(true);
-        let mut rb = self
-            .http
-            .request(method, &wire::url(&self.base_url, path))
-            .header("authorization", auth);
-        if !query.is_empty() {
-            rb = rb.query(query);
-        }
-        if let Some(body) = body {
-            rb = rb.json(&body);
-        }
-        self.http
-            .send(KIND, operation, rb, wire::error_message)
-            .await
     }
 
     async fn page(
@@ -120,16 +92,17 @@ impl Syminet {
         operation: &'static str,
         page: u32,
     ) -> Result<ListPage, ProviderError> {
-        self.call(
-            ctx,
-            operation,
-            Method::GET,
-            "/images",
-            &[("page", page.to_string())],
-            None,
-        )
-        .await?
-        .json(KIND)
+        self.http
+            .call(
+                ctx,
+                operation,
+                Method::GET,
+                "/images",
+                &[("page", page.to_string())],
+                None,
+            )
+            .await?
+            .json(KIND)
     }
 
     /// Walks `/images` from page 1 to `pages`, handing each raw item to `visit` until it
@@ -153,12 +126,8 @@ impl Syminet {
             if empty || page >= reply.pages {
                 return Ok(());
             }
-            if page >= MAX_PAGES {
-                tracing::warn!(
-                    pages = reply.pages,
-                    "Syminet image list cut at {MAX_PAGES} pages"
-                );
-                return Ok(());
+            if page >= super::MAX_LIST_PAGES {
+                return Err(super::too_many_pages(KIND));
             }
             page += 1;
         }
@@ -227,6 +196,7 @@ impl Syminet {
     ) -> Result<Vec<(WireImage, Box<RawValue>)>, ProviderError> {
         let path = format!("/images/snapshots/{slice}");
         let reply: SliceList = self
+            .http
             .call(ctx, operation, Method::GET, &path, &[], None)
             .await?
             .json(KIND)?;
@@ -238,42 +208,13 @@ impl Syminet {
     }
 }
 
-/// Syminet ids are integers: anything else cannot exist there.
-fn numeric(id: &str) -> Result<&str, ProviderError> {
-    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(ProviderError::NotFound)
-    }
-}
-
 fn slice_id(field: &'static str, id: &str) -> Result<String, ProviderError> {
-    numeric(id)
+    check::numeric(id)
         .map(str::to_owned)
         .map_err(|_| ProviderError::Invalid {
             field,
             message: format!("{field} must be a Syminet slice id (an integer)"),
         })
-}
-
-fn check_name(field: &'static str, name: &str) -> Result<(), ProviderError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
-        return Err(ProviderError::Invalid {
-            field,
-            message: format!("{field} must be 1 to {MAX_NAME} characters for Syminet"),
-        });
-    }
-    Ok(())
-}
-
-fn no_description(description: Option<&str>) -> Result<(), ProviderError> {
-    if description.is_some_and(|d| !d.trim().is_empty()) {
-        return Err(ProviderError::Invalid {
-            field: "description",
-            message: "Syminet snapshots have no description".to_owned(),
-        });
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -294,7 +235,7 @@ impl ProviderAdapter for Syminet {
         let source_id = filter.source_id;
         if let Some(source) = source_id {
             // A slice id that cannot exist has no snapshots.
-            let Ok(slice) = numeric(source) else {
+            let Ok(slice) = check::numeric(source) else {
                 return Ok(Listed::default());
             };
             // The account-wide list, not the per-slice one: only its items say whether a
@@ -324,7 +265,7 @@ impl ProviderAdapter for Syminet {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<VendorSnapshot, ProviderError> {
-        let (item, raw) = self.find(ctx, "get", numeric(native_id)?).await?;
+        let (item, raw) = self.find(ctx, "get", check::numeric(native_id)?).await?;
         Ok(to_domain(item, raw, None))
     }
 
@@ -334,11 +275,12 @@ impl ProviderAdapter for Syminet {
         request: &CreateRequest,
     ) -> Result<Submitted, ProviderError> {
         let slice = slice_id("source_id", &request.source_id)?;
-        check_name("name", &request.name)?;
-        no_description(request.description.as_deref())?;
+        check::name(KIND, "name", &request.name, MAX_NAME)?;
+        check::no_description(KIND, request.description.as_deref())?;
         let path = format!("/images/snapshots/{slice}/create");
         let body = json!({ "snapshot_name": request.name });
-        self.call(ctx, "create", Method::POST, &path, &[], Some(body))
+        self.http
+            .call(ctx, "create", Method::POST, &path, &[], Some(body))
             .await?;
         let tracking = CreateTracking {
             slice_id: slice,
@@ -354,8 +296,8 @@ impl ProviderAdapter for Syminet {
         native_id: &str,
         request: &UpdateRequest,
     ) -> Result<Submitted, ProviderError> {
-        let id = numeric(native_id)?;
-        no_description(request.description.as_deref())?;
+        let id = check::numeric(native_id)?;
+        check::no_description(KIND, request.description.as_deref())?;
         let name = request
             .name
             .as_deref()
@@ -363,10 +305,11 @@ impl ProviderAdapter for Syminet {
                 field: "name",
                 message: "Syminet can only rename a snapshot: name is required".to_owned(),
             })?;
-        check_name("name", name)?;
+        check::name(KIND, "name", name, MAX_NAME)?;
         let path = format!("/images/snapshots/{id}/rename");
         let body = json!({ "snapshot_name": name });
-        self.call(ctx, "rename", Method::POST, &path, &[], Some(body))
+        self.http
+            .call(ctx, "rename", Method::POST, &path, &[], Some(body))
             .await?;
         Ok(accepted(Some(id), json!({ "name": name }), None))
     }
@@ -376,9 +319,10 @@ impl ProviderAdapter for Syminet {
         ctx: &CallContext<'_>,
         native_id: &str,
     ) -> Result<Submitted, ProviderError> {
-        let id = numeric(native_id)?;
+        let id = check::numeric(native_id)?;
         let path = format!("/images/snapshots/{id}/delete");
-        self.call(ctx, "delete", Method::DELETE, &path, &[], None)
+        self.http
+            .call(ctx, "delete", Method::DELETE, &path, &[], None)
             .await?;
         Ok(accepted(Some(id), serde_json::Value::Null, None))
     }
@@ -389,7 +333,7 @@ impl ProviderAdapter for Syminet {
         native_id: &str,
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
-        let id = numeric(native_id)?;
+        let id = check::numeric(native_id)?;
         if request.new_name.is_some() {
             return Err(ProviderError::Invalid {
                 field: "new_name",
@@ -402,7 +346,8 @@ impl ProviderAdapter for Syminet {
             None => source_slice(&self.find(ctx, "restore", id).await?.0)?,
         };
         let path = format!("/images/snapshots/{id}/restore/{slice}");
-        self.call(ctx, "restore", Method::POST, &path, &[], None)
+        self.http
+            .call(ctx, "restore", Method::POST, &path, &[], None)
             .await?;
         let result = json!({ "slice_id": slice });
         let mut submitted = accepted(Some(id), result.clone(), Some(result));
@@ -566,10 +511,7 @@ struct RenameTracking {
 // ---- conversions ----
 
 fn decode(raw: &RawValue) -> Result<WireImage, ProviderError> {
-    serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
-        status: None,
-        message: format!("Syminet sent a snapshot snapgate could not read ({e})"),
-    })
+    check::decode(KIND, raw)
 }
 
 /// `slice` names the source when the item came from that slice's list (which omits `vm_id`).
