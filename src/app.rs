@@ -9,6 +9,7 @@ use crate::{
     auth::{AuthConfigError, Authenticator},
     config::Config,
     providers::Registry,
+    service::Service,
     store::{self, SealError, Sealer, StoreError},
     upstream::Upstream,
 };
@@ -49,19 +50,26 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let sealer = Arc::new(sealer);
+        let registry = Registry::new(
+            &config.providers,
+            Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers))?,
+        );
+        // An in-flight idempotency record outlives its request's deadline twice over: past
+        // that, its request is dead and a retry may take the key over.
+        let service = Service::new(
+            store.clone(),
+            sealer.clone(),
+            registry.clone(),
+            config.server.request_timeout() * 2,
+        );
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
             store,
-            sealer: Arc::new(sealer),
-            registry: Registry::new(
-                &config.providers,
-                Upstream::for_workers(
-                    config.upstream.clone(),
-                    worker_count(config.server.workers),
-                )?,
-            ),
+            sealer,
+            registry,
             config: Arc::new(config),
-            accounts: Arc::default(),
+            service,
         });
         Ok(Self {
             listener,

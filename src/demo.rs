@@ -5,22 +5,19 @@
 //! run reuses them and `snapgate token` run from the same directory mints accepted tokens.
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
-use chrono::Utc;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     app::{shutdown_signal, Application, StartError},
     auth,
     config::{Config, Endpoint, OktawaveEndpoint, SyminetEndpoint},
-    domain::{AccountId, Credentials, ProviderKind},
+    domain::{AccountId, ProviderKind},
+    service::{AccountRequest, ServiceError},
     simulator::{self, RunningSimulator, SimulatorConfig, Vendor},
-    store::{NewAccount, SealedCredentials, StoreError},
 };
 
 /// The demo's data directory, relative to where it runs.
@@ -49,7 +46,7 @@ pub enum DemoError {
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("seeding accounts: {0}")]
-    Seed(#[from] StoreError),
+    Seed(#[from] crate::service::ServiceError),
     #[error("minting the demo token: {0}")]
     Token(#[from] auth::MintError),
 }
@@ -144,31 +141,24 @@ pub async fn seed_accounts(
         let id: AccountId = format!("demo-{}", vendor.as_str())
             .parse()
             .unwrap_or_else(|_| unreachable!("demo account ids are valid slugs"));
-        let fields: BTreeMap<String, SecretString> = sim
+        let credentials = sim
             .credentials(vendor)
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
             .collect();
-        let creds = Credentials::new(fields);
         let mut settings = serde_json::Map::new();
         if vendor == Vendor::Oktawave {
             settings.insert("region".into(), "pl1".into());
         }
-        let new = NewAccount {
-            tenant: tenant.to_owned(),
+        let request = AccountRequest {
             id: id.clone(),
             provider: provider_of(vendor),
             display_name: Some(format!("Demo {} (simulated)", vendor.as_str())),
             settings,
-            credentials: SealedCredentials {
-                fields: creds.field_names(),
-                fingerprint: state.sealer.fingerprint(&creds),
-                sealed: state.sealer.seal(&creds, &format!("{tenant}/{id}")),
-            },
-            now: Utc::now(),
+            credentials,
         };
-        match state.store.insert_account(new).await {
-            Ok(_) | Err(StoreError::Conflict) => seeded.push((vendor, id)),
+        match state.service.create_account(tenant, request).await {
+            Ok(_) | Err(ServiceError::AccountExists(_)) => seeded.push((vendor, id)),
             Err(e) => return Err(e.into()),
         }
     }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod private_files;
 pub mod providers;
 pub mod scrub;
+pub mod service;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

@@ -17,8 +17,7 @@ use super::{
 use crate::{
     auth::{Caller, Scope},
     domain::{Account, AccountHealth, AccountId, ProviderKind},
-    providers::{validate_credentials, validate_settings, FieldError},
-    store::{AccountPatch, NewAccount, SealedCredentials},
+    service::{AccountChanges, AccountRequest},
 };
 
 /// An account as the API shows it: never its credentials.
@@ -152,22 +151,6 @@ fn check_display_name(name: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-fn field_error(e: FieldError) -> ApiError {
-    let field = e.field();
-    ApiError::unprocessable("invalid_field", e.to_string()).with_field(field)
-}
-
-pub(crate) fn account_not_found(id: &AccountId) -> ApiError {
-    ApiError::not_found(
-        "account_not_found",
-        format!("account `{id}` does not exist"),
-    )
-}
-
-fn context(tenant: &str, id: &AccountId) -> String {
-    format!("{tenant}/{id}")
-}
-
 /// Lists the caller's accounts.
 #[utoipa::path(
     get, path = "/v1/accounts", tag = "accounts", operation_id = "listAccounts",
@@ -181,7 +164,7 @@ pub async fn list(
     Query(filter): Query<AccountFilter>,
 ) -> Result<axum::Json<AccountList>, ApiError> {
     caller.require(Scope::AccountsRead)?;
-    let accounts = state.store.list_accounts(&caller.tenant).await?;
+    let accounts = state.service.list_accounts(&caller.tenant).await?;
     let items = accounts
         .into_iter()
         .filter(|a| filter.provider.is_none_or(|p| p == a.provider))
@@ -208,37 +191,17 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::AccountsWrite)?;
     check_display_name(&body.display_name)?;
-    let info = state.registry.get(body.provider).info();
-    let settings = validate_settings(info, body.settings).map_err(field_error)?;
-    let creds = validate_credentials(info, body.credentials).map_err(field_error)?;
-    let sealed = SealedCredentials {
-        fields: creds.field_names(),
-        fingerprint: state.sealer.fingerprint(&creds),
-        sealed: state
-            .sealer
-            .seal(&creds, &context(&caller.tenant, &body.id)),
+    let request = AccountRequest {
+        id: body.id,
+        provider: body.provider,
+        display_name: body.display_name,
+        settings: body.settings,
+        credentials: body.credentials,
     };
-    let id = body.id.clone();
     let account = state
-        .store
-        .insert_account(NewAccount {
-            tenant: caller.tenant.to_string(),
-            id: body.id,
-            provider: body.provider,
-            display_name: body.display_name,
-            settings,
-            credentials: sealed,
-            now: Utc::now(),
-        })
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict => ApiError::conflict(
-                "account_exists",
-                format!("an account with id `{id}` already exists"),
-            )
-            .with_field("id"),
-            other => other.into(),
-        })?;
+        .service
+        .create_account(&caller.tenant, request)
+        .await?;
     let location = format!("/v1/accounts/{}", account.id);
     Ok((
         StatusCode::CREATED,
@@ -264,11 +227,7 @@ pub async fn get(
     Path(path): Path<AccountPath>,
 ) -> Result<axum::Json<AccountView>, ApiError> {
     caller.require(Scope::AccountsRead)?;
-    let account = state
-        .store
-        .get_account(&caller.tenant, &path.account)
-        .await?
-        .ok_or_else(|| account_not_found(&path.account))?;
+    let account = state.service.account(&caller.tenant, &path.account).await?;
     Ok(axum::Json(account.into()))
 }
 
@@ -290,43 +249,18 @@ pub async fn update(
     Json(body): Json<UpdateAccount>,
 ) -> Result<axum::Json<AccountView>, ApiError> {
     caller.require(Scope::AccountsWrite)?;
-    let existing = state
-        .store
-        .get_account(&caller.tenant, &path.account)
-        .await?
-        .ok_or_else(|| account_not_found(&path.account))?;
     if let Some(name) = &body.display_name {
         check_display_name(name)?;
     }
-    let info = state.registry.get(existing.provider).info();
-    let settings = body
-        .settings
-        .map(|s| validate_settings(info, s))
-        .transpose()
-        .map_err(field_error)?;
-    let credentials = body
-        .credentials
-        .map(|c| validate_credentials(info, c))
-        .transpose()
-        .map_err(field_error)?
-        .map(|creds| SealedCredentials {
-            fields: creds.field_names(),
-            fingerprint: state.sealer.fingerprint(&creds),
-            sealed: state
-                .sealer
-                .seal(&creds, &context(&caller.tenant, &path.account)),
-        });
-    let patch = AccountPatch {
+    let changes = AccountChanges {
         display_name: body.display_name,
-        settings,
-        credentials,
+        settings: body.settings,
+        credentials: body.credentials,
     };
     let account = state
-        .store
-        .update_account(&caller.tenant, &path.account, patch, Utc::now())
-        .await?
-        .ok_or_else(|| account_not_found(&path.account))?;
-    state.accounts.invalidate(&caller.tenant, &path.account);
+        .service
+        .update_account(&caller.tenant, &path.account, changes)
+        .await?;
     Ok(axum::Json(account.into()))
 }
 
@@ -346,16 +280,11 @@ pub async fn delete(
     Path(path): Path<AccountPath>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::AccountsWrite)?;
-    let deleted = state
-        .store
+    state
+        .service
         .delete_account(&caller.tenant, &path.account)
         .await?;
-    state.accounts.invalidate(&caller.tenant, &path.account);
-    if deleted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(account_not_found(&path.account))
-    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The outcome of a credential check.
@@ -366,7 +295,7 @@ pub struct Verification {
     pub checked_at: DateTime<Utc>,
     /// The problem met, when the check failed.
     #[schema(value_type = Option<Object>)]
-    pub problem: Option<serde_json::Value>,
+    pub problem: Option<Problem>,
 }
 
 /// Checks the stored credentials with a cheap vendor call and records the account's health.
@@ -385,29 +314,13 @@ pub async fn verify(
     Path(path): Path<AccountPath>,
 ) -> Result<axum::Json<Verification>, ApiError> {
     caller.require(Scope::AccountsWrite)?;
-    let resolved =
-        super::gateway::resolve(&state, &caller.tenant, &path.account, account_not_found).await?;
-    let outcome = resolved.adapter.verify(&resolved.ctx()).await;
-    let checked_at = Utc::now();
-    let (status, problem) = match outcome {
-        Ok(()) => (crate::domain::HealthStatus::Ok, None),
-        Err(e) => (
-            crate::domain::HealthStatus::Failing,
-            Some(resolved.fail(e).to_json()),
-        ),
-    };
-    let health = AccountHealth {
-        status,
-        checked_at: Some(checked_at),
-        problem: problem.clone(),
-    };
-    state
-        .store
-        .record_health(&caller.tenant, &path.account, &health)
+    let health = state
+        .service
+        .verify_account(&caller.tenant, &path.account)
         .await?;
     Ok(axum::Json(Verification {
-        status,
-        checked_at,
-        problem,
+        status: health.status,
+        checked_at: health.checked_at.unwrap_or_else(Utc::now),
+        problem: health.problem,
     }))
 }

@@ -5,7 +5,7 @@
 //! strictly after the cursor's `(created_at, id)` position, so following tokens yields every
 //! matching snapshot exactly once while the vendors do not change.
 
-use std::{cmp::Ordering, collections::HashMap, time::Duration};
+use std::{cmp::Ordering, time::Duration};
 
 use axum::{
     extract::{RawQuery, State},
@@ -13,20 +13,15 @@ use axum::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
-use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    gateway::{self, account_404},
-    problem::ApiError,
-    snapshots::Include,
-    AppState,
-};
+use super::{problem::ApiError, snapshots::Include, AppState};
 use crate::{
     auth::{Caller, Scope},
-    domain::{Account, OperationKind, ProviderKind, Snapshot, SnapshotStatus},
-    providers::{ListFilter, ProviderError},
+    domain::{ProviderKind, Snapshot, SnapshotStatus},
+    providers::ListFilter,
+    service::{FanOut, ServiceError},
 };
 
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -238,16 +233,6 @@ pub async fn list(
         .transpose()?;
     let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
 
-    let accounts: Vec<Account> = state
-        .store
-        .list_accounts(&caller.tenant)
-        .await?
-        .into_iter()
-        .filter(|a| q.account.is_empty() || q.account.iter().any(|id| id == a.id.as_str()))
-        .filter(|a| q.provider.is_empty() || q.provider.contains(&a.provider))
-        .collect();
-
-    let timeout = Duration::from_millis(state.config.listing.account_timeout_ms);
     let include = q.include == Some(Include::Vendor);
     let source = q.source_id.as_deref();
     // Statuses the operation overlay can turn a settled snapshot into must be filtered here,
@@ -260,76 +245,20 @@ pub async fn list(
         source_id: source,
         statuses: if pushable { &q.status } else { &[] },
     };
-    let filter = &filter;
-    let results: Vec<Result<AccountListing, ApiError>> = stream::iter(accounts)
-        .map(|account| {
-            let state = &state;
-            let tenant: &str = &caller.tenant;
-            async move {
-                let resolved = gateway::resolve(state, tenant, &account.id, account_404).await?;
-                let listed =
-                    tokio::time::timeout(timeout, resolved.adapter.list(&resolved.ctx(), filter))
-                        .await
-                        .unwrap_or(Err(ProviderError::Timeout))
-                        .map_err(|e| resolved.fail(e))?;
-                let snapshots = listed
-                    .snapshots
-                    .into_iter()
-                    .map(|v| Snapshot::from_vendor(&account.id, account.provider, v, include))
-                    .collect();
-                let failures = listed
-                    .failures
-                    .into_iter()
-                    .map(|f| resolved.fail(f.error).for_source(f.source_id))
-                    .collect();
-                Ok((snapshots, failures))
-            }
-        })
-        .buffer_unordered(state.config.listing.max_concurrency.max(1))
-        .collect()
-        .await;
-
-    let mut items = Vec::new();
-    let mut errors = Vec::new();
-    for result in results {
-        // A source (VM) the vendor could not read fails like an account, naming its source.
-        let failures = match result {
-            Ok((listed, failures)) => {
-                items.extend(listed);
-                failures
-            }
-            Err(e) => vec![e],
-        };
-        for e in failures {
-            if q.strict == Some(true) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "account_failed",
-                    format!(
-                        "strict listing: an account failed ({})",
-                        e.to_json()["detail"].as_str().unwrap_or("")
-                    ),
-                )
-                .with_problem_of(&e));
-            }
-            let mut problem = e.to_json();
-            if problem["retryable"].is_null() {
-                problem["retryable"] = false.into();
-            }
-            errors.push(problem);
-        }
-    }
-    errors.sort_by(|a, b| {
-        let key = |p: &serde_json::Value| {
-            (
-                p["account"].as_str().map(str::to_owned),
-                p["source_id"].as_str().map(str::to_owned),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-
-    overlay_pending(&state, &caller.tenant, &mut items).await?;
+    let selected = |a: &crate::domain::Account| {
+        (q.account.is_empty() || q.account.iter().any(|id| id == a.id.as_str()))
+            && (q.provider.is_empty() || q.provider.contains(&a.provider))
+    };
+    let fan_out = FanOut {
+        per_account: Duration::from_millis(state.config.listing.account_timeout_ms),
+        concurrency: state.config.listing.max_concurrency,
+    };
+    let merged = state
+        .service
+        .list_snapshots(&caller.tenant, selected, &filter, include, fan_out)
+        .await?;
+    let errors = page_errors(merged.failures, q.strict == Some(true))?;
+    let mut items = merged.snapshots;
     let name = q.name.as_ref().map(|n| n.to_lowercase());
     items.retain(|s| {
         (q.status.is_empty() || q.status.contains(&s.status))
@@ -374,32 +303,40 @@ pub async fn list(
     }))
 }
 
-/// One account's snapshots, and the failures of sources (VMs) it could not read.
-type AccountListing = (Vec<Snapshot>, Vec<ApiError>);
-
-/// Applies the status of unfinished operations (one store query, no vendor calls).
-async fn overlay_pending(
-    state: &AppState,
-    tenant: &str,
-    items: &mut [Snapshot],
-) -> Result<(), ApiError> {
-    let pending: HashMap<String, OperationKind> = state.store.pending_snapshots(tenant).await?;
-    if pending.is_empty() {
-        return Ok(());
-    }
-    for s in items.iter_mut() {
-        if !matches!(
-            s.status,
-            SnapshotStatus::Available | SnapshotStatus::Unknown
-        ) {
-            continue;
+/// The failures of a list as its page's `errors`, ordered by account and source; with
+/// `strict`, the first failure fails the whole list.
+fn page_errors(
+    failures: Vec<ServiceError>,
+    strict: bool,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut errors = Vec::with_capacity(failures.len());
+    for failure in failures {
+        let e = ApiError::from(failure);
+        if strict {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "account_failed",
+                format!(
+                    "strict listing: an account failed ({})",
+                    e.to_json()["detail"].as_str().unwrap_or("")
+                ),
+            )
+            .with_problem_of(&e));
         }
-        s.status = match pending.get(&s.id.to_string()) {
-            Some(OperationKind::Create) => SnapshotStatus::Creating,
-            Some(OperationKind::Delete) => SnapshotStatus::Deleting,
-            Some(OperationKind::Restore) => SnapshotStatus::Restoring,
-            _ => continue,
-        };
+        let mut problem = e.to_json();
+        if problem["retryable"].is_null() {
+            problem["retryable"] = false.into();
+        }
+        errors.push(problem);
     }
-    Ok(())
+    errors.sort_by(|a, b| {
+        let key = |p: &serde_json::Value| {
+            (
+                p["account"].as_str().map(str::to_owned),
+                p["source_id"].as_str().map(str::to_owned),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(errors)
 }

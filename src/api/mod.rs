@@ -5,15 +5,14 @@
 
 mod accounts;
 pub mod extract;
-mod gateway;
 mod health;
-mod intent;
 mod listing;
 pub mod openapi;
 mod operations;
 pub mod problem;
 mod providers;
 pub mod request_id;
+mod respond;
 mod snapshots;
 
 use std::{sync::Arc, time::Duration};
@@ -65,8 +64,8 @@ pub struct Shared {
     pub sealer: Arc<Sealer>,
     pub registry: Registry,
     pub config: Arc<Config>,
-    /// Opened accounts, so a vendor call costs no store read or decryption.
-    pub accounts: Arc<gateway::AccountCache>,
+    /// Accounts, operations, idempotency: everything below the edge.
+    pub service: crate::service::Service,
 }
 
 /// Builds the whole HTTP router over a state.

@@ -6,7 +6,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Path, Query},
-    gateway,
     problem::{ApiError, Problem},
     AppState,
 };
@@ -77,7 +76,7 @@ pub async fn list(
         unfinished_only: query.unfinished,
         limit,
     };
-    let items = state.store.list_operations(&caller.tenant, &filter).await?;
+    let items = state.service.operations(&caller.tenant, &filter).await?;
     Ok(axum::Json(OperationList { items }))
 }
 
@@ -98,8 +97,8 @@ pub async fn get(
 ) -> Result<axum::Json<Operation>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
     let op = state
-        .store
-        .get_operation(&caller.tenant, &path.operation)
+        .service
+        .operation(&caller.tenant, &path.operation)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
@@ -110,7 +109,5 @@ pub async fn get(
                 ),
             )
         })?;
-    Ok(axum::Json(
-        gateway::refresh(&state, &caller.tenant, op).await?,
-    ))
+    Ok(axum::Json(op))
 }

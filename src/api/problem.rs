@@ -4,51 +4,16 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::request_id;
 use crate::{
-    auth::AuthError, domain::ProviderKind, providers::ProviderError, scrub::Scrubber,
+    auth::AuthError,
+    domain::ProviderKind,
+    service::{AsProblem, ServiceError},
     store::StoreError,
 };
 
-/// An RFC 9457 problem, as every error response of snapgate carries it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// URI identifying the problem type.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short summary of the problem type.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong on this request.
-    pub detail: String,
-    /// Stable snake_case code clients branch on.
-    pub code: String,
-    /// The request id (also in the `x-request-id` header).
-    pub request_id: String,
-    /// The input field at fault, where one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<ProviderKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// The source (VM) whose snapshots could not be read, in a list's `errors`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_id: Option<String>,
-    /// The vendor's HTTP status, for upstream failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_status: Option<u16>,
-    /// Whether the same request may succeed if retried later.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retryable: Option<bool>,
-    /// Providers that support the operation, for `unsupported_operation`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub supported_by: Option<Vec<ProviderKind>>,
-}
+pub use crate::domain::Problem;
 
 /// An error answered as a problem response.
 #[derive(Debug)]
@@ -60,23 +25,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self::from_problem(Problem::new(status.as_u16(), code, detail), None)
+    }
+
+    /// Answers a problem the service decided, with the wait it asks for.
+    pub fn from_problem(problem: Problem, retry_after: Option<u64>) -> Self {
         Self {
-            problem: Box::new(Problem {
-                type_: format!("https://snapgate.dev/problems/{code}"),
-                title: status.canonical_reason().unwrap_or("Error").to_owned(),
-                status: status.as_u16(),
-                detail: detail.into(),
-                code: code.to_owned(),
-                request_id: String::new(),
-                field: None,
-                provider: None,
-                account: None,
-                source_id: None,
-                upstream_status: None,
-                retryable: None,
-                supported_by: None,
-            }),
-            retry_after: None,
+            problem: Box::new(problem),
+            retry_after,
             www_authenticate: None,
         }
     }
@@ -147,33 +103,12 @@ impl ApiError {
 
     /// The problem as a JSON value (for an operation's `error`, a list's `errors`, a replay).
     pub fn to_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(&*self.problem).unwrap_or_default();
-        if self.problem.request_id.is_empty() {
-            value["request_id"] = request_id::current().into();
-        }
-        value
+        serde_json::to_value(self.as_problem()).unwrap_or_default()
     }
 
-    /// Removes every form of the `secrets` from the detail (vendor messages may echo what they
-    /// were sent).
-    pub fn scrubbed(mut self, secrets: &Scrubber) -> Self {
-        self.problem.detail = secrets.scrub(&self.problem.detail);
-        // Shortened only after scrubbing, so no cut can leave part of a secret behind.
-        if self.problem.detail.chars().count() > 500 {
-            self.problem.detail = self.problem.detail.chars().take(500).collect::<String>() + "…";
-        }
-        self
-    }
-
-    /// Whether the vendor may have done the work despite this failure: a timeout, a reset, a
-    /// 5xx other than 503, or an unreadable success. (401/403/404/409/429/503 and every
-    /// refusal before the call mean nothing was done.)
+    /// Whether the vendor may have done the work despite this failure.
     pub fn outcome_uncertain(&self) -> bool {
-        match self.problem.code.as_str() {
-            "upstream_timeout" | "deadline_exceeded" | "internal_error" => true,
-            "upstream_error" => self.problem.upstream_status != Some(503),
-            _ => false,
-        }
+        self.problem.outcome_uncertain()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -238,82 +173,22 @@ impl From<AuthError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict => ApiError::conflict("conflict", "the record already exists"),
-            other => {
-                tracing::error!(error = %other, "store failure");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the gateway's store is unavailable; retry later",
-                )
-                .with_retry_after(1)
-            }
-        }
+        ServiceError::from(e).into()
     }
 }
 
-impl From<ProviderError> for ApiError {
-    fn from(e: ProviderError) -> Self {
-        let detail = e.to_string();
-        let mut err = match e {
-            ProviderError::Rejected { status, message } => {
-                let mut err = ApiError::bad_request("upstream_rejected", message);
-                err.problem.upstream_status = Some(status);
-                err.problem.retryable = Some(false);
-                err
-            }
-            ProviderError::Auth { status } => {
-                let mut err =
-                    ApiError::new(StatusCode::BAD_GATEWAY, "provider_auth_failed", detail);
-                err.problem.upstream_status = Some(status);
-                err.problem.retryable = Some(false);
-                err
-            }
-            ProviderError::NotFound => ApiError::not_found(
-                "snapshot_not_found",
-                "the snapshot does not exist at the provider",
-            ),
-            ProviderError::Conflict { message } => ApiError::conflict("conflict", message),
-            ProviderError::RateLimited { retry_after } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "provider_rate_limited",
-                detail,
-            )
-            .with_retry_after(retry_after),
-            ProviderError::Upstream { status, message } => {
-                let mut err = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message);
-                err.problem.upstream_status = status;
-                err.problem.retryable = Some(true);
-                err
-            }
-            ProviderError::Timeout => {
-                let mut err =
-                    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail);
-                err.problem.retryable = Some(true);
-                err
-            }
-            ProviderError::CircuitOpen { retry_after } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "provider_unavailable",
-                detail,
-            )
-            .with_retry_after(retry_after),
-            ProviderError::Invalid { field, message } => {
-                ApiError::unprocessable("invalid_field", message).with_field(field)
-            }
-            ProviderError::SnapshotExists { message } => {
-                ApiError::conflict("snapshot_exists", message)
-            }
-            ProviderError::Unsupported { capability } => ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "unsupported_operation",
-                format!("{capability} is not supported by this provider"),
-            ),
-        };
-        if err.problem.status >= 500 && err.problem.retryable.is_none() {
-            err.problem.retryable = Some(false);
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::from_problem(e.problem(), e.retry_after())
+    }
+}
+
+impl AsProblem for ApiError {
+    fn as_problem(&self) -> Problem {
+        let mut problem = (*self.problem).clone();
+        if problem.request_id.is_empty() {
+            problem.request_id = request_id::current();
         }
-        err
+        problem
     }
 }

@@ -10,15 +10,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Json, Path, Query},
-    gateway::{self, account_404, idempotency_key, idempotent, snapshot_404, Resolved},
-    intent::Intent,
     problem::{ApiError, Problem},
+    respond::{idempotency_key, outcome},
     AppState,
 };
 use crate::{
     auth::{Caller, Scope},
     domain::{AccountId, Capability, Operation, OperationKind, Snapshot, SnapshotId},
     providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
+    service::{Answer, Intent, Outcome, Resolved, ServiceError},
 };
 
 /// Path of snapshot routes.
@@ -142,8 +142,17 @@ fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), Ap
     Ok(())
 }
 
+/// Opens the account of a snapshot: an unknown account means an unknown snapshot.
 async fn open(state: &AppState, caller: &Caller, id: &SnapshotId) -> Result<Resolved, ApiError> {
-    gateway::resolve(state, &caller.tenant, &id.account, snapshot_404).await
+    state
+        .service
+        .resolve(&caller.tenant, &id.account)
+        .await
+        .map_err(|e| match e {
+            ServiceError::AccountNotFound(_) => ServiceError::SnapshotNotFound,
+            other => other,
+        })
+        .map_err(ApiError::from)
 }
 
 async fn accept(
@@ -154,17 +163,18 @@ async fn accept(
     native_id: Option<&str>,
     submitted: Submitted,
     intended: Option<Operation>,
-) -> Result<(StatusCode, serde_json::Value), ApiError> {
-    let operation = gateway::record(
-        state,
-        &caller.tenant,
-        resolved,
-        kind,
-        native_id,
-        &submitted,
-        intended,
-    )
-    .await?;
+) -> Result<Answer, ApiError> {
+    let operation = state
+        .service
+        .record(
+            &caller.tenant,
+            resolved,
+            kind,
+            native_id,
+            &submitted,
+            intended,
+        )
+        .await?;
     let snapshot = submitted.snapshot.map(|s| {
         Snapshot::from_vendor(
             &resolved.account().id,
@@ -178,7 +188,10 @@ async fn accept(
         snapshot,
     })
     .map_err(|e| ApiError::internal("serializing an operation", &e))?;
-    Ok((StatusCode::ACCEPTED, body))
+    Ok(Answer {
+        status: StatusCode::ACCEPTED.as_u16(),
+        body,
+    })
 }
 
 /// What an operation on an existing snapshot is: its idempotency fingerprint, the capability
@@ -202,10 +215,9 @@ async fn act_on_snapshot(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     let key = idempotency_key(headers)?;
-    idempotent(
-        state,
+    let done = state.service.once(
         &caller.tenant,
-        key,
+        key.as_deref(),
         &action.request,
         async |journal| {
             let resolved = open(state, caller, id).await?;
@@ -230,8 +242,8 @@ async fn act_on_snapshot(
             )
             .await
         },
-    )
-    .await
+    );
+    done.await.map(outcome)
 }
 
 fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
@@ -274,7 +286,7 @@ pub async fn get(
         vendor,
         include,
     );
-    gateway::overlay(&state, &caller.tenant, &mut snapshot).await?;
+    state.service.overlay(&caller.tenant, &mut snapshot).await?;
     Ok(axum::Json(snapshot))
 }
 
@@ -309,41 +321,43 @@ pub async fn create(
     }
     let key = idempotency_key(&headers)?;
     let request = fingerprint("POST /v1/snapshots", &body);
-    idempotent(&state, &caller.tenant, key, &request, async |journal| {
-        let resolved = gateway::resolve(&state, &caller.tenant, &body.account, account_404).await?;
-        resolved.require(Capability::Create)?;
-        let intent = Intent::Create {
-            source_id: body.source_id.clone(),
-            name: body.name.clone(),
-        };
-        journal
-            .intend(&resolved, OperationKind::Create, None, intent)
-            .await?;
-        let submitted = resolved
-            .adapter
-            .create(
-                &resolved.ctx(),
-                &CreateRequest {
-                    source_id: body.source_id.clone(),
-                    name: body.name.clone(),
-                    description: body.description.clone(),
-                    replace_existing: body.replace_existing,
-                },
+    let done = state
+        .service
+        .once(&caller.tenant, key.as_deref(), &request, async |journal| {
+            let resolved = state.service.resolve(&caller.tenant, &body.account).await?;
+            resolved.require(Capability::Create)?;
+            let intent = Intent::Create {
+                source_id: body.source_id.clone(),
+                name: body.name.clone(),
+            };
+            journal
+                .intend(&resolved, OperationKind::Create, None, intent)
+                .await?;
+            let submitted = resolved
+                .adapter
+                .create(
+                    &resolved.ctx(),
+                    &CreateRequest {
+                        source_id: body.source_id.clone(),
+                        name: body.name.clone(),
+                        description: body.description.clone(),
+                        replace_existing: body.replace_existing,
+                    },
+                )
+                .await
+                .map_err(|e| resolved.fail(e))?;
+            accept(
+                &state,
+                &caller,
+                &resolved,
+                OperationKind::Create,
+                None,
+                submitted,
+                journal.intended(),
             )
             .await
-            .map_err(|e| resolved.fail(e))?;
-        accept(
-            &state,
-            &caller,
-            &resolved,
-            OperationKind::Create,
-            None,
-            submitted,
-            journal.intended(),
-        )
-        .await
-    })
-    .await
+        });
+    done.await.map(outcome)
 }
 
 /// Renames a snapshot or changes its description.
@@ -398,7 +412,7 @@ pub async fn update(
         )
         .await
         .map_err(|e| resolved.fail(e))?;
-    let (status, body) = accept(
+    let answer = accept(
         &state,
         &caller,
         &resolved,
@@ -408,7 +422,7 @@ pub async fn update(
         None,
     )
     .await?;
-    Ok(gateway::respond(status, body))
+    Ok(outcome(Outcome::Done(answer)))
 }
 
 /// Deletes a snapshot (Hyperstack also deletes images made from it).
@@ -556,7 +570,7 @@ pub async fn name_availability(
     Path(path): Path<NamePath>,
 ) -> Result<axum::Json<NameAvailability>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
-    let resolved = gateway::resolve(&state, &caller.tenant, &path.account, account_404).await?;
+    let resolved = state.service.resolve(&caller.tenant, &path.account).await?;
     resolved.require(Capability::NameAvailability)?;
     let available = resolved
         .adapter

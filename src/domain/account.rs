@@ -75,7 +75,7 @@ pub struct AccountHealth {
     pub checked_at: Option<DateTime<Utc>>,
     /// The problem met on the last failed check (no credentials in it).
     #[schema(value_type = Option<Object>)]
-    pub problem: Option<serde_json::Value>,
+    pub problem: Option<super::Problem>,
 }
 
 impl Default for AccountHealth {

@@ -3,12 +3,14 @@
 //! Nothing here knows HTTP, SQL or any vendor's wire format.
 
 mod account;
+mod problem;
 mod provider;
 mod provider_error;
 mod snapshot;
 pub mod time;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
+pub use problem::Problem;
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use provider_error::ProviderError;
 pub use snapshot::{

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{AccountId, ProviderKind};
+use super::{AccountId, Problem, ProviderKind};
 
 /// Normalized snapshot status (vendor value kept in `vendor_status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -164,6 +164,32 @@ impl Snapshot {
             vendor: if include_vendor { v.vendor } else { None },
         }
     }
+
+    /// Shows unfinished work of `kind` on this snapshot: a vendor's own transitional status
+    /// is the truth, so only a settled (`available`) or unknown status is overridden. Whether
+    /// it changed.
+    pub fn show_pending(&mut self, kind: OperationKind) -> bool {
+        let settled = matches!(
+            self.status,
+            SnapshotStatus::Available | SnapshotStatus::Unknown
+        );
+        match kind.pending_status() {
+            Some(status) if settled => {
+                self.status = status;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl SnapshotId {
+    pub fn new(account: &AccountId, native_id: &str) -> Self {
+        Self {
+            account: account.clone(),
+            native_id: native_id.to_owned(),
+        }
+    }
 }
 
 /// Kind of async work.
@@ -178,6 +204,17 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
+    /// The status a snapshot shows while work of this kind runs on it; a rename or an image
+    /// leaves it as it is.
+    pub fn pending_status(self) -> Option<SnapshotStatus> {
+        match self {
+            OperationKind::Create => Some(SnapshotStatus::Creating),
+            OperationKind::Delete => Some(SnapshotStatus::Deleting),
+            OperationKind::Restore => Some(SnapshotStatus::Restoring),
+            OperationKind::Rename | OperationKind::Image => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OperationKind::Create => "create",
@@ -246,7 +283,8 @@ pub struct Operation {
     pub account: AccountId,
     pub provider: ProviderKind,
     /// Gateway snapshot id, once known.
-    pub snapshot_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub snapshot_id: Option<SnapshotId>,
     /// E.g. `{"vm_id": "…"}` for a restore that made a new VM.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
@@ -259,7 +297,7 @@ pub struct Operation {
     pub finished_at: Option<DateTime<Utc>>,
     /// A problem object when the operation failed.
     #[schema(value_type = Option<Object>)]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<Problem>,
     /// Private tracking data for the adapter (e.g. the name a Syminet create waits for).
     #[serde(skip)]
     pub tracking: serde_json::Value,

@@ -16,14 +16,14 @@ use super::{
     check,
     http::{Auth, VendorHttp},
     wire::{self, Id},
-    CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
-    ProviderInfo, RestoreRequest, SourceFailure, Submitted,
+    CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
+    ProviderError, ProviderInfo, RestoreRequest, SourceFailure, Submitted,
 };
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Capabilities, FieldSpec, Operation, OperationState, ProviderKind, SnapshotStatus, Source,
-        SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Capabilities, FieldSpec, OperationState, ProviderKind, SnapshotStatus, Source, SourceKind,
+        VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{Reply, Upstream},
 };
@@ -330,18 +330,12 @@ impl ProviderAdapter for Hostinger {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
-        let vm = serde_json::from_value::<Tracking>(operation.tracking.clone())
+        let vm = operation
+            .tracking::<Tracking>()
             .map(|t| t.vm_id.0)
-            .ok()
-            .or_else(|| {
-                operation
-                    .snapshot_id
-                    .as_deref()
-                    .and_then(|s| s.split_once(':'))
-                    .map(|(_, n)| n.to_owned())
-            });
+            .or_else(|| operation.native_id.map(str::to_owned));
         let (Some(vm), Some(action)) = (vm, operation.vendor_ref.id.as_deref()) else {
             return Ok(Progress::failed(ProviderError::Upstream {
                 status: None,

@@ -19,14 +19,14 @@ use super::{
     http::{Auth, VendorHttp},
     new_resource_progress,
     wire::{self, Id},
-    CallContext, CreateRequest, ImageRequest, ListFilter, Listed, Progress, ProviderAdapter,
-    ProviderError, ProviderInfo, RestoreRequest, Submitted,
+    CallContext, CreateRequest, ImageRequest, ListFilter, Listed, PollRequest, Progress,
+    ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted,
 };
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
-        SnapshotStatus, Source, SourceKind, VendorSnapshot,
+        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
+        Source, SourceKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -312,19 +312,14 @@ impl ProviderAdapter for Hyperstack {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
         if operation.vendor_ref.kind == crate::domain::VendorRefKind::Resource {
             let vm = operation.vendor_ref.id.as_deref().unwrap_or_default();
             let status = self.vm_status(ctx, vm).await;
             return new_resource_progress(KIND, "VM", vm, status, &VM_READY, &VM_FAILED);
         }
-        let Some(native_id) = operation
-            .snapshot_id
-            .as_deref()
-            .and_then(|s| s.split_once(':'))
-            .map(|(_, n)| n)
-        else {
+        let Some(native_id) = operation.native_id else {
             return Ok(Progress::succeeded());
         };
         match (operation.kind, self.get(ctx, native_id).await) {

@@ -22,8 +22,8 @@ pub use crate::domain::ProviderError;
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationState,
-        ProviderKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationKind,
+        OperationState, ProviderKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -241,6 +241,40 @@ pub fn new_resource_progress(
     }
 }
 
+/// What an adapter reads an unfinished operation's progress from: the handle its submission
+/// gave, not the gateway's stored record.
+#[derive(Clone, Copy, Debug)]
+pub struct PollRequest<'a> {
+    pub kind: OperationKind,
+    /// The snapshot's native id, once known.
+    pub native_id: Option<&'a str>,
+    pub vendor_ref: &'a VendorRef,
+    /// When the work was submitted.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    tracking: &'a serde_json::Value,
+}
+
+impl<'a> PollRequest<'a> {
+    pub fn of(operation: &'a Operation) -> Self {
+        Self {
+            kind: operation.kind,
+            native_id: operation
+                .snapshot_id
+                .as_ref()
+                .map(|id| id.native_id.as_str()),
+            vendor_ref: &operation.vendor_ref,
+            created_at: operation.created_at,
+            tracking: &operation.tracking,
+        }
+    }
+
+    /// The adapter's own tracking data ([`Submitted::tracking`]) as its type, `None` when the
+    /// operation carries none of that shape.
+    pub fn tracking<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        T::deserialize(self.tracking).ok()
+    }
+}
+
 /// An operation's state as the vendor now reports it.
 #[derive(Clone, Debug)]
 pub struct Progress {
@@ -367,7 +401,7 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError>;
 }
 

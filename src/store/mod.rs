@@ -150,7 +150,7 @@ pub trait Store: Send + Sync + 'static {
             .list_operations(tenant, &filter)
             .await?
             .into_iter()
-            .filter_map(|op| op.snapshot_id.map(|s| (s, op.kind)))
+            .filter_map(|op| op.snapshot_id.map(|s| (s.to_string(), op.kind)))
             .collect())
     }
     /// Newest first.

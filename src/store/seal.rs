@@ -10,7 +10,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::domain::Credentials;
+use super::SealedCredentials;
+use crate::domain::{AccountId, Credentials};
 
 /// Why the master key or a sealed record is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +84,34 @@ impl Sealer {
         &self.key_id
     }
 
-    /// Seals credentials; `context` (tenant and account) is bound as associated data so a
-    /// sealed record cannot be moved to another account.
-    pub fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
+    /// Seals an account's credentials, bound to the tenant and account (associated data) so a
+    /// sealed record cannot be moved to another account; with their field names and keyed
+    /// fingerprint, as the store keeps them.
+    pub fn seal_account(
+        &self,
+        tenant: &str,
+        account: &AccountId,
+        creds: &Credentials,
+    ) -> SealedCredentials {
+        SealedCredentials {
+            fields: creds.field_names(),
+            fingerprint: self.fingerprint(creds),
+            sealed: self.seal(creds, &account_context(tenant, account)),
+        }
+    }
+
+    /// Opens an account's sealed credentials for a provider call.
+    pub fn open_account(
+        &self,
+        tenant: &str,
+        account: &AccountId,
+        sealed: &Sealed,
+    ) -> Result<Credentials, SealError> {
+        self.open(sealed, &account_context(tenant, account))
+    }
+
+    /// Seals credentials; `context` is bound as associated data.
+    fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
         let plain = plaintext(creds);
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -107,8 +133,8 @@ impl Sealer {
         }
     }
 
-    /// Opens a sealed record for a provider call.
-    pub fn open(&self, sealed: &Sealed, context: &str) -> Result<Credentials, SealError> {
+    /// Opens a record sealed under `context`.
+    fn open(&self, sealed: &Sealed, context: &str) -> Result<Credentials, SealError> {
         if sealed.key_id != self.key_id {
             return Err(SealError::UnknownKey(sealed.key_id.clone()));
         }
@@ -162,6 +188,12 @@ fn plaintext(creds: &Credentials) -> SecretString {
         .map(|(k, v)| (k.as_str(), v.expose_secret()))
         .collect();
     SecretString::from(serde_json::to_string(&map).unwrap_or_default())
+}
+
+/// The associated data binding a sealed record to its account: written once, here, so
+/// sealing and opening cannot disagree.
+fn account_context(tenant: &str, account: &AccountId) -> String {
+    format!("{tenant}/{account}")
 }
 
 #[cfg(test)]

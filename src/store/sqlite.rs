@@ -49,10 +49,11 @@ impl PendingIndex {
             }
         }
         if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
+            let snapshot = snapshot.to_string();
             self.by_op.insert(key, (snapshot.clone(), op.kind));
             *self
                 .by_snapshot
-                .entry((tenant.to_owned(), snapshot.clone()))
+                .entry((tenant.to_owned(), snapshot))
                 .or_default() += 1;
         }
     }

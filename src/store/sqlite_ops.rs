@@ -40,11 +40,18 @@ fn from_row(row: &SqliteRow) -> Result<Operation, StoreError> {
             .parse()
             .map_err(|e: crate::domain::AccountIdError| StoreError::Corrupt(e.to_string()))?,
         provider: enum_from(row.try_get("provider")?, "provider")?,
-        snapshot_id: row.try_get("snapshot_id")?,
+        snapshot_id: row
+            .try_get::<Option<String>, _>("snapshot_id")?
+            .map(|s| s.parse::<crate::domain::SnapshotId>())
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         result: opt_json(row.try_get("result")?, "result")?,
         vendor_ref: json(row.try_get("vendor_ref")?, "vendor_ref")?,
         tracking: json(row.try_get("tracking")?, "tracking")?,
-        error: opt_json(row.try_get("error")?, "error")?,
+        error: opt_json(row.try_get("error")?, "error")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("error: {e}")))?,
         created_at: parse_ts(row.try_get("created_at")?)?,
         updated_at: parse_ts(row.try_get("updated_at")?)?,
         finished_at: row
@@ -66,7 +73,7 @@ pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     .bind(op.provider.as_str())
     .bind(op.kind.as_str())
     .bind(enum_text(&op.state))
-    .bind(&op.snapshot_id)
+    .bind(op.snapshot_id.as_ref().map(ToString::to_string))
     .bind(op.result.as_ref().map(to_json))
     .bind(to_json(&op.vendor_ref))
     .bind(to_json(&op.tracking))
@@ -102,7 +109,7 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<b
          WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
     )
     .bind(enum_text(&op.state))
-    .bind(&op.snapshot_id)
+    .bind(op.snapshot_id.as_ref().map(ToString::to_string))
     .bind(op.result.as_ref().map(to_json))
     .bind(to_json(&op.vendor_ref))
     .bind(to_json(&op.tracking))

@@ -16,14 +16,15 @@ use serde_json::{json, value::RawValue};
 use super::{
     check,
     http::{Auth, VendorHttp},
-    new_resource_progress, wire, CallContext, CreateRequest, ListFilter, Listed, Progress,
-    ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    new_resource_progress, wire, CallContext, CreateRequest, ListFilter, Listed, PollRequest,
+    Progress, ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted,
+    UpdateRequest,
 };
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
-        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
+        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -364,7 +365,7 @@ impl ProviderAdapter for Koyeb {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
         if operation.vendor_ref.kind == VendorRefKind::Resource {
             let volume = operation.vendor_ref.id.as_deref().unwrap_or_default();
@@ -378,12 +379,7 @@ impl ProviderAdapter for Koyeb {
                 &VOLUME_FAILED,
             );
         }
-        let Some(native_id) = operation
-            .snapshot_id
-            .as_deref()
-            .and_then(|s| s.split_once(':'))
-            .map(|(_, n)| n)
-        else {
+        let Some(native_id) = operation.native_id else {
             return Ok(Progress::succeeded());
         };
         let found = self.fetch(ctx, "poll", native_id).await;

@@ -18,14 +18,14 @@ use super::{
     check,
     http::{self, Auth, Request, VendorHttp},
     wire::{self, Id},
-    CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
-    ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
+    ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::{OktawaveEndpoint, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
-        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
+        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{Reply, Upstream},
 };
@@ -224,10 +224,10 @@ impl Oktawave {
     async fn while_ticket_runs(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
-        let tracking = match Tracking::deserialize(&operation.tracking) {
-            Ok(t) if operation.kind == OperationKind::Create && operation.snapshot_id.is_none() => {
+        let tracking = match operation.tracking::<Tracking>() {
+            Some(t) if operation.kind == OperationKind::Create && operation.native_id.is_none() => {
                 t
             }
             _ => return Ok(Progress::running()),
@@ -483,7 +483,7 @@ impl ProviderAdapter for Oktawave {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
         if operation.vendor_ref.kind != VendorRefKind::Ticket {
             // Only update is synchronous, and it finished when it answered.
@@ -521,9 +521,9 @@ impl ProviderAdapter for Oktawave {
         if operation.kind != OperationKind::Create {
             return Ok(Progress::succeeded());
         }
-        match Tracking::deserialize(&operation.tracking) {
-            Ok(tracking) => self.resolve_created(ctx, ticket_id, &tracking).await,
-            Err(_) => Ok(Progress::failed(ProviderError::Upstream {
+        match operation.tracking::<Tracking>() {
+            Some(tracking) => self.resolve_created(ctx, ticket_id, &tracking).await,
+            None => Ok(Progress::failed(ProviderError::Upstream {
                 status: None,
                 message: format!(
                     "Oktawave ticket {ticket_id} succeeded but the new snapshot cannot be identified"

@@ -16,14 +16,14 @@ use super::{
     check,
     http::{Auth, VendorHttp},
     wire::{self, Id},
-    CallContext, CreateRequest, ListFilter, Listed, Progress, ProviderAdapter, ProviderError,
-    ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
+    ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::ProvidersConfig,
     domain::{
-        Capabilities, FieldSpec, Operation, OperationKind, OperationState, ProviderKind,
-        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
+        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -362,19 +362,13 @@ impl ProviderAdapter for Syminet {
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
-        operation: &Operation,
+        operation: &PollRequest<'_>,
     ) -> Result<Progress, ProviderError> {
         let now = Utc::now();
-        let native_id = operation
-            .snapshot_id
-            .as_deref()
-            .and_then(|s| s.split_once(':'))
-            .map(|(_, n)| n);
+        let native_id = operation.native_id;
         match operation.kind {
             OperationKind::Create => {
-                let Ok(tracking) =
-                    serde_json::from_value::<CreateTracking>(operation.tracking.clone())
-                else {
+                let Some(tracking) = operation.tracking::<CreateTracking>() else {
                     return Ok(Progress::failed(lost("create")));
                 };
                 // A slice that is gone lists nothing: the create then times out.
@@ -406,7 +400,8 @@ impl ProviderAdapter for Syminet {
                     Err(ProviderError::NotFound) => None,
                     Err(e) => return Err(e),
                 };
-                let name = serde_json::from_value::<RenameTracking>(operation.tracking.clone())
+                let name = operation
+                    .tracking::<RenameTracking>()
                     .map(|t| t.name)
                     .unwrap_or_default();
                 Ok(list_progress(

@@ -8,13 +8,18 @@
 
 use std::sync::Mutex;
 
-use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{gateway::Resolved, problem::ApiError, AppState};
+use super::{
+    operations::{finish, new_operation},
+    stamped, Resolved, Service, ServiceError,
+};
 use crate::{
-    domain::{Operation, OperationKind, OperationState, SnapshotStatus, VendorRefKind},
+    domain::{
+        Operation, OperationKind, OperationState, Problem, SnapshotId, SnapshotStatus,
+        VendorRefKind,
+    },
     providers::{ListFilter, ProviderError},
 };
 
@@ -31,16 +36,16 @@ pub enum Intent {
 
 /// The record of one mutating request: where its intent is made durable.
 pub struct Journal<'a> {
-    state: &'a AppState,
+    service: &'a Service,
     tenant: &'a str,
     key: Option<&'a str>,
     intended: Mutex<Option<Operation>>,
 }
 
 impl<'a> Journal<'a> {
-    pub(super) fn new(state: &'a AppState, tenant: &'a str, key: Option<&'a str>) -> Self {
+    pub(super) fn new(service: &'a Service, tenant: &'a str, key: Option<&'a str>) -> Self {
         Self {
-            state,
+            service,
             tenant,
             key,
             intended: Mutex::new(None),
@@ -56,20 +61,18 @@ impl<'a> Journal<'a> {
         kind: OperationKind,
         native_id: Option<&str>,
         intent: Intent,
-    ) -> Result<(), ApiError> {
-        let mut op = super::gateway::new_operation(resolved, kind, native_id, Utc::now());
+    ) -> Result<(), ServiceError> {
+        let mut op = new_operation(resolved, kind, native_id, Utc::now());
         op.tracking = serde_json::json!({ "intent": intent });
-        self.state.store.insert_operation(self.tenant, &op).await?;
+        self.service
+            .store
+            .insert_operation(self.tenant, &op)
+            .await?;
         if let Some(key) = self.key {
             let body = serde_json::json!({"operation": op, "snapshot": null});
-            self.state
+            self.service
                 .store
-                .finish_idempotent(
-                    self.tenant,
-                    key,
-                    StatusCode::ACCEPTED.as_u16(),
-                    &body.to_string(),
-                )
+                .finish_idempotent(self.tenant, key, ACCEPTED, &body.to_string())
                 .await?;
         }
         *self.lock() = Some(op);
@@ -83,19 +86,18 @@ impl<'a> Journal<'a> {
 
     /// After a failure: a refusal known to have changed nothing fails the intended operation;
     /// an uncertain one leaves it `running`, to be settled from the vendor.
-    pub(super) async fn failed(&self, e: &ApiError) -> Result<(), ApiError> {
+    pub(super) async fn failed(&self, problem: &Problem) -> Result<(), ServiceError> {
         let Some(mut op) = self.intended() else {
             return Ok(());
         };
-        if e.outcome_uncertain() {
+        if problem.outcome_uncertain() {
             return Ok(());
         }
-        let now = Utc::now();
-        op.state = OperationState::Failed;
-        op.error = Some(e.to_json());
-        op.updated_at = now;
-        op.finished_at = Some(now);
-        self.state.store.update_operation(self.tenant, &op).await?;
+        finish(&mut op, OperationState::Failed, Some(problem.clone()));
+        self.service
+            .store
+            .update_operation(self.tenant, &op)
+            .await?;
         Ok(())
     }
 
@@ -103,6 +105,9 @@ impl<'a> Journal<'a> {
         self.intended.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The status the intended operation's key answers with: `202 Accepted`.
+const ACCEPTED: u16 = 202;
 
 /// The intent of an operation that has not heard from its vendor call, if any.
 pub fn interrupted(op: &Operation) -> Option<Intent> {
@@ -123,8 +128,8 @@ pub async fn settle(
 ) -> Result<Operation, ProviderError> {
     let overdue = Utc::now() - op.created_at > TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
     let ctx = resolved.ctx();
-    let unknown = |what: String| ApiError::new(StatusCode::BAD_GATEWAY, "outcome_unknown", what);
-    let verdict: Option<(OperationState, Option<ApiError>)> = match &intent {
+    let unknown = |what: String| stamped(Problem::new(502, "outcome_unknown", what));
+    let verdict: Option<(OperationState, Option<Problem>)> = match &intent {
         Intent::Create { source_id, name } => {
             let filter = ListFilter {
                 source_id: Some(source_id),
@@ -137,7 +142,7 @@ pub async fn settle(
             });
             match found {
                 Some(s) => {
-                    op.snapshot_id = Some(format!("{}:{}", op.account, s.native_id));
+                    op.snapshot_id = Some(SnapshotId::new(&op.account, &s.native_id));
                     match s.status {
                         SnapshotStatus::Available => Some((OperationState::Succeeded, None)),
                         SnapshotStatus::Error => Some((
@@ -159,9 +164,8 @@ pub async fn settle(
         Intent::Delete => {
             let native = op
                 .snapshot_id
-                .as_deref()
-                .and_then(|s| s.split_once(':'))
-                .map(|(_, n)| n.to_owned())
+                .as_ref()
+                .map(|s| s.native_id.clone())
                 .unwrap_or_default();
             match resolved.adapter.get(&ctx, &native).await {
                 Err(ProviderError::NotFound) => Some((OperationState::Succeeded, None)),
@@ -188,11 +192,7 @@ pub async fn settle(
         Intent::Restore | Intent::Image => None,
     };
     if let Some((state, error)) = verdict {
-        let now = Utc::now();
-        op.state = state;
-        op.error = error.map(|e| e.to_json());
-        op.updated_at = now;
-        op.finished_at = Some(now);
+        finish(&mut op, state, error);
     }
     Ok(op)
 }

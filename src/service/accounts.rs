@@ -1,0 +1,305 @@
+//! Accounts: stored sealed, opened (and cached) only for a provider call.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use secrecy::ExposeSecret;
+
+use super::{
+    error::{scrubbed, AccountFailure},
+    Service, ServiceError,
+};
+use crate::{
+    domain::{
+        Account, AccountHealth, AccountId, Capability, Credentials, HealthStatus, Problem,
+        ProviderError, ProviderKind,
+    },
+    providers::{
+        validate_credentials, validate_settings, CallContext, FieldError, ProviderAdapter, Registry,
+    },
+    scrub::Scrubber,
+    store::{AccountPatch, NewAccount, StoreError},
+};
+
+/// An account with its credentials opened, as cached between requests.
+struct Opened {
+    account: Account,
+    credentials: Credentials,
+    loaded: Instant,
+}
+
+/// Opened accounts by (tenant, id): saves a store read and a decryption per vendor call.
+///
+/// Writes through this process invalidate at once; the TTL bounds staleness should another
+/// process change an account in a shared store.
+#[derive(Default)]
+pub(super) struct AccountCache {
+    map: Mutex<HashMap<(String, AccountId), Arc<Opened>>>,
+}
+
+const ACCOUNT_TTL: Duration = Duration::from_secs(30);
+const ACCOUNT_CACHE_MAX: usize = 10_000;
+
+impl AccountCache {
+    fn get(&self, tenant: &str, id: &AccountId) -> Option<Arc<Opened>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.to_owned(), id.clone()))
+            .filter(|o| o.loaded.elapsed() < ACCOUNT_TTL)
+            .cloned()
+    }
+
+    fn put(&self, tenant: &str, opened: Arc<Opened>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= ACCOUNT_CACHE_MAX {
+            map.retain(|_, o| o.loaded.elapsed() < ACCOUNT_TTL);
+            if map.len() >= ACCOUNT_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((tenant.to_owned(), opened.account.id.clone()), opened);
+    }
+
+    /// Forgets an account after it changed or was deleted.
+    fn invalidate(&self, tenant: &str, id: &AccountId) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(tenant.to_owned(), id.clone()));
+    }
+}
+
+impl std::fmt::Debug for AccountCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountCache").finish_non_exhaustive()
+    }
+}
+
+/// An account opened for a provider call.
+pub struct Resolved {
+    opened: Arc<Opened>,
+    pub adapter: Arc<dyn ProviderAdapter>,
+    registry: Registry,
+}
+
+impl Resolved {
+    pub fn account(&self) -> &Account {
+        &self.opened.account
+    }
+
+    pub fn ctx(&self) -> CallContext<'_> {
+        CallContext {
+            account: &self.opened.account,
+            credentials: &self.opened.credentials,
+        }
+    }
+
+    /// A provider failure of this account, with any echoed secret removed.
+    pub fn fail(&self, e: ProviderError) -> ServiceError {
+        self.fail_source(e, None)
+    }
+
+    /// As [`Resolved::fail`], for one source (VM) of the account that could not be read.
+    pub fn fail_source(&self, e: ProviderError, source_id: Option<String>) -> ServiceError {
+        let mut secrets = Scrubber::new();
+        for (_, v) in self.opened.credentials.iter() {
+            secrets.add(v.expose_secret());
+        }
+        let supported_by = match &e {
+            ProviderError::Unsupported { capability } => supported_by(&self.registry, *capability),
+            _ => Vec::new(),
+        };
+        ServiceError::Provider(Box::new(AccountFailure {
+            provider: self.opened.account.provider,
+            account: self.opened.account.id.clone(),
+            source_id,
+            error: scrubbed(e, &secrets),
+            supported_by,
+        }))
+    }
+
+    /// `unsupported_operation` unless the adapter declares the capability.
+    pub fn require(&self, capability: Capability) -> Result<(), ServiceError> {
+        if self.adapter.info().capabilities.has(capability) {
+            Ok(())
+        } else {
+            Err(self.fail(ProviderError::Unsupported { capability }))
+        }
+    }
+}
+
+/// The providers that declare a capability.
+fn supported_by(registry: &Registry, capability: Capability) -> Vec<ProviderKind> {
+    registry
+        .all()
+        .map(|a| a.info())
+        .filter(|i| i.capabilities.has(capability))
+        .map(|i| i.kind)
+        .collect()
+}
+
+/// A new account as a caller asks for it, before validation.
+pub struct AccountRequest {
+    pub id: AccountId,
+    pub provider: ProviderKind,
+    pub display_name: Option<String>,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub credentials: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Changes to an account as a caller asks for them; `None` keeps a part as it is.
+#[derive(Default)]
+pub struct AccountChanges {
+    /// `Some(None)` clears the display name.
+    pub display_name: Option<Option<String>>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub credentials: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn invalid(e: FieldError) -> ServiceError {
+    ServiceError::Invalid {
+        field: e.field(),
+        message: e.to_string(),
+    }
+}
+
+impl Service {
+    /// Opens the caller's account (from the cache, or the store and the sealer).
+    pub async fn resolve(&self, tenant: &str, id: &AccountId) -> Result<Resolved, ServiceError> {
+        let opened = match self.accounts.get(tenant, id) {
+            Some(opened) => opened,
+            None => {
+                let (account, sealed) = self
+                    .store
+                    .get_account_sealed(tenant, id)
+                    .await?
+                    .ok_or_else(|| ServiceError::AccountNotFound(id.clone()))?;
+                let credentials = self
+                    .sealer
+                    .open_account(tenant, id, &sealed)
+                    .map_err(|e| ServiceError::internal("cannot open sealed credentials", &e))?;
+                let opened = Arc::new(Opened {
+                    account,
+                    credentials,
+                    loaded: Instant::now(),
+                });
+                self.accounts.put(tenant, opened.clone());
+                opened
+            }
+        };
+        Ok(Resolved {
+            adapter: self.registry.get(opened.account.provider).clone(),
+            registry: self.registry.clone(),
+            opened,
+        })
+    }
+
+    pub async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, ServiceError> {
+        Ok(self.store.list_accounts(tenant).await?)
+    }
+
+    pub async fn account(&self, tenant: &str, id: &AccountId) -> Result<Account, ServiceError> {
+        self.store
+            .get_account(tenant, id)
+            .await?
+            .ok_or_else(|| ServiceError::AccountNotFound(id.clone()))
+    }
+
+    /// Validates an account against its provider's declared fields and stores it, its
+    /// credentials sealed.
+    pub async fn create_account(
+        &self,
+        tenant: &str,
+        request: AccountRequest,
+    ) -> Result<Account, ServiceError> {
+        let info = self.registry.get(request.provider).info();
+        let settings = validate_settings(info, request.settings).map_err(invalid)?;
+        let creds = validate_credentials(info, request.credentials).map_err(invalid)?;
+        let credentials = self.sealer.seal_account(tenant, &request.id, &creds);
+        let id = request.id.clone();
+        self.store
+            .insert_account(NewAccount {
+                tenant: tenant.to_owned(),
+                id: request.id,
+                provider: request.provider,
+                display_name: request.display_name,
+                settings,
+                credentials,
+                now: Utc::now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => ServiceError::AccountExists(id),
+                other => other.into(),
+            })
+    }
+
+    /// Changes an account; new credentials are validated and sealed, and every cached
+    /// opening of the old ones is dropped.
+    pub async fn update_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        changes: AccountChanges,
+    ) -> Result<Account, ServiceError> {
+        let existing = self.account(tenant, id).await?;
+        let info = self.registry.get(existing.provider).info();
+        let settings = changes
+            .settings
+            .map(|s| validate_settings(info, s))
+            .transpose()
+            .map_err(invalid)?;
+        let credentials = changes
+            .credentials
+            .map(|c| validate_credentials(info, c))
+            .transpose()
+            .map_err(invalid)?
+            .map(|creds| self.sealer.seal_account(tenant, id, &creds));
+        let patch = AccountPatch {
+            display_name: changes.display_name,
+            settings,
+            credentials,
+        };
+        let account = self
+            .store
+            .update_account(tenant, id, patch, Utc::now())
+            .await?
+            .ok_or_else(|| ServiceError::AccountNotFound(id.clone()))?;
+        self.accounts.invalidate(tenant, id);
+        Ok(account)
+    }
+
+    /// Deletes an account and its sealed credentials.
+    pub async fn delete_account(&self, tenant: &str, id: &AccountId) -> Result<(), ServiceError> {
+        let deleted = self.store.delete_account(tenant, id).await?;
+        self.accounts.invalidate(tenant, id);
+        if deleted {
+            Ok(())
+        } else {
+            Err(ServiceError::AccountNotFound(id.clone()))
+        }
+    }
+
+    /// Checks the stored credentials with a cheap vendor call and records the account's
+    /// health.
+    pub async fn verify_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+    ) -> Result<AccountHealth, ServiceError> {
+        let resolved = self.resolve(tenant, id).await?;
+        let outcome = resolved.adapter.verify(&resolved.ctx()).await;
+        let (status, problem): (HealthStatus, Option<Problem>) = match outcome {
+            Ok(()) => (HealthStatus::Ok, None),
+            Err(e) => (HealthStatus::Failing, Some(resolved.fail(e).problem())),
+        };
+        let health = AccountHealth {
+            status,
+            checked_at: Some(Utc::now()),
+            problem,
+        };
+        self.store.record_health(tenant, id, &health).await?;
+        Ok(health)
+    }
+}

@@ -1,0 +1,72 @@
+//! The application layer, between the HTTP edge and the adapters: accounts (stored sealed,
+//! opened and cached for a call), operations (recorded, advanced from the vendor's truth,
+//! shown on their snapshots), durable intent and idempotency. It speaks domain types and
+//! [`ServiceError`]; the edge only routes, extracts, authenticates and answers, and a
+//! background worker can call the same code.
+
+mod accounts;
+mod error;
+mod idempotency;
+mod intent;
+mod listing;
+mod operations;
+
+use std::{sync::Arc, time::Duration};
+
+pub use accounts::{AccountChanges, AccountRequest, Resolved};
+pub use error::{AccountFailure, ServiceError};
+pub use idempotency::{Answer, AsProblem, Outcome};
+pub use intent::{Intent, Journal};
+pub use listing::{FanOut, Merged};
+pub use operations::new_operation;
+
+use crate::{
+    domain::Problem,
+    providers::Registry,
+    store::{Sealer, Store},
+};
+
+/// The service: what every replica of snapgate runs behind its HTTP edge.
+pub struct Service {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+    registry: Registry,
+    accounts: accounts::AccountCache,
+    /// How long an in-flight idempotency record is honoured: past it, its request is dead.
+    idempotency_lease: Duration,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        registry: Registry,
+        idempotency_lease: Duration,
+    ) -> Self {
+        Self {
+            store,
+            sealer,
+            registry,
+            accounts: accounts::AccountCache::default(),
+            idempotency_lease,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// A problem naming the request it arose in.
+fn stamped(mut problem: Problem) -> Problem {
+    problem.request_id = crate::telemetry::current_request_id();
+    problem
+}

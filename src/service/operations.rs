@@ -1,0 +1,274 @@
+//! Operations: recorded when work is submitted, advanced only from the vendor's truth, and
+//! shown on the snapshots they concern while they run.
+
+use chrono::Utc;
+
+use super::{intent, stamped, Resolved, Service, ServiceError};
+use crate::{
+    domain::{
+        Completion, Operation, OperationKind, OperationState, Problem, Snapshot, SnapshotId,
+        VendorRef, VendorRefKind,
+    },
+    providers::{PollRequest, Submitted},
+    store::OperationFilter,
+};
+
+/// A new operation of `resolved`'s account, running, with no vendor handle yet.
+pub fn new_operation(
+    resolved: &Resolved,
+    kind: OperationKind,
+    native_id: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> Operation {
+    let account = resolved.account();
+    Operation {
+        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        kind,
+        state: OperationState::Running,
+        account: account.id.clone(),
+        provider: account.provider,
+        snapshot_id: native_id.map(|n| SnapshotId::new(&account.id, n)),
+        result: None,
+        vendor_ref: VendorRef {
+            kind: VendorRefKind::None,
+            id: None,
+        },
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        error: None,
+        tracking: serde_json::Value::Null,
+        completion: Completion::Observed,
+        completion_note: None,
+    }
+}
+
+/// Ends an operation now, failed with `problem` when one is given.
+pub(super) fn finish(op: &mut Operation, state: OperationState, problem: Option<Problem>) {
+    let now = Utc::now();
+    op.state = state;
+    op.error = problem;
+    op.updated_at = now;
+    op.finished_at = Some(now);
+}
+
+impl Service {
+    /// Records the operation a vendor call started: completes the one its intent stored (same
+    /// id, so a replay of the key names it), or stores a new one.
+    pub async fn record(
+        &self,
+        tenant: &str,
+        resolved: &Resolved,
+        kind: OperationKind,
+        known_native_id: Option<&str>,
+        submitted: &Submitted,
+        intended: Option<Operation>,
+    ) -> Result<Operation, ServiceError> {
+        let now = Utc::now();
+        let native = submitted.native_id.as_deref().or(known_native_id);
+        let mut op = match &intended {
+            Some(o) => o.clone(),
+            None => new_operation(resolved, kind, native, now),
+        };
+        op.state = submitted.state;
+        op.snapshot_id = native.map(|n| SnapshotId::new(&resolved.account().id, n));
+        op.result = submitted.result.clone();
+        op.vendor_ref = submitted.vendor_ref.clone();
+        op.updated_at = now;
+        op.finished_at = submitted.state.is_terminal().then_some(now);
+        op.error = None;
+        op.tracking = submitted.tracking.clone();
+        op.completion = Completion::of_note(submitted.assumed.as_deref());
+        op.completion_note = submitted.assumed.clone();
+        match intended {
+            Some(_) => return self.save(tenant, op).await,
+            None => self.store.insert_operation(tenant, &op).await?,
+        }
+        Ok(op)
+    }
+
+    /// Saves an unfinished operation; when another writer finished it first, that answer
+    /// stands and is returned instead.
+    pub(super) async fn save(
+        &self,
+        tenant: &str,
+        op: Operation,
+    ) -> Result<Operation, ServiceError> {
+        if !self.store.update_operation(tenant, &op).await? {
+            if let Some(stored) = self.store.get_operation(tenant, &op.id).await? {
+                return Ok(stored);
+            }
+        }
+        Ok(op)
+    }
+
+    /// One operation of the caller's, advanced from the vendor first when unfinished.
+    pub async fn operation(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Operation>, ServiceError> {
+        match self.store.get_operation(tenant, id).await? {
+            Some(op) => Ok(Some(self.refresh(tenant, op).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The caller's operations, newest first, as stored.
+    pub async fn operations(
+        &self,
+        tenant: &str,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, ServiceError> {
+        Ok(self.store.list_operations(tenant, filter).await?)
+    }
+
+    /// Advances an unfinished operation from the vendor's truth and saves it. A vendor that
+    /// cannot be reached leaves the stored state as it was.
+    pub async fn refresh(&self, tenant: &str, op: Operation) -> Result<Operation, ServiceError> {
+        if op.state.is_terminal() {
+            return Ok(op);
+        }
+        let resolved = match self.resolve(tenant, &op.account).await {
+            // Only the account that started the work may report on it: a later account that
+            // reuses the id (perhaps for another provider) knows nothing of it.
+            Ok(r)
+                if r.account().provider == op.provider
+                    && r.account().created_at <= op.created_at =>
+            {
+                r
+            }
+            Ok(_) | Err(ServiceError::AccountNotFound(_)) => return self.abandon(tenant, op).await,
+            Err(_) => return Ok(op),
+        };
+        if let Some(intent) = intent::interrupted(&op) {
+            return self.settle(tenant, &resolved, op, intent).await;
+        }
+        let progress = match resolved
+            .adapter
+            .poll(&resolved.ctx(), &PollRequest::of(&op))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                // The kind of failure only: a vendor's words may echo what it was sent.
+                tracing::info!(operation = %op.id, failure = e.kind(), "operation poll failed");
+                return Ok(op);
+            }
+        };
+        let changed = progress.state != op.state
+            || progress.native_id.is_some()
+            || progress.result.is_some()
+            || progress.error.is_some();
+        if !changed {
+            return Ok(op);
+        }
+        let mut op = op;
+        if let Some(native) = progress.native_id {
+            op.snapshot_id = Some(SnapshotId::new(&op.account, &native));
+        }
+        if progress.result.is_some() {
+            op.result = progress.result;
+        }
+        let error = progress.error.map(|e| resolved.fail(e).problem());
+        if progress.state.is_terminal() {
+            finish(&mut op, progress.state, error);
+        } else {
+            op.state = progress.state;
+            op.error = error.or(op.error);
+            op.updated_at = Utc::now();
+        }
+        self.save(tenant, op).await
+    }
+
+    /// Settles an operation whose vendor call never reported back, from what the vendor shows.
+    async fn settle(
+        &self,
+        tenant: &str,
+        resolved: &Resolved,
+        op: Operation,
+        intent: intent::Intent,
+    ) -> Result<Operation, ServiceError> {
+        let before = (op.state, op.snapshot_id.clone());
+        let settled = match intent::settle(resolved, op.clone(), intent, self.idempotency_lease)
+            .await
+        {
+            Ok(settled) => settled,
+            Err(e) => {
+                tracing::info!(operation = %op.id, failure = e.kind(), "settling an interrupted operation failed");
+                return Ok(op);
+            }
+        };
+        if (settled.state, settled.snapshot_id.clone()) == before {
+            return Ok(settled);
+        }
+        self.save(tenant, settled).await
+    }
+
+    /// Fails an operation whose account was deleted: nobody can follow the work any more.
+    async fn abandon(&self, tenant: &str, mut op: Operation) -> Result<Operation, ServiceError> {
+        let gone = Problem::new(
+            404,
+            "account_not_found",
+            format!(
+                "account `{}` was deleted while this operation ran; its outcome at the provider is unknown",
+                op.account
+            ),
+        );
+        finish(&mut op, OperationState::Failed, Some(stamped(gone)));
+        self.store.update_operation(tenant, &op).await?;
+        Ok(op)
+    }
+
+    /// Shows the gateway's unfinished work on a snapshot whose vendor has no status for it
+    /// (advancing that work from the vendor first).
+    pub async fn overlay(&self, tenant: &str, snapshot: &mut Snapshot) -> Result<(), ServiceError> {
+        let id = snapshot.id.to_string();
+        if !self.store.has_unfinished_operation(tenant, &id).await? {
+            return Ok(());
+        }
+        let filter = OperationFilter {
+            snapshot_id: Some(id),
+            unfinished_only: true,
+            limit: 10,
+            ..Default::default()
+        };
+        for op in self.store.list_operations(tenant, &filter).await? {
+            let op = self.refresh(tenant, op).await?;
+            if op.state.is_terminal() || !snapshot.show_pending(op.kind) {
+                continue;
+            }
+            if snapshot.vendor_status.is_none() {
+                let source = match op.vendor_ref.kind {
+                    VendorRefKind::Ticket => "ticket",
+                    VendorRefKind::Action => "action",
+                    VendorRefKind::List => "list",
+                    VendorRefKind::Resource => "resource",
+                    VendorRefKind::SnapshotStatus | VendorRefKind::None => "operation",
+                };
+                let id = op.vendor_ref.id.as_deref().unwrap_or(&op.id);
+                snapshot.vendor_status = Some(format!("{source}:{id}:{}", op.kind.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shows the gateway's unfinished work on listed snapshots (one store query, no vendor
+    /// calls).
+    pub async fn overlay_pending(
+        &self,
+        tenant: &str,
+        items: &mut [Snapshot],
+    ) -> Result<(), ServiceError> {
+        let pending = self.store.pending_snapshots(tenant).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for s in items.iter_mut() {
+            if let Some(kind) = pending.get(&s.id.to_string()) {
+                s.show_pending(*kind);
+            }
+        }
+        Ok(())
+    }
+}
