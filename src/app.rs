@@ -25,6 +25,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot build the vendor HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Providers(#[from] crate::config::ProviderConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -54,7 +56,7 @@ impl Application {
         let registry = Registry::new(
             &config.providers,
             Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers))?,
-        );
+        )?;
         // An in-flight idempotency record outlives its request's deadline twice over: past
         // that, its request is dead and a retry may take the key over.
         let service = Service::new(

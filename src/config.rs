@@ -3,14 +3,14 @@
 //! Nested keys use `__` in the environment (`SNAPGATE_SERVER__LISTEN` is `server.listen`).
 //! Secrets are `SecretString`s so no `Debug` or log line can print them.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
 };
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::domain::ProviderKind;
 
@@ -155,111 +155,41 @@ impl Default for ListingConfig {
     }
 }
 
-/// Where each vendor's API lives. Operator configuration only: callers never choose it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProvidersConfig {
-    pub hyperstack: Endpoint,
-    pub koyeb: Endpoint,
-    pub oktawave: OktawaveEndpoint,
-    pub hostinger: Endpoint,
-    pub syminet: SyminetEndpoint,
-}
+/// Where each vendor's API lives, keyed by provider: `providers.<provider>.base_url`, plus any
+/// setting that provider's adapter declares (Oktawave's region and token URLs, Syminet's
+/// restore settle time). Operator configuration only: callers never choose it. Each adapter
+/// reads its own part, with its own defaults, so this module knows no vendor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProvidersConfig(BTreeMap<ProviderKind, serde_json::Map<String, serde_json::Value>>);
 
-impl Default for ProvidersConfig {
-    fn default() -> Self {
-        Self {
-            hyperstack: Endpoint::new("https://infrahub-api.nexgencloud.com/v1"),
-            koyeb: Endpoint::new("https://app.koyeb.com"),
-            oktawave: OktawaveEndpoint::default(),
-            hostinger: Endpoint::new("https://developers.hostinger.com"),
-            syminet: SyminetEndpoint::default(),
-        }
-    }
-}
-
-/// One vendor's base URL.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Endpoint {
-    pub base_url: String,
-}
-
-impl Endpoint {
-    fn new(base_url: &str) -> Self {
-        Self {
-            base_url: base_url.to_owned(),
-        }
-    }
-}
-
-/// Syminet's base URL, and how long an accepted restore is assumed to take: Syminet has no way
-/// to tell when a restore has finished.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyminetEndpoint {
-    pub base_url: String,
-    /// Seconds after which an accepted restore is reported done (`completion: assumed`). The
-    /// panel's own estimate is 2 GB per minute; the default covers a 20 GB slice.
-    pub restore_settle_secs: u64,
-}
-
-impl Default for SyminetEndpoint {
-    fn default() -> Self {
-        Self {
-            base_url: "https://cloud.syminet.com/api/v1".to_owned(),
-            restore_settle_secs: 600,
-        }
-    }
-}
-
-/// Oktawave picks the region by base URL and issues tokens from a separate identity server.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OktawaveEndpoint {
-    /// Serves every region unless a region-specific URL is set.
-    pub base_url: Option<String>,
-    pub pl1_base_url: Option<String>,
-    pub pl2_base_url: Option<String>,
-    /// OAuth2 token endpoint (password grant).
-    pub token_url: String,
-}
-
-impl Default for OktawaveEndpoint {
-    fn default() -> Self {
-        Self {
-            base_url: None,
-            pl1_base_url: None,
-            pl2_base_url: None,
-            token_url: "https://id.oktawave.com/core/connect/token".to_owned(),
-        }
-    }
-}
-
-impl OktawaveEndpoint {
-    /// The services URL for a region (`pl1` or `pl2`).
-    pub fn base_url_for(&self, region: &str) -> String {
-        let specific = match region {
-            "pl2" => self.pl2_base_url.as_ref(),
-            _ => self.pl1_base_url.as_ref(),
-        };
-        specific
-            .or(self.base_url.as_ref())
-            .cloned()
-            .unwrap_or_else(|| format!("https://{region}-api.oktawave.com/services"))
-    }
+/// A provider setting its adapter does not accept.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid providers.{provider} settings: {message}")]
+pub struct ProviderConfigError {
+    provider: ProviderKind,
+    message: String,
 }
 
 impl ProvidersConfig {
-    /// The base URL of a provider that has a single one (Oktawave: its shared URL or PL1's).
-    pub fn base_url(&self, kind: ProviderKind) -> String {
-        match kind {
-            ProviderKind::Hyperstack => self.hyperstack.base_url.clone(),
-            ProviderKind::Koyeb => self.koyeb.base_url.clone(),
-            ProviderKind::Oktawave => self.oktawave.base_url_for("pl1"),
-            ProviderKind::Hostinger => self.hostinger.base_url.clone(),
-            ProviderKind::Syminet => self.syminet.base_url.clone(),
-        }
+    /// Sets one setting of a provider, as `providers.<provider>.<key>` in the file would.
+    pub fn set(&mut self, provider: ProviderKind, key: &str, value: impl Into<serde_json::Value>) {
+        self.0
+            .entry(provider)
+            .or_default()
+            .insert(key.to_owned(), value.into());
+    }
+
+    /// A provider's settings as its adapter's type (absent settings take its defaults).
+    pub fn of<T: DeserializeOwned>(
+        &self,
+        provider: ProviderKind,
+    ) -> Result<T, ProviderConfigError> {
+        let given = self.0.get(&provider).cloned().unwrap_or_default();
+        serde_json::from_value(serde_json::Value::Object(given)).map_err(|e| ProviderConfigError {
+            provider,
+            message: e.to_string(),
+        })
     }
 }
 
@@ -283,6 +213,9 @@ impl Config {
 
     /// Treats empty strings (e.g. `SNAPGATE_AUTH__ISSUER=` from a compose file) as unset.
     fn drop_empty_values(&mut self) {
+        for settings in self.providers.0.values_mut() {
+            settings.retain(|_, v| v.as_str().is_none_or(|s| !s.trim().is_empty()));
+        }
         let auth = &mut self.auth;
         for field in [
             &mut auth.issuer,
@@ -323,4 +256,60 @@ impl Config {
 /// Where the demo and the default SQLite file keep their data.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Regional {
+        base_url: Option<String>,
+        pl2_base_url: Option<String>,
+        restore_settle_secs: Option<u64>,
+    }
+
+    #[test]
+    fn provider_settings_are_read_per_provider_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("snapgate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapgate.toml");
+        std::fs::write(
+            &path,
+            "[providers.oktawave]\npl2_base_url = \"http://pl2.example\"\nbase_url = \"\"\n\n\
+             [providers.syminet]\nrestore_settle_secs = 30\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let oktawave: Regional = config.providers.of(ProviderKind::Oktawave).unwrap();
+        assert_eq!(
+            oktawave,
+            Regional {
+                // An empty value (as a compose file writes it) is unset.
+                base_url: None,
+                pl2_base_url: Some("http://pl2.example".to_owned()),
+                restore_settle_secs: None,
+            }
+        );
+        let syminet: Regional = config.providers.of(ProviderKind::Syminet).unwrap();
+        assert_eq!(syminet.restore_settle_secs, Some(30));
+        let err = config
+            .providers
+            .of::<Endpointless>(ProviderKind::Oktawave)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid providers.oktawave settings: unknown field `pl2_base_url`"),
+            "{err}"
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Endpointless {
+        base_url: Option<String>,
+    }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     app::{shutdown_signal, Application, StartError},
     auth,
-    config::{Config, Endpoint, OktawaveEndpoint, SyminetEndpoint},
+    config::Config,
     domain::{AccountId, ProviderKind},
     service::{AccountRequest, ServiceError},
     simulator::{self, RunningSimulator, SimulatorConfig, Vendor},
@@ -97,26 +97,16 @@ fn load_or_create_secrets(dir: &Path) -> Result<DemoSecrets, DemoError> {
 /// Points a gateway config at a running simulator.
 pub fn point_at_simulator(config: &mut Config, sim: &RunningSimulator) {
     let p = &mut config.providers;
-    p.hyperstack = Endpoint {
-        base_url: sim.base_url(Vendor::Hyperstack),
-    };
-    p.koyeb = Endpoint {
-        base_url: sim.base_url(Vendor::Koyeb),
-    };
-    p.oktawave = OktawaveEndpoint {
-        base_url: Some(sim.base_url(Vendor::Oktawave)),
-        pl1_base_url: None,
-        pl2_base_url: None,
-        token_url: sim.oktawave_token_url(),
-    };
-    p.hostinger = Endpoint {
-        base_url: sim.base_url(Vendor::Hostinger),
-    };
-    p.syminet = SyminetEndpoint {
-        base_url: sim.base_url(Vendor::Syminet),
-        // The simulator restores in its async delay; a real slice takes minutes.
-        restore_settle_secs: 3,
-    };
+    for vendor in Vendor::ALL {
+        p.set(provider_of(vendor), "base_url", sim.base_url(vendor));
+    }
+    p.set(
+        ProviderKind::Oktawave,
+        "token_url",
+        sim.oktawave_token_url(),
+    );
+    // The simulator restores in its async delay; a real slice takes minutes.
+    p.set(ProviderKind::Syminet, "restore_settle_secs", 3);
 }
 
 fn provider_of(v: Vendor) -> ProviderKind {

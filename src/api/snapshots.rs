@@ -502,7 +502,10 @@ pub async fn restore(
             kind: OperationKind::Restore,
             intent: Intent::Restore,
         },
-        async |r: &Resolved, native: &str| r.adapter.restore(&r.ctx(), native, &restore).await,
+        async |r: &Resolved, native: &str| {
+            restore.check(r.adapter.info())?;
+            r.adapter.restore(&r.ctx(), native, &restore).await
+        },
     )
     .await
 }

@@ -20,7 +20,7 @@ use super::{
     ProviderError, ProviderInfo, RestoreRequest, SourceFailure, Submitted,
 };
 use crate::{
-    config::ProvidersConfig,
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Capabilities, FieldSpec, OperationState, ProviderKind, SnapshotStatus, Source, SourceKind,
         VendorRef, VendorRefKind, VendorSnapshot,
@@ -67,13 +67,16 @@ pub struct Hostinger {
 }
 
 impl Hostinger {
-    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
-        Self {
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
+        Ok(Self {
             // No snapshot call takes a body, but Hostinger requires the JSON content type on
             // every request. `User-Agent` is set by [`Upstream`].
             http: VendorHttp::new(
                 KIND,
-                wire::url(&config.hostinger.base_url, API),
+                wire::url(
+                    &super::Endpoint::base_url(config, KIND, "https://developers.hostinger.com")?,
+                    API,
+                ),
                 Auth::Scheme {
                     scheme: "Bearer",
                     credential: "token",
@@ -82,7 +85,7 @@ impl Hostinger {
             )
             .with_headers(&[("content-type", "application/json")]),
             regions: wire::RegionNames::default(),
-        }
+        })
     }
 
     /// The VM's snapshot, `None` when it has none (404 or an empty 200 body).
@@ -307,22 +310,9 @@ impl ProviderAdapter for Hostinger {
         &self,
         ctx: &CallContext<'_>,
         native_id: &str,
-        request: &RestoreRequest,
+        _request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
         let vm = check::numeric(native_id)?;
-        if request.target_id.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "target_id",
-                message: "Hostinger restores a snapshot onto its own VM; target_id is not accepted"
-                    .to_owned(),
-            });
-        }
-        if request.new_name.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "new_name",
-                message: "Hostinger restores in place; new_name is not accepted".to_owned(),
-            });
-        }
         let path = format!("/virtual-machines/{vm}/snapshot/restore");
         self.act(ctx, "restore", Method::POST, vm, &path).await
     }

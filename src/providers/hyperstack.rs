@@ -23,7 +23,7 @@ use super::{
     ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted,
 };
 use crate::{
-    config::ProvidersConfig,
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
         Source, SourceKind, VendorSnapshot,
@@ -70,11 +70,11 @@ pub struct Hyperstack {
 }
 
 impl Hyperstack {
-    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
-        Self {
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
+        Ok(Self {
             http: VendorHttp::new(
                 KIND,
-                config.hyperstack.base_url.clone(),
+                super::Endpoint::base_url(config, KIND, "https://infrahub-api.nexgencloud.com/v1")?,
                 Auth::Header {
                     name: "api_key",
                     credential: "api_key",
@@ -82,7 +82,7 @@ impl Hyperstack {
                 http,
             ),
             regions: wire::RegionNames::default(),
-        }
+        })
     }
 
     async fn page(
@@ -240,12 +240,6 @@ impl ProviderAdapter for Hyperstack {
                 message: "Hyperstack restores to a new VM: new_name is required".to_owned(),
             })?;
         check::name(KIND, "new_name", name, MAX_NAME)?;
-        if request.target_id.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "target_id",
-                message: "Hyperstack restores to a new VM; target_id is not accepted".to_owned(),
-            });
-        }
         let path = format!("/core/snapshots/{}/restore", check::numeric(native_id)?);
         let body = json!({ "new_vm_name": name });
         let reply: RestoreReply = self

@@ -20,7 +20,7 @@ use secrecy::SecretString;
 pub use crate::domain::ProviderError;
 
 use crate::{
-    config::ProvidersConfig,
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationKind,
         OperationState, ProviderKind, VendorRef, VendorRefKind, VendorSnapshot,
@@ -102,6 +102,43 @@ pub struct UpdateRequest {
 pub struct RestoreRequest {
     pub target_id: Option<String>,
     pub new_name: Option<String>,
+}
+
+impl RestoreRequest {
+    /// Refuses what the provider's restore cannot take, from its declared capabilities: a
+    /// `target_id` unless it restores onto other targets, a `new_name` unless it makes a new
+    /// resource. Adapters check only what their vendor adds (a name's length, a required name).
+    pub fn check(&self, info: &ProviderInfo) -> Result<(), ProviderError> {
+        let vendor = info.kind.display_name();
+        let resource = match info.source_kind {
+            "vm" => "VM",
+            other => other,
+        };
+        let c = &info.capabilities;
+        if self.target_id.is_some() && !c.restore_to_other_target {
+            let how = if c.restore_to_new_resource {
+                format!("to a new {resource}")
+            } else {
+                format!("a snapshot onto its own {resource}")
+            };
+            return Err(ProviderError::Invalid {
+                field: "target_id",
+                message: format!("{vendor} restores {how}; target_id is not accepted"),
+            });
+        }
+        if self.new_name.is_some() && !c.restore_to_new_resource {
+            let how = if c.restore_to_other_target {
+                format!("onto an existing {resource}")
+            } else {
+                "in place".to_owned()
+            };
+            return Err(ProviderError::Invalid {
+                field: "new_name",
+                message: format!("{vendor} restores {how}; new_name is not accepted"),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Hyperstack image-from-snapshot request.
@@ -405,6 +442,26 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     ) -> Result<Progress, ProviderError>;
 }
 
+/// The endpoint settings of a vendor with one API: its base URL, by default the vendor's
+/// public API. Adapters with more settings declare their own type.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Endpoint {
+    base_url: Option<String>,
+}
+
+impl Endpoint {
+    /// The configured base URL of `vendor`, or `default`.
+    pub(crate) fn base_url(
+        config: &ProvidersConfig,
+        vendor: ProviderKind,
+        default: &str,
+    ) -> Result<String, ProviderConfigError> {
+        let endpoint: Endpoint = config.of(vendor)?;
+        Ok(endpoint.base_url.unwrap_or_else(|| default.to_owned()))
+    }
+}
+
 /// Every adapter, by provider kind.
 #[derive(Clone)]
 pub struct Registry {
@@ -430,18 +487,18 @@ pub fn infos() -> [&'static ProviderInfo; 5] {
 }
 
 impl Registry {
-    /// Builds the five adapters against the configured vendor endpoints.
-    pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Self {
+    /// Builds every adapter against its configured vendor endpoint.
+    pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Result<Self, ProviderConfigError> {
         let adapters: [Arc<dyn ProviderAdapter>; 5] = [
-            Arc::new(hyperstack::Hyperstack::new(config, upstream.clone())),
-            Arc::new(koyeb::Koyeb::new(config, upstream.clone())),
-            Arc::new(oktawave::Oktawave::new(config, upstream.clone())),
-            Arc::new(hostinger::Hostinger::new(config, upstream.clone())),
-            Arc::new(syminet::Syminet::new(config, upstream)),
+            Arc::new(hyperstack::Hyperstack::new(config, upstream.clone())?),
+            Arc::new(koyeb::Koyeb::new(config, upstream.clone())?),
+            Arc::new(oktawave::Oktawave::new(config, upstream.clone())?),
+            Arc::new(hostinger::Hostinger::new(config, upstream.clone())?),
+            Arc::new(syminet::Syminet::new(config, upstream)?),
         ];
-        Self {
+        Ok(Self {
             adapters: Arc::new(adapters.into_iter().map(|a| (a.info().kind, a)).collect()),
-        }
+        })
     }
 
     pub fn get(&self, kind: ProviderKind) -> &Arc<dyn ProviderAdapter> {
@@ -602,7 +659,8 @@ mod tests {
         let r = Registry::new(
             &ProvidersConfig::default(),
             Upstream::new(Default::default()).unwrap(),
-        );
+        )
+        .unwrap();
         let info = r.get(ProviderKind::Oktawave).info();
         let err = validate_credentials(
             info,
@@ -646,11 +704,58 @@ mod tests {
     }
 
     #[test]
+    fn restore_inputs_are_refused_where_the_capabilities_say() {
+        let refused = |kind: ProviderKind, target: Option<&str>, name: Option<&str>| {
+            let info = infos().into_iter().find(|i| i.kind == kind).unwrap();
+            let request = RestoreRequest {
+                target_id: target.map(str::to_owned),
+                new_name: name.map(str::to_owned),
+            };
+            match request.check(info) {
+                Ok(()) => None,
+                Err(ProviderError::Invalid { field, message }) => Some((field, message)),
+                Err(other) => panic!("{other:?}"),
+            }
+        };
+        use ProviderKind::*;
+        assert_eq!(
+            refused(Hyperstack, Some("9"), None),
+            Some((
+                "target_id",
+                "Hyperstack restores to a new VM; target_id is not accepted".to_owned()
+            ))
+        );
+        assert_eq!(
+            refused(Oktawave, Some("9"), None),
+            Some((
+                "target_id",
+                "Oktawave restores a snapshot onto its own instance; target_id is not accepted"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(
+            refused(Syminet, None, Some("copy")),
+            Some((
+                "new_name",
+                "Syminet restores onto an existing slice; new_name is not accepted".to_owned()
+            ))
+        );
+        assert_eq!(
+            refused(Hostinger, None, Some("copy")).map(|r| r.1),
+            Some("Hostinger restores in place; new_name is not accepted".to_owned())
+        );
+        assert_eq!(refused(Koyeb, None, Some("copy")), None);
+        assert_eq!(refused(Syminet, Some("4000"), None), None);
+        assert_eq!(refused(Hyperstack, None, Some("vm")), None);
+    }
+
+    #[test]
     fn unknown_credential_fields_are_named() {
         let r = Registry::new(
             &ProvidersConfig::default(),
             Upstream::new(Default::default()).unwrap(),
-        );
+        )
+        .unwrap();
         let info = r.get(ProviderKind::Hyperstack).info();
         let err = validate_credentials(
             info,

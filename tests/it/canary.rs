@@ -99,14 +99,14 @@ async fn check_vendor(
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
         let p = &mut c.providers;
-        p.hyperstack.base_url = uri.clone();
-        p.koyeb.base_url = uri.clone();
-        p.hostinger.base_url = uri.clone();
-        p.syminet.base_url = uri.clone();
-        p.oktawave.base_url = Some(uri.clone());
-        p.oktawave.pl1_base_url = None;
-        p.oktawave.pl2_base_url = None;
-        p.oktawave.token_url = format!("{uri}/token");
+        for kind in snapgate::domain::ProviderKind::ALL {
+            p.set(kind, "base_url", uri.clone());
+        }
+        p.set(
+            snapgate::domain::ProviderKind::Oktawave,
+            "token_url",
+            format!("{uri}/token"),
+        );
         // No retries: one echo per call is enough.
         c.upstream.max_retries = 0;
     })

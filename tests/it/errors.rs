@@ -1,6 +1,7 @@
 //! Bad input always gets a problem+json answer, never a 500.
 
 use serde_json::json;
+use snapgate::domain::ProviderKind;
 
 use crate::helpers::*;
 
@@ -267,7 +268,7 @@ async fn health_readiness_and_metrics_answer_while_every_api_slot_is_taken() {
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
         c.server.max_in_flight = 1;
-        c.providers.hyperstack.base_url = uri;
+        c.providers.set(ProviderKind::Hyperstack, "base_url", uri);
     })
     .await;
     let t = token("acme", ALL_SCOPES);

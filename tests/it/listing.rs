@@ -1,5 +1,6 @@
 //! The merged list across accounts: order, one cursor, filters, partial failures, tenants.
 
+use snapgate::domain::ProviderKind;
 use std::{collections::HashMap, time::Duration};
 
 use serde_json::{json, Value};
@@ -59,7 +60,7 @@ async fn setup(
         .await;
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
-        c.providers.hyperstack.base_url = uri;
+        c.providers.set(ProviderKind::Hyperstack, "base_url", uri);
         c.listing.account_timeout_ms = 1000;
     })
     .await;

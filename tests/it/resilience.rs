@@ -1,6 +1,7 @@
 //! Vendor misbehaviour, through the simulator's fault injection: timeouts, resets, 5xx bursts,
 //! rate limits, garbage, refused connections, concurrency and token refreshes.
 
+use snapgate::domain::ProviderKind;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -234,9 +235,14 @@ async fn a_refused_connection_is_502_fast() {
         .local_addr()
         .unwrap()
         .port();
-    let app =
-        spawn_app_with(|c| c.providers.hyperstack.base_url = format!("http://127.0.0.1:{port}"))
-            .await;
+    let app = spawn_app_with(|c| {
+        c.providers.set(
+            ProviderKind::Hyperstack,
+            "base_url",
+            format!("http://127.0.0.1:{port}"),
+        )
+    })
+    .await;
     let t = token("acme", ALL_SCOPES);
     assert_eq!(
         app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
@@ -414,7 +420,7 @@ async fn one_tenants_slow_vendor_does_not_hold_up_another_tenant() {
     let app = spawn_app_with(|c| {
         c.server.max_in_flight = 16;
         c.server.max_in_flight_per_tenant = 8;
-        c.providers.hyperstack.base_url = uri;
+        c.providers.set(ProviderKind::Hyperstack, "base_url", uri);
         c.upstream.max_concurrency_per_account = 64;
     })
     .await;

@@ -1,5 +1,6 @@
 //! Gateway behaviour around snapshot calls: idempotency, tenants, persistence of operations.
 
+use snapgate::domain::ProviderKind;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,10 +15,12 @@ async fn hyperstack_app(mock: &MockServer, config: Option<snapgate::Config>) -> 
     let uri = mock.uri();
     let app = match config {
         Some(mut c) => {
-            c.providers.hyperstack.base_url = uri;
+            c.providers.set(ProviderKind::Hyperstack, "base_url", uri);
             spawn_config(c, tempfile::tempdir().unwrap()).await
         }
-        None => spawn_app_with(|c| c.providers.hyperstack.base_url = uri).await,
+        None => {
+            spawn_app_with(|c| c.providers.set(ProviderKind::Hyperstack, "base_url", uri)).await
+        }
     };
     let t = token("acme", ALL_SCOPES);
     let resp = app

@@ -97,7 +97,13 @@ async fn a_syminet_restore_is_assumed_done_after_the_settle_time_and_says_so() {
     let s = spawn_with_variants(
         Duration::from_millis(200),
         played("syminet.restore_secs=2"),
-        |c| c.providers.syminet.restore_settle_secs = 3,
+        |c| {
+            c.providers.set(
+                snapgate::domain::ProviderKind::Syminet,
+                "restore_settle_secs",
+                3,
+            )
+        },
     )
     .await;
     let slice = s.sim.sources(Vendor::Syminet)[0].clone();

@@ -38,7 +38,7 @@ fn json_reply(status: u16, body: Value) -> ResponseTemplate {
 async fn setup() -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
     let uri = mock.uri();
-    let app = spawn_app_with(|c| c.providers.hostinger.base_url = uri).await;
+    let app = spawn_app_with(|c| c.providers.set(ProviderKind::Hostinger, "base_url", uri)).await;
     let t = token("acme", ALL_SCOPES);
     let resp = app
         .post("/v1/accounts", &t, &account_body("hg", "hostinger"))
@@ -54,8 +54,8 @@ fn account() -> Account {
 
 fn registry(mock: &MockServer) -> Registry {
     let mut config = snapgate::Config::defaults().providers;
-    config.hostinger.base_url = mock.uri();
-    Registry::new(&config, Upstream::new(Default::default()).unwrap())
+    config.set(ProviderKind::Hostinger, "base_url", mock.uri());
+    Registry::new(&config, Upstream::new(Default::default()).unwrap()).unwrap()
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Exact Hyperstack requests and response mapping, asserted with a mock vendor (wiremock).
 
 use serde_json::{json, Value};
+use snapgate::domain::ProviderKind;
 use wiremock::{
     matchers::{body_json, header, method, path, query_param},
     Mock, MockServer, ResponseTemplate,
@@ -17,7 +18,11 @@ fn fixture(name: &str) -> Value {
 async fn setup() -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
     let uri = mock.uri();
-    let app = spawn_app_with(|c| c.providers.hyperstack.base_url = format!("{uri}/v1")).await;
+    let app = spawn_app_with(|c| {
+        c.providers
+            .set(ProviderKind::Hyperstack, "base_url", format!("{uri}/v1"))
+    })
+    .await;
     let t = token("acme", ALL_SCOPES);
     assert_eq!(
         app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))

@@ -36,7 +36,7 @@ fn with_status(file: &str, status: &str) -> Value {
 async fn setup() -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
     let uri = mock.uri();
-    let app = spawn_app_with(|c| c.providers.koyeb.base_url = uri).await;
+    let app = spawn_app_with(|c| c.providers.set(ProviderKind::Koyeb, "base_url", uri)).await;
     let t = token("acme", ALL_SCOPES);
     assert_eq!(
         app.post("/v1/accounts", &t, &account_body("ky", "koyeb"))
@@ -54,11 +54,14 @@ async fn list(
     source_id: Option<&str>,
 ) -> Result<Vec<snapgate::domain::VendorSnapshot>, snapgate::providers::ProviderError> {
     let mut config = snapgate::Config::defaults();
-    config.providers.koyeb.base_url = mock.uri();
+    config
+        .providers
+        .set(ProviderKind::Koyeb, "base_url", mock.uri());
     let registry = Registry::new(
         &config.providers,
         Upstream::new(Default::default()).unwrap(),
-    );
+    )
+    .unwrap();
     let mut settings = serde_json::Map::new();
     if let Some(org) = organization_id {
         settings.insert("organization_id".to_owned(), json!(org));

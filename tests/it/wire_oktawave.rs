@@ -78,11 +78,11 @@ async fn mount_token(mock: &MockServer, times: u64) {
 }
 
 fn configure(config: &mut snapgate::Config, uri: &str) {
-    let o = &mut config.providers.oktawave;
-    o.base_url = None;
-    o.pl1_base_url = Some(format!("{uri}/pl1"));
-    o.pl2_base_url = Some(format!("{uri}/pl2"));
-    o.token_url = format!("{uri}{TOKEN_PATH}");
+    use snapgate::domain::ProviderKind::Oktawave;
+    let p = &mut config.providers;
+    p.set(Oktawave, "pl1_base_url", format!("{uri}/pl1"));
+    p.set(Oktawave, "pl2_base_url", format!("{uri}/pl2"));
+    p.set(Oktawave, "token_url", format!("{uri}{TOKEN_PATH}"));
 }
 
 async fn setup() -> (MockServer, TestApp, String) {
@@ -109,7 +109,8 @@ async fn list(
     let registry = Registry::new(
         &config.providers,
         Upstream::new(Default::default()).unwrap(),
-    );
+    )
+    .unwrap();
     let account = direct_account(
         "ok",
         ProviderKind::Oktawave,

@@ -49,8 +49,10 @@ async fn setup() -> (MockServer, TestApp, String) {
     let mock = MockServer::start().await;
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
-        c.providers.syminet.base_url = format!("{uri}/api/v1");
-        c.providers.syminet.restore_settle_secs = 2;
+        c.providers
+            .set(ProviderKind::Syminet, "base_url", format!("{uri}/api/v1"));
+        c.providers
+            .set(ProviderKind::Syminet, "restore_settle_secs", 2);
     })
     .await;
     let t = token("acme", ALL_SCOPES);
@@ -71,8 +73,12 @@ async fn list_direct(
     source: Option<&str>,
 ) -> Vec<snapgate::domain::VendorSnapshot> {
     let mut config = snapgate::Config::defaults().providers;
-    config.syminet.base_url = format!("{}/api/v1", mock.uri());
-    let registry = Registry::new(&config, Upstream::new(Default::default()).unwrap());
+    config.set(
+        ProviderKind::Syminet,
+        "base_url",
+        format!("{}/api/v1", mock.uri()),
+    );
+    let registry = Registry::new(&config, Upstream::new(Default::default()).unwrap()).unwrap();
     let adapter = registry.get(ProviderKind::Syminet);
     let credentials = validate_credentials(
         adapter.info(),

@@ -21,7 +21,7 @@ use super::{
     UpdateRequest,
 };
 use crate::{
-    config::ProvidersConfig,
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
         Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
@@ -72,11 +72,11 @@ pub struct Koyeb {
 }
 
 impl Koyeb {
-    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
-        Self {
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
+        Ok(Self {
             http: VendorHttp::new(
                 KIND,
-                config.koyeb.base_url.clone(),
+                super::Endpoint::base_url(config, KIND, "https://app.koyeb.com")?,
                 Auth::Scheme {
                     scheme: "Bearer",
                     credential: "token",
@@ -84,7 +84,7 @@ impl Koyeb {
                 http,
             )
             .with_error_reader(error_message),
-        }
+        })
     }
 
     async fn page(
@@ -319,12 +319,6 @@ impl ProviderAdapter for Koyeb {
         native_id: &str,
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
-        if request.target_id.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "target_id",
-                message: "Koyeb restores to a new volume; target_id is not accepted".to_owned(),
-            });
-        }
         if let Some(name) = request.new_name.as_deref() {
             check::name(KIND, "new_name", name, MAX_NAME)?;
         }

@@ -22,7 +22,7 @@ use super::{
     ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
-    config::{OktawaveEndpoint, ProvidersConfig},
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
         Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
@@ -70,26 +70,60 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
     },
 };
 
+/// `providers.oktawave`: Oktawave picks the region by base URL and issues tokens from a
+/// separate identity server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Endpoints {
+    /// Serves every region unless a region-specific URL is set.
+    base_url: Option<String>,
+    pl1_base_url: Option<String>,
+    pl2_base_url: Option<String>,
+    /// OAuth2 token endpoint (password grant).
+    token_url: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            pl1_base_url: None,
+            pl2_base_url: None,
+            token_url: "https://id.oktawave.com/core/connect/token".to_owned(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// The services URL for a region (`pl1` or `pl2`).
+    fn base_url_for(&self, region: &str) -> String {
+        let specific = match region {
+            "pl2" => self.pl2_base_url.as_ref(),
+            _ => self.pl1_base_url.as_ref(),
+        };
+        specific
+            .or(self.base_url.as_ref())
+            .cloned()
+            .unwrap_or_else(|| format!("https://{region}-api.oktawave.com/services"))
+    }
+}
+
 /// The Oktawave adapter.
 pub struct Oktawave {
-    endpoints: OktawaveEndpoint,
-    /// Its base URL is the account region's ([`OktawaveEndpoint::base_url_for`]).
+    endpoints: Endpoints,
+    /// Its base URL is the account region's ([`Endpoints::base_url_for`]).
     http: VendorHttp,
     tokens: token::TokenCache,
 }
 
 impl Oktawave {
-    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
-        Self {
-            endpoints: config.oktawave.clone(),
-            http: VendorHttp::new(
-                KIND,
-                config.oktawave.base_url_for("pl1"),
-                Auth::Obtained,
-                http,
-            ),
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
+        let endpoints: Endpoints = config.of(KIND)?;
+        Ok(Self {
+            http: VendorHttp::new(KIND, endpoints.base_url_for("pl1"), Auth::Obtained, http),
+            endpoints,
             tokens: token::TokenCache::default(),
-        }
+        })
     }
 
     fn base_url(&self, ctx: &CallContext<'_>) -> String {
@@ -453,22 +487,8 @@ impl ProviderAdapter for Oktawave {
         &self,
         ctx: &CallContext<'_>,
         native_id: &str,
-        request: &RestoreRequest,
+        _request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
-        if request.target_id.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "target_id",
-                message:
-                    "Oktawave restores a snapshot onto its own instance; target_id is not accepted"
-                        .to_owned(),
-            });
-        }
-        if request.new_name.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "new_name",
-                message: "Oktawave restores in place; new_name is not accepted".to_owned(),
-            });
-        }
         let path = format!("/snapshots/{}/restore_ticket", snapshot_id(native_id)?);
         let ticket = self
             .ticket(ctx, "restore", Method::POST, &path, None)

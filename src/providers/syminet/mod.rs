@@ -20,7 +20,7 @@ use super::{
     ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
-    config::ProvidersConfig,
+    config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
         Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
@@ -62,6 +62,26 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
     },
 };
 
+/// `providers.syminet`: the API, and how long an accepted restore is assumed to take (Syminet
+/// has no way to tell when a restore has finished).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    base_url: String,
+    /// Seconds after which an accepted restore is reported done (`completion: assumed`). The
+    /// panel's own estimate is 2 GB per minute; the default covers a 20 GB slice.
+    restore_settle_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://cloud.syminet.com/api/v1".to_owned(),
+            restore_settle_secs: 600,
+        }
+    }
+}
+
 /// The Syminet adapter.
 pub struct Syminet {
     http: VendorHttp,
@@ -70,11 +90,12 @@ pub struct Syminet {
 }
 
 impl Syminet {
-    pub fn new(config: &ProvidersConfig, http: Upstream) -> Self {
-        Self {
+    pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
+        let settings: Settings = config.of(KIND)?;
+        Ok(Self {
             http: VendorHttp::new(
                 KIND,
-                config.syminet.base_url.clone(),
+                settings.base_url,
                 // Exactly the documented form: lower-case `bearer`.
                 Auth::Scheme {
                     scheme: "bearer",
@@ -82,8 +103,8 @@ impl Syminet {
                 },
                 http,
             ),
-            restore_settle: std::time::Duration::from_secs(config.syminet.restore_settle_secs),
-        }
+            restore_settle: std::time::Duration::from_secs(settings.restore_settle_secs),
+        })
     }
 
     async fn page(
@@ -334,13 +355,6 @@ impl ProviderAdapter for Syminet {
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
         let id = check::numeric(native_id)?;
-        if request.new_name.is_some() {
-            return Err(ProviderError::Invalid {
-                field: "new_name",
-                message: "Syminet restores onto an existing slice; new_name is not accepted"
-                    .to_owned(),
-            });
-        }
         let slice = match request.target_id.as_deref() {
             Some(target) => slice_id("target_id", target)?,
             None => source_slice(&self.find(ctx, "restore", id).await?.0)?,
