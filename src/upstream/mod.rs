@@ -203,13 +203,7 @@ impl Upstream {
         request: RequestBuilder,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
-        let mut request = request.build().map_err(|e| ProviderError::Upstream {
-            status: None,
-            message: format!("could not build the {vendor} request ({e})"),
-        })?;
-        if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
-            *request.timeout_mut() = Some(Duration::from_millis(*ms));
-        }
+        let request = self.build(vendor, request)?;
         // A vendor limiting by address: one account's 429 holds every account behind it.
         let address = limits_by_address(&self.inner.config, vendor)
             .then(|| self.inner.guards.get(address_identity(&request)));
@@ -218,18 +212,7 @@ impl Upstream {
             return Err(ProviderError::RateLimited { retry_after });
         }
         let guard = self.inner.guards.get(named_identity(&request, identity));
-        let probe = match guard.admit() {
-            Admission::Rejected(retry_after) => {
-                tracing::info!(%vendor, operation, "circuit open: failing fast");
-                return Err(ProviderError::CircuitOpen { retry_after });
-            }
-            Admission::RateLimited(retry_after) => {
-                tracing::info!(%vendor, operation, retry_after, "rate limited: not calling before Retry-After");
-                return Err(ProviderError::RateLimited { retry_after });
-            }
-            Admission::Probe => true,
-            Admission::Allowed => false,
-        };
+        let probe = admit(&guard, vendor, operation)?;
         // If this call is the breaker's probe and its future is dropped (caller deadline,
         // disconnect) before it reports, the guard lets the next call probe instead.
         let mut probe_slot = ProbeSlot {
@@ -250,43 +233,13 @@ impl Upstream {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let started = Instant::now();
-            let Some(this_try) = request.try_clone() else {
-                return Err(ProviderError::Upstream {
-                    status: None,
-                    message: "request body cannot be resent".into(),
-                });
-            };
-            let result = self.attempt(vendor, this_try, message).await;
-            let ms = started.elapsed().as_millis() as u64;
+            let result = self
+                .observed_attempt(vendor, operation, attempt, &request, message)
+                .await;
             let unwell = matches!(
                 &result,
                 Err(ProviderError::Timeout) | Err(ProviderError::Upstream { .. })
             );
-            metrics::counter!(
-                "snapgate_upstream_requests_total",
-                "provider" => vendor.as_str(),
-                "operation" => operation,
-                "outcome" => outcome(&result)
-            )
-            .increment(1);
-            metrics::histogram!("snapgate_upstream_request_duration_seconds", "provider" => vendor.as_str())
-                .record(started.elapsed().as_secs_f64());
-            match &result {
-                Ok(reply) => {
-                    tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
-                }
-                // The outcome and status only: a vendor message may echo what it was sent.
-                Err(e) => tracing::info!(
-                    %vendor,
-                    operation,
-                    attempt,
-                    outcome = outcome(&result),
-                    upstream_status = upstream_status(e),
-                    ms,
-                    "upstream call failed"
-                ),
-            }
             if !unwell {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
                 probe_slot.armed = false;
@@ -312,6 +265,67 @@ impl Upstream {
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
+    }
+
+    /// The request, with the vendor's own timeout where one is configured.
+    fn build(
+        &self,
+        vendor: ProviderKind,
+        request: RequestBuilder,
+    ) -> Result<reqwest::Request, ProviderError> {
+        let mut request = request.build().map_err(|e| ProviderError::Upstream {
+            status: None,
+            message: format!("could not build the {vendor} request ({e})"),
+        })?;
+        if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
+            *request.timeout_mut() = Some(Duration::from_millis(*ms));
+        }
+        Ok(request)
+    }
+
+    /// One attempt, counted, timed and logged.
+    async fn observed_attempt(
+        &self,
+        vendor: ProviderKind,
+        operation: &'static str,
+        attempt: u32,
+        request: &reqwest::Request,
+        message: fn(&[u8]) -> Option<String>,
+    ) -> Result<Reply, ProviderError> {
+        let started = Instant::now();
+        let Some(this_try) = request.try_clone() else {
+            return Err(ProviderError::Upstream {
+                status: None,
+                message: "request body cannot be resent".into(),
+            });
+        };
+        let result = self.attempt(vendor, this_try, message).await;
+        let ms = started.elapsed().as_millis() as u64;
+        metrics::counter!(
+            "snapgate_upstream_requests_total",
+            "provider" => vendor.as_str(),
+            "operation" => operation,
+            "outcome" => outcome(&result)
+        )
+        .increment(1);
+        metrics::histogram!("snapgate_upstream_request_duration_seconds", "provider" => vendor.as_str())
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(reply) => {
+                tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
+            }
+            // The outcome and status only: a vendor message may echo what it was sent.
+            Err(e) => tracing::info!(
+                %vendor,
+                operation,
+                attempt,
+                outcome = outcome(&result),
+                upstream_status = upstream_status(e),
+                ms,
+                "upstream call failed"
+            ),
+        }
+        result
     }
 
     async fn attempt(
@@ -359,6 +373,26 @@ impl Upstream {
             .copied()
             .unwrap_or(self.inner.config.rate_limit_hold_secs);
         Err(classify(vendor, status, &headers, text, hold))
+    }
+}
+
+/// Asks the breaker whether a call may go: `Ok(true)` when it is the probe after a cool-down.
+fn admit(
+    guard: &guard::Guard,
+    vendor: ProviderKind,
+    operation: &'static str,
+) -> Result<bool, ProviderError> {
+    match guard.admit() {
+        Admission::Rejected(retry_after) => {
+            tracing::info!(%vendor, operation, "circuit open: failing fast");
+            Err(ProviderError::CircuitOpen { retry_after })
+        }
+        Admission::RateLimited(retry_after) => {
+            tracing::info!(%vendor, operation, retry_after, "rate limited: not calling before Retry-After");
+            Err(ProviderError::RateLimited { retry_after })
+        }
+        Admission::Probe => Ok(true),
+        Admission::Allowed => Ok(false),
     }
 }
 
