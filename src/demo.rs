@@ -109,14 +109,11 @@ pub fn point_at_simulator(config: &mut Config, sim: &RunningSimulator) {
     p.set(ProviderKind::Syminet, "restore_settle_secs", 3);
 }
 
+/// The provider a simulated vendor plays (the simulator names vendors as the API does).
 fn provider_of(v: Vendor) -> ProviderKind {
-    match v {
-        Vendor::Hyperstack => ProviderKind::Hyperstack,
-        Vendor::Koyeb => ProviderKind::Koyeb,
-        Vendor::Oktawave => ProviderKind::Oktawave,
-        Vendor::Hostinger => ProviderKind::Hostinger,
-        Vendor::Syminet => ProviderKind::Syminet,
-    }
+    v.as_str()
+        .parse()
+        .unwrap_or_else(|_| unreachable!("every simulated vendor is a provider"))
 }
 
 /// Creates the `demo-<provider>` accounts holding the simulator's credentials (kept if present).
@@ -136,13 +133,20 @@ pub async fn seed_accounts(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
             .collect();
-        let mut settings = serde_json::Map::new();
-        if vendor == Vendor::Oktawave {
-            settings.insert("region".into(), "pl1".into());
-        }
+        let provider = provider_of(vendor);
+        // A setting with a fixed set of values (Oktawave's region) takes the first of them.
+        let settings = state
+            .service
+            .registry()
+            .get(provider)
+            .info()
+            .setting_fields
+            .iter()
+            .filter_map(|f| Some((f.name.to_owned(), f.allowed?.first()?.to_string().into())))
+            .collect();
         let request = AccountRequest {
             id: id.clone(),
-            provider: provider_of(vendor),
+            provider,
             display_name: Some(format!("Demo {} (simulated)", vendor.as_str())),
             settings,
             credentials,

@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::variants::VariantCell;
-use super::{
-    delta, hostinger, hyperstack, koyeb, lock, oktawave, syminet, SimulatorConfig, Vendor,
-};
+use super::{delta, lock, SimulatorConfig, Vendor};
 
 /// Largest request body the simulator reads.
 const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -372,11 +370,5 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
 
 /// The vendor's own error body for `status`.
 pub(super) fn vendor_error(v: Vendor, status: StatusCode, message: &str) -> Response {
-    match v {
-        Vendor::Hyperstack => hyperstack::error(status, message),
-        Vendor::Koyeb => koyeb::error(status, message),
-        Vendor::Oktawave => oktawave::error(status, message),
-        Vendor::Hostinger => hostinger::error(status, message),
-        Vendor::Syminet => syminet::error(status, message),
-    }
+    v.error(status, message)
 }

@@ -433,3 +433,13 @@ async fn get_action(State(api): ApiState, Path((vm, action)): Path<(String, Stri
         .ok_or_else(|| not_found("Action"))?;
     Ok(Json(api.action(a, now)).into_response())
 }
+
+/// The simulator's entry for this vendor.
+pub(super) static SPEC: super::Spec = super::Spec {
+    name: "hostinger",
+    prefix: "/hostinger",
+    credentials: &[("token", super::HOSTINGER_TOKEN)],
+    source_ids,
+    error,
+    routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+};

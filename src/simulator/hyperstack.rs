@@ -596,3 +596,13 @@ async fn create_image(
     let message = "Image added successfully.";
     Ok(Json(json!({ "status": true, "message": message, "id": image_id })).into_response())
 }
+
+/// The simulator's entry for this vendor.
+pub(super) static SPEC: super::Spec = super::Spec {
+    name: "hyperstack",
+    prefix: "/hyperstack/v1",
+    credentials: &[("api_key", super::HYPERSTACK_API_KEY)],
+    source_ids,
+    error,
+    routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+};

@@ -550,3 +550,13 @@ async fn create_volume(
     st.volumes.push(vol);
     Ok(Json(body).into_response())
 }
+
+/// The simulator's entry for this vendor.
+pub(super) static SPEC: super::Spec = super::Spec {
+    name: "koyeb",
+    prefix: "/koyeb",
+    credentials: &[("token", super::KOYEB_TOKEN)],
+    source_ids,
+    error,
+    routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+};

@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
+use axum::{http::StatusCode, response::Response, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -78,27 +78,56 @@ impl Vendor {
         Vendor::Syminet,
     ];
 
+    /// What the simulator knows of the vendor: the one place a vendor is wired in.
+    fn spec(self) -> &'static Spec {
+        match self {
+            Vendor::Hyperstack => &hyperstack::SPEC,
+            Vendor::Koyeb => &koyeb::SPEC,
+            Vendor::Oktawave => &oktawave::SPEC,
+            Vendor::Hostinger => &hostinger::SPEC,
+            Vendor::Syminet => &syminet::SPEC,
+        }
+    }
+
     /// Lowercase name, as used in paths and JSON.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Vendor::Hyperstack => "hyperstack",
-            Vendor::Koyeb => "koyeb",
-            Vendor::Oktawave => "oktawave",
-            Vendor::Hostinger => "hostinger",
-            Vendor::Syminet => "syminet",
-        }
+        self.spec().name
     }
 
     /// Path prefix of the vendor's API base URL on the simulator.
     fn prefix(self) -> &'static str {
-        match self {
-            Vendor::Hyperstack => "/hyperstack/v1",
-            Vendor::Koyeb => "/koyeb",
-            Vendor::Oktawave => "/oktawave/services",
-            Vendor::Hostinger => "/hostinger",
-            Vendor::Syminet => "/syminet/api/v1",
-        }
+        self.spec().prefix
     }
+
+    /// The vendor's own error body for `status`.
+    fn error(self, status: StatusCode, message: &str) -> Response {
+        (self.spec().error)(status, message)
+    }
+}
+
+/// One simulated vendor, declared in its own file.
+pub(super) struct Spec {
+    /// Lowercase name, as the gateway's provider is named.
+    name: &'static str,
+    /// Path prefix of its API base URL.
+    prefix: &'static str,
+    /// The fixed credentials it accepts, by the gateway's field names.
+    credentials: &'static [(&'static str, &'static str)],
+    /// Ids of its seeded sources (VMs, volumes, instances, slices).
+    source_ids: fn() -> Vec<String>,
+    /// Its own error body for a status.
+    error: fn(StatusCode, &str) -> Response,
+    /// Its routers: the API under `prefix`, plus any side service under its own path (an
+    /// identity server, marked `true`: the fault gate treats it as a token endpoint).
+    routers: fn(&Build) -> Vec<(&'static str, bool, Router)>,
+}
+
+/// What a vendor's routers are built from.
+pub(super) struct Build {
+    delay: TimeDelta,
+    token_ttl: Duration,
+    seed: bool,
+    now: DateTime<Utc>,
 }
 
 impl fmt::Display for Vendor {
@@ -192,34 +221,19 @@ fn router(shared: &Arc<Shared>, seed: bool) -> Router {
         vendor,
         token_endpoint,
     };
-    let delay = shared.async_delay;
-    let (oktawave_api, oktawave_token) = oktawave::routers(delay, shared.token_ttl, seed, now);
-    Router::new()
-        .nest(
-            Vendor::Hyperstack.prefix(),
-            gate(Vendor::Hyperstack, false).wrap(hyperstack::router(delay, seed, now)),
-        )
-        .nest(
-            Vendor::Koyeb.prefix(),
-            gate(Vendor::Koyeb, false).wrap(koyeb::router(delay, seed, now)),
-        )
-        .nest(
-            Vendor::Oktawave.prefix(),
-            gate(Vendor::Oktawave, false).wrap(oktawave_api),
-        )
-        .nest(
-            "/oktawave",
-            gate(Vendor::Oktawave, true).wrap(oktawave_token),
-        )
-        .nest(
-            Vendor::Hostinger.prefix(),
-            gate(Vendor::Hostinger, false).wrap(hostinger::router(delay, seed, now)),
-        )
-        .nest(
-            Vendor::Syminet.prefix(),
-            gate(Vendor::Syminet, false).wrap(syminet::router(delay, seed, now)),
-        )
-        .nest("/_sim", control::router(shared.clone()))
+    let build = Build {
+        delay: shared.async_delay,
+        token_ttl: shared.token_ttl,
+        seed,
+        now,
+    };
+    let mut router = Router::new();
+    for vendor in Vendor::ALL {
+        for (prefix, token_endpoint, api) in (vendor.spec().routers)(&build) {
+            router = router.nest(prefix, gate(vendor, token_endpoint).wrap(api));
+        }
+    }
+    router.nest("/_sim", control::router(shared.clone()))
 }
 
 impl RunningSimulator {
@@ -245,13 +259,7 @@ impl RunningSimulator {
 
     /// Ids of the vendor's seeded sources (VMs, volumes, instances, slices).
     pub fn sources(&self, v: Vendor) -> Vec<String> {
-        match v {
-            Vendor::Hyperstack => hyperstack::source_ids(),
-            Vendor::Koyeb => koyeb::source_ids(),
-            Vendor::Oktawave => oktawave::source_ids(),
-            Vendor::Hostinger => hostinger::source_ids(),
-            Vendor::Syminet => syminet::source_ids(),
-        }
+        (v.spec().source_ids)()
     }
 
     /// Shell `export` lines: every base URL, every credential, then the Oktawave token URL.
@@ -317,19 +325,11 @@ impl RunningSimulator {
 
 /// The credentials each vendor accepts; field names are the ones the gateway's accounts use.
 fn credentials(v: Vendor) -> Vec<(&'static str, String)> {
-    let pairs: &[(&'static str, &str)] = match v {
-        Vendor::Hyperstack => &[("api_key", HYPERSTACK_API_KEY)],
-        Vendor::Koyeb => &[("token", KOYEB_TOKEN)],
-        Vendor::Oktawave => &[
-            ("client_id", OKTAWAVE_CLIENT_ID),
-            ("client_secret", OKTAWAVE_CLIENT_SECRET),
-            ("username", OKTAWAVE_USERNAME),
-            ("password", OKTAWAVE_PASSWORD),
-        ],
-        Vendor::Hostinger => &[("token", HOSTINGER_TOKEN)],
-        Vendor::Syminet => &[("token", SYMINET_TOKEN)],
-    };
-    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+    v.spec()
+        .credentials
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect()
 }
 
 /// An early answer carrying the vendor's error body, boxed so `Result`s stay small.

@@ -544,3 +544,22 @@ async fn get_ticket(State(api): ApiState, Path(id): Path<String>) -> Reply {
     let t = find(&st.tickets, &id, "Ticket")?;
     Ok(Json(api.ticket(&st, t, now)).into_response())
 }
+
+/// The simulator's entry for this vendor.
+pub(super) static SPEC: super::Spec = super::Spec {
+    name: "oktawave",
+    prefix: "/oktawave/services",
+    credentials: &[
+        ("client_id", super::OKTAWAVE_CLIENT_ID),
+        ("client_secret", super::OKTAWAVE_CLIENT_SECRET),
+        ("username", super::OKTAWAVE_USERNAME),
+        ("password", super::OKTAWAVE_PASSWORD),
+    ],
+    source_ids,
+    error,
+    routers: |b| {
+        let (api, token) = routers(b.delay, b.token_ttl, b.seed, b.now);
+        // The identity server answers at `/oktawave/connect/token`.
+        vec![(SPEC.prefix, false, api), ("/oktawave", true, token)]
+    },
+};

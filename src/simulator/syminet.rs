@@ -409,3 +409,13 @@ async fn restore(
     st.restoring.insert(slice_id, now + takes);
     accepted()
 }
+
+/// The simulator's entry for this vendor.
+pub(super) static SPEC: super::Spec = super::Spec {
+    name: "syminet",
+    prefix: "/syminet/api/v1",
+    credentials: &[("token", super::SYMINET_TOKEN)],
+    source_ids,
+    error,
+    routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+};

@@ -1,5 +1,9 @@
 //! One lifecycle contract, run against every provider through the simulator:
 //! create → succeeded → available → rename → restore → delete → gone.
+//!
+//! What each step expects comes from the provider's declared fields and capabilities, as
+//! `GET /v1/providers` shows them, never from its name: a new provider passes by declaring
+//! itself truthfully.
 
 use std::time::{Duration, Instant};
 
@@ -57,11 +61,15 @@ pub async fn spawn_with_variants(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Value::String(v)))
             .collect();
-        let settings = if vendor == Vendor::Oktawave {
-            json!({"region": "pl1"})
-        } else {
-            json!({})
-        };
+        // A setting with a fixed set of values (a region) gets the first of them.
+        let provider = declared(&app, &token, vendor).await;
+        let settings: serde_json::Map<String, Value> = provider["setting_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| Some((f["name"].as_str()?.to_owned(), f["allowed"][0].clone())))
+            .filter(|(_, v)| !v.is_null())
+            .collect();
         let body = json!({"id": vendor.as_str(), "provider": vendor.as_str(), "credentials": credentials, "settings": settings});
         assert_eq!(app.post("/v1/accounts", &token, &body).await.status(), 201);
     }
@@ -94,23 +102,46 @@ pub async fn accepted(resp: reqwest::Response, what: &str) -> Value {
     body
 }
 
+/// The provider as `GET /v1/providers` declares it.
+pub async fn declared(app: &TestApp, t: &str, vendor: Vendor) -> Value {
+    let providers: Value = app.get("/v1/providers", t).await.json().await.unwrap();
+    providers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == vendor.as_str())
+        .unwrap_or_else(|| panic!("{vendor:?} is not among the providers: {providers}"))
+        .clone()
+}
+
+/// The providers that declare a capability.
+async fn supporting(app: &TestApp, t: &str, capability: &str) -> Value {
+    let providers: Value = app.get("/v1/providers", t).await.json().await.unwrap();
+    providers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["capabilities"][capability] == true)
+        .map(|p| p["name"].clone())
+        .collect()
+}
+
 pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
     let (app, t) = (&s.app, s.token.as_str());
     let account = vendor.as_str();
     let source = s.sim.sources(vendor)[0].clone();
     let name = format!("contract-{account}");
+    let provider = declared(app, t, vendor).await;
+    let can = |capability: &str| provider["capabilities"][capability] == true;
 
-    // Create.
-    let mut body = json!({"account": account, "source_id": source, "name": name, "description": "contract run"});
-    if vendor == Vendor::Hostinger {
-        body["replace_existing"] = json!(true);
+    // Create (a description only where the provider keeps one; replacing an existing
+    // snapshot where the provider keeps one per source).
+    let mut body = json!({"account": account, "source_id": source, "name": name});
+    if can("describe") {
+        body["description"] = json!("contract run");
     }
-    if vendor == Vendor::Koyeb
-        || vendor == Vendor::Hyperstack
-        || vendor == Vendor::Hostinger
-        || vendor == Vendor::Syminet
-    {
-        body.as_object_mut().unwrap().remove("description");
+    if can("create_replaces_existing") {
+        body["replace_existing"] = json!(true);
     }
     let created = accepted(app.post("/v1/snapshots", t, &body).await, "create").await;
     let op = settle(app, t, &created["operation"]).await;
@@ -136,7 +167,7 @@ pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
     let resp = app
         .patch(&format!("/v1/snapshots/{id}"), t, &json!({"name": renamed}))
         .await;
-    if matches!(vendor, Vendor::Koyeb | Vendor::Oktawave | Vendor::Syminet) {
+    if can("rename") {
         let op = settle(app, t, &accepted(resp, "rename").await["operation"]).await;
         assert_eq!(op["state"], "succeeded", "{vendor:?} rename: {op}");
         let snap: Value = app
@@ -150,11 +181,12 @@ pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
         assert_problem(resp, 501, "unsupported_operation").await;
     }
 
-    // Restore.
-    let restore = match vendor {
-        Vendor::Hyperstack => json!({"new_name": format!("restored-{account}")}),
-        Vendor::Koyeb => json!({"new_name": format!("restored-{account}")}),
-        _ => json!({}),
+    // Restore (to a named new resource where the provider makes one).
+    let to_new_resource = can("restore_to_new_resource");
+    let restore = if to_new_resource {
+        json!({"new_name": format!("restored-{account}")})
+    } else {
+        json!({})
     };
     let restored = accepted(
         app.post(&format!("/v1/snapshots/{id}/restore"), t, &restore)
@@ -164,13 +196,16 @@ pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
     .await;
     let op = settle(app, t, &restored["operation"]).await;
     assert_eq!(op["state"], "succeeded", "{vendor:?} restore: {op}");
-    match vendor {
-        Vendor::Hyperstack => assert!(op["result"]["vm_id"].is_string(), "{op}"),
-        Vendor::Koyeb => assert!(op["result"]["volume_id"].is_string(), "{op}"),
-        _ => {}
+    if to_new_resource {
+        // The result names the new resource: `vm_id`, `volume_id`, … after the source kind.
+        let field = format!("{}_id", provider["source_kind"].as_str().unwrap());
+        assert!(
+            op["result"][&field].is_string(),
+            "{vendor:?}: {field}: {op}"
+        );
     }
 
-    // Image: Hyperstack only.
+    // Image where declared; elsewhere 501 naming who can.
     let resp = app
         .post(
             &format!("/v1/snapshots/{id}/image"),
@@ -178,11 +213,11 @@ pub async fn lifecycle(s: &SimApp, vendor: Vendor) {
             &json!({"name": format!("img-{account}")}),
         )
         .await;
-    if vendor == Vendor::Hyperstack {
+    if can("create_image") {
         accepted(resp, "image").await;
     } else {
         let p = assert_problem(resp, 501, "unsupported_operation").await;
-        assert_eq!(p["supported_by"], json!(["hyperstack"]));
+        assert_eq!(p["supported_by"], supporting(app, t, "create_image").await);
     }
 
     // Delete; then the snapshot is gone (404) or reported deleted.
