@@ -96,17 +96,11 @@ fn load_or_create_secrets(dir: &Path) -> Result<DemoSecrets, DemoError> {
 
 /// Points a gateway config at a running simulator.
 pub fn point_at_simulator(config: &mut Config, sim: &RunningSimulator) {
-    let p = &mut config.providers;
     for vendor in Vendor::ALL {
-        p.set(provider_of(vendor), "base_url", sim.base_url(vendor));
+        for (key, value) in sim.gateway_settings(vendor) {
+            config.providers.set(provider_of(vendor), key, value);
+        }
     }
-    p.set(
-        ProviderKind::Oktawave,
-        "token_url",
-        sim.oktawave_token_url(),
-    );
-    // The simulator restores in its async delay; a real slice takes minutes.
-    p.set(ProviderKind::Syminet, "restore_settle_secs", 3);
 }
 
 /// The provider a simulated vendor plays (the simulator names vendors as the API does).

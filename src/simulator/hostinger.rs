@@ -442,4 +442,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
     source_ids,
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+    gateway_settings: |_| Vec::new(),
 };

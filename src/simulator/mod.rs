@@ -120,6 +120,9 @@ pub(super) struct Spec {
     /// Its routers: the API under `prefix`, plus any side service under its own path (an
     /// identity server, marked `true`: the fault gate treats it as a token endpoint).
     routers: fn(&Build) -> Vec<(&'static str, bool, Router)>,
+    /// Gateway settings (`providers.<name>.*`) besides `base_url` that point the gateway at
+    /// this simulation, from the simulator's root URL (`http://127.0.0.1:PORT`).
+    gateway_settings: fn(&str) -> Vec<(&'static str, serde_json::Value)>,
 }
 
 /// What a vendor's routers are built from.
@@ -245,6 +248,16 @@ impl RunningSimulator {
     /// The vendor's API base URL, e.g. `http://127.0.0.1:PORT/hyperstack/v1`.
     pub fn base_url(&self, v: Vendor) -> String {
         format!("http://{}{}", self.addr, v.prefix())
+    }
+
+    /// The gateway settings (`providers.<vendor>.*`) that point it at this simulation.
+    pub fn gateway_settings(&self, v: Vendor) -> Vec<(&'static str, serde_json::Value)> {
+        let mut settings = vec![("base_url", self.base_url(v).into())];
+        settings.extend((v.spec().gateway_settings)(&format!(
+            "http://{}",
+            self.addr
+        )));
+        settings
     }
 
     /// The Oktawave OAuth2 token endpoint (password grant).

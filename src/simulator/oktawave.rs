@@ -562,4 +562,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
         // The identity server answers at `/oktawave/connect/token`.
         vec![(SPEC.prefix, false, api), ("/oktawave", true, token)]
     },
+    gateway_settings: |root| vec![("token_url", format!("{root}/oktawave/connect/token").into())],
 };

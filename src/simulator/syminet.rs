@@ -418,4 +418,6 @@ pub(super) static SPEC: super::Spec = super::Spec {
     source_ids,
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
+    // The simulator restores in its async delay; a real slice takes minutes.
+    gateway_settings: |_| vec![("restore_settle_secs", 3.into())],
 };
