@@ -1,4 +1,4 @@
-//! The error model callers see (DESIGN.md's error contract): an RFC 9457 problem with a stable
+//! The error model callers see (the README's error table): an RFC 9457 problem with a stable
 //! `code`. It is data — an operation's `error`, an account's health, a list's per-account
 //! `errors` — so it lives with the model; the HTTP edge only answers it.
 

@@ -1,5 +1,5 @@
 //! What can go wrong in the service, typed. [`ServiceError::problem`] is the one mapping to
-//! the error contract (vendor failures as DESIGN.md's error table says); the HTTP edge answers
+//! the error contract (vendor failures as the README's error table says); the HTTP edge answers
 //! that problem as it is, and operations and account health store it.
 
 use crate::{
