@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn only_short_digit_strings_are_ids() {
         assert_eq!(numeric("1268054"), Ok("1268054"));
-        for bad in ["", "12a", "-1", "1.5", "../1", &"9".repeat(21)] {
+        for bad in ["", "12a", "-1", "1.5", "1/2", &"9".repeat(21)] {
             assert_eq!(numeric(bad), Err(ProviderError::NotFound), "{bad}");
         }
     }
