@@ -9,7 +9,7 @@ use crate::{
     auth::{AuthConfigError, Authenticator},
     config::Config,
     providers::Registry,
-    service::Service,
+    service::{Leases, Service},
     store::{self, SealError, Sealer, StoreError},
     upstream::Upstream,
 };
@@ -47,7 +47,7 @@ impl Application {
         let sealer = Sealer::from_base64(config.master_key.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
-        let store = store::connect(&config.store.url).await?;
+        let store = store::connect(&config.store.url, config.store.max_connections).await?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -57,13 +57,11 @@ impl Application {
             &config.providers,
             Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers))?,
         )?;
-        // An in-flight idempotency record outlives its request's deadline twice over: past
-        // that, its request is dead and a retry may take the key over.
         let service = Service::new(
             store.clone(),
             sealer.clone(),
             registry.clone(),
-            config.server.request_timeout() * 2,
+            Leases::for_deadline(config.server.request_timeout()),
         );
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),

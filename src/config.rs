@@ -75,18 +75,32 @@ impl ServerConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// SQLite path or `sqlite://` URL; created on first start.
+    /// SQLite path or `sqlite://` URL (one process; created on first start), or a
+    /// `postgres://` URL (any number of replicas on one database; migrated on start).
     pub url: String,
+    /// PostgreSQL connections pooled per process.
+    pub max_connections: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://data/snapgate.db".to_owned(),
+            max_connections: 10,
         }
+    }
+}
+
+/// The URL's password never reaches a log line.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &crate::store::redacted(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
     }
 }
 

@@ -66,6 +66,49 @@ enum Command {
         #[arg(long, default_value = snapgate::demo::DATA_DIR)]
         data_dir: PathBuf,
     },
+    /// Work on a store directly.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy every account (still sealed: the same master key opens them), operation and
+    /// idempotency record from one store to another, e.g. SQLite to PostgreSQL, and print
+    /// the counts. Stop the gateways writing to the source first.
+    Copy {
+        /// Source store URL (`sqlite://…` or `postgres://…`).
+        #[arg(long)]
+        from: String,
+        /// Target store URL; created and migrated if needed.
+        #[arg(long)]
+        to: String,
+        /// Copy into a target that already holds records (those it has are kept).
+        #[arg(long)]
+        into_non_empty: bool,
+    },
+}
+
+async fn store_copy(from: &str, to: &str, into_non_empty: bool) -> Result<(), String> {
+    use snapgate::store::{connect, copy, redacted};
+    let (shown_from, shown_to) = (redacted(from), redacted(to));
+    let source = connect(from, 2)
+        .await
+        .map_err(|e| format!("{shown_from}: {e}"))?;
+    let target = connect(to, 2)
+        .await
+        .map_err(|e| format!("{shown_to}: {e}"))?;
+    let held = source.dump().await.map_err(|e| e.to_string())?.counts();
+    let written = copy(source.as_ref(), target.as_ref(), into_non_empty)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("copied {written} from {shown_from} to {shown_to}");
+    if written != held {
+        println!("kept what the target already had: the source holds {held}");
+    }
+    Ok(())
 }
 
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
@@ -126,6 +169,17 @@ async fn main() -> ExitCode {
             print!("{}", snapgate::api::openapi::document_json());
             Ok(())
         }
+        Command::Store {
+            action:
+                StoreAction::Copy {
+                    from,
+                    to,
+                    into_non_empty,
+                },
+        } => {
+            snapgate::telemetry::init("warn");
+            store_copy(&from, &to, into_non_empty).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,12 +193,14 @@ async fn main() -> ExitCode {
 async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
     snapgate::telemetry::init("info,sqlx=warn");
     let config = load_config(config_path.as_deref())?;
+    // The store URL as logs may show it: never its password.
+    let store = snapgate::store::redacted(&config.store.url);
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal();
     println!("export SNAPGATE_URL=http://{}", app.local_addr());
-    tracing::info!(addr = %app.local_addr(), "listening");
+    tracing::info!(addr = %app.local_addr(), %store, "listening");
     app.run_until(shutdown).await.map_err(|e| e.to_string())
 }
 

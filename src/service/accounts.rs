@@ -30,12 +30,15 @@ struct Opened {
     account: Account,
     credentials: Credentials,
     loaded: Instant,
+    /// The store's [`crate::store::Store::account_stamp`] when it was opened.
+    stamp: u64,
 }
 
 /// Opened accounts by (tenant, id): saves a store read and a decryption per vendor call.
 ///
-/// Writes through this process invalidate at once; the TTL bounds staleness should another
-/// process change an account in a shared store.
+/// Writes through this process invalidate at once; writes through another replica change the
+/// store's stamp of the account (PostgreSQL notifies them), which makes the entry stale; the
+/// TTL bounds staleness whatever happens.
 #[derive(Default)]
 pub(super) struct AccountCache {
     map: Mutex<HashMap<(String, AccountId), Arc<Opened>>>,
@@ -45,10 +48,10 @@ const ACCOUNT_TTL: Duration = Duration::from_secs(30);
 const ACCOUNT_CACHE_MAX: usize = 10_000;
 
 impl AccountCache {
-    fn get(&self, tenant: &str, id: &AccountId) -> Option<Arc<Opened>> {
+    fn get(&self, tenant: &str, id: &AccountId, stamp: u64) -> Option<Arc<Opened>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(tenant.to_owned(), id.clone()))
-            .filter(|o| o.loaded.elapsed() < ACCOUNT_TTL)
+            .filter(|o| o.stamp == stamp && o.loaded.elapsed() < ACCOUNT_TTL)
             .cloned()
     }
 
@@ -167,7 +170,8 @@ fn invalid(e: FieldError) -> ServiceError {
 impl Service {
     /// Opens the caller's account (from the cache, or the store and the sealer).
     pub async fn resolve(&self, tenant: &str, id: &AccountId) -> Result<Resolved, ServiceError> {
-        let opened = match self.accounts.get(tenant, id) {
+        let stamp = self.store.account_stamp(tenant, id);
+        let opened = match self.accounts.get(tenant, id, stamp) {
             Some(opened) => opened,
             None => {
                 let (account, sealed) = self
@@ -183,6 +187,7 @@ impl Service {
                     account,
                     credentials,
                     loaded: Instant::now(),
+                    stamp,
                 });
                 self.accounts.put(tenant, opened.clone());
                 opened

@@ -61,13 +61,7 @@ impl Service {
         let fingerprint = hex::encode(Sha256::digest(request.as_bytes()));
         let begun = self
             .store
-            .begin_idempotent(
-                tenant,
-                key,
-                &fingerprint,
-                Utc::now(),
-                self.idempotency_lease,
-            )
+            .begin_idempotent(tenant, key, &fingerprint, Utc::now(), self.leases.key)
             .await
             .map_err(ServiceError::from)?;
         match begun {
@@ -84,7 +78,21 @@ impl Service {
         // If this future is dropped from here on (deadline, disconnect), the key keeps what the
         // journal stored before the vendor call: the intended operation's `202`.
         let journal = Journal::new(self, tenant, Some(key));
-        match work(&journal).await {
+        // While the work runs, the key stays this request's: on any replica, a retry waits
+        // (409) instead of taking it over; if this process dies, the key frees within a lease.
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.leases.key / 3).await;
+                if let Err(e) = self.store.renew_idempotent(tenant, key, Utc::now()).await {
+                    tracing::warn!(error = %e, "could not renew an idempotency key's lease");
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = work(&journal) => result,
+            _ = renew => unreachable!("the renewal loop never ends"),
+        };
+        match result {
             Ok(answer) => {
                 self.store
                     .finish_idempotent(tenant, key, answer.status, &answer.body.to_string())

@@ -32,8 +32,30 @@ pub struct Service {
     sealer: Arc<Sealer>,
     registry: Registry,
     accounts: accounts::AccountCache,
-    /// How long an in-flight idempotency record is honoured: past it, its request is dead.
-    idempotency_lease: Duration,
+    leases: Leases,
+}
+
+/// How long records of work in flight are honoured.
+#[derive(Clone, Copy, Debug)]
+pub struct Leases {
+    /// An in-flight idempotency key not renewed for this long belongs to a dead request (a
+    /// replica killed): another request may take it. Renewed every third of it while the
+    /// request lives.
+    pub key: Duration,
+    /// How long after it began an interrupted vendor call may still be running: until then
+    /// "not there yet" keeps its operation running.
+    pub in_flight_call: Duration,
+}
+
+impl Leases {
+    /// Leases for requests that end within `deadline`.
+    pub fn for_deadline(deadline: Duration) -> Self {
+        let call = deadline * 2;
+        Self {
+            key: call.min(Duration::from_secs(6)),
+            in_flight_call: call,
+        }
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -49,14 +71,14 @@ impl Service {
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
         registry: Registry,
-        idempotency_lease: Duration,
+        leases: Leases,
     ) -> Self {
         Self {
             store,
             sealer,
             registry,
             accounts: accounts::AccountCache::default(),
-            idempotency_lease,
+            leases,
         }
     }
 

@@ -190,7 +190,7 @@ impl Service {
         intent: intent::Intent,
     ) -> Result<Operation, ServiceError> {
         let before = (op.state, op.snapshot_id.clone());
-        let settled = match intent::settle(resolved, op.clone(), intent, self.idempotency_lease)
+        let settled = match intent::settle(resolved, op.clone(), intent, self.leases.in_flight_call)
             .await
         {
             Ok(settled) => settled,

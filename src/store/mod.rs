@@ -1,8 +1,10 @@
-//! Persistence: accounts (with sealed credentials), behind one trait.
-//!
-//! The SQLite back-end is embedded; a PostgreSQL one can implement the same trait and be
-//! chosen by URL scheme in [`connect`]. Nothing here knows HTTP or vendors.
+//! Persistence: accounts (with sealed credentials), operations and idempotency records, behind
+//! one trait with two back-ends chosen by URL in [`connect`]: SQLite (embedded, one process)
+//! and PostgreSQL (any number of replicas on one database). Nothing here knows HTTP or vendors.
 
+mod pending;
+mod postgres;
+mod rows;
 mod seal;
 mod sqlite;
 mod sqlite_ops;
@@ -14,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
 
+pub use postgres::PostgresStore;
 pub use seal::{SealError, Sealed, Sealer};
 pub use sqlite::SqliteStore;
 
@@ -28,7 +31,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
-    #[error("unsupported store URL `{0}`: expected a SQLite path or sqlite:// URL")]
+    #[error("unsupported store URL `{0}`: expected a SQLite path, sqlite:// or postgres:// URL")]
     UnsupportedUrl(String),
 }
 
@@ -87,6 +90,13 @@ pub enum IdempotencyBegin {
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store answers queries.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A number that changes whenever the account may have changed through another process
+    /// (a replica on the same database); an opening cached under another number is stale. One
+    /// process alone (SQLite) invalidates its cache as it writes, so the default never changes.
+    fn account_stamp(&self, _tenant: &str, _id: &AccountId) -> u64 {
+        0
+    }
 
     async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError>;
     async fn get_account(
@@ -170,6 +180,13 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<IdempotencyBegin, StoreError>;
+    /// Keeps an in-flight `key` from being taken over: its request is alive.
+    async fn renew_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Stores the response of the request that started `key`.
     async fn finish_idempotent(
         &self,
@@ -180,12 +197,132 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Forgets `key` (the request failed in a way a retry may fix).
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Every record, as stored (credentials still sealed): what [`copy`] moves.
+    async fn dump(&self) -> Result<Dump, StoreError>;
+    /// Writes every record of `dump` in one transaction; a record already here (same tenant and
+    /// id or key) is kept as it is. How many were written.
+    async fn load(&self, dump: Dump) -> Result<Counts, StoreError>;
 }
 
-/// Opens the store a URL names, creating and migrating it if needed.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+/// Every record of a store, as stored.
+#[derive(Debug, Default)]
+pub struct Dump {
+    accounts: Vec<rows::AccountRow>,
+    operations: Vec<rows::TenantOperationRow>,
+    idempotency: Vec<rows::IdempotencyRow>,
+}
+
+impl Dump {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            accounts: self.accounts.len(),
+            operations: self.operations.len(),
+            idempotency_keys: self.idempotency.len(),
+        }
+    }
+}
+
+/// How many records of each kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub accounts: usize,
+    pub operations: usize,
+    pub idempotency_keys: usize,
+}
+
+impl Counts {
+    pub fn is_empty(&self) -> bool {
+        *self == Counts::default()
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} accounts, {} operations, {} idempotency keys",
+            self.accounts, self.operations, self.idempotency_keys
+        )
+    }
+}
+
+/// Why a copy did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("the target already holds {0}; copy into it anyway with --into-non-empty (records it has are kept)")]
+    NotEmpty(Counts),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Copies every account (still sealed: the same master key opens them), operation and
+/// idempotency record from one store to another, refusing a target that holds records unless
+/// `into_non_empty`. How many were written.
+pub async fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    into_non_empty: bool,
+) -> Result<Counts, CopyError> {
+    let present = to.dump().await?.counts();
+    if !present.is_empty() && !into_non_empty {
+        return Err(CopyError::NotEmpty(present));
+    }
+    Ok(to.load(from.dump().await?).await?)
+}
+
+/// Opens the store a URL names, creating and migrating it if needed: `postgres://…` (at most
+/// `max_connections` pooled connections) or a SQLite path / `sqlite://…`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if is_postgres(url) {
+        return Ok(Arc::new(PostgresStore::open(url, max_connections).await?));
+    }
+    if url.contains("://") && !url.starts_with("sqlite:") {
+        return Err(StoreError::UnsupportedUrl(redacted(url)));
     }
     Ok(Arc::new(SqliteStore::open(url).await?))
+}
+
+/// Whether a store URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A store URL fit to print: any password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::redacted;
+
+    #[test]
+    fn a_store_url_never_prints_its_password() {
+        assert_eq!(
+            redacted("postgres://snapgate:s3cr%40t@db:5432/snapgate?sslmode=require"),
+            "postgres://snapgate:***@db:5432/snapgate?sslmode=require"
+        );
+        assert_eq!(redacted("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
+        assert_eq!(redacted("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(
+            redacted("/var/lib/snapgate/db.sqlite"),
+            "/var/lib/snapgate/db.sqlite"
+        );
+    }
 }

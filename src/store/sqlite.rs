@@ -5,17 +5,17 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
-    Row, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    SqlitePool,
 };
 
 use super::{
-    sqlite_ops, AccountPatch, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
-    StoreError,
+    pending::Pending,
+    rows::{to_json, ts, AccountRow, ACCOUNT_COLUMNS},
+    sqlite_ops, AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed,
+    Store, StoreError,
 };
-use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind, ProviderKind};
+use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind};
 use crate::private_files;
 
 /// SQLite-backed [`Store`].
@@ -26,37 +26,7 @@ use crate::private_files;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    pending: std::sync::Arc<std::sync::Mutex<PendingIndex>>,
-}
-
-/// Unfinished operations: op → (snapshot, kind), and snapshot → number of such ops.
-#[derive(Debug, Default)]
-struct PendingIndex {
-    by_op: std::collections::HashMap<(String, String), (String, OperationKind)>,
-    by_snapshot: std::collections::HashMap<(String, String), usize>,
-}
-
-impl PendingIndex {
-    fn set(&mut self, tenant: &str, op: &Operation) {
-        let key = (tenant.to_owned(), op.id.clone());
-        if let Some((old, _)) = self.by_op.remove(&key) {
-            let k = (tenant.to_owned(), old);
-            if let Some(n) = self.by_snapshot.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    self.by_snapshot.remove(&k);
-                }
-            }
-        }
-        if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
-            let snapshot = snapshot.to_string();
-            self.by_op.insert(key, (snapshot.clone(), op.kind));
-            *self
-                .by_snapshot
-                .entry((tenant.to_owned(), snapshot))
-                .or_default() += 1;
-        }
-    }
+    pending: Pending,
 }
 
 impl SqliteStore {
@@ -96,13 +66,9 @@ impl SqliteStore {
             pool,
             pending: Default::default(),
         };
-        let unfinished = sqlite_ops::list_unfinished(&store.pool).await?;
-        {
-            let mut index = store.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (tenant, op) in &unfinished {
-                index.set(tenant, op);
-            }
-        }
+        store
+            .pending
+            .replace(sqlite_ops::list_unfinished(&store.pool).await?);
         Ok(store)
     }
 
@@ -110,56 +76,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-const ACCOUNT_COLUMNS: &str = "tenant, id, provider, display_name, settings, credential_fields, \
-    credential_fingerprint, key_id, nonce, ciphertext, credentials_updated_at, health, created_at, updated_at";
-
-pub(super) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
-}
-
-pub(super) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
-    let id: String = row.try_get("id")?;
-    let provider: String = row.try_get("provider")?;
-    Ok(Account {
-        tenant: row.try_get("tenant")?,
-        id: id
-            .parse()
-            .map_err(|e: crate::domain::AccountIdError| StoreError::Corrupt(e.to_string()))?,
-        provider: ProviderKind::from_str(&provider)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        display_name: row.try_get("display_name")?,
-        settings: json(row.try_get("settings")?, "settings")?,
-        credential_fields: json(row.try_get("credential_fields")?, "credential_fields")?,
-        credential_fingerprint: row.try_get("credential_fingerprint")?,
-        credentials_updated_at: parse_ts(row.try_get("credentials_updated_at")?)?,
-        health: json(row.try_get("health")?, "health")?,
-        created_at: parse_ts(row.try_get("created_at")?)?,
-        updated_at: parse_ts(row.try_get("updated_at")?)?,
-    })
-}
-
-fn sealed_from_row(row: &SqliteRow) -> Result<Sealed, StoreError> {
-    Ok(Sealed {
-        key_id: row.try_get("key_id")?,
-        nonce: row.try_get("nonce")?,
-        ciphertext: row.try_get("ciphertext")?,
-    })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -217,25 +133,26 @@ impl Store for SqliteStore {
         tenant: &str,
         id: &AccountId,
     ) -> Result<Option<(Account, Sealed)>, StoreError> {
-        let row = sqlx::query(&format!(
+        let row: Option<AccountRow> = sqlx::query_as(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = ? AND id = ?"
         ))
         .bind(tenant)
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((account_from_row(&r)?, sealed_from_row(&r)?)))
-            .transpose()
+        row.map(AccountRow::into_parts).transpose()
     }
 
     async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<AccountRow> = sqlx::query_as(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = ? ORDER BY id"
         ))
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(account_from_row).collect()
+        rows.into_iter()
+            .map(|r| r.into_parts().map(|(account, _)| account))
+            .collect()
     }
 
     async fn update_account(
@@ -329,10 +246,7 @@ impl Store for SqliteStore {
 
     async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
         sqlite_ops::insert(&self.pool, tenant, op).await?;
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(tenant, op);
+        self.pending.set(tenant, op);
         Ok(())
     }
 
@@ -341,23 +255,14 @@ impl Store for SqliteStore {
         tenant: &str,
         snapshot_id: &str,
     ) -> Result<bool, StoreError> {
-        let index = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(index
-            .by_snapshot
-            .contains_key(&(tenant.to_owned(), snapshot_id.to_owned())))
+        Ok(self.pending.targets(tenant, snapshot_id))
     }
 
     async fn pending_snapshots(
         &self,
         tenant: &str,
     ) -> Result<std::collections::HashMap<String, OperationKind>, StoreError> {
-        let index = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(index
-            .by_op
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|(_, (snapshot, kind))| (snapshot.clone(), *kind))
-            .collect())
+        Ok(self.pending.of_tenant(tenant))
     }
 
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
@@ -367,10 +272,7 @@ impl Store for SqliteStore {
     async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
         let updated = sqlite_ops::update(&self.pool, tenant, op).await?;
         if updated {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set(tenant, op);
+            self.pending.set(tenant, op);
         }
         Ok(updated)
     }
@@ -394,6 +296,23 @@ impl Store for SqliteStore {
         sqlite_ops::begin_idempotent(&self.pool, tenant, key, fingerprint, now, lease).await
     }
 
+    async fn renew_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency SET created_at = ? WHERE tenant = ? AND key = ? AND status IS NULL",
+        )
+        .bind(ts(now))
+        .bind(tenant)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn finish_idempotent(
         &self,
         tenant: &str,
@@ -406,5 +325,16 @@ impl Store for SqliteStore {
 
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         sqlite_ops::abandon_idempotent(&self.pool, tenant, key).await
+    }
+
+    async fn dump(&self) -> Result<Dump, StoreError> {
+        sqlite_ops::dump(&self.pool).await
+    }
+
+    async fn load(&self, dump: Dump) -> Result<Counts, StoreError> {
+        let written = sqlite_ops::load(&self.pool, dump).await?;
+        self.pending
+            .replace(sqlite_ops::list_unfinished(&self.pool).await?);
+        Ok(written)
     }
 }

@@ -1,87 +1,37 @@
 //! SQLite queries for operations and idempotency records.
 
 use chrono::{DateTime, Utc};
-use sqlx::{sqlite::SqliteRow, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::{
-    sqlite::{json, parse_ts, to_json, ts},
-    IdempotencyBegin, OperationFilter, StoreError,
+    rows::{
+        ts, AccountRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS,
+        OPERATION_COLUMNS as COLUMNS,
+    },
+    Counts, Dump, IdempotencyBegin, OperationFilter, StoreError,
 };
-use crate::domain::{Completion, Operation};
-
-const COLUMNS: &str =
-    "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
-    error, created_at, updated_at, finished_at, completion_note";
-
-fn enum_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn enum_from<T: serde::de::DeserializeOwned>(s: String, what: &str) -> Result<T, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s))
-        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn opt_json(s: Option<String>, what: &str) -> Result<Option<serde_json::Value>, StoreError> {
-    s.map(|s| json(&s, what)).transpose()
-}
-
-fn from_row(row: &SqliteRow) -> Result<Operation, StoreError> {
-    let account: String = row.try_get("account")?;
-    let note: Option<String> = row.try_get("completion_note")?;
-    Ok(Operation {
-        id: row.try_get("id")?,
-        kind: enum_from(row.try_get("kind")?, "kind")?,
-        state: enum_from(row.try_get("state")?, "state")?,
-        account: account
-            .parse()
-            .map_err(|e: crate::domain::AccountIdError| StoreError::Corrupt(e.to_string()))?,
-        provider: enum_from(row.try_get("provider")?, "provider")?,
-        snapshot_id: row
-            .try_get::<Option<String>, _>("snapshot_id")?
-            .map(|s| s.parse::<crate::domain::SnapshotId>())
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        result: opt_json(row.try_get("result")?, "result")?,
-        vendor_ref: json(row.try_get("vendor_ref")?, "vendor_ref")?,
-        tracking: json(row.try_get("tracking")?, "tracking")?,
-        error: opt_json(row.try_get("error")?, "error")?
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("error: {e}")))?,
-        created_at: parse_ts(row.try_get("created_at")?)?,
-        updated_at: parse_ts(row.try_get("updated_at")?)?,
-        finished_at: row
-            .try_get::<Option<String>, _>("finished_at")?
-            .map(|s| parse_ts(&s))
-            .transpose()?,
-        completion: Completion::of_note(note.as_deref()),
-        completion_note: note,
-    })
-}
+use crate::domain::Operation;
 
 pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+    let r = OperationRow::of(op);
     sqlx::query(&format!(
         "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     ))
     .bind(tenant)
-    .bind(&op.id)
-    .bind(op.account.as_str())
-    .bind(op.provider.as_str())
-    .bind(op.kind.as_str())
-    .bind(enum_text(&op.state))
-    .bind(op.snapshot_id.as_ref().map(ToString::to_string))
-    .bind(op.result.as_ref().map(to_json))
-    .bind(to_json(&op.vendor_ref))
-    .bind(to_json(&op.tracking))
-    .bind(op.error.as_ref().map(to_json))
-    .bind(ts(op.created_at))
-    .bind(ts(op.updated_at))
-    .bind(op.finished_at.map(ts))
-    .bind(&op.completion_note)
+    .bind(r.id)
+    .bind(r.account)
+    .bind(r.provider)
+    .bind(r.kind)
+    .bind(r.state)
+    .bind(r.snapshot_id)
+    .bind(r.result)
+    .bind(r.vendor_ref)
+    .bind(r.tracking)
+    .bind(r.error)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .bind(r.finished_at)
+    .bind(r.completion_note)
     .execute(pool)
     .await?;
     Ok(())
@@ -92,31 +42,32 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Operation>, StoreError> {
-    let row = sqlx::query(&format!(
+    let row: Option<OperationRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM operations WHERE tenant = ? AND id = ?"
     ))
     .bind(tenant)
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    row.map(OperationRow::into_operation).transpose()
 }
 
 pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+    let r = OperationRow::of(op);
     let done = sqlx::query(
         "UPDATE operations SET state = ?, snapshot_id = ?, result = ?, vendor_ref = ?, tracking = ?, \
          error = ?, updated_at = ?, finished_at = ?, completion_note = ? \
          WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
     )
-    .bind(enum_text(&op.state))
-    .bind(op.snapshot_id.as_ref().map(ToString::to_string))
-    .bind(op.result.as_ref().map(to_json))
-    .bind(to_json(&op.vendor_ref))
-    .bind(to_json(&op.tracking))
-    .bind(op.error.as_ref().map(to_json))
-    .bind(ts(op.updated_at))
-    .bind(op.finished_at.map(ts))
-    .bind(&op.completion_note)
+    .bind(r.state)
+    .bind(r.snapshot_id)
+    .bind(r.result)
+    .bind(r.vendor_ref)
+    .bind(r.tracking)
+    .bind(r.error)
+    .bind(r.updated_at)
+    .bind(r.finished_at)
+    .bind(r.completion_note)
     .bind(tenant)
     .bind(&op.id)
     .execute(pool)
@@ -141,7 +92,7 @@ pub async fn list(
         sql.push_str(" AND state IN ('pending', 'running')");
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
-    let mut q = sqlx::query(&sql).bind(tenant);
+    let mut q = sqlx::query_as::<_, OperationRow>(&sql).bind(tenant);
     if let Some(a) = &filter.account {
         q = q.bind(a.as_str());
     }
@@ -150,7 +101,7 @@ pub async fn list(
     }
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
     let rows = q.bind(i64::from(limit)).fetch_all(pool).await?;
-    rows.iter().map(from_row).collect()
+    rows.into_iter().map(OperationRow::into_operation).collect()
 }
 
 pub async fn begin_idempotent(
@@ -245,12 +196,118 @@ pub async fn abandon_idempotent(
 
 /// Every unfinished operation with its tenant (to rebuild the in-memory index on open).
 pub async fn list_unfinished(pool: &SqlitePool) -> Result<Vec<(String, Operation)>, StoreError> {
-    let rows = sqlx::query(&format!(
+    let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
         "SELECT tenant, {COLUMNS} FROM operations WHERE state IN ('pending', 'running')"
     ))
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("tenant")?, from_row(r)?)))
+    rows.into_iter()
+        .map(|r| Ok((r.tenant, r.row.into_operation()?)))
         .collect()
+}
+
+/// Every record, as stored.
+pub async fn dump(pool: &SqlitePool) -> Result<Dump, StoreError> {
+    Ok(Dump {
+        accounts: sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
+        ))
+        .fetch_all(pool)
+        .await?,
+        operations: sqlx::query_as(&format!(
+            "SELECT tenant, {COLUMNS} FROM operations ORDER BY tenant, created_at, id"
+        ))
+        .fetch_all(pool)
+        .await?,
+        idempotency: sqlx::query_as(
+            "SELECT tenant, key, fingerprint, status, body, created_at FROM idempotency \
+             ORDER BY tenant, key",
+        )
+        .fetch_all(pool)
+        .await?,
+    })
+}
+
+/// Writes every record of a dump in one transaction, keeping records already here.
+pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut written = Counts::default();
+    for a in dump.accounts {
+        let AccountRow {
+            tenant,
+            id,
+            provider,
+            display_name,
+            settings,
+            credential_fields,
+            credential_fingerprint,
+            key_id,
+            nonce,
+            ciphertext,
+            credentials_updated_at,
+            health,
+            created_at,
+            updated_at,
+        } = a;
+        written.accounts += sqlx::query(&format!(
+            "INSERT OR IGNORE INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(provider)
+        .bind(display_name)
+        .bind(settings)
+        .bind(credential_fields)
+        .bind(credential_fingerprint)
+        .bind(key_id)
+        .bind(nonce)
+        .bind(ciphertext)
+        .bind(credentials_updated_at)
+        .bind(health)
+        .bind(created_at)
+        .bind(updated_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    for TenantOperationRow { tenant, row: r } in dump.operations {
+        written.operations += sqlx::query(&format!(
+            "INSERT OR IGNORE INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        ))
+        .bind(tenant)
+        .bind(r.id)
+        .bind(r.account)
+        .bind(r.provider)
+        .bind(r.kind)
+        .bind(r.state)
+        .bind(r.snapshot_id)
+        .bind(r.result)
+        .bind(r.vendor_ref)
+        .bind(r.tracking)
+        .bind(r.error)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.finished_at)
+        .bind(r.completion_note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    for k in dump.idempotency {
+        written.idempotency_keys += sqlx::query(
+            "INSERT OR IGNORE INTO idempotency (tenant, key, fingerprint, status, body, created_at) \
+             VALUES (?,?,?,?,?,?)",
+        )
+        .bind(k.tenant)
+        .bind(k.key)
+        .bind(k.fingerprint)
+        .bind(k.status)
+        .bind(k.body)
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    tx.commit().await?;
+    Ok(written)
 }

@@ -1,0 +1,81 @@
+//! Unfinished operations in memory, so a snapshot get needs no query to learn whether work is
+//! pending on it. SQLite keeps it on every write (one process); PostgreSQL also applies what
+//! other replicas write, as they notify it, and rebuilds it from the table as a fallback.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use crate::domain::{Operation, OperationKind};
+
+/// The index, shared by the store's clones.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Pending(Arc<Mutex<PendingIndex>>);
+
+/// op → (snapshot, kind), and snapshot → number of such ops, by tenant.
+#[derive(Debug, Default)]
+struct PendingIndex {
+    by_op: HashMap<(String, String), (String, OperationKind)>,
+    by_snapshot: HashMap<(String, String), usize>,
+}
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, PendingIndex> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an operation's current state (unfinished ones with a snapshot are indexed).
+    pub fn set(&self, tenant: &str, op: &Operation) {
+        self.lock().set(tenant, op);
+    }
+
+    /// Starts over from every unfinished operation, as the table holds them.
+    pub fn replace(&self, unfinished: Vec<(String, Operation)>) {
+        let mut fresh = PendingIndex::default();
+        for (tenant, op) in &unfinished {
+            fresh.set(tenant, op);
+        }
+        *self.lock() = fresh;
+    }
+
+    /// Whether unfinished work targets this snapshot.
+    pub fn targets(&self, tenant: &str, snapshot_id: &str) -> bool {
+        self.lock()
+            .by_snapshot
+            .contains_key(&(tenant.to_owned(), snapshot_id.to_owned()))
+    }
+
+    /// Snapshot id → kind of the unfinished work on it, for one tenant.
+    pub fn of_tenant(&self, tenant: &str) -> HashMap<String, OperationKind> {
+        self.lock()
+            .by_op
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, (snapshot, kind))| (snapshot.clone(), *kind))
+            .collect()
+    }
+}
+
+impl PendingIndex {
+    fn set(&mut self, tenant: &str, op: &Operation) {
+        let key = (tenant.to_owned(), op.id.clone());
+        if let Some((old, _)) = self.by_op.remove(&key) {
+            let k = (tenant.to_owned(), old);
+            if let Some(n) = self.by_snapshot.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_snapshot.remove(&k);
+                }
+            }
+        }
+        if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
+            let snapshot = snapshot.to_string();
+            self.by_op.insert(key, (snapshot.clone(), op.kind));
+            *self
+                .by_snapshot
+                .entry((tenant.to_owned(), snapshot))
+                .or_default() += 1;
+        }
+    }
+}

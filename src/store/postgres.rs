@@ -1,0 +1,857 @@
+//! The PostgreSQL back-end: every replica of snapgate on one database.
+//!
+//! Rows are shared, so idempotency keys, operations and their leases hold across replicas. What
+//! each replica keeps in memory is kept coherent from the database's own notifications:
+//! - accounts: every change notifies `snapgate_accounts` (a trigger), so a replica drops its
+//!   cached opening of that account at once; a sequence numbers the changes, and a replica that
+//!   finds the sequence ahead of what it heard (a notification lost while its listening
+//!   connection was down) drops its whole account cache;
+//! - unfinished operations: every change notifies `snapgate_operations`, applied to the in-memory
+//!   index; the index is also rebuilt from the table every few seconds and after a reconnect.
+//!
+//! Queries run on the runtime that opened the store (its I/O driver owns the connections), so
+//! serving threads with their own runtimes never drive another runtime's sockets.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    postgres::{PgListener, PgPoolOptions},
+    PgPool, Row,
+};
+
+use super::{
+    pending::Pending,
+    rows::{
+        to_json, ts, AccountRow, IdempotencyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS,
+        OPERATION_COLUMNS,
+    },
+    AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
+    StoreError,
+};
+use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind};
+
+/// How often a replica checks that it heard every account change, and rebuilds its index of
+/// unfinished operations from the table.
+const FALLBACK_CHECK: Duration = Duration::from_secs(1);
+const INDEX_REBUILD_EVERY: u32 = 5;
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    pending: Pending,
+    stamps: Stamps,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// What this replica heard of account changes: a per-account change number, and a floor that
+/// every account's number is raised to when changes may have been missed.
+#[derive(Clone, Debug, Default)]
+struct Stamps {
+    inner: Arc<StampsInner>,
+}
+
+#[derive(Debug, Default)]
+struct StampsInner {
+    by_account: Mutex<HashMap<(String, String), u64>>,
+    /// Raised when every cached account must be reopened.
+    floor: AtomicU64,
+    /// The highest account-change sequence value heard.
+    heard: AtomicU64,
+    /// Local change counter (stamps are compared for equality only).
+    counter: AtomicU64,
+}
+
+impl Stamps {
+    fn get(&self, tenant: &str, id: &str) -> u64 {
+        let floor = self.inner.floor.load(Ordering::Acquire);
+        let map = self
+            .inner
+            .by_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.to_owned(), id.to_owned()))
+            .copied()
+            .unwrap_or(0)
+            .max(floor)
+    }
+
+    fn changed(&self, tenant: String, id: String, version: u64) {
+        let next = self.inner.counter.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner
+            .by_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((tenant, id), next);
+        self.inner.heard.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// Every cached account is stale (a notification may have been lost).
+    fn all_changed(&self) {
+        let next = self.inner.counter.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner.floor.store(next, Ordering::Release);
+        self.inner
+            .by_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl PostgresStore {
+    /// Connects (at most `max_connections` at once), migrates under PostgreSQL's advisory lock
+    /// (replicas starting together take turns), loads the unfinished operations and starts
+    /// listening for other replicas' changes.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        // sqlx's migrator takes `pg_advisory_lock` for the run.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let store = Self {
+            pending: Pending::default(),
+            stamps: Stamps::default(),
+            runtime: tokio::runtime::Handle::current(),
+            pool,
+        };
+        store.pending.replace(list_unfinished(&store.pool).await?);
+        let heard = account_version(&store.pool).await?;
+        store.stamps.inner.heard.store(heard, Ordering::Release);
+        let listener = PgListener::connect_with(&store.pool).await?;
+        tokio::spawn(listen(store.clone(), listener));
+        Ok(store)
+    }
+
+    /// Runs a query on the store's runtime.
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.runtime
+            .spawn(work)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
+    }
+
+    /// The pool, for back-end specific tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Applies other replicas' changes as they are notified; on a lost connection, drops every
+/// cached account and rebuilds the index once listening again. Between notifications, checks
+/// that none was missed.
+async fn listen(store: PostgresStore, mut listener: PgListener) {
+    let channels = ["snapgate_accounts", "snapgate_operations"];
+    if let Err(e) = listener.listen_all(channels).await {
+        tracing::error!(error = %e, "cannot listen for store changes; relying on periodic checks");
+    }
+    let mut ticks = 0u32;
+    loop {
+        match tokio::time::timeout(FALLBACK_CHECK, listener.try_recv()).await {
+            Ok(Ok(Some(n))) => apply(&store, n.channel(), n.payload()).await,
+            Ok(Ok(None)) => {
+                // The connection dropped and was re-established: anything may have changed.
+                tracing::warn!("store notifications interrupted; reloading shared state");
+                store.stamps.all_changed();
+                if let Ok(ops) = list_unfinished(&store.pool).await {
+                    store.pending.replace(ops);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "store notifications failed; retrying");
+                store.stamps.all_changed();
+                tokio::time::sleep(FALLBACK_CHECK).await;
+            }
+            Err(_) => {
+                ticks += 1;
+                check_missed(&store, ticks % INDEX_REBUILD_EVERY == 0).await;
+            }
+        }
+    }
+}
+
+/// Applies one notification.
+async fn apply(store: &PostgresStore, channel: &str, payload: &str) {
+    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(payload) else {
+        return;
+    };
+    let text = |i: usize| values.get(i).and_then(|v| v.as_str()).map(str::to_owned);
+    match (channel, text(0), text(1)) {
+        ("snapgate_accounts", Some(tenant), Some(id)) => {
+            let version = values.get(2).and_then(|v| v.as_u64()).unwrap_or(0);
+            store.stamps.changed(tenant, id, version);
+        }
+        ("snapgate_operations", Some(tenant), Some(id)) => {
+            if let Ok(Some(op)) = get_operation(&store.pool, &tenant, &id).await {
+                store.pending.set(&tenant, &op);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The fallback: account changes numbered past what was heard mean a lost notification.
+async fn check_missed(store: &PostgresStore, rebuild_index: bool) {
+    if let Ok(version) = account_version(&store.pool).await {
+        if version > store.stamps.inner.heard.load(Ordering::Acquire) {
+            tracing::info!("an account change was not notified; reopening every account");
+            store.stamps.all_changed();
+            store
+                .stamps
+                .inner
+                .heard
+                .fetch_max(version, Ordering::AcqRel);
+        }
+    }
+    if rebuild_index {
+        if let Ok(ops) = list_unfinished(&store.pool).await {
+            store.pending.replace(ops);
+        }
+    }
+}
+
+/// The last account-change number issued (0 before any).
+async fn account_version(pool: &PgPool) -> Result<u64, StoreError> {
+    let row = sqlx::query("SELECT last_value, is_called FROM snapgate_account_version")
+        .fetch_one(pool)
+        .await?;
+    let last: i64 = row.try_get("last_value")?;
+    let called: bool = row.try_get("is_called")?;
+    Ok(if called { last.max(0) as u64 } else { 0 })
+}
+
+async fn list_unfinished(pool: &PgPool) -> Result<Vec<(String, Operation)>, StoreError> {
+    let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
+        "SELECT tenant, {OPERATION_COLUMNS} FROM operations WHERE state IN ('pending', 'running')"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.tenant, r.row.into_operation()?)))
+        .collect()
+}
+
+async fn get_operation(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Operation>, StoreError> {
+    let row: Option<OperationRow> = sqlx::query_as(&format!(
+        "SELECT {OPERATION_COLUMNS} FROM operations WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(OperationRow::into_operation).transpose()
+}
+
+async fn get_account_sealed(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(Account, Sealed)>, StoreError> {
+    let row: Option<AccountRow> = sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(AccountRow::into_parts).transpose()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            sqlx::query("SELECT 1").execute(&pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn account_stamp(&self, tenant: &str, id: &AccountId) -> u64 {
+        self.stamps.get(tenant, id.as_str())
+    }
+
+    async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let now = ts(new.now);
+            let result = sqlx::query(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            ))
+            .bind(&new.tenant)
+            .bind(new.id.as_str())
+            .bind(new.provider.as_str())
+            .bind(&new.display_name)
+            .bind(to_json(&new.settings))
+            .bind(to_json(&new.credentials.fields))
+            .bind(&new.credentials.fingerprint)
+            .bind(&new.credentials.sealed.key_id)
+            .bind(&new.credentials.sealed.nonce)
+            .bind(&new.credentials.sealed.ciphertext)
+            .bind(&now)
+            .bind(to_json(&AccountHealth::default()))
+            .bind(&now)
+            .bind(&now)
+            .execute(&pool)
+            .await;
+            match result {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+                Err(e) => Err(e.into()),
+                Ok(_) => get_account_sealed(&pool, &new.tenant, new.id.as_str())
+                    .await?
+                    .map(|(a, _)| a)
+                    .ok_or_else(|| StoreError::Corrupt("inserted account vanished".into())),
+            }
+        })
+        .await
+    }
+
+    async fn get_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+    ) -> Result<Option<Account>, StoreError> {
+        Ok(self.get_account_sealed(tenant, id).await?.map(|(a, _)| a))
+    }
+
+    async fn get_account_sealed(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+    ) -> Result<Option<(Account, Sealed)>, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_string());
+        self.run(async move { get_account_sealed(&pool, &tenant, &id).await })
+            .await
+    }
+
+    async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, StoreError> {
+        let (pool, tenant) = (self.pool.clone(), tenant.to_owned());
+        self.run(async move {
+            let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = $1 ORDER BY id"
+            ))
+            .bind(&tenant)
+            .fetch_all(&pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| r.into_parts().map(|(account, _)| account))
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_account(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        patch: AccountPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Account>, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_string());
+        self.run(async move {
+            let now = ts(now);
+            let mut tx = pool.begin().await?;
+            let exists =
+                sqlx::query("SELECT 1 FROM accounts WHERE tenant = $1 AND id = $2 FOR UPDATE")
+                    .bind(&tenant)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            if !exists {
+                return Ok(None);
+            }
+            if let Some(name) = &patch.display_name {
+                sqlx::query("UPDATE accounts SET display_name = $1 WHERE tenant = $2 AND id = $3")
+                    .bind(name)
+                    .bind(&tenant)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(settings) = &patch.settings {
+                sqlx::query("UPDATE accounts SET settings = $1 WHERE tenant = $2 AND id = $3")
+                    .bind(to_json(settings))
+                    .bind(&tenant)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(c) = &patch.credentials {
+                sqlx::query(
+                    "UPDATE accounts SET credential_fields = $1, credential_fingerprint = $2, \
+                     key_id = $3, nonce = $4, ciphertext = $5, credentials_updated_at = $6, \
+                     health = $7 WHERE tenant = $8 AND id = $9",
+                )
+                .bind(to_json(&c.fields))
+                .bind(&c.fingerprint)
+                .bind(&c.sealed.key_id)
+                .bind(&c.sealed.nonce)
+                .bind(&c.sealed.ciphertext)
+                .bind(&now)
+                .bind(to_json(&AccountHealth::default()))
+                .bind(&tenant)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE accounts SET updated_at = $1 WHERE tenant = $2 AND id = $3")
+                .bind(&now)
+                .bind(&tenant)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(get_account_sealed(&pool, &tenant, &id)
+                .await?
+                .map(|(a, _)| a))
+        })
+        .await
+    }
+
+    async fn delete_account(&self, tenant: &str, id: &AccountId) -> Result<bool, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_string());
+        self.run(async move {
+            let done = sqlx::query("DELETE FROM accounts WHERE tenant = $1 AND id = $2")
+                .bind(&tenant)
+                .bind(&id)
+                .execute(&pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn record_health(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        health: &AccountHealth,
+    ) -> Result<(), StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_string());
+        let health = to_json(health);
+        self.run(async move {
+            sqlx::query("UPDATE accounts SET health = $1 WHERE tenant = $2 AND id = $3")
+                .bind(&health)
+                .bind(&tenant)
+                .bind(&id)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+        let (pool, owner, r) = (self.pool.clone(), tenant.to_owned(), OperationRow::of(op));
+        self.run(async move {
+            sqlx::query(&format!(
+                "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+            ))
+            .bind(&owner)
+            .bind(r.id)
+            .bind(r.account)
+            .bind(r.provider)
+            .bind(r.kind)
+            .bind(r.state)
+            .bind(r.snapshot_id)
+            .bind(r.result)
+            .bind(r.vendor_ref)
+            .bind(r.tracking)
+            .bind(r.error)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .bind(r.finished_at)
+            .bind(r.completion_note)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.pending.set(tenant, op);
+        Ok(())
+    }
+
+    async fn has_unfinished_operation(
+        &self,
+        tenant: &str,
+        snapshot_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.pending.targets(tenant, snapshot_id))
+    }
+
+    async fn pending_snapshots(
+        &self,
+        tenant: &str,
+    ) -> Result<HashMap<String, OperationKind>, StoreError> {
+        Ok(self.pending.of_tenant(tenant))
+    }
+
+    async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        self.run(async move { get_operation(&pool, &tenant, &id).await })
+            .await
+    }
+
+    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+        let (pool, owner, r) = (self.pool.clone(), tenant.to_owned(), OperationRow::of(op));
+        let updated = self
+            .run(async move {
+                let done = sqlx::query(
+                    "UPDATE operations SET state = $1, snapshot_id = $2, result = $3, \
+                     vendor_ref = $4, tracking = $5, error = $6, updated_at = $7, \
+                     finished_at = $8, completion_note = $9 \
+                     WHERE tenant = $10 AND id = $11 AND state IN ('pending', 'running')",
+                )
+                .bind(r.state)
+                .bind(r.snapshot_id)
+                .bind(r.result)
+                .bind(r.vendor_ref)
+                .bind(r.tracking)
+                .bind(r.error)
+                .bind(r.updated_at)
+                .bind(r.finished_at)
+                .bind(r.completion_note)
+                .bind(&owner)
+                .bind(&r.id)
+                .execute(&pool)
+                .await?;
+                // A finished operation is never rewritten (a slower refresh must not undo it).
+                Ok(done.rows_affected() > 0)
+            })
+            .await?;
+        if updated {
+            self.pending.set(tenant, op);
+        }
+        Ok(updated)
+    }
+
+    async fn list_operations(
+        &self,
+        tenant: &str,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let (pool, tenant, filter) = (self.pool.clone(), tenant.to_owned(), filter.clone());
+        self.run(async move {
+            let mut sql = format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE tenant = $1");
+            let mut n = 1;
+            if filter.account.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND account = ${n}"));
+            }
+            if filter.snapshot_id.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND snapshot_id = ${n}"));
+            }
+            if filter.unfinished_only {
+                sql.push_str(" AND state IN ('pending', 'running')");
+            }
+            sql.push_str(&format!(
+                " ORDER BY created_at DESC, id DESC LIMIT ${}",
+                n + 1
+            ));
+            let mut q = sqlx::query_as::<_, OperationRow>(&sql).bind(&tenant);
+            if let Some(a) = &filter.account {
+                q = q.bind(a.as_str());
+            }
+            if let Some(s) = &filter.snapshot_id {
+                q = q.bind(s);
+            }
+            let limit = if filter.limit == 0 { 100 } else { filter.limit };
+            let rows = q.bind(i64::from(limit)).fetch_all(&pool).await?;
+            rows.into_iter().map(OperationRow::into_operation).collect()
+        })
+        .await
+    }
+
+    async fn begin_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let pool = self.pool.clone();
+        let (tenant, key, fingerprint) =
+            (tenant.to_owned(), key.to_owned(), fingerprint.to_owned());
+        self.run(async move {
+            // An in-flight record not renewed within its lease belongs to a request that died
+            // (a replica killed, a dropped connection): the key passes to this request.
+            let expired =
+                now - chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
+            sqlx::query(
+                "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND status IS NULL \
+                 AND created_at < $3",
+            )
+            .bind(&tenant)
+            .bind(&key)
+            .bind(ts(expired))
+            .execute(&pool)
+            .await?;
+            // ON CONFLICT DO NOTHING makes "first use wins" atomic across replicas.
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency (tenant, key, fingerprint, created_at) \
+                 VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&tenant)
+            .bind(&key)
+            .bind(&fingerprint)
+            .bind(ts(now))
+            .execute(&pool)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(IdempotencyBegin::Started);
+            }
+            let row = sqlx::query(
+                "SELECT fingerprint, status, body FROM idempotency WHERE tenant = $1 AND key = $2",
+            )
+            .bind(&tenant)
+            .bind(&key)
+            .fetch_optional(&pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(IdempotencyBegin::InFlight);
+            };
+            let stored: String = row.try_get("fingerprint")?;
+            if stored != fingerprint {
+                return Ok(IdempotencyBegin::Mismatch);
+            }
+            let status: Option<i64> = row.try_get("status")?;
+            let body: Option<String> = row.try_get("body")?;
+            Ok(match (status, body) {
+                (Some(status), Some(body)) => IdempotencyBegin::Replay {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                },
+                _ => IdempotencyBegin::InFlight,
+            })
+        })
+        .await
+    }
+
+    async fn renew_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (pool, tenant, key) = (self.pool.clone(), tenant.to_owned(), key.to_owned());
+        self.run(async move {
+            sqlx::query(
+                "UPDATE idempotency SET created_at = $1 WHERE tenant = $2 AND key = $3 \
+                 AND status IS NULL",
+            )
+            .bind(ts(now))
+            .bind(&tenant)
+            .bind(&key)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_idempotent(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let (tenant, key, body) = (tenant.to_owned(), key.to_owned(), body.to_owned());
+        self.run(async move {
+            sqlx::query(
+                "UPDATE idempotency SET status = $1, body = $2 WHERE tenant = $3 AND key = $4",
+            )
+            .bind(i64::from(status))
+            .bind(&body)
+            .bind(&tenant)
+            .bind(&key)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let (pool, tenant, key) = (self.pool.clone(), tenant.to_owned(), key.to_owned());
+        self.run(async move {
+            sqlx::query("DELETE FROM idempotency WHERE tenant = $1 AND key = $2")
+                .bind(&tenant)
+                .bind(&key)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dump(&self) -> Result<Dump, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            Ok(Dump {
+                accounts: sqlx::query_as(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
+                ))
+                .fetch_all(&pool)
+                .await?,
+                operations: sqlx::query_as(&format!(
+                    "SELECT tenant, {OPERATION_COLUMNS} FROM operations \
+                     ORDER BY tenant, created_at, id"
+                ))
+                .fetch_all(&pool)
+                .await?,
+                idempotency: sqlx::query_as(
+                    "SELECT tenant, key, fingerprint, status, body, created_at FROM idempotency \
+                     ORDER BY tenant, key",
+                )
+                .fetch_all(&pool)
+                .await?,
+            })
+        })
+        .await
+    }
+
+    async fn load(&self, dump: Dump) -> Result<Counts, StoreError> {
+        let pool = self.pool.clone();
+        let written = self.run(async move { load(&pool, dump).await }).await?;
+        self.pending.replace(
+            self.run({
+                let pool = self.pool.clone();
+                async move { list_unfinished(&pool).await }
+            })
+            .await?,
+        );
+        Ok(written)
+    }
+}
+
+/// Writes every record of a dump in one transaction, keeping records already here.
+async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut written = Counts::default();
+    for a in dump.accounts {
+        let AccountRow {
+            tenant,
+            id,
+            provider,
+            display_name,
+            settings,
+            credential_fields,
+            credential_fingerprint,
+            key_id,
+            nonce,
+            ciphertext,
+            credentials_updated_at,
+            health,
+            created_at,
+            updated_at,
+        } = a;
+        written.accounts += sqlx::query(&format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(provider)
+        .bind(display_name)
+        .bind(settings)
+        .bind(credential_fields)
+        .bind(credential_fingerprint)
+        .bind(key_id)
+        .bind(nonce)
+        .bind(ciphertext)
+        .bind(credentials_updated_at)
+        .bind(health)
+        .bind(created_at)
+        .bind(updated_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    for TenantOperationRow { tenant, row: r } in dump.operations {
+        written.operations += sqlx::query(&format!(
+            "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING"
+        ))
+        .bind(tenant)
+        .bind(r.id)
+        .bind(r.account)
+        .bind(r.provider)
+        .bind(r.kind)
+        .bind(r.state)
+        .bind(r.snapshot_id)
+        .bind(r.result)
+        .bind(r.vendor_ref)
+        .bind(r.tracking)
+        .bind(r.error)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.finished_at)
+        .bind(r.completion_note)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    for k in dump.idempotency {
+        let IdempotencyRow {
+            tenant,
+            key,
+            fingerprint,
+            status,
+            body,
+            created_at,
+        } = k;
+        written.idempotency_keys += sqlx::query(
+            "INSERT INTO idempotency (tenant, key, fingerprint, status, body, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(status)
+        .bind(body)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    tx.commit().await?;
+    Ok(written)
+}

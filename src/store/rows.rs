@@ -1,0 +1,186 @@
+//! The stored form of records, shared by both back-ends: one row type per table, read with
+//! `sqlx::FromRow` from SQLite or PostgreSQL, and the text forms of timestamps, JSON and enums.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use super::{Sealed, StoreError};
+use crate::domain::{Account, Completion, Operation, ProviderKind};
+
+/// Timestamps as fixed-width RFC 3339 text (UTC, microseconds): they sort as text.
+pub(super) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(super) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp `{s}`: {e}")))
+}
+
+pub(super) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A unit enum's wire name (`running`, `create`, …).
+pub(super) fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn enum_from<T: serde::de::DeserializeOwned>(s: String, what: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(s))
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The columns of `accounts`, in table order.
+pub(super) const ACCOUNT_COLUMNS: &str = "tenant, id, provider, display_name, settings, \
+    credential_fields, credential_fingerprint, key_id, nonce, ciphertext, \
+    credentials_updated_at, health, created_at, updated_at";
+
+/// One `accounts` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AccountRow {
+    pub tenant: String,
+    pub id: String,
+    pub provider: String,
+    pub display_name: Option<String>,
+    pub settings: String,
+    pub credential_fields: String,
+    pub credential_fingerprint: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub credentials_updated_at: String,
+    pub health: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl AccountRow {
+    /// The account and its sealed credentials.
+    pub fn into_parts(self) -> Result<(Account, Sealed), StoreError> {
+        let account = Account {
+            id: self
+                .id
+                .parse()
+                .map_err(|e: crate::domain::AccountIdError| StoreError::Corrupt(e.to_string()))?,
+            tenant: self.tenant,
+            provider: ProviderKind::from_str(&self.provider)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            display_name: self.display_name,
+            settings: json(&self.settings, "settings")?,
+            credential_fields: json(&self.credential_fields, "credential_fields")?,
+            credential_fingerprint: self.credential_fingerprint,
+            credentials_updated_at: parse_ts(&self.credentials_updated_at)?,
+            health: json(&self.health, "health")?,
+            created_at: parse_ts(&self.created_at)?,
+            updated_at: parse_ts(&self.updated_at)?,
+        };
+        let sealed = Sealed {
+            key_id: self.key_id,
+            nonce: self.nonce,
+            ciphertext: self.ciphertext,
+        };
+        Ok((account, sealed))
+    }
+}
+
+/// The columns of `operations` after `tenant`, in table order.
+pub(super) const OPERATION_COLUMNS: &str =
+    "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
+    error, created_at, updated_at, finished_at, completion_note";
+
+/// One `operations` row as stored (its tenant aside).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct OperationRow {
+    pub id: String,
+    pub account: String,
+    pub provider: String,
+    pub kind: String,
+    pub state: String,
+    pub snapshot_id: Option<String>,
+    pub result: Option<String>,
+    pub vendor_ref: String,
+    pub tracking: String,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+    pub completion_note: Option<String>,
+}
+
+impl OperationRow {
+    /// The row of an operation, to write.
+    pub fn of(op: &Operation) -> Self {
+        Self {
+            id: op.id.clone(),
+            account: op.account.to_string(),
+            provider: op.provider.as_str().to_owned(),
+            kind: op.kind.as_str().to_owned(),
+            state: enum_text(&op.state),
+            snapshot_id: op.snapshot_id.as_ref().map(ToString::to_string),
+            result: op.result.as_ref().map(to_json),
+            vendor_ref: to_json(&op.vendor_ref),
+            tracking: to_json(&op.tracking),
+            error: op.error.as_ref().map(to_json),
+            created_at: ts(op.created_at),
+            updated_at: ts(op.updated_at),
+            finished_at: op.finished_at.map(ts),
+            completion_note: op.completion_note.clone(),
+        }
+    }
+
+    pub fn into_operation(self) -> Result<Operation, StoreError> {
+        Ok(Operation {
+            id: self.id,
+            kind: enum_from(self.kind, "kind")?,
+            state: enum_from(self.state, "state")?,
+            account: self
+                .account
+                .parse()
+                .map_err(|e: crate::domain::AccountIdError| StoreError::Corrupt(e.to_string()))?,
+            provider: enum_from(self.provider, "provider")?,
+            snapshot_id: self
+                .snapshot_id
+                .map(|s| s.parse::<crate::domain::SnapshotId>())
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            result: self.result.map(|s| json(&s, "result")).transpose()?,
+            vendor_ref: json(&self.vendor_ref, "vendor_ref")?,
+            tracking: json(&self.tracking, "tracking")?,
+            error: self.error.map(|s| json(&s, "error")).transpose()?,
+            created_at: parse_ts(&self.created_at)?,
+            updated_at: parse_ts(&self.updated_at)?,
+            finished_at: self.finished_at.map(|s| parse_ts(&s)).transpose()?,
+            completion: Completion::of_note(self.completion_note.as_deref()),
+            completion_note: self.completion_note,
+        })
+    }
+}
+
+/// One `operations` row with its tenant, for copies and index rebuilds.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct TenantOperationRow {
+    pub tenant: String,
+    #[sqlx(flatten)]
+    pub row: OperationRow,
+}
+
+/// One `idempotency` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct IdempotencyRow {
+    pub tenant: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub status: Option<i64>,
+    pub body: Option<String>,
+    pub created_at: String,
+}

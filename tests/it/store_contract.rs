@@ -1,0 +1,617 @@
+//! One store contract, run against both back-ends: SQLite always, PostgreSQL when
+//! `SNAPGATE_TEST_POSTGRES_URL` names a server (each test gets a fresh database on it).
+//! Without the variable the PostgreSQL runs say plainly that they were skipped.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use snapgate::{
+    domain::{
+        AccountId, Completion, Credentials, Operation, OperationKind, OperationState, ProviderKind,
+        SnapshotId, VendorRef, VendorRefKind,
+    },
+    store::{
+        AccountPatch, IdempotencyBegin, NewAccount, OperationFilter, Sealer, SqliteStore, Store,
+        StoreError,
+    },
+};
+
+/// A PostgreSQL database made for one test, dropped when the test ends well.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database on the server `SNAPGATE_TEST_POSTGRES_URL` names, or `None` (saying
+    /// so) when the variable is unset.
+    pub async fn create(what: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("SNAPGATE_TEST_POSTGRES_URL") else {
+            eprintln!("skipped on PostgreSQL ({what}): SNAPGATE_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("snapgate_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("SNAPGATE_TEST_POSTGRES_URL must name a reachable PostgreSQL server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    pub async fn drop_database(self) {
+        let admin = sqlx::PgPool::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await
+        .unwrap();
+        admin.close().await;
+    }
+}
+
+/// Runs `contract` against SQLite, then PostgreSQL when configured.
+async fn on_both<F, Fut>(what: &str, contract: F)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("s.db").display().to_string())
+        .await
+        .unwrap();
+    contract(Arc::new(sqlite)).await;
+    if let Some(db) = TestDatabase::create(what).await {
+        let store = snapgate::store::connect(&db.url, 8).await.unwrap();
+        contract(store).await;
+        db.drop_database().await;
+    }
+}
+
+fn sealer() -> Sealer {
+    Sealer::from_bytes(&[7u8; 32])
+}
+
+fn credentials(token: &str) -> Credentials {
+    Credentials::new(BTreeMap::from([(
+        "token".to_owned(),
+        SecretString::from(token.to_owned()),
+    )]))
+}
+
+fn account(tenant: &str, id: &str, token: &str) -> NewAccount {
+    let id: AccountId = id.parse().unwrap();
+    NewAccount {
+        tenant: tenant.to_owned(),
+        credentials: sealer().seal_account(tenant, &id, &credentials(token)),
+        id,
+        provider: ProviderKind::Koyeb,
+        display_name: Some("Production".to_owned()),
+        settings: serde_json::Map::new(),
+        now: Utc::now(),
+    }
+}
+
+fn operation(account: &str, native: &str, kind: OperationKind) -> Operation {
+    let now = Utc::now();
+    let account: AccountId = account.parse().unwrap();
+    Operation {
+        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        kind,
+        state: OperationState::Running,
+        snapshot_id: Some(SnapshotId::new(&account, native)),
+        account,
+        provider: ProviderKind::Koyeb,
+        result: None,
+        vendor_ref: VendorRef {
+            kind: VendorRefKind::SnapshotStatus,
+            id: None,
+        },
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        error: None,
+        tracking: serde_json::json!({"name": "nightly"}),
+        completion: Completion::Observed,
+        completion_note: None,
+    }
+}
+
+#[tokio::test]
+async fn accounts_are_stored_per_tenant_and_their_credentials_stay_sealed() {
+    on_both("accounts", |store| async move {
+        let created = store
+            .insert_account(account("acme", "prod", "tok-1"))
+            .await
+            .unwrap();
+        assert_eq!(created.display_name.as_deref(), Some("Production"));
+        assert_eq!(created.credential_fields, vec!["token".to_owned()]);
+        assert!(matches!(
+            store.insert_account(account("acme", "prod", "tok-2")).await,
+            Err(StoreError::Conflict)
+        ));
+        // Another tenant may use the same id; neither sees the other's.
+        store
+            .insert_account(account("globex", "prod", "tok-g"))
+            .await
+            .unwrap();
+        let id: AccountId = "prod".parse().unwrap();
+        assert_eq!(store.list_accounts("acme").await.unwrap().len(), 1);
+        assert!(store.get_account("initech", &id).await.unwrap().is_none());
+
+        // Sealed at rest, openable only as this tenant's account.
+        let (_, sealed) = store
+            .get_account_sealed("acme", &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!sealed.ciphertext.windows(5).any(|w| w == b"tok-1"));
+        let opened = sealer().open_account("acme", &id, &sealed).unwrap();
+        assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-1");
+        assert!(sealer().open_account("globex", &id, &sealed).is_err());
+
+        // Replacing credentials re-seals them; the display name can be cleared.
+        let patch = AccountPatch {
+            display_name: Some(None),
+            settings: None,
+            credentials: Some(sealer().seal_account("acme", &id, &credentials("tok-3"))),
+        };
+        let updated = store
+            .update_account("acme", &id, patch, Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.display_name, None);
+        let (_, sealed) = store
+            .get_account_sealed("acme", &id)
+            .await
+            .unwrap()
+            .unwrap();
+        let opened = sealer().open_account("acme", &id, &sealed).unwrap();
+        assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-3");
+
+        assert!(store.delete_account("acme", &id).await.unwrap());
+        assert!(!store.delete_account("acme", &id).await.unwrap());
+        assert!(store.get_account("globex", &id).await.unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operations_round_trip_and_a_finished_one_is_never_rewritten() {
+    on_both("operations", |store| async move {
+        let mut op = operation("prod", "snap-1", OperationKind::Create);
+        store.insert_operation("acme", &op).await.unwrap();
+        let read = store.get_operation("acme", &op.id).await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            serde_json::to_value(&op).unwrap()
+        );
+        assert_eq!(read.tracking, op.tracking);
+        assert!(store
+            .get_operation("globex", &op.id)
+            .await
+            .unwrap()
+            .is_none());
+
+        // Unfinished work is indexed by snapshot, per tenant.
+        assert!(store
+            .has_unfinished_operation("acme", "prod:snap-1")
+            .await
+            .unwrap());
+        assert!(!store
+            .has_unfinished_operation("globex", "prod:snap-1")
+            .await
+            .unwrap());
+        let pending = store.pending_snapshots("acme").await.unwrap();
+        assert_eq!(pending.get("prod:snap-1"), Some(&OperationKind::Create));
+
+        op.state = OperationState::Succeeded;
+        op.finished_at = Some(Utc::now());
+        assert!(store.update_operation("acme", &op).await.unwrap());
+        assert!(!store
+            .has_unfinished_operation("acme", "prod:snap-1")
+            .await
+            .unwrap());
+        // A slower writer cannot undo the end.
+        let mut stale = op.clone();
+        stale.state = OperationState::Failed;
+        assert!(!store.update_operation("acme", &stale).await.unwrap());
+        let read = store.get_operation("acme", &op.id).await.unwrap().unwrap();
+        assert_eq!(read.state, OperationState::Succeeded);
+
+        let other = operation("prod", "snap-2", OperationKind::Delete);
+        store.insert_operation("acme", &other).await.unwrap();
+        let filter = OperationFilter {
+            snapshot_id: Some("prod:snap-2".to_owned()),
+            unfinished_only: true,
+            limit: 10,
+            ..Default::default()
+        };
+        let listed = store.list_operations("acme", &filter).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|o| &o.id).collect::<Vec<_>>(),
+            vec![&other.id]
+        );
+        let all = OperationFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let newest_first = store.list_operations("acme", &all).await.unwrap();
+        assert_eq!(newest_first[0].id, other.id);
+        assert!(store
+            .list_operations("globex", &all)
+            .await
+            .unwrap()
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_runs_once_replays_and_passes_on_when_its_request_died() {
+    on_both("idempotency", |store| async move {
+        let lease = Duration::from_secs(60);
+        let begin = |key: &'static str, fingerprint: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .begin_idempotent("acme", key, fingerprint, Utc::now(), lease)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(begin("k1", "f").await, IdempotencyBegin::Started));
+        assert!(matches!(begin("k1", "f").await, IdempotencyBegin::InFlight));
+        assert!(matches!(begin("k1", "g").await, IdempotencyBegin::Mismatch));
+        store
+            .finish_idempotent("acme", "k1", 202, "{\"a\":1}")
+            .await
+            .unwrap();
+        match begin("k1", "f").await {
+            IdempotencyBegin::Replay { status, body } => {
+                assert_eq!((status, body.as_str()), (202, "{\"a\":1}"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Keys are per tenant.
+        let other_tenant = store
+            .begin_idempotent("globex", "k1", "f", Utc::now(), lease)
+            .await
+            .unwrap();
+        assert!(matches!(other_tenant, IdempotencyBegin::Started));
+
+        // A refusal that changed nothing frees the key.
+        assert!(matches!(begin("k2", "f").await, IdempotencyBegin::Started));
+        store.abandon_idempotent("acme", "k2").await.unwrap();
+        assert!(matches!(begin("k2", "f").await, IdempotencyBegin::Started));
+
+        // A key whose request stopped renewing it is taken over after its lease; a renewed one
+        // is not.
+        let short = Duration::from_millis(300);
+        let at = |ms: i64| Utc::now() + chrono::TimeDelta::milliseconds(ms);
+        let take = |key: &'static str, when| {
+            let store = store.clone();
+            async move {
+                store
+                    .begin_idempotent("acme", key, "f", when, short)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(take("k3", at(0)).await, IdempotencyBegin::Started));
+        assert!(matches!(take("k4", at(0)).await, IdempotencyBegin::Started));
+        store.renew_idempotent("acme", "k4", at(400)).await.unwrap();
+        assert!(matches!(
+            take("k3", at(500)).await,
+            IdempotencyBegin::Started
+        ));
+        assert!(matches!(
+            take("k4", at(500)).await,
+            IdempotencyBegin::InFlight
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn racing_writers_get_one_key_and_one_end_per_operation() {
+    on_both("concurrency", |store| async move {
+        // Eight requests race for one key: exactly one runs.
+        let racers = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .begin_idempotent("acme", "race", "f", Utc::now(), Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            })
+        });
+        let outcomes = futures::future::join_all(racers).await;
+        let started = outcomes
+            .iter()
+            .filter(|o| matches!(o.as_ref().unwrap(), IdempotencyBegin::Started))
+            .count();
+        assert_eq!(started, 1, "{outcomes:?}");
+
+        // Eight writers race to finish one operation: exactly one write lands.
+        let op = operation("prod", "snap-9", OperationKind::Delete);
+        store.insert_operation("acme", &op).await.unwrap();
+        let finishers = (0..8).map(|i| {
+            let (store, mut op) = (store.clone(), op.clone());
+            tokio::spawn(async move {
+                op.state = if i % 2 == 0 {
+                    OperationState::Succeeded
+                } else {
+                    OperationState::Failed
+                };
+                op.finished_at = Some(Utc::now());
+                store.update_operation("acme", &op).await.unwrap()
+            })
+        });
+        let landed = futures::future::join_all(finishers)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(landed, 1);
+    })
+    .await;
+}
+
+/// Polls `check` until it holds or `within` passes; how long it took.
+async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn replicas_on_postgresql_hear_each_others_changes_within_a_second() {
+    let Some(db) = TestDatabase::create("replica coherence").await else {
+        return;
+    };
+    // Two replicas start together: migrations take turns under the advisory lock.
+    let (a, b) = tokio::join!(
+        snapgate::store::connect(&db.url, 4),
+        snapgate::store::connect(&db.url, 4)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let id: AccountId = "prod".parse().unwrap();
+    a.insert_account(account("acme", "prod", "tok-1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = b.account_stamp("acme", &id);
+
+    let patch = AccountPatch {
+        credentials: Some(sealer().seal_account("acme", &id, &credentials("tok-2"))),
+        ..Default::default()
+    };
+    a.update_account("acme", &id, patch, Utc::now())
+        .await
+        .unwrap();
+    let took = eventually(Duration::from_secs(1), async || {
+        b.account_stamp("acme", &id) != before
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "replica B never heard of the credential change"
+    );
+
+    // Work one replica starts shows on the other's snapshots.
+    let op = operation("prod", "snap-1", OperationKind::Restore);
+    a.insert_operation("acme", &op).await.unwrap();
+    let took = eventually(Duration::from_secs(1), async || {
+        b.has_unfinished_operation("acme", "prod:snap-1")
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(took.is_some(), "replica B never heard of the new operation");
+    let mut done = op.clone();
+    done.state = OperationState::Succeeded;
+    done.finished_at = Some(Utc::now());
+    assert!(b.update_operation("acme", &done).await.unwrap());
+    let took = eventually(Duration::from_secs(1), async || {
+        !a.has_unfinished_operation("acme", "prod:snap-1")
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(took.is_some(), "replica A never heard the operation finish");
+
+    // A notification lost (changed behind the listeners' back, as after a dropped connection)
+    // is caught by the periodic check.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let stamp = b.account_stamp("acme", &id);
+    sqlx::query("SELECT nextval('snapgate_account_version')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let took = eventually(Duration::from_secs(3), async || {
+        b.account_stamp("acme", &id) != stamp
+    })
+    .await;
+    assert!(took.is_some(), "a missed change was never caught");
+    pool.close().await;
+    drop((a, b));
+    db.drop_database().await;
+}
+
+/// A store holding one of everything, through the store API.
+async fn populated(store: &dyn Store) {
+    store
+        .insert_account(account("acme", "prod", "tok-copy"))
+        .await
+        .unwrap();
+    store
+        .insert_operation("acme", &operation("prod", "snap-1", OperationKind::Create))
+        .await
+        .unwrap();
+    store
+        .begin_idempotent("acme", "k-copy", "f", Utc::now(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    store
+        .finish_idempotent("acme", "k-copy", 202, "{\"operation\":null}")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_openable() {
+    use snapgate::store::{copy, CopyError, Counts};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let source = snapgate::store::connect(&sqlite("source.db"), 2)
+        .await
+        .unwrap();
+    populated(source.as_ref()).await;
+    let db = TestDatabase::create("store copy").await;
+    // Through PostgreSQL when there is one, else through a second SQLite file.
+    let middle_url = db
+        .as_ref()
+        .map_or_else(|| sqlite("middle.db"), |db| db.url.clone());
+    let middle = snapgate::store::connect(&middle_url, 2).await.unwrap();
+    let one_each = Counts {
+        accounts: 1,
+        operations: 1,
+        idempotency_keys: 1,
+    };
+    assert_eq!(
+        copy(source.as_ref(), middle.as_ref(), false).await.unwrap(),
+        one_each
+    );
+    // A target holding records is refused unless told; told, it keeps what it has.
+    match copy(source.as_ref(), middle.as_ref(), false).await {
+        Err(CopyError::NotEmpty(held)) => assert_eq!(held, one_each),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        copy(source.as_ref(), middle.as_ref(), true).await.unwrap(),
+        Counts::default()
+    );
+    let back = snapgate::store::connect(&sqlite("back.db"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        copy(middle.as_ref(), back.as_ref(), false).await.unwrap(),
+        one_each
+    );
+
+    // What came back is what left: the account opens with the same key, the operation and the
+    // key's answer are the same.
+    let id: AccountId = "prod".parse().unwrap();
+    let (account, sealed) = back.get_account_sealed("acme", &id).await.unwrap().unwrap();
+    let original = source.get_account("acme", &id).await.unwrap().unwrap();
+    assert_eq!(account.created_at, original.created_at);
+    assert_eq!(
+        account.credential_fingerprint,
+        original.credential_fingerprint
+    );
+    let opened = sealer().open_account("acme", &id, &sealed).unwrap();
+    assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-copy");
+    let all = OperationFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let ops = |s: &Arc<dyn Store>| {
+        let s = s.clone();
+        let all = all.clone();
+        async move { serde_json::to_value(s.list_operations("acme", &all).await.unwrap()).unwrap() }
+    };
+    assert_eq!(ops(&back).await, ops(&source).await);
+    assert!(back
+        .has_unfinished_operation("acme", "prod:snap-1")
+        .await
+        .unwrap());
+    let replay = back
+        .begin_idempotent("acme", "k-copy", "f", Utc::now(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        matches!(replay, IdempotencyBegin::Replay { status: 202, .. }),
+        "{replay:?}"
+    );
+    drop((middle, back));
+    if let Some(db) = db {
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_copy_command_prints_counts_and_never_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = format!("sqlite://{}", dir.path().join("from.db").display());
+    populated(snapgate::store::connect(&from, 2).await.unwrap().as_ref()).await;
+    let db = TestDatabase::create("the copy command").await;
+    let to = db.as_ref().map_or_else(
+        || format!("sqlite://{}", dir.path().join("to.db").display()),
+        |db| db.url.clone(),
+    );
+    let run = |from: &str, to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+            .args(["store", "copy", "--from", from, "--to", to])
+            .output()
+            .unwrap()
+    };
+    let out = run(&from, &to);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("copied 1 accounts, 1 operations, 1 idempotency keys from sqlite://"),
+        "{stdout}"
+    );
+    // Again: refused, naming what the target holds.
+    let out = run(&from, &to);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the target already holds 1 accounts"),
+        "{stderr}"
+    );
+    // A password in a URL is never printed.
+    let secret = "s3cret-pw-in-url";
+    let out = run(
+        &from,
+        &format!("postgres://snapgate:{secret}@127.0.0.1:1/none"),
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(!printed.contains(secret), "{printed}");
+    assert!(
+        printed.contains("postgres://snapgate:***@127.0.0.1:1/none"),
+        "{printed}"
+    );
+    if let Some(db) = db {
+        db.drop_database().await;
+    }
+}
