@@ -44,7 +44,8 @@ pub struct Application {
 impl Application {
     /// Checks the config, opens the store, binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let sealer = Sealer::from_base64(config.master_key.as_ref())?;
+        let sealer = Sealer::from_base64(config.master_key.as_ref())?
+            .with_previous(config.previous_master_keys.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
         let store = store::connect(&config.store.url, config.store.max_connections).await?;

@@ -32,6 +32,10 @@ pub struct Config {
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
+    /// Earlier master keys, comma-separated base64 (`SNAPGATE_PREVIOUS_MASTER_KEYS`): they open
+    /// records sealed before a rotation, never seal new ones.
+    #[serde(default)]
+    pub previous_master_keys: Option<SecretString>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,6 +264,7 @@ impl Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             providers: ProvidersConfig::default(),
+            previous_master_keys: None,
             listing: ListingConfig::default(),
             upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,

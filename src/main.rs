@@ -71,6 +71,19 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Master key maintenance.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Re-seal every account not under SNAPGATE_MASTER_KEY, opening it with one of
+    /// SNAPGATE_PREVIOUS_MASTER_KEYS; safe while gateways serve. Afterwards the previous keys
+    /// can be removed.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +102,28 @@ enum StoreAction {
         #[arg(long)]
         into_non_empty: bool,
     },
+}
+
+async fn keys_rotate(config_path: Option<PathBuf>) -> Result<(), String> {
+    let config = load_config(config_path.as_deref())?;
+    let sealer = snapgate::store::Sealer::from_base64(config.master_key.as_ref())
+        .and_then(|s| s.with_previous(config.previous_master_keys.as_ref()))
+        .map_err(|e| e.to_string())?;
+    let store = snapgate::store::connect(&config.store.url, 2)
+        .await
+        .map_err(|e| format!("{}: {e}", snapgate::store::redacted(&config.store.url)))?;
+    let done = snapgate::store::rotate(store.as_ref(), &sealer)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "re-sealed {} accounts under key {} ({} already under it, {} changed meanwhile); \
+         the previous keys are no longer needed",
+        done.resealed,
+        sealer.key_id(),
+        done.current,
+        done.changed_meanwhile
+    );
+    Ok(())
 }
 
 async fn store_copy(from: &str, to: &str, into_non_empty: bool) -> Result<(), String> {
@@ -168,6 +203,12 @@ async fn main() -> ExitCode {
         Command::Openapi => {
             print!("{}", snapgate::api::openapi::document_json());
             Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => {
+            snapgate::telemetry::init("warn");
+            keys_rotate(cli.config).await
         }
         Command::Store {
             action:

@@ -198,6 +198,18 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets `key` (the request failed in a way a retry may fix).
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
+    /// Every account's sealed credentials, by tenant and id.
+    async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError>;
+    /// Replaces an account's sealed credentials if they are still sealed under `from_key_id`
+    /// (a concurrent change wins); whether they were replaced.
+    async fn reseal(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError>;
+
     /// Every record, as stored (credentials still sealed): what [`copy`] moves.
     async fn dump(&self) -> Result<Dump, StoreError>;
     /// Writes every record of `dump` in one transaction; a record already here (same tenant and
@@ -254,6 +266,56 @@ pub enum CopyError {
     NotEmpty(Counts),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a key rotation did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Re-sealed under the active key.
+    pub resealed: usize,
+    /// Already under the active key.
+    pub current: usize,
+    /// Changed by someone else meanwhile (and so sealed under the active key by them).
+    pub changed_meanwhile: usize,
+}
+
+/// Why a rotation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("account `{tenant}/{id}` cannot be opened: {source}; add the key that sealed it to SNAPGATE_PREVIOUS_MASTER_KEYS")]
+    Open {
+        tenant: String,
+        id: AccountId,
+        source: SealError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Re-seals every account not sealed under the sealer's active key, online: replicas keep
+/// serving (each change is one row, and replicas reopen the account when notified). After it,
+/// the previous keys are no longer needed.
+pub async fn rotate(store: &dyn Store, sealer: &Sealer) -> Result<Rotation, RotateError> {
+    let mut done = Rotation::default();
+    for (tenant, id, sealed) in store.sealed_credentials().await? {
+        if sealed.key_id == sealer.key_id() {
+            done.current += 1;
+            continue;
+        }
+        let fresh = sealer
+            .reseal_account(&tenant, &id, &sealed)
+            .map_err(|source| RotateError::Open {
+                tenant: tenant.clone(),
+                id: id.clone(),
+                source,
+            })?;
+        if store.reseal(&tenant, &id, &sealed.key_id, &fresh).await? {
+            done.resealed += 1;
+        } else {
+            done.changed_meanwhile += 1;
+        }
+    }
+    Ok(done)
 }
 
 /// Copies every account (still sealed: the same master key opens them), operation and

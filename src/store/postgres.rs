@@ -722,6 +722,56 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
+            ))
+            .fetch_all(&pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    let tenant = r.tenant.clone();
+                    r.into_parts().map(|(a, sealed)| (tenant, a.id, sealed))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn reseal(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let pool = self.pool.clone();
+        let (tenant, id, from, sealed) = (
+            tenant.to_owned(),
+            id.to_string(),
+            from_key_id.to_owned(),
+            sealed.clone(),
+        );
+        self.run(async move {
+            let done = sqlx::query(
+                "UPDATE accounts SET key_id = $1, nonce = $2, ciphertext = $3 \
+                 WHERE tenant = $4 AND id = $5 AND key_id = $6",
+            )
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(&tenant)
+            .bind(&id)
+            .bind(&from)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
     async fn dump(&self) -> Result<Dump, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {

@@ -20,6 +20,8 @@ pub enum SealError {
     MissingKey,
     #[error("SNAPGATE_MASTER_KEY must be base64 of exactly 32 bytes")]
     BadKey,
+    #[error("SNAPGATE_PREVIOUS_MASTER_KEYS must be comma-separated base64 keys of 32 bytes each")]
+    BadPreviousKey,
     #[error("record was sealed with key `{0}`, which is not loaded")]
     UnknownKey(String),
     #[error("sealed record failed authentication (tampered or wrong key)")]
@@ -34,11 +36,14 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
-/// Seals and opens credentials; the only holder of the master key.
+/// Seals and opens credentials; the only holder of the master key (and of the previous keys
+/// still needed to open records sealed before a rotation).
 pub struct Sealer {
     key_id: String,
     cipher: Aes256Gcm,
     fingerprint_key: [u8; 32],
+    /// Earlier master keys by key id: they open records, never seal them.
+    previous: Vec<(String, Aes256Gcm)>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -60,6 +65,31 @@ impl Sealer {
         Ok(Self::from_bytes(&bytes))
     }
 
+    /// Also opens records sealed under these earlier keys (comma-separated base64, as
+    /// `SNAPGATE_PREVIOUS_MASTER_KEYS` gives them); empty entries are ignored.
+    pub fn with_previous(mut self, keys: Option<&SecretString>) -> Result<Self, SealError> {
+        let Some(keys) = keys else {
+            return Ok(self);
+        };
+        for key in keys
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
+            let bytes: [u8; 32] = STANDARD
+                .decode(key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(SealError::BadPreviousKey)?;
+            let old = Self::from_bytes(&bytes);
+            if old.key_id != self.key_id {
+                self.previous.push((old.key_id, old.cipher));
+            }
+        }
+        Ok(self)
+    }
+
     pub fn from_bytes(key: &[u8; 32]) -> Self {
         // The key id is a hash of the key, so rotating keys needs no extra bookkeeping.
         let digest = Sha256::digest([b"snapgate-key-id:".as_slice(), key].concat());
@@ -70,6 +100,7 @@ impl Sealer {
             key_id,
             cipher: Aes256Gcm::new(key.into()),
             fingerprint_key,
+            previous: Vec::new(),
         }
     }
 
@@ -110,6 +141,17 @@ impl Sealer {
         self.open(sealed, &account_context(tenant, account))
     }
 
+    /// The record sealed again under the active key (opened with whichever key sealed it).
+    pub fn reseal_account(
+        &self,
+        tenant: &str,
+        account: &AccountId,
+        sealed: &Sealed,
+    ) -> Result<Sealed, SealError> {
+        let context = account_context(tenant, account);
+        Ok(self.seal(&self.open(sealed, &context)?, &context))
+    }
+
     /// Seals credentials; `context` is bound as associated data.
     fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
         let plain = plaintext(creds);
@@ -135,14 +177,19 @@ impl Sealer {
 
     /// Opens a record sealed under `context`.
     fn open(&self, sealed: &Sealed, context: &str) -> Result<Credentials, SealError> {
-        if sealed.key_id != self.key_id {
-            return Err(SealError::UnknownKey(sealed.key_id.clone()));
-        }
+        let cipher = if sealed.key_id == self.key_id {
+            &self.cipher
+        } else {
+            self.previous
+                .iter()
+                .find(|(id, _)| *id == sealed.key_id)
+                .map(|(_, cipher)| cipher)
+                .ok_or_else(|| SealError::UnknownKey(sealed.key_id.clone()))?
+        };
         if sealed.nonce.len() != 12 {
             return Err(SealError::Open);
         }
-        let plain = self
-            .cipher
+        let plain = cipher
             .decrypt(
                 Nonce::from_slice(&sealed.nonce),
                 Payload {

@@ -327,6 +327,42 @@ impl Store for SqliteStore {
         sqlite_ops::abandon_idempotent(&self.pool, tenant, key).await
     }
 
+    async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError> {
+        let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let tenant = r.tenant.clone();
+                r.into_parts().map(|(a, sealed)| (tenant, a.id, sealed))
+            })
+            .collect()
+    }
+
+    async fn reseal(
+        &self,
+        tenant: &str,
+        id: &AccountId,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET key_id = ?, nonce = ?, ciphertext = ? \
+             WHERE tenant = ? AND id = ? AND key_id = ?",
+        )
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(tenant)
+        .bind(id.as_str())
+        .bind(from_key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn dump(&self) -> Result<Dump, StoreError> {
         sqlite_ops::dump(&self.pool).await
     }

@@ -615,3 +615,115 @@ async fn the_copy_command_prints_counts_and_never_a_password() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_key_rotation_reseals_every_account_and_the_old_key_can_go() {
+    use base64::Engine;
+    use snapgate::store::{rotate, Rotation};
+    let b64 = |k: [u8; 32]| -> SecretString {
+        base64::engine::general_purpose::STANDARD.encode(k).into()
+    };
+    on_both("key rotation", |store| async move {
+        // Sealed under the old key (`sealer()`, [7; 32]).
+        store
+            .insert_account(account("acme", "prod", "tok-r"))
+            .await
+            .unwrap();
+        store
+            .insert_account(account("globex", "ops", "tok-g"))
+            .await
+            .unwrap();
+        let new_only = Sealer::from_bytes(&[9u8; 32]);
+        let rotating = Sealer::from_bytes(&[9u8; 32])
+            .with_previous(Some(&b64([7u8; 32])))
+            .unwrap();
+        let id: AccountId = "prod".parse().unwrap();
+        let (_, before) = store
+            .get_account_sealed("acme", &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(new_only.open_account("acme", &id, &before).is_err());
+        assert!(rotating.open_account("acme", &id, &before).is_ok());
+
+        let done = rotate(store.as_ref(), &rotating).await.unwrap();
+        assert_eq!(
+            done,
+            Rotation {
+                resealed: 2,
+                current: 0,
+                changed_meanwhile: 0
+            }
+        );
+        // Nothing left to do; the new key alone opens everything.
+        let again = rotate(store.as_ref(), &rotating).await.unwrap();
+        assert_eq!((again.resealed, again.current), (0, 2));
+        let (_, after) = store
+            .get_account_sealed("acme", &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.key_id, new_only.key_id());
+        let opened = new_only.open_account("acme", &id, &after).unwrap();
+        assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-r");
+        // A record whose key is not loaded stops the rotation, naming it.
+        store
+            .insert_account(account("initech", "lab", "tok-i"))
+            .await
+            .unwrap();
+        let err = rotate(store.as_ref(), &new_only).await.unwrap_err();
+        assert!(err.to_string().contains("initech/lab"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_rotate_command_reports_what_it_resealed() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::create("the rotate command").await;
+    let url = db.as_ref().map_or_else(
+        || format!("sqlite://{}", dir.path().join("r.db").display()),
+        |db| db.url.clone(),
+    );
+    let store = snapgate::store::connect(&url, 2).await.unwrap();
+    store
+        .insert_account(account("acme", "prod", "tok-c"))
+        .await
+        .unwrap();
+    let key = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["keys", "rotate"])
+        .env("SNAPGATE_STORE__URL", &url)
+        .env("SNAPGATE_MASTER_KEY", key([9u8; 32]))
+        .env(
+            "SNAPGATE_PREVIOUS_MASTER_KEYS",
+            format!("{},", key([7u8; 32])),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("re-sealed 1 accounts under key k-"),
+        "{stdout}"
+    );
+    let id: AccountId = "prod".parse().unwrap();
+    let (_, sealed) = store
+        .get_account_sealed("acme", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let opened = Sealer::from_bytes(&[9u8; 32])
+        .open_account("acme", &id, &sealed)
+        .unwrap();
+    assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-c");
+    drop(store);
+    if let Some(db) = db {
+        db.drop_database().await;
+    }
+}
