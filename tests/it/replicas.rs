@@ -171,3 +171,101 @@ async fn one_key_sent_to_both_replicas_at_once_makes_one_vendor_create() {
     mock.verify().await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_replica_killed_mid_create_loses_nothing_and_the_other_finishes_it() {
+    let Some(db) = TestDatabase::create("a replica killed").await else {
+        return;
+    };
+    let mock = MockServer::start().await;
+    // The vendor takes its time: replica A is killed while the create is with it.
+    Mock::given(method("POST"))
+        .and(path("/v1/core/virtual-machines/2058/snapshots"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(hyperstack_created(77))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let made = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": true, "count": 1, "page": 1, "page_size": 100,
+            "snapshots": [{"id": 77, "name": "nightly", "description": "", "vm_id": 2058,
+                "region_id": 3, "status": "COMPLETE", "is_image": false, "size": 10,
+                "labels": [], "created_at": made, "updated_at": made}]})))
+        .mount(&mock)
+        .await;
+    let a = ServeProcess::start(
+        std::path::Path::new("unused.db"),
+        &[
+            ("SNAPGATE_STORE__URL", db.url.clone()),
+            (
+                "SNAPGATE_PROVIDERS__HYPERSTACK__BASE_URL",
+                format!("{}/v1", mock.uri()),
+            ),
+        ],
+    );
+    let (b, _) = replicas(&db, &mock).await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        b.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    let body = json!({"account": "hs", "source_id": "2058", "name": "nightly"});
+    let post = |url: String| {
+        let (t, body) = (t.clone(), body.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/snapshots"))
+                .bearer_auth(t)
+                .header("idempotency-key", "killed-mid-call")
+                .json(&body)
+                .send()
+                .await
+        }
+    };
+    let on_a = tokio::spawn(post(a.url.clone()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _) = a.stop("KILL");
+    assert!(!status.success());
+    assert!(
+        on_a.await.unwrap().is_err(),
+        "A answered before it was killed"
+    );
+
+    // The retry on B replays what A recorded before calling the vendor: no second create.
+    let again = post(b.url.clone()).await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    let id = again["operation"]["id"].as_str().unwrap().to_owned();
+    // B settles A's operation from what the vendor shows.
+    let started = Instant::now();
+    let op = loop {
+        let op: Value = b
+            .get(&format!("/v1/operations/{id}"), &t)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if op["state"] != "running" {
+            break op;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never settled: {op}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(op["state"], "succeeded", "{op}");
+    assert_eq!(op["snapshot_id"], "hs:77");
+    drop(b);
+    mock.verify().await;
+    db.drop_database().await;
+}
