@@ -63,7 +63,8 @@ impl Application {
             sealer.clone(),
             registry.clone(),
             Leases::for_deadline(config.server.request_timeout()),
-        );
+        )
+        .with_reconciler(config.reconciler.clone());
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
             store,
@@ -100,6 +101,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // Operations finish whether or not anyone reads them.
+        let reconciler = self.state.config.reconciler.enabled.then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move { state.service.reconcile_forever().await })
+        });
+        let _stop_reconciler = AbortOnDrop(reconciler);
         let limit = ConnLimit::new(self.state.config.server.max_connections);
         let workers = worker_count(self.state.config.server.workers);
         if workers <= 1 {
@@ -145,6 +152,17 @@ impl Application {
         .await
         .map_err(std::io::Error::other)?;
         joined.map(|_| ())
+    }
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub listing: ListingConfig,
     #[serde(default)]
+    pub reconciler: crate::service::ReconcilerConfig,
+    #[serde(default)]
     pub upstream: crate::upstream::UpstreamConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
@@ -265,6 +267,7 @@ impl Config {
             auth: AuthConfig::default(),
             providers: ProvidersConfig::default(),
             previous_master_keys: None,
+            reconciler: Default::default(),
             listing: ListingConfig::default(),
             upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,

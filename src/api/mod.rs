@@ -166,6 +166,8 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response {
+    // A long-poll may hold its answer for the wait it asked for, on top of the usual deadline.
+    let deadline = deadline + operations::requested_wait(req.uri()).unwrap_or_default();
     // Only a request that carries a body can be slow to send it: others skip the watch.
     let headers = req.headers();
     let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)

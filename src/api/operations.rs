@@ -49,6 +49,57 @@ pub struct OperationPath {
     pub operation: String,
 }
 
+/// Query of `GET /v1/operations/{operation}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Long-poll: when the operation is unfinished, answer as soon as it changes, or after
+    /// this long (`30s`, `500ms`, or seconds; at most `60s`).
+    #[param(example = "30s")]
+    pub wait: Option<String>,
+}
+
+/// The longest long-poll.
+pub(crate) const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A `wait` value: `30s`, `500ms` or bare seconds, at most [`MAX_WAIT`].
+pub(crate) fn parse_wait(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let (number, unit_ms) = if let Some(ms) = value.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = value.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        (value, 1000)
+    };
+    let wait = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| {
+            format!(
+                "wait must be like `30s` or `500ms`, not `{}`",
+                value.chars().take(20).collect::<String>()
+            )
+        })?;
+    if wait > MAX_WAIT {
+        return Err(format!("wait must be at most {}s", MAX_WAIT.as_secs()));
+    }
+    Ok(wait)
+}
+
+/// The long-poll wait a request asks for, if any (for the gateway's deadline).
+pub(crate) fn requested_wait(uri: &axum::http::Uri) -> Option<std::time::Duration> {
+    if !uri.path().starts_with("/v1/operations/") {
+        return None;
+    }
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "wait")
+        .and_then(|(_, v)| parse_wait(&v).ok())
+}
+
 /// Lists the tenant's operations as stored (`GET /v1/operations/{id}` advances one).
 #[utoipa::path(
     get, path = "/v1/operations", tag = "operations", operation_id = "listOperations",
@@ -80,13 +131,16 @@ pub async fn list(
     Ok(axum::Json(OperationList { items }))
 }
 
-/// Shows an operation, first asking the vendor how it is going when unfinished.
+/// Shows an operation, first asking the vendor how it is going when unfinished; with `wait`,
+/// holds the answer until the operation changes (the reconciler or another replica advancing
+/// it) or the wait ends.
 #[utoipa::path(
     get, path = "/v1/operations/{operation}", tag = "operations", operation_id = "getOperation",
-    params(OperationPath),
+    params(OperationPath, WaitQuery),
     security(("bearer" = ["snapshots:read"])),
     responses(
         (status = 200, description = "The operation", body = Operation),
+        (status = 400, description = "`wait` is not a duration of at most 60 s", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such operation for the caller", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -94,11 +148,19 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(path): Path<OperationPath>,
+    Query(query): Query<WaitQuery>,
 ) -> Result<axum::Json<Operation>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
+    let wait = query
+        .wait
+        .as_deref()
+        .map(parse_wait)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_query", e).with_field("wait"))?
+        .unwrap_or_default();
     let op = state
         .service
-        .operation(&caller.tenant, &path.operation)
+        .operation_after_change(&caller.tenant, &path.operation, wait)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(

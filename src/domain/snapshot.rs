@@ -306,6 +306,13 @@ pub struct Operation {
     pub completion: Completion,
     /// Why the end is assumed, and when; `null` when it is observed.
     pub completion_note: Option<String>,
+    /// When the gateway next asks the vendor how this work is going, without anyone reading
+    /// it; `null` once it has finished (or before its first check is scheduled).
+    #[serde(serialize_with = "super::time::rfc3339_opt", default)]
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Checks made so far by the reconciler (its backoff).
+    #[serde(skip)]
+    pub checks: u32,
 }
 
 /// How snapgate knows an operation has finished.

@@ -64,6 +64,8 @@ impl<'a> Journal<'a> {
     ) -> Result<(), ServiceError> {
         let mut op = new_operation(resolved, kind, native_id, Utc::now());
         op.tracking = serde_json::json!({ "intent": intent });
+        // Should this request die mid-call, the reconciler settles what it started.
+        self.service.first_check(&mut op);
         self.service
             .store
             .insert_operation(self.tenant, &op)

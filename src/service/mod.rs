@@ -10,6 +10,7 @@ mod idempotency;
 mod intent;
 mod listing;
 mod operations;
+mod reconciler;
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
 pub use listing::{FanOut, Merged};
 pub use operations::new_operation;
+pub use reconciler::ReconcilerConfig;
 
 use crate::{
     domain::Problem,
@@ -33,6 +35,7 @@ pub struct Service {
     registry: Registry,
     accounts: accounts::AccountCache,
     leases: Leases,
+    reconciler: ReconcilerConfig,
 }
 
 /// How long records of work in flight are honoured.
@@ -79,7 +82,19 @@ impl Service {
             registry,
             accounts: accounts::AccountCache::default(),
             leases,
+            reconciler: ReconcilerConfig::default(),
         }
+    }
+
+    /// Paces the background reconciler (and schedules new operations' first check) so.
+    pub fn with_reconciler(mut self, reconciler: ReconcilerConfig) -> Self {
+        self.reconciler = reconciler;
+        self
+    }
+
+    /// The reconciler's pacing.
+    pub fn reconciler(&self) -> &ReconcilerConfig {
+        &self.reconciler
     }
 
     pub fn registry(&self) -> &Registry {

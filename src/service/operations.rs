@@ -40,6 +40,8 @@ pub fn new_operation(
         tracking: serde_json::Value::Null,
         completion: Completion::Observed,
         completion_note: None,
+        next_check_at: None,
+        checks: 0,
     }
 }
 
@@ -50,6 +52,7 @@ pub(super) fn finish(op: &mut Operation, state: OperationState, problem: Option<
     op.error = problem;
     op.updated_at = now;
     op.finished_at = Some(now);
+    op.next_check_at = None;
 }
 
 impl Service {
@@ -80,6 +83,8 @@ impl Service {
         op.tracking = submitted.tracking.clone();
         op.completion = Completion::of_note(submitted.assumed.as_deref());
         op.completion_note = submitted.assumed.clone();
+        op.next_check_at = None;
+        self.first_check(&mut op);
         match intended {
             Some(_) => return self.save(tenant, op).await,
             None => self.store.insert_operation(tenant, &op).await?,
@@ -111,6 +116,45 @@ impl Service {
         match self.store.get_operation(tenant, id).await? {
             Some(op) => Ok(Some(self.refresh(tenant, op).await?)),
             None => Ok(None),
+        }
+    }
+
+    /// As [`Service::operation`], waiting up to `wait` for an unfinished operation to change
+    /// (the reconciler or another replica advancing it): answers as soon as it does.
+    pub async fn operation_after_change(
+        &self,
+        tenant: &str,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<Operation>, ServiceError> {
+        use tokio::sync::broadcast::error::RecvError;
+        // Listening first, so a change between the read and the wait is not missed.
+        let mut changes = self.store.operation_changes();
+        let Some(op) = self.operation(tenant, id).await? else {
+            return Ok(None);
+        };
+        if op.state.is_terminal() || wait.is_zero() {
+            return Ok(Some(op));
+        }
+        let seen = (op.state, op.updated_at);
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok((t, i)) if t == tenant && i == id => {}
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        tokio::time::sleep_until(until).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            let now = self.store.get_operation(tenant, id).await?;
+            let changed = now.as_ref().is_none_or(|n| (n.state, n.updated_at) != seen);
+            if changed || tokio::time::Instant::now() >= until {
+                return Ok(now);
+            }
         }
     }
 

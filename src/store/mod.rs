@@ -170,6 +170,27 @@ pub trait Store: Send + Sync + 'static {
         filter: &OperationFilter,
     ) -> Result<Vec<Operation>, StoreError>;
 
+    /// Takes up to `limit` unfinished operations whose next check is due (never checked ones
+    /// first), holding each until `lease_until` so no other process checks it meanwhile (a
+    /// process that dies frees them when the lease ends).
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, Operation)>, StoreError>;
+    /// Sets when an unfinished operation is next checked, and how many checks it has had;
+    /// releases its claim.
+    async fn schedule_check(
+        &self,
+        tenant: &str,
+        id: &str,
+        next_check_at: DateTime<Utc>,
+        checks: u32,
+    ) -> Result<(), StoreError>;
+    /// Operations that changed, in this process or (PostgreSQL) any replica, as (tenant, id).
+    fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)>;
+
     /// Records `key` as in flight, or reports what an earlier use of it decided. An in-flight
     /// record older than `lease` is taken over (its request died without finishing).
     async fn begin_idempotent(

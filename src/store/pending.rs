@@ -9,9 +9,21 @@ use std::{
 
 use crate::domain::{Operation, OperationKind};
 
-/// The index, shared by the store's clones.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Pending(Arc<Mutex<PendingIndex>>);
+/// The index, shared by the store's clones, and the announcement of every change it applies.
+#[derive(Clone, Debug)]
+pub(super) struct Pending {
+    index: Arc<Mutex<PendingIndex>>,
+    changes: tokio::sync::broadcast::Sender<(String, String)>,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            index: Arc::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
 
 /// op → (snapshot, kind), and snapshot → number of such ops, by tenant.
 #[derive(Debug, Default)]
@@ -22,12 +34,20 @@ struct PendingIndex {
 
 impl Pending {
     fn lock(&self) -> MutexGuard<'_, PendingIndex> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an operation's current state (unfinished ones with a snapshot are indexed).
+    /// Records an operation's current state (unfinished ones with a snapshot are indexed) and
+    /// announces the change.
     pub fn set(&self, tenant: &str, op: &Operation) {
         self.lock().set(tenant, op);
+        // Nobody listening is fine.
+        let _ = self.changes.send((tenant.to_owned(), op.id.clone()));
+    }
+
+    /// Every change from now on, as (tenant, operation id).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
+        self.changes.subscribe()
     }
 
     /// Starts over from every unfinished operation, as the table holds them.

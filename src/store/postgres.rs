@@ -478,7 +478,7 @@ impl Store for PostgresStore {
         self.run(async move {
             sqlx::query(&format!(
                 "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
             ))
             .bind(&owner)
             .bind(r.id)
@@ -495,6 +495,8 @@ impl Store for PostgresStore {
             .bind(r.updated_at)
             .bind(r.finished_at)
             .bind(r.completion_note)
+            .bind(r.next_check_at)
+            .bind(r.checks)
             .execute(&pool)
             .await?;
             Ok(())
@@ -532,8 +534,8 @@ impl Store for PostgresStore {
                 let done = sqlx::query(
                     "UPDATE operations SET state = $1, snapshot_id = $2, result = $3, \
                      vendor_ref = $4, tracking = $5, error = $6, updated_at = $7, \
-                     finished_at = $8, completion_note = $9 \
-                     WHERE tenant = $10 AND id = $11 AND state IN ('pending', 'running')",
+                     finished_at = $8, completion_note = $9, next_check_at = $10, checks = $11 \
+                     WHERE tenant = $12 AND id = $13 AND state IN ('pending', 'running')",
                 )
                 .bind(r.state)
                 .bind(r.snapshot_id)
@@ -544,6 +546,8 @@ impl Store for PostgresStore {
                 .bind(r.updated_at)
                 .bind(r.finished_at)
                 .bind(r.completion_note)
+                .bind(r.next_check_at)
+                .bind(r.checks)
                 .bind(&owner)
                 .bind(&r.id)
                 .execute(&pool)
@@ -772,6 +776,64 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, Operation)>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let now = ts(now);
+            // SKIP LOCKED: replicas claiming at once take different operations.
+            let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
+                "UPDATE operations SET lease_until = $1 WHERE (tenant, id) IN ( \
+                     SELECT tenant, id FROM operations WHERE state IN ('pending', 'running') \
+                     AND (next_check_at IS NULL OR next_check_at <= $2) \
+                     AND (lease_until IS NULL OR lease_until < $2) \
+                     ORDER BY next_check_at NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING tenant, {OPERATION_COLUMNS}"
+            ))
+            .bind(ts(lease_until))
+            .bind(&now)
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| Ok((r.tenant, r.row.into_operation()?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn schedule_check(
+        &self,
+        tenant: &str,
+        id: &str,
+        next_check_at: DateTime<Utc>,
+        checks: u32,
+    ) -> Result<(), StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        self.run(async move {
+            sqlx::query(
+                "UPDATE operations SET next_check_at = $1, checks = $2, lease_until = NULL \
+                 WHERE tenant = $3 AND id = $4 AND state IN ('pending', 'running')",
+            )
+            .bind(ts(next_check_at))
+            .bind(i64::from(checks))
+            .bind(&tenant)
+            .bind(&id)
+            .execute(&pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
+        self.pending.subscribe()
+    }
+
     async fn dump(&self) -> Result<Dump, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {
@@ -858,7 +920,7 @@ async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
     for TenantOperationRow { tenant, row: r } in dump.operations {
         written.operations += sqlx::query(&format!(
             "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING"
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING"
         ))
         .bind(tenant)
         .bind(r.id)
@@ -875,6 +937,8 @@ async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
         .bind(r.updated_at)
         .bind(r.finished_at)
         .bind(r.completion_note)
+        .bind(r.next_check_at)
+        .bind(r.checks)
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;

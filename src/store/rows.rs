@@ -96,7 +96,7 @@ impl AccountRow {
 /// The columns of `operations` after `tenant`, in table order.
 pub(super) const OPERATION_COLUMNS: &str =
     "id, account, provider, kind, state, snapshot_id, result, vendor_ref, tracking, \
-    error, created_at, updated_at, finished_at, completion_note";
+    error, created_at, updated_at, finished_at, completion_note, next_check_at, checks";
 
 /// One `operations` row as stored (its tenant aside).
 #[derive(Debug, sqlx::FromRow)]
@@ -115,6 +115,8 @@ pub(super) struct OperationRow {
     pub updated_at: String,
     pub finished_at: Option<String>,
     pub completion_note: Option<String>,
+    pub next_check_at: Option<String>,
+    pub checks: i64,
 }
 
 impl OperationRow {
@@ -135,6 +137,8 @@ impl OperationRow {
             updated_at: ts(op.updated_at),
             finished_at: op.finished_at.map(ts),
             completion_note: op.completion_note.clone(),
+            next_check_at: op.next_check_at.map(ts),
+            checks: i64::from(op.checks),
         }
     }
 
@@ -162,6 +166,8 @@ impl OperationRow {
             finished_at: self.finished_at.map(|s| parse_ts(&s)).transpose()?,
             completion: Completion::of_note(self.completion_note.as_deref()),
             completion_note: self.completion_note,
+            next_check_at: self.next_check_at.map(|s| parse_ts(&s)).transpose()?,
+            checks: u32::try_from(self.checks).unwrap_or(u32::MAX),
         })
     }
 }

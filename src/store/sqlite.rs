@@ -363,6 +363,29 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, Operation)>, StoreError> {
+        sqlite_ops::claim_due(&self.pool, now, lease_until, limit).await
+    }
+
+    async fn schedule_check(
+        &self,
+        tenant: &str,
+        id: &str,
+        next_check_at: DateTime<Utc>,
+        checks: u32,
+    ) -> Result<(), StoreError> {
+        sqlite_ops::schedule_check(&self.pool, tenant, id, next_check_at, checks).await
+    }
+
+    fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
+        self.pending.subscribe()
+    }
+
     async fn dump(&self) -> Result<Dump, StoreError> {
         sqlite_ops::dump(&self.pool).await
     }

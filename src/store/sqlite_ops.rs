@@ -15,7 +15,7 @@ use crate::domain::Operation;
 pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(), StoreError> {
     let r = OperationRow::of(op);
     sqlx::query(&format!(
-        "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     ))
     .bind(tenant)
     .bind(r.id)
@@ -32,6 +32,8 @@ pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     .bind(r.updated_at)
     .bind(r.finished_at)
     .bind(r.completion_note)
+    .bind(r.next_check_at)
+    .bind(r.checks)
     .execute(pool)
     .await?;
     Ok(())
@@ -56,8 +58,8 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<b
     let r = OperationRow::of(op);
     let done = sqlx::query(
         "UPDATE operations SET state = ?, snapshot_id = ?, result = ?, vendor_ref = ?, tracking = ?, \
-         error = ?, updated_at = ?, finished_at = ?, completion_note = ? \
-         WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
+         error = ?, updated_at = ?, finished_at = ?, completion_note = ?, next_check_at = ?, \
+         checks = ? WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
     )
     .bind(r.state)
     .bind(r.snapshot_id)
@@ -68,6 +70,8 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<b
     .bind(r.updated_at)
     .bind(r.finished_at)
     .bind(r.completion_note)
+    .bind(r.next_check_at)
+    .bind(r.checks)
     .bind(tenant)
     .bind(&op.id)
     .execute(pool)
@@ -272,7 +276,7 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
     }
     for TenantOperationRow { tenant, row: r } in dump.operations {
         written.operations += sqlx::query(&format!(
-            "INSERT OR IGNORE INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            "INSERT OR IGNORE INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))
         .bind(tenant)
         .bind(r.id)
@@ -289,6 +293,8 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
         .bind(r.updated_at)
         .bind(r.finished_at)
         .bind(r.completion_note)
+        .bind(r.next_check_at)
+        .bind(r.checks)
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
@@ -310,4 +316,52 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
     }
     tx.commit().await?;
     Ok(written)
+}
+
+/// Claims due unfinished operations (see [`super::Store::claim_due`]).
+pub async fn claim_due(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<(String, Operation)>, StoreError> {
+    let now = ts(now);
+    let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
+        "UPDATE operations SET lease_until = ? WHERE rowid IN ( \
+             SELECT rowid FROM operations WHERE state IN ('pending', 'running') \
+             AND (next_check_at IS NULL OR next_check_at <= ?) \
+             AND (lease_until IS NULL OR lease_until < ?) \
+             ORDER BY next_check_at IS NOT NULL, next_check_at LIMIT ?) \
+         RETURNING tenant, {COLUMNS}"
+    ))
+    .bind(ts(lease_until))
+    .bind(&now)
+    .bind(&now)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.tenant, r.row.into_operation()?)))
+        .collect()
+}
+
+/// Schedules an unfinished operation's next check and releases its claim.
+pub async fn schedule_check(
+    pool: &SqlitePool,
+    tenant: &str,
+    id: &str,
+    next_check_at: DateTime<Utc>,
+    checks: u32,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE operations SET next_check_at = ?, checks = ?, lease_until = NULL \
+         WHERE tenant = ? AND id = ? AND state IN ('pending', 'running')",
+    )
+    .bind(ts(next_check_at))
+    .bind(i64::from(checks))
+    .bind(tenant)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -36,6 +36,8 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
             .into(),
     );
     config.auth.hs256_secret = Some(SECRET.to_owned().into());
+    // Vendor calls in a test are the ones it makes; the reconciler tests turn it on.
+    config.reconciler.enabled = false;
     config
 }
 

@@ -15,6 +15,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod openapi;
+mod reconciler;
 mod replicas;
 mod resilience;
 mod simulator;

@@ -269,3 +269,50 @@ async fn a_replica_killed_mid_create_loses_nothing_and_the_other_finishes_it() {
     mock.verify().await;
     db.drop_database().await;
 }
+
+/// Transactions the database has committed so far (PostgreSQL's own statistics).
+async fn commits(db: &TestDatabase) -> i64 {
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // Statistics are flushed when a backend goes idle: give them a moment.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let row: (i64,) = sqlx::query_as(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    row.0
+}
+
+#[tokio::test]
+async fn the_hot_path_makes_no_database_round_trip() {
+    let Some(db) = TestDatabase::create("hot path").await else {
+        return;
+    };
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/1402"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(vendor_fixture("hyperstack", "get.json")),
+        )
+        .mount(&mock)
+        .await;
+    let (a, _) = replicas(&db, &mock).await;
+    let t = token("acme", ALL_SCOPES);
+    a.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+        .await;
+    // Warm: the account is opened and cached.
+    assert_eq!(a.get("/v1/snapshots/hs:1402", &t).await.status(), 200);
+    let before = commits(&db).await;
+    let gets = 300;
+    for _ in 0..gets {
+        assert_eq!(a.get("/v1/snapshots/hs:1402", &t).await.status(), 200);
+    }
+    let during = commits(&db).await - before;
+    eprintln!("{gets} snapshot gets committed {during} transactions (background checks included)");
+    // Only the replicas' once-a-second background checks touch the database meanwhile.
+    assert!(during < 40, "{during} transactions for {gets} gets");
+    drop(a);
+    db.drop_database().await;
+}

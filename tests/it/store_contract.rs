@@ -127,6 +127,8 @@ fn operation(account: &str, native: &str, kind: OperationKind) -> Operation {
         tracking: serde_json::json!({"name": "nightly"}),
         completion: Completion::Observed,
         completion_note: None,
+        next_check_at: Some(now),
+        checks: 0,
     }
 }
 

@@ -1,0 +1,7 @@
+-- The reconciler: when an unfinished operation is next checked at the vendor, how many checks
+-- it has had, and until when a replica holds it for a check (claimed with SKIP LOCKED, so one
+-- replica checks a given operation at a time).
+ALTER TABLE operations ADD COLUMN next_check_at TEXT;
+ALTER TABLE operations ADD COLUMN checks BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE operations ADD COLUMN lease_until TEXT;
+CREATE INDEX operations_due ON operations (next_check_at) WHERE state IN ('pending', 'running');

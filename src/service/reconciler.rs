@@ -1,0 +1,162 @@
+//! The reconciler: every `serve` process advances unfinished operations from the vendor's
+//! truth on its own, so an operation finishes whether or not anyone reads it.
+//!
+//! Level-triggered: each round claims the operations whose next check is due (a claim is a
+//! short lease in the store, so one process checks a given operation at a time — PostgreSQL
+//! claims with `SKIP LOCKED`), asks the vendor once per operation through the same adapters,
+//! breakers, concurrency caps and retry budget as caller traffic, and schedules the next check
+//! with a per-operation backoff. An operation past its deadline fails with a clear problem.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use futures::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::{operations::finish, stamped, Service, ServiceError};
+use crate::domain::{Operation, OperationState, Problem};
+
+/// How the reconciler paces itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcilerConfig {
+    /// Whether this process checks operations in the background (reads refresh them anyway).
+    pub enabled: bool,
+    /// How often due operations are looked for, in milliseconds.
+    pub tick_ms: u64,
+    /// First check after an operation starts, in milliseconds; each later one waits twice as
+    /// long as the one before.
+    pub first_check_ms: u64,
+    /// The longest wait between two checks of one operation, in seconds.
+    pub max_interval_secs: u64,
+    /// An operation still unfinished this long after it started fails
+    /// (`operation_deadline_exceeded`), in seconds.
+    pub deadline_secs: u64,
+    /// Vendor checks in flight at once in this process.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 500,
+            first_check_ms: 2_000,
+            max_interval_secs: 300,
+            deadline_secs: 24 * 3600,
+            max_concurrent_checks: 4,
+        }
+    }
+}
+
+impl ReconcilerConfig {
+    /// The wait before check number `checks + 1`.
+    pub fn backoff(&self, checks: u32) -> Duration {
+        let first = Duration::from_millis(self.first_check_ms.max(1));
+        first
+            .saturating_mul(1u32 << checks.min(20))
+            .min(Duration::from_secs(self.max_interval_secs.max(1)))
+    }
+
+    fn claim_lease(&self) -> Duration {
+        // Long enough for one vendor check with its retries; short enough that a process
+        // killed mid-check frees its operations soon.
+        Duration::from_secs(30)
+    }
+}
+
+impl Service {
+    /// When a new operation is first checked.
+    pub(super) fn first_check(&self, op: &mut Operation) {
+        if !op.state.is_terminal() {
+            op.next_check_at = Some(Utc::now() + delta(self.reconciler.backoff(0)));
+        }
+    }
+
+    /// Runs the reconciler until the process stops.
+    pub async fn reconcile_forever(&self) {
+        let tick = Duration::from_millis(self.reconciler.tick_ms.max(10));
+        loop {
+            if let Err(e) = self.reconcile_once().await {
+                tracing::warn!(error = %e, "reconciler round failed");
+            }
+            tokio::time::sleep(tick).await;
+        }
+    }
+
+    /// One round: checks every due operation once; how many were checked.
+    pub async fn reconcile_once(&self) -> Result<usize, ServiceError> {
+        let cfg = &self.reconciler;
+        let now = Utc::now();
+        let limit = u32::try_from(cfg.max_concurrent_checks.max(1) * 4).unwrap_or(u32::MAX);
+        let due = self
+            .store
+            .claim_due(now, now + delta(cfg.claim_lease()), limit)
+            .await?;
+        let checked = due.len();
+        stream::iter(due)
+            .for_each_concurrent(
+                cfg.max_concurrent_checks.max(1),
+                |(tenant, op)| async move {
+                    if let Err(e) = self.check(&tenant, op).await {
+                        tracing::info!(error = %e, "reconciler check failed");
+                    }
+                },
+            )
+            .await;
+        Ok(checked)
+    }
+
+    /// Advances one operation from the vendor, or fails it past its deadline; schedules its
+    /// next check while it runs.
+    async fn check(&self, tenant: &str, op: Operation) -> Result<(), ServiceError> {
+        let cfg = &self.reconciler;
+        let (id, checks) = (op.id.clone(), op.checks);
+        let deadline = op.created_at + delta(Duration::from_secs(cfg.deadline_secs));
+        if Utc::now() > deadline {
+            let mut op = op;
+            let late = Problem::new(
+                504,
+                "operation_deadline_exceeded",
+                format!(
+                    "the provider did not report this {} finished within {} s; check the resource at the provider",
+                    op.kind.as_str(),
+                    cfg.deadline_secs
+                ),
+            );
+            finish(&mut op, OperationState::Failed, Some(stamped(late)));
+            self.save(tenant, op).await?;
+            return Ok(());
+        }
+        tracing::debug!(operation = %id, checks, "reconciler checks an operation");
+        let op = self.refresh(tenant, op).await?;
+        if !op.state.is_terminal() {
+            let next = Utc::now() + delta(cfg.backoff(checks + 1));
+            self.store
+                .schedule_check(tenant, &id, next, checks + 1)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_back_off_to_the_cap() {
+        let cfg = ReconcilerConfig {
+            first_check_ms: 1_000,
+            max_interval_secs: 60,
+            ..Default::default()
+        };
+        let waits: Vec<u64> = (0..8).map(|n| cfg.backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(cfg.backoff(u32::MAX).as_secs(), 60);
+    }
+}

@@ -1,0 +1,232 @@
+//! Operations that finish by themselves: the reconciler advances work nobody reads, within a
+//! bounded number of vendor calls; long-poll answers when the work changes; a deadline fails
+//! work the vendor never finishes.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use snapgate::{domain::ProviderKind, simulator::Vendor};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::{helpers::*, lifecycle::*};
+
+fn reconciling(c: &mut snapgate::Config) {
+    c.reconciler.enabled = true;
+    c.reconciler.tick_ms = 20;
+    c.reconciler.first_check_ms = 200;
+}
+
+/// Starts a create and returns its operation, never reading it afterwards.
+async fn start_create(s: &SimApp, vendor: Vendor) -> Value {
+    let source = s.sim.sources(vendor)[0].clone();
+    let mut body = json!({"account": vendor.as_str(), "source_id": source, "name": "unattended"});
+    if vendor == Vendor::Hostinger {
+        body["replace_existing"] = json!(true);
+    }
+    accepted(s.app.post("/v1/snapshots", &s.token, &body).await, "create").await["operation"]
+        .clone()
+}
+
+/// The operation as stored (`GET /v1/operations` lists without asking the vendor).
+async fn stored(s: &SimApp, id: &str) -> Value {
+    let list: Value = s
+        .app
+        .get("/v1/operations?limit=200", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("operation {id} is not listed: {list}"))
+}
+
+#[tokio::test]
+async fn an_operation_nobody_reads_finishes_with_a_few_vendor_checks() {
+    let s = spawn_with_simulator_and(Duration::from_millis(500), reconciling).await;
+    let mut ops = Vec::new();
+    for vendor in Vendor::ALL {
+        let op = start_create(&s, vendor).await;
+        assert_eq!(op["state"], "running", "{vendor:?}: {op}");
+        assert!(op["next_check_at"].is_string(), "{op}");
+        ops.push((vendor, op["id"].as_str().unwrap().to_owned()));
+    }
+    let started = Instant::now();
+    for (vendor, id) in &ops {
+        let op = loop {
+            let op = stored(&s, id).await;
+            if op["state"] != "running" {
+                break op;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{vendor:?}: nobody read it and it never finished: {op}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(op["state"], "succeeded", "{vendor:?}: {op}");
+        assert!(op["next_check_at"].is_null(), "{vendor:?}: {op}");
+    }
+    // Bounded load: with checks at 0.2, 0.6, 1.4, 3.0 s after the start and the vendor done
+    // after 0.5 s (Syminet confirms through its account-wide list, so a check may read twice),
+    // each operation cost a handful of vendor reads.
+    for (vendor, _) in &ops {
+        let reads = s
+            .sim
+            .requests(Some(*vendor))
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count();
+        eprintln!("{vendor:?}: {reads} vendor reads until done");
+        assert!(reads <= 8, "{vendor:?} was read {reads} times");
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_as_soon_as_the_operation_changes() {
+    let s = spawn_with_simulator_and(Duration::from_millis(800), reconciling).await;
+    let op = start_create(&s, Vendor::Koyeb).await;
+    let id = op["id"].as_str().unwrap();
+    let asked = Instant::now();
+    let resp = s
+        .app
+        .get(&format!("/v1/operations/{id}?wait=20s"), &s.token)
+        .await;
+    let answered = chrono::Utc::now();
+    assert_eq!(resp.status(), 200);
+    let op: Value = resp.json().await.unwrap();
+    assert_ne!(op["state"], "running", "{op}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    let changed = chrono::DateTime::parse_from_rfc3339(op["updated_at"].as_str().unwrap()).unwrap();
+    let lag = answered - changed.with_timezone(&chrono::Utc);
+    eprintln!(
+        "long-poll answered {} ms after the change",
+        lag.num_milliseconds()
+    );
+    assert!(
+        lag.num_milliseconds() < 200,
+        "answered {lag} after the change"
+    );
+
+    // A finished operation answers at once; a bad wait is a 400 naming the field.
+    let again = Instant::now();
+    let resp = s
+        .app
+        .get(&format!("/v1/operations/{id}?wait=20s"), &s.token)
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(again.elapsed() < Duration::from_millis(500));
+    for bad in ["61s", "soon", "-1"] {
+        let resp = s
+            .app
+            .get(&format!("/v1/operations/{id}?wait={bad}"), &s.token)
+            .await;
+        let p = assert_problem(resp, 400, "invalid_query").await;
+        assert_eq!(p["field"], "wait");
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_on_unchanging_work_answers_when_the_wait_ends() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(hyperstack_created(5)))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        c.providers
+            .set(ProviderKind::Hyperstack, "base_url", format!("{uri}/v1"));
+        c.reconciler.enabled = false;
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+        .await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    let op = accepted(app.post("/v1/snapshots", &t, &body).await, "create").await;
+    let id = op["operation"]["id"].as_str().unwrap();
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/5"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": true,
+            "snapshot": hyperstack_created(5)["snapshot"].clone()
+        })))
+        .mount(&mock)
+        .await;
+    let asked = Instant::now();
+    let op: Value = app
+        .get(&format!("/v1/operations/{id}?wait=700ms"), &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(op["state"], "running", "{op}");
+    assert!(
+        waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn work_the_vendor_never_finishes_fails_at_its_deadline() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(hyperstack_created(6)))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/6"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": true,
+            "snapshot": hyperstack_created(6)["snapshot"].clone()
+        })))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        c.providers
+            .set(ProviderKind::Hyperstack, "base_url", format!("{uri}/v1"));
+        reconciling(c);
+        c.reconciler.deadline_secs = 1;
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+        .await;
+    let body = json!({"account": "hs", "source_id": "2058", "name": "n"});
+    let op = accepted(app.post("/v1/snapshots", &t, &body).await, "create").await;
+    let id = op["operation"]["id"].as_str().unwrap();
+    let op: Value = app
+        .get(&format!("/v1/operations/{id}?wait=5s"), &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let op = if op["state"] == "running" {
+        app.get(&format!("/v1/operations/{id}?wait=5s"), &t)
+            .await
+            .json()
+            .await
+            .unwrap()
+    } else {
+        op
+    };
+    assert_eq!(op["state"], "failed", "{op}");
+    assert_eq!(op["error"]["code"], "operation_deadline_exceeded", "{op}");
+    assert_eq!(op["error"]["status"], 504, "{op}");
+}
