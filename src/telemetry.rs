@@ -16,6 +16,26 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
 }
 
+tokio::task_local! {
+    /// Who the request being served acts for (the caller's `sub`), once authenticated.
+    pub static ACTOR: std::cell::RefCell<Option<Arc<str>>>;
+}
+
+/// Records who the current request acts for (outside a request, nothing happens).
+pub fn set_actor(actor: Arc<str>) {
+    let _ = ACTOR.try_with(|a| *a.borrow_mut() = Some(actor));
+}
+
+/// Who caused what the gateway does now: the caller's `sub`, or `reconciler` for work it does
+/// on its own.
+pub fn current_actor() -> String {
+    ACTOR
+        .try_with(|a| a.borrow().as_deref().map(str::to_owned))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "reconciler".to_owned())
+}
+
 /// Installs the global subscriber; logs go to stderr so stdout stays for `export` lines.
 pub fn init(default_filter: &str) {
     let filter =

@@ -155,14 +155,23 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         // Verified once per request: the tenant-quota layer leaves the caller it found here.
-        if let Some(caller) = parts.extensions.remove::<Caller>() {
-            return Ok(caller);
-        }
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        Ok(state.auth.authenticate(header).await?)
+        let caller = match parts.extensions.remove::<Caller>() {
+            Some(caller) => caller,
+            None => {
+                let header = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                state.auth.authenticate(header).await?
+            }
+        };
+        // What this request changes is recorded as done by its caller (events' `actor`).
+        let actor = caller
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("tenant:{}", caller.tenant).into());
+        crate::telemetry::set_actor(actor);
+        Ok(caller)
     }
 }
 

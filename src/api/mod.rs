@@ -4,6 +4,7 @@
 //! reach this module.
 
 mod accounts;
+mod events;
 pub mod extract;
 mod health;
 mod listing;
@@ -97,7 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots/{snapshot}/restore", post(snapshots::restore))
         .route("/snapshots/{snapshot}/image", post(snapshots::image))
         .route("/operations", get(operations::list))
-        .route("/operations/{operation}", get(operations::get));
+        .route("/operations/{operation}", get(operations::get))
+        .route("/events", get(events::list));
     let quotas = Arc::new(TenantQuotas::new(
         state.config.server.max_in_flight_per_tenant.max(1),
     ));

@@ -37,7 +37,10 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
-            tracing::Instrument::instrument(next.run(req), span),
+            crate::telemetry::ACTOR.scope(
+                std::cell::RefCell::new(None),
+                tracing::Instrument::instrument(next.run(req), span),
+            ),
         )
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -3,6 +3,7 @@
 //! Nothing here knows HTTP, SQL or any vendor's wire format.
 
 mod account;
+mod event;
 mod problem;
 mod provider;
 mod provider_error;
@@ -10,6 +11,7 @@ mod snapshot;
 pub mod time;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
+pub use event::{Event, EventType};
 pub use problem::Problem;
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use provider_error::ProviderError;

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Account, AccountHealth, AccountId, Capability, Credentials, HealthStatus, Problem,
-        ProviderError, ProviderKind,
+        Account, AccountHealth, AccountId, Capability, Credentials, Event, EventType, HealthStatus,
+        Problem, ProviderError, ProviderKind,
     },
     providers::{
         validate_credentials, validate_settings, CallContext, FieldError, ProviderAdapter, Registry,
@@ -294,6 +294,7 @@ impl Service {
         id: &AccountId,
     ) -> Result<AccountHealth, ServiceError> {
         let resolved = self.resolve(tenant, id).await?;
+        let before = resolved.account().health.status;
         let outcome = resolved.adapter.verify(&resolved.ctx()).await;
         let (status, problem): (HealthStatus, Option<Problem>) = match outcome {
             Ok(()) => (HealthStatus::Ok, None),
@@ -305,6 +306,17 @@ impl Service {
             problem,
         };
         self.store.record_health(tenant, id, &health).await?;
+        if health.status != before {
+            let data = serde_json::json!({
+                "account": id, "provider": resolved.account().provider, "health": health,
+            });
+            let changed = Event::new(
+                EventType::AccountHealthChanged,
+                &crate::telemetry::current_actor(),
+                data,
+            );
+            self.store.append_events(tenant, &[changed]).await?;
+        }
         Ok(health)
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Operation, OperationKind, OperationState, Problem, SnapshotId, SnapshotStatus,
+        Event, Operation, OperationKind, OperationState, Problem, SnapshotId, SnapshotStatus,
         VendorRefKind,
     },
     providers::{ListFilter, ProviderError},
@@ -68,7 +68,7 @@ impl<'a> Journal<'a> {
         self.service.first_check(&mut op);
         self.service
             .store
-            .insert_operation(self.tenant, &op)
+            .insert_operation(self.tenant, &op, &[])
             .await?;
         if let Some(key) = self.key {
             let body = serde_json::json!({"operation": op, "snapshot": null});
@@ -96,9 +96,10 @@ impl<'a> Journal<'a> {
             return Ok(());
         }
         finish(&mut op, OperationState::Failed, Some(problem.clone()));
+        let events = Event::of_finished(&op, &crate::telemetry::current_actor());
         self.service
             .store
-            .update_operation(self.tenant, &op)
+            .update_operation(self.tenant, &op, &events)
             .await?;
         Ok(())
     }

@@ -6,11 +6,12 @@ use chrono::Utc;
 use super::{intent, stamped, Resolved, Service, ServiceError};
 use crate::{
     domain::{
-        Completion, Operation, OperationKind, OperationState, Problem, Snapshot, SnapshotId,
+        Completion, Event, Operation, OperationKind, OperationState, Problem, Snapshot, SnapshotId,
         VendorRef, VendorRefKind,
     },
     providers::{PollRequest, Submitted},
     store::OperationFilter,
+    telemetry::current_actor,
 };
 
 /// A new operation of `resolved`'s account, running, with no vendor handle yet.
@@ -87,7 +88,10 @@ impl Service {
         self.first_check(&mut op);
         match intended {
             Some(_) => return self.save(tenant, op).await,
-            None => self.store.insert_operation(tenant, &op).await?,
+            None => {
+                let events = Event::of_finished(&op, &current_actor());
+                self.store.insert_operation(tenant, &op, &events).await?;
+            }
         }
         Ok(op)
     }
@@ -99,7 +103,10 @@ impl Service {
         tenant: &str,
         op: Operation,
     ) -> Result<Operation, ServiceError> {
-        if !self.store.update_operation(tenant, &op).await? {
+        // Its end, if it just ended, is logged in the same transaction (never twice: a finished
+        // operation is not rewritten).
+        let events = Event::of_finished(&op, &current_actor());
+        if !self.store.update_operation(tenant, &op, &events).await? {
             if let Some(stored) = self.store.get_operation(tenant, &op.id).await? {
                 return Ok(stored);
             }
@@ -156,6 +163,17 @@ impl Service {
                 return Ok(now);
             }
         }
+    }
+
+    /// The tenant's events after `after`, oldest first.
+    pub async fn events(
+        &self,
+        tenant: &str,
+        after: i64,
+        types: &[crate::domain::EventType],
+        limit: u32,
+    ) -> Result<Vec<(i64, Event)>, ServiceError> {
+        Ok(self.store.list_events(tenant, after, types, limit).await?)
     }
 
     /// The caller's operations, newest first, as stored.
@@ -260,7 +278,8 @@ impl Service {
             ),
         );
         finish(&mut op, OperationState::Failed, Some(stamped(gone)));
-        self.store.update_operation(tenant, &op).await?;
+        let events = Event::of_finished(&op, &current_actor());
+        self.store.update_operation(tenant, &op, &events).await?;
         Ok(op)
     }
 

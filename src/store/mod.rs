@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Account, AccountHealth, AccountId, Operation, ProviderKind};
+use crate::domain::{Account, AccountHealth, AccountId, Event, EventType, Operation, ProviderKind};
 
 pub use postgres::PostgresStore;
 pub use seal::{SealError, Sealed, Sealer};
@@ -126,11 +126,34 @@ pub trait Store: Send + Sync + 'static {
         health: &AccountHealth,
     ) -> Result<(), StoreError>;
 
-    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError>;
+    /// Stores a new operation, with the events it tells, in one transaction.
+    async fn insert_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
     async fn get_operation(&self, tenant: &str, id: &str) -> Result<Option<Operation>, StoreError>;
-    /// Saves an unfinished operation's state, result, error and timestamps; `false` when it
-    /// had already finished (a finished operation is never rewritten).
-    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError>;
+    /// Saves an unfinished operation's state, result, error and timestamps, with the events
+    /// the change tells, in one transaction; `false` (and no event) when it had already
+    /// finished (a finished operation is never rewritten).
+    async fn update_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
+    /// Appends events of a change made elsewhere.
+    async fn append_events(&self, tenant: &str, events: &[Event]) -> Result<(), StoreError>;
+    /// The tenant's events after position `after` (0: from the start), oldest first, of
+    /// `types` (empty: all), at most `limit`, each with its position.
+    async fn list_events(
+        &self,
+        tenant: &str,
+        after: i64,
+        types: &[EventType],
+        limit: u32,
+    ) -> Result<Vec<(i64, Event)>, StoreError>;
     /// Whether any pending or running operation targets this snapshot (hot path of every get).
     async fn has_unfinished_operation(
         &self,
@@ -244,6 +267,7 @@ pub struct Dump {
     accounts: Vec<rows::AccountRow>,
     operations: Vec<rows::TenantOperationRow>,
     idempotency: Vec<rows::IdempotencyRow>,
+    events: Vec<rows::EventRow>,
 }
 
 impl Dump {
@@ -252,6 +276,7 @@ impl Dump {
             accounts: self.accounts.len(),
             operations: self.operations.len(),
             idempotency_keys: self.idempotency.len(),
+            events: self.events.len(),
         }
     }
 }
@@ -262,6 +287,7 @@ pub struct Counts {
     pub accounts: usize,
     pub operations: usize,
     pub idempotency_keys: usize,
+    pub events: usize,
 }
 
 impl Counts {
@@ -274,8 +300,8 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} accounts, {} operations, {} idempotency keys",
-            self.accounts, self.operations, self.idempotency_keys
+            "{} accounts, {} operations, {} idempotency keys, {} events",
+            self.accounts, self.operations, self.idempotency_keys, self.events
         )
     }
 }

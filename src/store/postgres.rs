@@ -32,13 +32,15 @@ use sqlx::{
 use super::{
     pending::Pending,
     rows::{
-        to_json, ts, AccountRow, IdempotencyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS,
-        OPERATION_COLUMNS,
+        to_json, ts, AccountRow, EventRow, IdempotencyRow, OperationRow, TenantOperationRow,
+        ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS,
     },
     AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
     StoreError,
 };
-use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind};
+use crate::domain::{
+    Account, AccountHealth, AccountId, Event, EventType, Operation, OperationKind,
+};
 
 /// How often a replica checks that it heard every account change, and rebuilds its index of
 /// unfinished operations from the table.
@@ -473,9 +475,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+    async fn insert_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let (pool, owner, r) = (self.pool.clone(), tenant.to_owned(), OperationRow::of(op));
+        let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
         self.run(async move {
+            let mut tx = pool.begin().await?;
             sqlx::query(&format!(
                 "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
@@ -497,13 +506,51 @@ impl Store for PostgresStore {
             .bind(r.completion_note)
             .bind(r.next_check_at)
             .bind(r.checks)
-            .execute(&pool)
+            .execute(&mut *tx)
             .await?;
+            insert_events(&mut tx, &events, false).await?;
+            tx.commit().await?;
             Ok(())
         })
         .await?;
         self.pending.set(tenant, op);
         Ok(())
+    }
+
+    async fn append_events(&self, tenant: &str, events: &[Event]) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
+            insert_events(&mut conn, &events, false).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &str,
+        after: i64,
+        types: &[EventType],
+        limit: u32,
+    ) -> Result<Vec<(i64, Event)>, StoreError> {
+        let (pool, tenant) = (self.pool.clone(), tenant.to_owned());
+        let types: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+        self.run(async move {
+            let rows: Vec<EventRow> = sqlx::query_as(&format!(
+                "SELECT seq, {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND seq > $2 \
+                 AND (cardinality($3::text[]) = 0 OR type = ANY($3)) ORDER BY seq LIMIT $4"
+            ))
+            .bind(&tenant)
+            .bind(after)
+            .bind(&types)
+            .bind(i64::from(limit))
+            .fetch_all(&pool)
+            .await?;
+            rows.into_iter().map(EventRow::into_event).collect()
+        })
+        .await
     }
 
     async fn has_unfinished_operation(
@@ -527,10 +574,17 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+    async fn update_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
         let (pool, owner, r) = (self.pool.clone(), tenant.to_owned(), OperationRow::of(op));
+        let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
         let updated = self
             .run(async move {
+                let mut tx = pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE operations SET state = $1, snapshot_id = $2, result = $3, \
                      vendor_ref = $4, tracking = $5, error = $6, updated_at = $7, \
@@ -550,10 +604,15 @@ impl Store for PostgresStore {
                 .bind(r.checks)
                 .bind(&owner)
                 .bind(&r.id)
-                .execute(&pool)
+                .execute(&mut *tx)
                 .await?;
                 // A finished operation is never rewritten (a slower refresh must not undo it).
-                Ok(done.rows_affected() > 0)
+                let updated = done.rows_affected() > 0;
+                if updated {
+                    insert_events(&mut tx, &events, false).await?;
+                }
+                tx.commit().await?;
+                Ok(updated)
             })
             .await?;
         if updated {
@@ -855,6 +914,11 @@ impl Store for PostgresStore {
                 )
                 .fetch_all(&pool)
                 .await?,
+                events: sqlx::query_as(&format!(
+                    "SELECT seq, {EVENT_COLUMNS} FROM events ORDER BY seq"
+                ))
+                .fetch_all(&pool)
+                .await?,
             })
         })
         .await
@@ -966,6 +1030,37 @@ async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
         .await?
         .rows_affected() as usize;
     }
+    written.events += insert_events(&mut tx, &dump.events, true).await?;
     tx.commit().await?;
+    Ok(written)
+}
+
+/// Appends events (keeping ones already here when `keep_existing`, for copies); how many
+/// were written.
+async fn insert_events(
+    conn: &mut sqlx::PgConnection,
+    events: &[EventRow],
+    keep_existing: bool,
+) -> Result<usize, StoreError> {
+    let conflict = if keep_existing {
+        " ON CONFLICT DO NOTHING"
+    } else {
+        ""
+    };
+    let mut written = 0;
+    for e in events {
+        written += sqlx::query(&format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6){conflict}"
+        ))
+        .bind(&e.id)
+        .bind(&e.tenant)
+        .bind(&e.kind)
+        .bind(&e.actor)
+        .bind(&e.created_at)
+        .bind(&e.data)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected() as usize;
+    }
     Ok(written)
 }

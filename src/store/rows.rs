@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 use super::{Sealed, StoreError};
-use crate::domain::{Account, Completion, Operation, ProviderKind};
+use crate::domain::{Account, Completion, Event, Operation, ProviderKind};
 
 /// Timestamps as fixed-width RFC 3339 text (UTC, microseconds): they sort as text.
 pub(super) fn ts(t: DateTime<Utc>) -> String {
@@ -189,4 +189,49 @@ pub(super) struct IdempotencyRow {
     pub status: Option<i64>,
     pub body: Option<String>,
     pub created_at: String,
+}
+
+/// The columns of `events` written (its `seq` is the store's).
+pub(super) const EVENT_COLUMNS: &str = "id, tenant, type, actor, created_at, data";
+
+/// One `events` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub seq: i64,
+    pub id: String,
+    pub tenant: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub actor: String,
+    pub created_at: String,
+    pub data: String,
+}
+
+impl EventRow {
+    /// The row of an event, to write (`seq` is assigned by the store).
+    pub fn of(tenant: &str, e: &Event) -> Self {
+        Self {
+            seq: 0,
+            id: e.id.clone(),
+            tenant: tenant.to_owned(),
+            kind: e.kind.as_str().to_owned(),
+            actor: e.actor.clone(),
+            created_at: ts(e.created_at),
+            data: to_json(&e.data),
+        }
+    }
+
+    /// The event and its position in the log.
+    pub fn into_event(self) -> Result<(i64, Event), StoreError> {
+        Ok((
+            self.seq,
+            Event {
+                id: self.id,
+                kind: enum_from(self.kind, "type")?,
+                created_at: parse_ts(&self.created_at)?,
+                actor: self.actor,
+                data: json(&self.data, "data")?,
+            },
+        ))
+    }
 }

@@ -11,11 +11,13 @@ use sqlx::{
 
 use super::{
     pending::Pending,
-    rows::{to_json, ts, AccountRow, ACCOUNT_COLUMNS},
+    rows::{to_json, ts, AccountRow, EventRow, ACCOUNT_COLUMNS},
     sqlite_ops, AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed,
     Store, StoreError,
 };
-use crate::domain::{Account, AccountHealth, AccountId, Operation, OperationKind};
+use crate::domain::{
+    Account, AccountHealth, AccountId, Event, EventType, Operation, OperationKind,
+};
 use crate::private_files;
 
 /// SQLite-backed [`Store`].
@@ -244,10 +246,42 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_operation(&self, tenant: &str, op: &Operation) -> Result<(), StoreError> {
-        sqlite_ops::insert(&self.pool, tenant, op).await?;
+    async fn insert_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlite_ops::insert(&mut tx, tenant, op).await?;
+        let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
+        sqlite_ops::insert_events(&mut tx, &events, false).await?;
+        tx.commit().await?;
         self.pending.set(tenant, op);
         Ok(())
+    }
+
+    async fn append_events(&self, tenant: &str, events: &[Event]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
+        sqlite_ops::insert_events(&mut tx, &events, false).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &str,
+        after: i64,
+        types: &[EventType],
+        limit: u32,
+    ) -> Result<Vec<(i64, Event)>, StoreError> {
+        let types: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+        sqlite_ops::list_events(&self.pool, tenant, after, &types, limit)
+            .await?
+            .into_iter()
+            .map(EventRow::into_event)
+            .collect()
     }
 
     async fn has_unfinished_operation(
@@ -269,8 +303,19 @@ impl Store for SqliteStore {
         sqlite_ops::get(&self.pool, tenant, id).await
     }
 
-    async fn update_operation(&self, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
-        let updated = sqlite_ops::update(&self.pool, tenant, op).await?;
+    async fn update_operation(
+        &self,
+        tenant: &str,
+        op: &Operation,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlite_ops::update(&mut tx, tenant, op).await?;
+        if updated {
+            let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
+            sqlite_ops::insert_events(&mut tx, &events, false).await?;
+        }
+        tx.commit().await?;
         if updated {
             self.pending.set(tenant, op);
         }

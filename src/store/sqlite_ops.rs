@@ -1,18 +1,22 @@
 //! SQLite queries for operations and idempotency records.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     rows::{
-        ts, AccountRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS,
+        ts, AccountRow, EventRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
         OPERATION_COLUMNS as COLUMNS,
     },
     Counts, Dump, IdempotencyBegin, OperationFilter, StoreError,
 };
 use crate::domain::Operation;
 
-pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    op: &Operation,
+) -> Result<(), StoreError> {
     let r = OperationRow::of(op);
     sqlx::query(&format!(
         "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -34,7 +38,7 @@ pub async fn insert(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<(
     .bind(r.completion_note)
     .bind(r.next_check_at)
     .bind(r.checks)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -54,7 +58,11 @@ pub async fn get(
     row.map(OperationRow::into_operation).transpose()
 }
 
-pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<bool, StoreError> {
+pub async fn update(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    op: &Operation,
+) -> Result<bool, StoreError> {
     let r = OperationRow::of(op);
     let done = sqlx::query(
         "UPDATE operations SET state = ?, snapshot_id = ?, result = ?, vendor_ref = ?, tracking = ?, \
@@ -74,7 +82,7 @@ pub async fn update(pool: &SqlitePool, tenant: &str, op: &Operation) -> Result<b
     .bind(r.checks)
     .bind(tenant)
     .bind(&op.id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     // A finished operation is never rewritten (a slower concurrent refresh must not undo it).
     Ok(done.rows_affected() > 0)
@@ -229,6 +237,11 @@ pub async fn dump(pool: &SqlitePool) -> Result<Dump, StoreError> {
         )
         .fetch_all(pool)
         .await?,
+        events: sqlx::query_as(&format!(
+            "SELECT seq, {EVENT_COLUMNS} FROM events ORDER BY seq"
+        ))
+        .fetch_all(pool)
+        .await?,
     })
 }
 
@@ -314,8 +327,63 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
         .await?
         .rows_affected() as usize;
     }
+    let events: Vec<EventRow> = dump.events;
+    written.events += insert_events(&mut tx, &events, true).await?;
     tx.commit().await?;
     Ok(written)
+}
+
+/// Appends events (keeping ones already here when `keep_existing`, for copies); how many
+/// were written.
+pub async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: &[EventRow],
+    keep_existing: bool,
+) -> Result<usize, StoreError> {
+    let verb = if keep_existing {
+        "INSERT OR IGNORE"
+    } else {
+        "INSERT"
+    };
+    let mut written = 0;
+    for e in events {
+        written += sqlx::query(&format!(
+            "{verb} INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
+        ))
+        .bind(&e.id)
+        .bind(&e.tenant)
+        .bind(&e.kind)
+        .bind(&e.actor)
+        .bind(&e.created_at)
+        .bind(&e.data)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected() as usize;
+    }
+    Ok(written)
+}
+
+/// A tenant's events after a position (see [`super::Store::list_events`]).
+pub async fn list_events(
+    pool: &SqlitePool,
+    tenant: &str,
+    after: i64,
+    types: &[String],
+    limit: u32,
+) -> Result<Vec<EventRow>, StoreError> {
+    let mut sql = format!("SELECT seq, {EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq > ?");
+    if !types.is_empty() {
+        sql.push_str(&format!(
+            " AND type IN ({})",
+            vec!["?"; types.len()].join(",")
+        ));
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    let mut q = sqlx::query_as::<_, EventRow>(&sql).bind(tenant).bind(after);
+    for t in types {
+        q = q.bind(t);
+    }
+    Ok(q.bind(i64::from(limit)).fetch_all(pool).await?)
 }
 
 /// Claims due unfinished operations (see [`super::Store::claim_due`]).

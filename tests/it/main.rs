@@ -11,6 +11,7 @@ mod canary;
 mod demo;
 mod durability;
 mod errors;
+mod events;
 mod helpers;
 mod lifecycle;
 mod listing;

@@ -196,7 +196,7 @@ async fn accounts_are_stored_per_tenant_and_their_credentials_stay_sealed() {
 async fn operations_round_trip_and_a_finished_one_is_never_rewritten() {
     on_both("operations", |store| async move {
         let mut op = operation("prod", "snap-1", OperationKind::Create);
-        store.insert_operation("acme", &op).await.unwrap();
+        store.insert_operation("acme", &op, &[]).await.unwrap();
         let read = store.get_operation("acme", &op.id).await.unwrap().unwrap();
         assert_eq!(
             serde_json::to_value(&read).unwrap(),
@@ -223,7 +223,7 @@ async fn operations_round_trip_and_a_finished_one_is_never_rewritten() {
 
         op.state = OperationState::Succeeded;
         op.finished_at = Some(Utc::now());
-        assert!(store.update_operation("acme", &op).await.unwrap());
+        assert!(store.update_operation("acme", &op, &[]).await.unwrap());
         assert!(!store
             .has_unfinished_operation("acme", "prod:snap-1")
             .await
@@ -231,12 +231,12 @@ async fn operations_round_trip_and_a_finished_one_is_never_rewritten() {
         // A slower writer cannot undo the end.
         let mut stale = op.clone();
         stale.state = OperationState::Failed;
-        assert!(!store.update_operation("acme", &stale).await.unwrap());
+        assert!(!store.update_operation("acme", &stale, &[]).await.unwrap());
         let read = store.get_operation("acme", &op.id).await.unwrap().unwrap();
         assert_eq!(read.state, OperationState::Succeeded);
 
         let other = operation("prod", "snap-2", OperationKind::Delete);
-        store.insert_operation("acme", &other).await.unwrap();
+        store.insert_operation("acme", &other, &[]).await.unwrap();
         let filter = OperationFilter {
             snapshot_id: Some("prod:snap-2".to_owned()),
             unfinished_only: true,
@@ -351,7 +351,7 @@ async fn racing_writers_get_one_key_and_one_end_per_operation() {
 
         // Eight writers race to finish one operation: exactly one write lands.
         let op = operation("prod", "snap-9", OperationKind::Delete);
-        store.insert_operation("acme", &op).await.unwrap();
+        store.insert_operation("acme", &op, &[]).await.unwrap();
         let finishers = (0..8).map(|i| {
             let (store, mut op) = (store.clone(), op.clone());
             tokio::spawn(async move {
@@ -361,7 +361,7 @@ async fn racing_writers_get_one_key_and_one_end_per_operation() {
                     OperationState::Failed
                 };
                 op.finished_at = Some(Utc::now());
-                store.update_operation("acme", &op).await.unwrap()
+                store.update_operation("acme", &op, &[]).await.unwrap()
             })
         });
         let landed = futures::future::join_all(finishers)
@@ -422,7 +422,7 @@ async fn replicas_on_postgresql_hear_each_others_changes_within_a_second() {
 
     // Work one replica starts shows on the other's snapshots.
     let op = operation("prod", "snap-1", OperationKind::Restore);
-    a.insert_operation("acme", &op).await.unwrap();
+    a.insert_operation("acme", &op, &[]).await.unwrap();
     let took = eventually(Duration::from_secs(1), async || {
         b.has_unfinished_operation("acme", "prod:snap-1")
             .await
@@ -433,7 +433,7 @@ async fn replicas_on_postgresql_hear_each_others_changes_within_a_second() {
     let mut done = op.clone();
     done.state = OperationState::Succeeded;
     done.finished_at = Some(Utc::now());
-    assert!(b.update_operation("acme", &done).await.unwrap());
+    assert!(b.update_operation("acme", &done, &[]).await.unwrap());
     let took = eventually(Duration::from_secs(1), async || {
         !a.has_unfinished_operation("acme", "prod:snap-1")
             .await
@@ -467,9 +467,19 @@ async fn populated(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .insert_operation("acme", &operation("prod", "snap-1", OperationKind::Create))
+        .insert_operation(
+            "acme",
+            &operation("prod", "snap-1", OperationKind::Create),
+            &[],
+        )
         .await
         .unwrap();
+    let health = snapgate::domain::Event::new(
+        snapgate::domain::EventType::AccountHealthChanged,
+        "ops@example.com",
+        serde_json::json!({"account": "prod"}),
+    );
+    store.append_events("acme", &[health]).await.unwrap();
     store
         .begin_idempotent("acme", "k-copy", "f", Utc::now(), Duration::from_secs(60))
         .await
@@ -499,6 +509,7 @@ async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_op
         accounts: 1,
         operations: 1,
         idempotency_keys: 1,
+        events: 1,
     };
     assert_eq!(
         copy(source.as_ref(), middle.as_ref(), false).await.unwrap(),
@@ -547,6 +558,19 @@ async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_op
         .has_unfinished_operation("acme", "prod:snap-1")
         .await
         .unwrap());
+    let events = |s: &Arc<dyn Store>| {
+        let s = s.clone();
+        async move {
+            s.list_events("acme", 0, &[], 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(events(&back).await, events(&source).await);
+    assert_eq!(events(&back).await.len(), 1);
     let replay = back
         .begin_idempotent("acme", "k-copy", "f", Utc::now(), Duration::from_secs(60))
         .await
@@ -585,7 +609,9 @@ async fn the_copy_command_prints_counts_and_never_a_password() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("copied 1 accounts, 1 operations, 1 idempotency keys from sqlite://"),
+        stdout.starts_with(
+            "copied 1 accounts, 1 operations, 1 idempotency keys, 1 events from sqlite://"
+        ),
         "{stdout}"
     );
     // Again: refused, naming what the target holds.

@@ -58,7 +58,7 @@ const VENDOR_READ: &[&str] = &["404", "422", "429", "501", "502"];
 const VENDOR_WRITE: &[&str] = &["404", "409", "422", "429", "501", "502"];
 
 /// What each `/v1` operation can fail with beyond [`EVERY_ROUTE`] and [`WITH_BODY`].
-pub const ROUTE_FAILURES: [(&str, &[&str]); 17] = [
+pub const ROUTE_FAILURES: [(&str, &[&str]); 18] = [
     ("listProviders", &[]),
     ("listAccounts", &[]),
     ("createAccount", &["409"]),
@@ -76,6 +76,7 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 17] = [
     ("createImageFromSnapshot", VENDOR_WRITE),
     ("listOperations", &[]),
     ("getOperation", &["404"]),
+    ("listEvents", &[]),
 ];
 
 fn problem_ref() -> Value {

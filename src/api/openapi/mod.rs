@@ -12,7 +12,7 @@ use utoipa::{
 };
 
 use super::{
-    accounts, health, listing, operations, problem::Problem, providers, snapshots,
+    accounts, events, health, listing, operations, problem::Problem, providers, snapshots,
     snapshots::Include,
 };
 use crate::providers::ProviderInfo;
@@ -35,7 +35,7 @@ pub use failures::ROUTE_FAILURES;
         accounts::verify,
         listing::list, snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
         snapshots::restore, snapshots::image, snapshots::name_availability,
-        operations::list, operations::get,
+        operations::list, operations::get, events::list,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(Problem, Include)),
@@ -45,6 +45,7 @@ pub use failures::ROUTE_FAILURES;
         (name = "accounts", description = "Provider credentials, sealed at rest and write-only"),
         (name = "snapshots", description = "The normalized snapshot API over all five providers"),
         (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
+        (name = "events", description = "The tenant's event log: operations finishing, snapshots created, deleted and restored, account health"),
         (name = "service", description = "Health and readiness"),
     )
 )]

@@ -83,6 +83,9 @@ pub(super) fn constrain(doc: &mut Value) {
                 (Some("query"), Some("limit")) => json!({
                     "type": "integer", "minimum": 1, "maximum": operations::MAX_LIMIT,
                 }),
+                // The event log's cursor and type filter.
+                (Some("query"), Some("after")) => json!({"pattern": "^[0-9]{1,18}$"}),
+                (Some("query"), Some("type")) => json!({"pattern": EVENT_TYPES_PATTERN}),
                 _ => continue,
             };
             // Integers are declared plainly: the derived `format` (uint32, …) is not the limit.
@@ -93,6 +96,9 @@ pub(super) fn constrain(doc: &mut Value) {
         }
     });
 }
+
+/// One or more event types, comma-separated.
+const EVENT_TYPES_PATTERN: &str = "^(operation\\.succeeded|operation\\.failed|snapshot\\.created|snapshot\\.deleted|snapshot\\.restored|account\\.health_changed)(,(operation\\.succeeded|operation\\.failed|snapshot\\.created|snapshot\\.deleted|snapshot\\.restored|account\\.health_changed))*$";
 
 fn with_example(schema: &Value, example: &str) -> Value {
     let mut schema = schema.clone();

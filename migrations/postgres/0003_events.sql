@@ -1,0 +1,12 @@
+-- The event log: each state change a caller cares about, in order, per tenant. Written in the
+-- same transaction as the change.
+CREATE TABLE events (
+    seq         BIGSERIAL PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    tenant      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX events_by_tenant ON events (tenant, seq);

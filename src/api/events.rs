@@ -1,0 +1,102 @@
+//! `/v1/events`: the tenant's event log, oldest first, read on with a cursor.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{extract::Query, problem::ApiError, AppState};
+use crate::{
+    auth::{Caller, Scope},
+    domain::{Event, EventType},
+};
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// `next_cursor` of the previous page; omit to start at the oldest event.
+    pub after: Option<String>,
+    /// Only these types, comma-separated (e.g. `operation.succeeded,operation.failed`).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub types: Option<String>,
+    /// At most this many (default 50, 1 to 200).
+    pub limit: Option<u32>,
+}
+
+/// A page of the event log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    /// Oldest first.
+    pub items: Vec<Event>,
+    /// Pass as `after` to read on (also when `items` is empty: new events come after it).
+    pub next_cursor: String,
+}
+
+const MAX_LIMIT: u32 = 200;
+
+/// Reads the tenant's events: each state change a caller cares about, with the operation or
+/// account as the API returns it and the actor that caused it.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events", operation_id = "listEvents",
+    params(EventQuery),
+    security(("bearer" = ["snapshots:read"])),
+    responses(
+        (status = 200, description = "Events after the cursor, oldest first", body = EventPage),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<EventQuery>,
+) -> Result<axum::Json<EventPage>, ApiError> {
+    caller.require(Scope::SnapshotsRead)?;
+    let bad = |field: &str, detail: String| {
+        ApiError::bad_request("invalid_query", detail).with_field(field.to_owned())
+    };
+    let after: i64 = match query.after.as_deref() {
+        None => 0,
+        Some(c) => c.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
+            bad(
+                "after",
+                "after must be a next_cursor this API returned".into(),
+            )
+        })?,
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let types = query
+        .types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            serde_json::from_value::<EventType>(t.into()).map_err(|_| {
+                bad(
+                    "type",
+                    format!(
+                        "unknown event type `{}`",
+                        t.chars().take(40).collect::<String>()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = state
+        .service
+        .events(&caller.tenant, after, &types, limit)
+        .await?;
+    let next = page.last().map_or(after, |(seq, _)| *seq);
+    Ok(axum::Json(EventPage {
+        items: page.into_iter().map(|(_, e)| e).collect(),
+        next_cursor: next.to_string(),
+    }))
+}
