@@ -32,8 +32,9 @@ use sqlx::{
 use super::{
     pending::Pending,
     rows::{
-        to_json, ts, AccountRow, EventRow, IdempotencyRow, OperationRow, TenantOperationRow,
-        ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS,
+        bind_account, bind_event, bind_operation, to_json, ts, AccountRow, EventRow,
+        IdempotencyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
+        OPERATION_COLUMNS,
     },
     AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
     StoreError,
@@ -306,25 +307,13 @@ impl Store for PostgresStore {
     async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {
-            let now = ts(new.now);
-            let result = sqlx::query(&format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
-            ))
-            .bind(&new.tenant)
-            .bind(new.id.as_str())
-            .bind(new.provider.as_str())
-            .bind(&new.display_name)
-            .bind(to_json(&new.settings))
-            .bind(to_json(&new.credentials.fields))
-            .bind(&new.credentials.fingerprint)
-            .bind(&new.credentials.sealed.key_id)
-            .bind(&new.credentials.sealed.nonce)
-            .bind(&new.credentials.sealed.ciphertext)
-            .bind(&now)
-            .bind(to_json(&AccountHealth::default()))
-            .bind(&now)
-            .bind(&now)
+            let result = bind_account(
+                sqlx::query(&format!(
+                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+                )),
+                AccountRow::of_new(&new),
+            )
             .execute(&pool)
             .await;
             match result {
@@ -485,27 +474,14 @@ impl Store for PostgresStore {
         let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
         self.run(async move {
             let mut tx = pool.begin().await?;
-            sqlx::query(&format!(
-                "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
-            ))
-            .bind(&owner)
-            .bind(r.id)
-            .bind(r.account)
-            .bind(r.provider)
-            .bind(r.kind)
-            .bind(r.state)
-            .bind(r.snapshot_id)
-            .bind(r.result)
-            .bind(r.vendor_ref)
-            .bind(r.tracking)
-            .bind(r.error)
-            .bind(r.created_at)
-            .bind(r.updated_at)
-            .bind(r.finished_at)
-            .bind(r.completion_note)
-            .bind(r.next_check_at)
-            .bind(r.checks)
+            bind_operation(
+                sqlx::query(&format!(
+                    "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
+                )),
+                owner,
+                r,
+            )
             .execute(&mut *tx)
             .await?;
             insert_events(&mut tx, &events, false).await?;
@@ -943,66 +919,27 @@ async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
     let mut tx = pool.begin().await?;
     let mut written = Counts::default();
     for a in dump.accounts {
-        let AccountRow {
-            tenant,
-            id,
-            provider,
-            display_name,
-            settings,
-            credential_fields,
-            credential_fingerprint,
-            key_id,
-            nonce,
-            ciphertext,
-            credentials_updated_at,
-            health,
-            created_at,
-            updated_at,
-        } = a;
-        written.accounts += sqlx::query(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .bind(provider)
-        .bind(display_name)
-        .bind(settings)
-        .bind(credential_fields)
-        .bind(credential_fingerprint)
-        .bind(key_id)
-        .bind(nonce)
-        .bind(ciphertext)
-        .bind(credentials_updated_at)
-        .bind(health)
-        .bind(created_at)
-        .bind(updated_at)
+        written.accounts += bind_account(
+            sqlx::query(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING"
+            )),
+            a,
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
     }
-    for TenantOperationRow { tenant, row: r } in dump.operations {
-        written.operations += sqlx::query(&format!(
-            "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT DO NOTHING"
-        ))
-        .bind(tenant)
-        .bind(r.id)
-        .bind(r.account)
-        .bind(r.provider)
-        .bind(r.kind)
-        .bind(r.state)
-        .bind(r.snapshot_id)
-        .bind(r.result)
-        .bind(r.vendor_ref)
-        .bind(r.tracking)
-        .bind(r.error)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .bind(r.finished_at)
-        .bind(r.completion_note)
-        .bind(r.next_check_at)
-        .bind(r.checks)
+    for TenantOperationRow { tenant, row } in dump.operations {
+        written.operations += bind_operation(
+            sqlx::query(&format!(
+                "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
+                 ON CONFLICT DO NOTHING"
+            )),
+            tenant,
+            row,
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
@@ -1049,15 +986,12 @@ async fn insert_events(
     };
     let mut written = 0;
     for e in events {
-        written += sqlx::query(&format!(
-            "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6){conflict}"
-        ))
-        .bind(&e.id)
-        .bind(&e.tenant)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(&e.created_at)
-        .bind(&e.data)
+        written += bind_event(
+            sqlx::query(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6){conflict}"
+            )),
+            e,
+        )
         .execute(&mut *conn)
         .await?
         .rows_affected() as usize;

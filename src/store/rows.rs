@@ -1,12 +1,13 @@
 //! The stored form of records, shared by both back-ends: one row type per table, read with
-//! `sqlx::FromRow` from SQLite or PostgreSQL, and the text forms of timestamps, JSON and enums.
+//! `sqlx::FromRow` and written with one binder per table from SQLite or PostgreSQL, and the
+//! text forms of timestamps, JSON and enums.
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::{Sealed, StoreError};
-use crate::domain::{Account, Completion, Event, Operation, ProviderKind};
+use super::{NewAccount, Sealed, StoreError};
+use crate::domain::{Account, AccountHealth, Completion, Event, Operation, ProviderKind};
 
 /// Timestamps as fixed-width RFC 3339 text (UTC, microseconds): they sort as text.
 pub(super) fn ts(t: DateTime<Utc>) -> String {
@@ -233,5 +234,100 @@ impl EventRow {
                 data: json(&self.data, "data")?,
             },
         ))
+    }
+}
+
+/// A query, on either back-end, taking a row's values.
+type Bound<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// Binds an `accounts` row, in [`ACCOUNT_COLUMNS`] order.
+pub(super) fn bind_account<'q, DB>(q: Bound<'q, DB>, a: AccountRow) -> Bound<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(a.tenant)
+        .bind(a.id)
+        .bind(a.provider)
+        .bind(a.display_name)
+        .bind(a.settings)
+        .bind(a.credential_fields)
+        .bind(a.credential_fingerprint)
+        .bind(a.key_id)
+        .bind(a.nonce)
+        .bind(a.ciphertext)
+        .bind(a.credentials_updated_at)
+        .bind(a.health)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+}
+
+/// Binds a tenant and an `operations` row, in `tenant, `[`OPERATION_COLUMNS`] order.
+pub(super) fn bind_operation<'q, DB>(
+    q: Bound<'q, DB>,
+    tenant: String,
+    r: OperationRow,
+) -> Bound<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(tenant)
+        .bind(r.id)
+        .bind(r.account)
+        .bind(r.provider)
+        .bind(r.kind)
+        .bind(r.state)
+        .bind(r.snapshot_id)
+        .bind(r.result)
+        .bind(r.vendor_ref)
+        .bind(r.tracking)
+        .bind(r.error)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.finished_at)
+        .bind(r.completion_note)
+        .bind(r.next_check_at)
+        .bind(r.checks)
+}
+
+/// Binds an `events` row, in [`EVENT_COLUMNS`] order.
+pub(super) fn bind_event<'q, DB>(q: Bound<'q, DB>, e: &EventRow) -> Bound<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(e.id.clone())
+        .bind(e.tenant.clone())
+        .bind(e.kind.clone())
+        .bind(e.actor.clone())
+        .bind(e.created_at.clone())
+        .bind(e.data.clone())
+}
+
+impl AccountRow {
+    /// The row of a new account (healthy until checked).
+    pub fn of_new(new: &NewAccount) -> Self {
+        let now = ts(new.now);
+        Self {
+            tenant: new.tenant.clone(),
+            id: new.id.to_string(),
+            provider: new.provider.as_str().to_owned(),
+            display_name: new.display_name.clone(),
+            settings: to_json(&new.settings),
+            credential_fields: to_json(&new.credentials.fields),
+            credential_fingerprint: new.credentials.fingerprint.clone(),
+            key_id: new.credentials.sealed.key_id.clone(),
+            nonce: new.credentials.sealed.nonce.clone(),
+            ciphertext: new.credentials.sealed.ciphertext.clone(),
+            credentials_updated_at: now.clone(),
+            health: to_json(&AccountHealth::default()),
+            created_at: now.clone(),
+            updated_at: now,
+        }
     }
 }

@@ -11,7 +11,7 @@ use sqlx::{
 
 use super::{
     pending::Pending,
-    rows::{to_json, ts, AccountRow, EventRow, ACCOUNT_COLUMNS},
+    rows::{bind_account, to_json, ts, AccountRow, EventRow, ACCOUNT_COLUMNS},
     sqlite_ops, AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed,
     Store, StoreError,
 };
@@ -92,24 +92,12 @@ impl Store for SqliteStore {
     }
 
     async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError> {
-        let now = ts(new.now);
-        let result = sqlx::query(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(&new.tenant)
-        .bind(new.id.as_str())
-        .bind(new.provider.as_str())
-        .bind(&new.display_name)
-        .bind(to_json(&new.settings))
-        .bind(to_json(&new.credentials.fields))
-        .bind(&new.credentials.fingerprint)
-        .bind(&new.credentials.sealed.key_id)
-        .bind(&new.credentials.sealed.nonce)
-        .bind(&new.credentials.sealed.ciphertext)
-        .bind(&now)
-        .bind(to_json(&AccountHealth::default()))
-        .bind(&now)
-        .bind(&now)
+        let result = bind_account(
+            sqlx::query(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            )),
+            AccountRow::of_new(&new),
+        )
         .execute(&self.pool)
         .await;
         match result {

@@ -5,8 +5,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     rows::{
-        ts, AccountRow, EventRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
-        OPERATION_COLUMNS as COLUMNS,
+        bind_account, bind_event, bind_operation, ts, EventRow, OperationRow, TenantOperationRow,
+        ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS as COLUMNS,
     },
     Counts, Dump, IdempotencyBegin, OperationFilter, StoreError,
 };
@@ -17,27 +17,13 @@ pub async fn insert(
     tenant: &str,
     op: &Operation,
 ) -> Result<(), StoreError> {
-    let r = OperationRow::of(op);
-    sqlx::query(&format!(
-        "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    ))
-    .bind(tenant)
-    .bind(r.id)
-    .bind(r.account)
-    .bind(r.provider)
-    .bind(r.kind)
-    .bind(r.state)
-    .bind(r.snapshot_id)
-    .bind(r.result)
-    .bind(r.vendor_ref)
-    .bind(r.tracking)
-    .bind(r.error)
-    .bind(r.created_at)
-    .bind(r.updated_at)
-    .bind(r.finished_at)
-    .bind(r.completion_note)
-    .bind(r.next_check_at)
-    .bind(r.checks)
+    bind_operation(
+        sqlx::query(&format!(
+            "INSERT INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        )),
+        tenant.to_owned(),
+        OperationRow::of(op),
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -250,64 +236,24 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut written = Counts::default();
     for a in dump.accounts {
-        let AccountRow {
-            tenant,
-            id,
-            provider,
-            display_name,
-            settings,
-            credential_fields,
-            credential_fingerprint,
-            key_id,
-            nonce,
-            ciphertext,
-            credentials_updated_at,
-            health,
-            created_at,
-            updated_at,
-        } = a;
-        written.accounts += sqlx::query(&format!(
-            "INSERT OR IGNORE INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .bind(provider)
-        .bind(display_name)
-        .bind(settings)
-        .bind(credential_fields)
-        .bind(credential_fingerprint)
-        .bind(key_id)
-        .bind(nonce)
-        .bind(ciphertext)
-        .bind(credentials_updated_at)
-        .bind(health)
-        .bind(created_at)
-        .bind(updated_at)
+        written.accounts += bind_account(
+            sqlx::query(&format!(
+                "INSERT OR IGNORE INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            )),
+            a,
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
     }
-    for TenantOperationRow { tenant, row: r } in dump.operations {
-        written.operations += sqlx::query(&format!(
-            "INSERT OR IGNORE INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        ))
-        .bind(tenant)
-        .bind(r.id)
-        .bind(r.account)
-        .bind(r.provider)
-        .bind(r.kind)
-        .bind(r.state)
-        .bind(r.snapshot_id)
-        .bind(r.result)
-        .bind(r.vendor_ref)
-        .bind(r.tracking)
-        .bind(r.error)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .bind(r.finished_at)
-        .bind(r.completion_note)
-        .bind(r.next_check_at)
-        .bind(r.checks)
+    for TenantOperationRow { tenant, row } in dump.operations {
+        written.operations += bind_operation(
+            sqlx::query(&format!(
+                "INSERT OR IGNORE INTO operations (tenant, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            )),
+            tenant,
+            row,
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected() as usize;
@@ -347,15 +293,12 @@ pub async fn insert_events(
     };
     let mut written = 0;
     for e in events {
-        written += sqlx::query(&format!(
-            "{verb} INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
-        ))
-        .bind(&e.id)
-        .bind(&e.tenant)
-        .bind(&e.kind)
-        .bind(&e.actor)
-        .bind(&e.created_at)
-        .bind(&e.data)
+        written += bind_event(
+            sqlx::query(&format!(
+                "{verb} INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?)"
+            )),
+            e,
+        )
         .execute(&mut *conn)
         .await?
         .rows_affected() as usize;
