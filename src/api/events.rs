@@ -57,12 +57,15 @@ pub async fn list(
     };
     let after: i64 = match query.after.as_deref() {
         None => 0,
-        Some(c) => c.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
-            bad(
-                "after",
-                "after must be a next_cursor this API returned".into(),
-            )
-        })?,
+        Some(c) => (!c.is_empty() && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| c.parse::<i64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                bad(
+                    "after",
+                    "after must be a next_cursor this API returned".into(),
+                )
+            })?,
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -71,13 +74,13 @@ pub async fn list(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    // Exactly the documented form: known types, comma-separated, none empty.
     let types = query
         .types
         .as_deref()
+        .map(|list| list.split(',').collect::<Vec<_>>())
         .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .into_iter()
         .map(|t| {
             serde_json::from_value::<EventType>(t.into()).map_err(|_| {
                 bad(

@@ -65,7 +65,6 @@ pub(crate) const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A `wait` value: `30s`, `500ms` or bare seconds; longer than [`MAX_WAIT`] waits that long.
 pub(crate) fn parse_wait(value: &str) -> Result<std::time::Duration, String> {
-    let value = value.trim();
     let (number, unit_ms) = if let Some(ms) = value.strip_suffix("ms") {
         (ms, 1)
     } else if let Some(s) = value.strip_suffix('s') {
@@ -73,9 +72,11 @@ pub(crate) fn parse_wait(value: &str) -> Result<std::time::Duration, String> {
     } else {
         (value, 1000)
     };
-    let wait = number
-        .parse::<u64>()
-        .ok()
+    let digits =
+        !number.is_empty() && number.len() <= 9 && number.bytes().all(|b| b.is_ascii_digit());
+    let wait = digits
+        .then(|| number.parse::<u64>().ok())
+        .flatten()
         .and_then(|n| n.checked_mul(unit_ms))
         .map(std::time::Duration::from_millis)
         .ok_or_else(|| {

@@ -33,7 +33,7 @@ use super::{
     pending::Pending,
     rows::{
         bind_account, bind_event, bind_operation, to_json, ts, AccountRow, EventRow,
-        IdempotencyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
+        IdempotencyRow, KeyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
         OPERATION_COLUMNS,
     },
     AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
@@ -675,29 +675,14 @@ impl Store for PostgresStore {
             if inserted == 1 {
                 return Ok(IdempotencyBegin::Started);
             }
-            let row = sqlx::query(
+            let row: Option<KeyRow> = sqlx::query_as(
                 "SELECT fingerprint, status, body FROM idempotency WHERE tenant = $1 AND key = $2",
             )
             .bind(&tenant)
             .bind(&key)
             .fetch_optional(&pool)
             .await?;
-            let Some(row) = row else {
-                return Ok(IdempotencyBegin::InFlight);
-            };
-            let stored: String = row.try_get("fingerprint")?;
-            if stored != fingerprint {
-                return Ok(IdempotencyBegin::Mismatch);
-            }
-            let status: Option<i64> = row.try_get("status")?;
-            let body: Option<String> = row.try_get("body")?;
-            Ok(match (status, body) {
-                (Some(status), Some(body)) => IdempotencyBegin::Replay {
-                    status: u16::try_from(status).unwrap_or(500),
-                    body,
-                },
-                _ => IdempotencyBegin::InFlight,
-            })
+            Ok(KeyRow::verdict(row, &fingerprint))
         })
         .await
     }

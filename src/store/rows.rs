@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::{NewAccount, Sealed, StoreError};
+use super::{IdempotencyBegin, NewAccount, Sealed, StoreError};
 use crate::domain::{Account, AccountHealth, Completion, Event, Operation, ProviderKind};
 
 /// Timestamps as fixed-width RFC 3339 text (UTC, microseconds): they sort as text.
@@ -328,6 +328,36 @@ impl AccountRow {
             health: to_json(&AccountHealth::default()),
             created_at: now.clone(),
             updated_at: now,
+        }
+    }
+}
+
+/// What an earlier use of an idempotency key left: its request's fingerprint and, once it
+/// finished, its answer.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct KeyRow {
+    pub fingerprint: String,
+    pub status: Option<i64>,
+    pub body: Option<String>,
+}
+
+impl KeyRow {
+    /// What a request with `fingerprint` meets under a key already taken: the first answer,
+    /// a refusal of another request, or the first request still in flight (also when the
+    /// record vanished between the insert and this read: the caller retries).
+    pub fn verdict(row: Option<KeyRow>, fingerprint: &str) -> IdempotencyBegin {
+        let Some(row) = row else {
+            return IdempotencyBegin::InFlight;
+        };
+        if row.fingerprint != fingerprint {
+            return IdempotencyBegin::Mismatch;
+        }
+        match (row.status, row.body) {
+            (Some(status), Some(body)) => IdempotencyBegin::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body,
+            },
+            _ => IdempotencyBegin::InFlight,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! SQLite queries for operations and idempotency records.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{
     rows::{
-        bind_account, bind_event, bind_operation, ts, EventRow, OperationRow, TenantOperationRow,
-        ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS as COLUMNS,
+        bind_account, bind_event, bind_operation, ts, EventRow, KeyRow, OperationRow,
+        TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS as COLUMNS,
     },
     Counts, Dump, IdempotencyBegin, OperationFilter, StoreError,
 };
@@ -135,30 +135,14 @@ pub async fn begin_idempotent(
     if inserted == 1 {
         return Ok(IdempotencyBegin::Started);
     }
-    let row = sqlx::query(
+    let row: Option<KeyRow> = sqlx::query_as(
         "SELECT fingerprint, status, body FROM idempotency WHERE tenant = ? AND key = ?",
     )
     .bind(tenant)
     .bind(key)
     .fetch_optional(pool)
     .await?;
-    let Some(row) = row else {
-        // Abandoned between our insert and select: treat as in flight; the caller retries.
-        return Ok(IdempotencyBegin::InFlight);
-    };
-    let stored: String = row.try_get("fingerprint")?;
-    if stored != fingerprint {
-        return Ok(IdempotencyBegin::Mismatch);
-    }
-    let status: Option<i64> = row.try_get("status")?;
-    let body: Option<String> = row.try_get("body")?;
-    Ok(match (status, body) {
-        (Some(status), Some(body)) => IdempotencyBegin::Replay {
-            status: u16::try_from(status).unwrap_or(500),
-            body,
-        },
-        _ => IdempotencyBegin::InFlight,
-    })
+    Ok(KeyRow::verdict(row, fingerprint))
 }
 
 pub async fn finish_idempotent(

@@ -108,7 +108,10 @@ async fn finished_work_is_logged_once_with_its_actor_and_only_for_its_tenant() {
     assert_eq!(events(&s, &other, "").await["items"], json!([]));
     for (query, field) in [
         ("?type=snapshot.exploded", "type"),
+        ("?type=", "type"),
+        ("?type=operation.failed,,snapshot.created", "type"),
         ("?after=-3", "after"),
+        ("?after=%2B3", "after"),
         ("?limit=0", "limit"),
     ] {
         let resp = s.app.get(&format!("/v1/events{query}"), &s.token).await;

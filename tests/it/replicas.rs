@@ -311,8 +311,10 @@ async fn the_hot_path_makes_no_database_round_trip() {
     }
     let during = commits(&db).await - before;
     eprintln!("{gets} snapshot gets committed {during} transactions (background checks included)");
-    // Only the replicas' once-a-second background checks touch the database meanwhile.
-    assert!(during < 40, "{during} transactions for {gets} gets");
+    // A round trip per request would commit at least one transaction per get; only the
+    // replicas' once-a-second background checks (more of them on a slow machine) touch the
+    // database meanwhile.
+    assert!(during < gets / 4, "{during} transactions for {gets} gets");
     drop(a);
     db.drop_database().await;
 }
