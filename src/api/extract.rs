@@ -42,7 +42,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        parse_json(&bytes).map(Json)
+        let value = parse_json(&bytes)?;
+        // Every body is an object: serde would also fill a struct from an array of its fields
+        // (`[null, null]`), which the document does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "the request body must be a JSON object",
+            ));
+        }
+        Ok(Json(value))
     }
 }
 

@@ -320,3 +320,37 @@ async fn a_body_that_does_not_arrive_in_time_is_408_not_a_gateway_timeout() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_even_when_serde_could_fill_it() {
+    let app = spawn_app().await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    // serde fills a struct from an array of its fields: `[null, null]` would be a restore
+    // with neither target nor name. The document says object, so does the gateway.
+    for (path, body) in [
+        ("/v1/snapshots/hs:1402/restore", "[null, null]"),
+        ("/v1/snapshots/hs:1402/image", "[\"golden\", []]"),
+        ("/v1/snapshots", "[\"hs\", \"2058\", \"n\", null, false]"),
+    ] {
+        let resp = app
+            .client
+            .post(format!("{}{path}", app.url))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let p = assert_problem(resp, 422, "invalid_body").await;
+        assert_eq!(
+            p["detail"], "the request body must be a JSON object",
+            "{path}"
+        );
+    }
+}
