@@ -12,29 +12,23 @@
 //! Queries run on the runtime that opened the store (its I/O driver owns the connections), so
 //! serving threads with their own runtimes never drive another runtime's sockets.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+mod coherence;
+mod copy;
+
+use std::{collections::HashMap, future::Future, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
     postgres::{PgListener, PgPoolOptions},
-    PgPool, Row,
+    PgPool,
 };
 
 use super::{
     pending::Pending,
     rows::{
-        bind_account, bind_event, bind_operation, to_json, ts, AccountRow, EventRow,
-        IdempotencyRow, KeyRow, OperationRow, TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS,
-        OPERATION_COLUMNS,
+        bind_account, bind_operation, to_json, ts, AccountRow, EventRow, KeyRow, OperationRow,
+        TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS,
     },
     AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
     StoreError,
@@ -43,10 +37,8 @@ use crate::domain::{
     Account, AccountHealth, AccountId, Event, EventType, Operation, OperationKind,
 };
 
-/// How often a replica checks that it heard every account change, and rebuilds its index of
-/// unfinished operations from the table.
-const FALLBACK_CHECK: Duration = Duration::from_secs(1);
-const INDEX_REBUILD_EVERY: u32 = 5;
+use coherence::{account_version, listen, Stamps};
+use copy::{insert_events, load};
 
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
@@ -60,60 +52,6 @@ pub struct PostgresStore {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore").finish_non_exhaustive()
-    }
-}
-
-/// What this replica heard of account changes: a per-account change number, and a floor that
-/// every account's number is raised to when changes may have been missed.
-#[derive(Clone, Debug, Default)]
-struct Stamps {
-    inner: Arc<StampsInner>,
-}
-
-#[derive(Debug, Default)]
-struct StampsInner {
-    by_account: Mutex<HashMap<(String, String), u64>>,
-    /// Raised when every cached account must be reopened.
-    floor: AtomicU64,
-    /// The highest account-change sequence value heard.
-    heard: AtomicU64,
-    /// Local change counter (stamps are compared for equality only).
-    counter: AtomicU64,
-}
-
-impl Stamps {
-    fn get(&self, tenant: &str, id: &str) -> u64 {
-        let floor = self.inner.floor.load(Ordering::Acquire);
-        let map = self
-            .inner
-            .by_account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        map.get(&(tenant.to_owned(), id.to_owned()))
-            .copied()
-            .unwrap_or(0)
-            .max(floor)
-    }
-
-    fn changed(&self, tenant: String, id: String, version: u64) {
-        let next = self.inner.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        self.inner
-            .by_account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((tenant, id), next);
-        self.inner.heard.fetch_max(version, Ordering::AcqRel);
-    }
-
-    /// Every cached account is stale (a notification may have been lost).
-    fn all_changed(&self) {
-        let next = self.inner.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        self.inner.floor.store(next, Ordering::Release);
-        self.inner
-            .by_account
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
     }
 }
 
@@ -137,7 +75,7 @@ impl PostgresStore {
         };
         store.pending.replace(list_unfinished(&store.pool).await?);
         let heard = account_version(&store.pool).await?;
-        store.stamps.inner.heard.store(heard, Ordering::Release);
+        store.stamps.heard_up_to(heard);
         let listener = PgListener::connect_with(&store.pool).await?;
         tokio::spawn(listen(store.clone(), listener));
         Ok(store)
@@ -161,90 +99,7 @@ impl PostgresStore {
     }
 }
 
-/// Applies other replicas' changes as they are notified; on a lost connection, drops every
-/// cached account and rebuilds the index once listening again. Between notifications, checks
-/// that none was missed.
-async fn listen(store: PostgresStore, mut listener: PgListener) {
-    let channels = ["snapgate_accounts", "snapgate_operations"];
-    if let Err(e) = listener.listen_all(channels).await {
-        tracing::error!(error = %e, "cannot listen for store changes; relying on periodic checks");
-    }
-    let mut ticks = 0u32;
-    loop {
-        match tokio::time::timeout(FALLBACK_CHECK, listener.try_recv()).await {
-            Ok(Ok(Some(n))) => apply(&store, n.channel(), n.payload()).await,
-            Ok(Ok(None)) => {
-                // The connection dropped and was re-established: anything may have changed.
-                tracing::warn!("store notifications interrupted; reloading shared state");
-                store.stamps.all_changed();
-                if let Ok(ops) = list_unfinished(&store.pool).await {
-                    store.pending.replace(ops);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "store notifications failed; retrying");
-                store.stamps.all_changed();
-                tokio::time::sleep(FALLBACK_CHECK).await;
-            }
-            Err(_) => {
-                ticks += 1;
-                check_missed(&store, ticks % INDEX_REBUILD_EVERY == 0).await;
-            }
-        }
-    }
-}
-
-/// Applies one notification.
-async fn apply(store: &PostgresStore, channel: &str, payload: &str) {
-    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(payload) else {
-        return;
-    };
-    let text = |i: usize| values.get(i).and_then(|v| v.as_str()).map(str::to_owned);
-    match (channel, text(0), text(1)) {
-        ("snapgate_accounts", Some(tenant), Some(id)) => {
-            let version = values.get(2).and_then(|v| v.as_u64()).unwrap_or(0);
-            store.stamps.changed(tenant, id, version);
-        }
-        ("snapgate_operations", Some(tenant), Some(id)) => {
-            if let Ok(Some(op)) = get_operation(&store.pool, &tenant, &id).await {
-                store.pending.set(&tenant, &op);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The fallback: account changes numbered past what was heard mean a lost notification.
-async fn check_missed(store: &PostgresStore, rebuild_index: bool) {
-    if let Ok(version) = account_version(&store.pool).await {
-        if version > store.stamps.inner.heard.load(Ordering::Acquire) {
-            tracing::info!("an account change was not notified; reopening every account");
-            store.stamps.all_changed();
-            store
-                .stamps
-                .inner
-                .heard
-                .fetch_max(version, Ordering::AcqRel);
-        }
-    }
-    if rebuild_index {
-        if let Ok(ops) = list_unfinished(&store.pool).await {
-            store.pending.replace(ops);
-        }
-    }
-}
-
-/// The last account-change number issued (0 before any).
-async fn account_version(pool: &PgPool) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT last_value, is_called FROM snapgate_account_version")
-        .fetch_one(pool)
-        .await?;
-    let last: i64 = row.try_get("last_value")?;
-    let called: bool = row.try_get("is_called")?;
-    Ok(if called { last.max(0) as u64 } else { 0 })
-}
-
-async fn list_unfinished(pool: &PgPool) -> Result<Vec<(String, Operation)>, StoreError> {
+pub(super) async fn list_unfinished(pool: &PgPool) -> Result<Vec<(String, Operation)>, StoreError> {
     let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
         "SELECT tenant, {OPERATION_COLUMNS} FROM operations WHERE state IN ('pending', 'running')"
     ))
@@ -255,7 +110,7 @@ async fn list_unfinished(pool: &PgPool) -> Result<Vec<(String, Operation)>, Stor
         .collect()
 }
 
-async fn get_operation(
+pub(super) async fn get_operation(
     pool: &PgPool,
     tenant: &str,
     id: &str,
@@ -897,89 +752,4 @@ impl Store for PostgresStore {
         );
         Ok(written)
     }
-}
-
-/// Writes every record of a dump in one transaction, keeping records already here.
-async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut written = Counts::default();
-    for a in dump.accounts {
-        written.accounts += bind_account(
-            sqlx::query(&format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING"
-            )),
-            a,
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize;
-    }
-    for TenantOperationRow { tenant, row } in dump.operations {
-        written.operations += bind_operation(
-            sqlx::query(&format!(
-                "INSERT INTO operations (tenant, {OPERATION_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
-                 ON CONFLICT DO NOTHING"
-            )),
-            tenant,
-            row,
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize;
-    }
-    for k in dump.idempotency {
-        let IdempotencyRow {
-            tenant,
-            key,
-            fingerprint,
-            status,
-            body,
-            created_at,
-        } = k;
-        written.idempotency_keys += sqlx::query(
-            "INSERT INTO idempotency (tenant, key, fingerprint, status, body, created_at) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(status)
-        .bind(body)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize;
-    }
-    written.events += insert_events(&mut tx, &dump.events, true).await?;
-    tx.commit().await?;
-    Ok(written)
-}
-
-/// Appends events (keeping ones already here when `keep_existing`, for copies); how many
-/// were written.
-async fn insert_events(
-    conn: &mut sqlx::PgConnection,
-    events: &[EventRow],
-    keep_existing: bool,
-) -> Result<usize, StoreError> {
-    let conflict = if keep_existing {
-        " ON CONFLICT DO NOTHING"
-    } else {
-        ""
-    };
-    let mut written = 0;
-    for e in events {
-        written += bind_event(
-            sqlx::query(&format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6){conflict}"
-            )),
-            e,
-        )
-        .execute(&mut *conn)
-        .await?
-        .rows_affected() as usize;
-    }
-    Ok(written)
 }
