@@ -64,7 +64,8 @@ impl Application {
             registry.clone(),
             Leases::for_deadline(config.server.request_timeout()),
         )
-        .with_reconciler(config.reconciler.clone());
+        .with_reconciler(config.reconciler.clone())
+        .with_webhooks(config.webhooks.clone());
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
             store,
@@ -107,6 +108,12 @@ impl Application {
             tokio::spawn(async move { state.service.reconcile_forever().await })
         });
         let _stop_reconciler = AbortOnDrop(reconciler);
+        // Webhooks are delivered from the outbox whichever replica wrote the event.
+        let deliverer = self.state.config.webhooks.enabled.then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move { state.service.deliver_forever().await })
+        });
+        let _stop_deliverer = AbortOnDrop(deliverer);
         let limit = ConnLimit::new(self.state.config.server.max_connections);
         let workers = worker_count(self.state.config.server.workers);
         if workers <= 1 {

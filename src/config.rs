@@ -31,6 +31,8 @@ pub struct Config {
     pub reconciler: crate::service::ReconcilerConfig,
     #[serde(default)]
     pub upstream: crate::upstream::UpstreamConfig,
+    #[serde(default)]
+    pub webhooks: crate::service::WebhooksConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -268,6 +270,7 @@ impl Config {
             providers: ProvidersConfig::default(),
             previous_master_keys: None,
             reconciler: Default::default(),
+            webhooks: Default::default(),
             listing: ListingConfig::default(),
             upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,

@@ -17,6 +17,7 @@ pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

@@ -15,6 +15,7 @@ mod providers;
 pub mod request_id;
 mod respond;
 mod snapshots;
+pub(crate) mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -99,7 +100,24 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots/{snapshot}/image", post(snapshots::image))
         .route("/operations", get(operations::list))
         .route("/operations/{operation}", get(operations::get))
-        .route("/events", get(events::list));
+        .route("/events", get(events::list))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{webhook}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{webhook}/test", post(webhooks::test))
+        .route(
+            "/webhooks/{webhook}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{webhook}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{webhook}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        );
     let quotas = Arc::new(TenantQuotas::new(
         state.config.server.max_in_flight_per_tenant.max(1),
     ));

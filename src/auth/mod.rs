@@ -22,14 +22,18 @@ pub enum Scope {
     SnapshotsWrite,
     AccountsRead,
     AccountsWrite,
+    WebhooksRead,
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 6] = [
         Scope::SnapshotsRead,
         Scope::SnapshotsWrite,
         Scope::AccountsRead,
         Scope::AccountsWrite,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,8 @@ impl Scope {
             Scope::SnapshotsWrite => "snapshots:write",
             Scope::AccountsRead => "accounts:read",
             Scope::AccountsWrite => "accounts:write",
+            Scope::WebhooksRead => "webhooks:read",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 

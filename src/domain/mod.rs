@@ -9,6 +9,7 @@ mod provider;
 mod provider_error;
 mod snapshot;
 pub mod time;
+mod webhook;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use event::{Event, EventType};
@@ -18,4 +19,7 @@ pub use provider_error::ProviderError;
 pub use snapshot::{
     Completion, Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
     SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+};
+pub use webhook::{
+    payload, payload_of, Attempt, Delivery, DeliveryState, Webhook, TEST_EVENT_TYPE,
 };

@@ -15,6 +15,13 @@ pub enum ServiceError {
     AccountNotFound(AccountId),
     #[error("the snapshot does not exist")]
     SnapshotNotFound,
+    #[error("webhook `{0}` does not exist")]
+    WebhookNotFound(String),
+    #[error("delivery `{0}` does not exist")]
+    DeliveryNotFound(String),
+    /// A webhook URL that may not be a target.
+    #[error("{0}")]
+    TargetRefused(crate::webhooks::target::TargetError),
     #[error("an account with id `{0}` already exists")]
     AccountExists(AccountId),
     /// Caller input that cannot be used (an account's fields).
@@ -81,6 +88,17 @@ impl ServiceError {
                 "account_not_found",
                 format!("account `{id}` does not exist"),
             ),
+            ServiceError::WebhookNotFound(_) => {
+                Problem::new(404, "webhook_not_found", self.to_string())
+            }
+            ServiceError::DeliveryNotFound(_) => {
+                Problem::new(404, "delivery_not_found", self.to_string())
+            }
+            ServiceError::TargetRefused(_) => {
+                let mut p = Problem::new(422, "webhook_target_refused", self.to_string());
+                p.field = Some("url".to_owned());
+                p
+            }
             ServiceError::SnapshotNotFound => {
                 Problem::new(404, "snapshot_not_found", "the snapshot does not exist")
             }

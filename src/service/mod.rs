@@ -5,22 +5,26 @@
 //! background worker can call the same code.
 
 mod accounts;
+mod delivery;
 mod error;
 mod idempotency;
 mod intent;
 mod listing;
 mod operations;
 mod reconciler;
+mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
 pub use accounts::{AccountChanges, AccountRequest, Resolved};
+pub use delivery::{record as record_attempt, WebhooksConfig};
 pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
 pub use listing::{FanOut, Merged};
 pub use operations::new_operation;
 pub use reconciler::ReconcilerConfig;
+pub use webhooks::{NewWebhook, WebhookChanges};
 
 use crate::{
     domain::Problem,
@@ -36,6 +40,10 @@ pub struct Service {
     accounts: accounts::AccountCache,
     leases: Leases,
     reconciler: ReconcilerConfig,
+    webhooks: WebhooksConfig,
+    webhook_client: reqwest::Client,
+    /// Wakes the webhook worker when a delivery is queued.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// How long records of work in flight are honoured.
@@ -83,6 +91,9 @@ impl Service {
             accounts: accounts::AccountCache::default(),
             leases,
             reconciler: ReconcilerConfig::default(),
+            webhook_client: delivery::delivery_client(&WebhooksConfig::default()),
+            webhooks: WebhooksConfig::default(),
+            wake: delivery::wake(),
         }
     }
 
@@ -90,6 +101,17 @@ impl Service {
     pub fn with_reconciler(mut self, reconciler: ReconcilerConfig) -> Self {
         self.reconciler = reconciler;
         self
+    }
+
+    /// Delivers webhooks (and checks their targets) so.
+    pub fn with_webhooks(mut self, webhooks: WebhooksConfig) -> Self {
+        self.webhook_client = delivery::delivery_client(&webhooks);
+        self.webhooks = webhooks;
+        self
+    }
+
+    pub fn webhooks_config(&self) -> &WebhooksConfig {
+        &self.webhooks
     }
 
     /// The reconciler's pacing.

@@ -8,17 +8,21 @@ mod rows;
 mod seal;
 mod sqlite;
 mod sqlite_ops;
+mod webhooks;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Account, AccountHealth, AccountId, Event, EventType, Operation, ProviderKind};
+use crate::domain::{
+    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, ProviderKind, Webhook,
+};
 
 pub use postgres::PostgresStore;
 pub use seal::{SealError, Sealed, Sealer};
 pub use sqlite::SqliteStore;
+pub use webhooks::Claimed;
 
 /// A store failure. Details are for logs; callers see a generic 503/500.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +245,60 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Forgets `key` (the request failed in a way a retry may fix).
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Stores a new webhook endpoint with its sealed secrets; `Conflict` when the id is taken.
+    async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError>;
+    async fn get_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Webhook, Sealed)>, StoreError>;
+    /// Oldest first.
+    async fn list_webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError>;
+    /// Saves an endpoint's url, description, filter and state, and its secrets when given
+    /// (`None` keeps them, so a concurrent rotation is not undone); whether it exists.
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        secrets: Option<&Sealed>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes an endpoint and its delivery log; whether it existed.
+    async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// Queues a delivery made by hand (a test event, a redelivery).
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// An endpoint's deliveries before position `before` (none: from the newest), newest
+    /// first, each with its position.
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Delivery)>, StoreError>;
+    async fn get_delivery(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<Option<Delivery>, StoreError>;
+    /// Takes up to `limit` due deliveries of enabled endpoints until `lease_until`, never more
+    /// than `per_endpoint` in flight to one endpoint across every process; no two processes
+    /// ever hold one delivery (a process that dies frees its claims when the lease ends).
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_endpoint: u32,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records a claimed delivery's attempts and state and releases it, disabling its
+    /// endpoint with `disable` as the reason; `false` (nothing written) when the claim lapsed.
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        token: &str,
+        disable: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     /// Every account's sealed credentials, by tenant and id.
     async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError>;

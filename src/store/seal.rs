@@ -29,7 +29,7 @@ pub enum SealError {
 }
 
 /// A sealed credential record as stored: the key id, a fresh nonce and the ciphertext.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Sealed {
     pub key_id: String,
     pub nonce: Vec<u8>,
@@ -152,6 +152,21 @@ impl Sealer {
         Ok(self.seal(&self.open(sealed, &context)?, &context))
     }
 
+    /// Seals a webhook endpoint's signing secrets, bound to the tenant and endpoint.
+    pub fn seal_webhook(&self, tenant: &str, webhook: &str, secrets: &Credentials) -> Sealed {
+        self.seal(secrets, &webhook_context(tenant, webhook))
+    }
+
+    /// Opens a webhook endpoint's signing secrets.
+    pub fn open_webhook(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        sealed: &Sealed,
+    ) -> Result<Credentials, SealError> {
+        self.open(sealed, &webhook_context(tenant, webhook))
+    }
+
     /// Seals credentials; `context` is bound as associated data.
     fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
         let plain = plaintext(creds);
@@ -239,6 +254,10 @@ fn plaintext(creds: &Credentials) -> SecretString {
 
 /// The associated data binding a sealed record to its account: written once, here, so
 /// sealing and opening cannot disagree.
+fn webhook_context(tenant: &str, webhook: &str) -> String {
+    format!("webhook:{tenant}/{webhook}")
+}
+
 fn account_context(tenant: &str, account: &AccountId) -> String {
     format!("{tenant}/{account}")
 }

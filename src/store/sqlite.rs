@@ -12,11 +12,14 @@ use sqlx::{
 use super::{
     pending::Pending,
     rows::{bind_account, to_json, ts, AccountRow, EventRow, ACCOUNT_COLUMNS},
-    sqlite_ops, AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed,
-    Store, StoreError,
+    sqlite_ops,
+    webhooks::{self, Claimed},
+    AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
+    StoreError,
 };
 use crate::domain::{
-    Account, AccountHealth, AccountId, Event, EventType, Operation, OperationKind,
+    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, OperationKind,
+    Webhook,
 };
 use crate::private_files;
 
@@ -358,6 +361,91 @@ impl Store for SqliteStore {
 
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         sqlite_ops::abandon_idempotent(&self.pool, tenant, key).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        webhooks::sqlite::insert_webhook(&mut conn, webhooks::WebhookRow::of(webhook, secrets))
+            .await
+    }
+
+    async fn get_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Webhook, Sealed)>, StoreError> {
+        webhooks::sqlite::get_webhook(&mut *self.pool.acquire().await?, tenant, id).await
+    }
+
+    async fn list_webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
+        webhooks::sqlite::list_webhooks(&mut *self.pool.acquire().await?, tenant).await
+    }
+
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        secrets: Option<&Sealed>,
+    ) -> Result<bool, StoreError> {
+        webhooks::sqlite::update_webhook(&mut *self.pool.acquire().await?, webhook, secrets).await
+    }
+
+    async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let deleted = webhooks::sqlite::delete_webhook(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        webhooks::sqlite::insert_delivery(&mut *self.pool.acquire().await?, delivery).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Delivery)>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        webhooks::sqlite::list_deliveries(&mut conn, tenant, webhook_id, before, limit).await
+    }
+
+    async fn get_delivery(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        webhooks::sqlite::get_delivery(&mut conn, tenant, webhook_id, id).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_endpoint: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        // One writer at a time: no other claim runs beside this one.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed =
+            webhooks::sqlite::claim(&mut tx, now, lease_until, limit, per_endpoint).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        token: &str,
+        disable: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let held = webhooks::sqlite::finish(&mut tx, delivery, token, disable).await?;
+        tx.commit().await?;
+        Ok(held)
     }
 
     async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError> {

@@ -287,6 +287,9 @@ pub async fn insert_events(
         .await?
         .rows_affected() as usize;
     }
+    if !keep_existing {
+        super::webhooks::sqlite::enqueue(conn, events).await?;
+    }
     Ok(written)
 }
 

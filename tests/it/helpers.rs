@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use snapgate::{Application, Config};
 
 pub const SECRET: &str = "test-hs256-secret-that-is-long-enough";
-pub const ALL_SCOPES: &str = "snapshots:read snapshots:write accounts:read accounts:write";
+pub const ALL_SCOPES: &str =
+    "snapshots:read snapshots:write accounts:read accounts:write webhooks:read webhooks:write";
 
 pub struct TestApp {
     pub url: String,
@@ -38,6 +39,8 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
     config.auth.hs256_secret = Some(SECRET.to_owned().into());
     // Vendor calls in a test are the ones it makes; the reconciler tests turn it on.
     config.reconciler.enabled = false;
+    // Likewise the webhook worker: the webhook tests turn it on.
+    config.webhooks.enabled = false;
     config
 }
 

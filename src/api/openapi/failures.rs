@@ -58,7 +58,7 @@ const VENDOR_READ: &[&str] = &["404", "422", "429", "501", "502"];
 const VENDOR_WRITE: &[&str] = &["404", "409", "422", "429", "501", "502"];
 
 /// What each `/v1` operation can fail with beyond [`EVERY_ROUTE`] and [`WITH_BODY`].
-pub const ROUTE_FAILURES: [(&str, &[&str]); 18] = [
+pub const ROUTE_FAILURES: [(&str, &[&str]); 27] = [
     ("listProviders", &[]),
     ("listAccounts", &[]),
     ("createAccount", &["409"]),
@@ -77,6 +77,15 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 18] = [
     ("listOperations", &[]),
     ("getOperation", &["404"]),
     ("listEvents", &[]),
+    ("listWebhooks", &[]),
+    ("createWebhook", &[]),
+    ("getWebhook", &["404"]),
+    ("updateWebhook", &["404"]),
+    ("deleteWebhook", &["404"]),
+    ("testWebhook", &["404"]),
+    ("rotateWebhookSecret", &["404"]),
+    ("listWebhookDeliveries", &["404"]),
+    ("redeliverWebhookDelivery", &["404"]),
 ];
 
 fn problem_ref() -> Value {

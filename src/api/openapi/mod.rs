@@ -13,7 +13,7 @@ use utoipa::{
 
 use super::{
     accounts, events, health, listing, operations, problem::Problem, providers, snapshots,
-    snapshots::Include,
+    snapshots::Include, webhooks,
 };
 use crate::providers::ProviderInfo;
 
@@ -36,6 +36,8 @@ pub use failures::ROUTE_FAILURES;
         listing::list, snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
         snapshots::restore, snapshots::image, snapshots::name_availability,
         operations::list, operations::get, events::list,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::test, webhooks::rotate_secret, webhooks::deliveries, webhooks::redeliver,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(Problem, Include)),
@@ -46,6 +48,7 @@ pub use failures::ROUTE_FAILURES;
         (name = "snapshots", description = "The normalized snapshot API over all five providers"),
         (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
         (name = "events", description = "The tenant's event log: operations finishing, snapshots created, deleted and restored, account health"),
+        (name = "webhooks", description = "Endpoints the tenant's events are POSTed to, signed per Standard Webhooks 1.0, with their delivery logs"),
         (name = "service", description = "Health and readiness"),
     )
 )]
@@ -71,7 +74,7 @@ impl Modify for Security {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.bearer_format = Some("JWT".to_owned());
         http.description = Some(
-            "A JWT carrying the tenant claim and the scopes `snapshots:read`, `snapshots:write`, `accounts:read`, `accounts:write` (in `scope` or `scp`). `snapgate token` mints one for development.".to_owned(),
+            "A JWT carrying the tenant claim and the scopes `snapshots:read`, `snapshots:write`, `accounts:read`, `accounts:write`, `webhooks:read`, `webhooks:write` (in `scope` or `scp`). `snapgate token` mints one for development.".to_owned(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
     }
@@ -98,6 +101,7 @@ fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
     shapes::constrain(doc);
     shapes::model_account_bodies(doc, providers);
     shapes::link(doc);
+    shapes::describe_webhooks(doc);
 }
 
 /// Calls `f(path, method, operation)` for every operation of the document.

@@ -8,7 +8,7 @@ use super::{
     NOT_BLANK_PATTERN, PLAIN_TEXT_PATTERN, SNAPSHOT_ID_PATTERN,
 };
 use crate::{
-    api::{accounts, listing, operations, snapshots},
+    api::{accounts, listing, operations, snapshots, webhooks},
     domain::FieldSpec,
     providers::ProviderInfo,
 };
@@ -17,6 +17,10 @@ use crate::{
 pub(super) fn constrain(doc: &mut Value) {
     let text = |max: usize| json!({"minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN});
     let name = text(snapshots::MAX_NAME);
+    let webhook_url = json!({
+        "maxLength": webhooks::MAX_URL,
+        "pattern": *webhooks::URL_PATTERN,
+    });
     let schemas = &mut doc["components"]["schemas"];
     for (schema, property, constraint) in [
         (
@@ -49,6 +53,18 @@ pub(super) fn constrain(doc: &mut Value) {
         ("RestoreSnapshot", "target_id", json!({"example": null})),
         ("CreateImage", "name", with_example(&name, "golden-image")),
         ("CreateImage", "labels", json!({"example": ["env=prod"]})),
+        ("CreateWebhook", "url", webhook_url.clone()),
+        ("UpdateWebhook", "url", webhook_url.clone()),
+        (
+            "CreateWebhook",
+            "description",
+            json!({"maxLength": webhooks::MAX_DESCRIPTION}),
+        ),
+        (
+            "UpdateWebhook",
+            "description",
+            json!({"maxLength": webhooks::MAX_DESCRIPTION}),
+        ),
     ] {
         merge(&mut schemas[schema]["properties"][property], constraint);
     }
@@ -72,6 +88,13 @@ pub(super) fn constrain(doc: &mut Value) {
                     json!({"pattern": ACCOUNT_ID_PATTERN})
                 }
                 (Some("path"), Some("snapshot")) => json!({"pattern": SNAPSHOT_ID_PATTERN}),
+                (Some("path"), Some("webhook")) => {
+                    json!({"pattern": webhooks::WEBHOOK_ID_PATTERN})
+                }
+                (Some("path"), Some("delivery")) => {
+                    json!({"pattern": webhooks::DELIVERY_ID_PATTERN})
+                }
+                (Some("query"), Some("before")) => json!({"pattern": "^[0-9]{1,18}$"}),
                 (Some("path"), Some("name")) => text(snapshots::MAX_NAME),
                 (Some("header"), Some("Idempotency-Key")) => json!({
                     "type": "string", "minLength": 1, "maxLength": 255,
@@ -267,6 +290,17 @@ pub(super) fn link(doc: &mut Value) {
         "snapshot",
         &["updateSnapshot", "restoreSnapshot", "deleteSnapshot"],
     );
+    let webhook_links = links_with(
+        "webhook",
+        &[
+            "getWebhook",
+            "updateWebhook",
+            "testWebhook",
+            "rotateWebhookSecret",
+            "listWebhookDeliveries",
+            "deleteWebhook",
+        ],
+    );
     for_each_operation(doc, |_, _, op| {
         let (status, links) = match op["operationId"].as_str().unwrap_or_default() {
             "createSnapshot"
@@ -283,6 +317,7 @@ pub(super) fn link(doc: &mut Value) {
                 (status, account_links.clone())
             }
             "getSnapshot" => ("200", snapshot_links.clone()),
+            "createWebhook" => ("201", webhook_links.clone()),
             _ => return,
         };
         op["responses"][status]["links"] = links;
@@ -301,4 +336,64 @@ fn links_with(parameter: &str, operations: &[&str]) -> Value {
         })
         .collect();
     Value::Object(links)
+}
+
+/// The requests snapgate sends to webhook endpoints (OpenAPI 3.1 `webhooks`): one per event
+/// type, each a Standard Webhooks delivery.
+pub(super) fn describe_webhooks(doc: &mut Value) {
+    let header = |name: &str, description: &str, example: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": description,
+               "schema": {"type": "string"}, "example": example})
+    };
+    let parameters = json!([
+        header("webhook-id", "The event's id: the same on every attempt and redelivery, so a receiver can drop duplicates", "evt_0192f8a4c3d27b1e9f6a5b4c3d2e1f00"),
+        header("webhook-timestamp", "Unix seconds when this attempt was signed; receivers refuse old ones (replays)", "1764590000"),
+        header("webhook-signature", "`v1,` + base64 of HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}` under the endpoint's `whsec_` secret (the base64 after the prefix is the key); during a secret rotation's grace period two signatures, space-separated", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+    ]);
+    let types = [
+        ("operation.succeeded", "An operation finished: `data.operation` is the operation as `GET /v1/operations/{id}` returns it"),
+        ("operation.failed", "An operation failed: `data.operation.error` is the problem"),
+        ("snapshot.created", "A create operation succeeded: `data.snapshot_id` and `data.operation`"),
+        ("snapshot.deleted", "A delete operation succeeded"),
+        ("snapshot.restored", "A restore operation succeeded (its `completion` says whether the vendor reported it or it is assumed)"),
+        ("account.health_changed", "An account's verification changed its health: `data.account`"),
+        ("webhook.test", "Sent by `POST /v1/webhooks/{id}/test`"),
+    ];
+    let mut hooks = Map::new();
+    for (kind, description) in types {
+        hooks.insert(
+            kind.to_owned(),
+            json!({"post": {
+                "summary": format!("`{kind}` delivered to a webhook endpoint"),
+                "description": format!("{description}. The body is signed: verify `webhook-signature` (any Standard Webhooks 1.0 library does) before trusting it. Answer 2xx within the timeout; anything else is retried on the schedule."),
+                "operationId": format!("on_{}", kind.replace('.', "_")),
+                "tags": ["webhooks"],
+                "parameters": parameters.clone(),
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}}},
+                "responses": {"200": {"description": "Received (any 2xx ends the delivery)"}},
+            }}),
+        );
+    }
+    doc["webhooks"] = Value::Object(hooks);
+    doc["components"]["schemas"]["WebhookPayload"] = json!({
+        "type": "object",
+        "description": "The body of every delivery (Standard Webhooks: `type`, `timestamp`, `data`; plus the event's `id`).",
+        "required": ["id", "type", "timestamp", "data"],
+        "properties": {
+            "id": {"type": "string", "description": "The event id (also the `webhook-id` header)", "example": "evt_0192f8a4c3d27b1e9f6a5b4c3d2e1f00"},
+            "type": {"type": "string", "enum": types.iter().map(|(k, _)| *k).collect::<Vec<_>>()},
+            "timestamp": {"type": "string", "format": "date-time", "description": "When the event happened"},
+            "data": {
+                "type": "object",
+                "description": "The subject as the API returns it, and who caused it",
+                "required": ["actor"],
+                "properties": {
+                    "actor": {"type": "string", "description": "The caller's `sub`, or `reconciler` for what the gateway saw by itself"},
+                    "operation": {"$ref": "#/components/schemas/Operation"},
+                    "snapshot_id": {"type": ["string", "null"]},
+                    "account": {"type": "object"},
+                },
+            },
+        },
+    });
 }

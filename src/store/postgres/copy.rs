@@ -92,5 +92,8 @@ pub(super) async fn insert_events(
         .await?
         .rows_affected() as usize;
     }
+    if !keep_existing {
+        crate::store::webhooks::postgres::enqueue(conn, events).await?;
+    }
     Ok(written)
 }

@@ -30,15 +30,20 @@ use super::{
         bind_account, bind_operation, to_json, ts, AccountRow, EventRow, KeyRow, OperationRow,
         TenantOperationRow, ACCOUNT_COLUMNS, EVENT_COLUMNS, OPERATION_COLUMNS,
     },
+    webhooks::{self, Claimed, WebhookRow},
     AccountPatch, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed, Store,
     StoreError,
 };
 use crate::domain::{
-    Account, AccountHealth, AccountId, Event, EventType, Operation, OperationKind,
+    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, OperationKind,
+    Webhook,
 };
 
 use coherence::{account_version, listen, Stamps};
 use copy::{insert_events, load};
+
+/// The advisory lock delivery claims take turns on.
+const CLAIM_LOCK: i64 = 0x736e_6170_6761_7465; // "snapgate"
 
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
@@ -352,8 +357,9 @@ impl Store for PostgresStore {
         let pool = self.pool.clone();
         let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
         self.run(async move {
-            let mut conn = pool.acquire().await?;
-            insert_events(&mut conn, &events, false).await?;
+            let mut tx = pool.begin().await?;
+            insert_events(&mut tx, &events, false).await?;
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -647,6 +653,138 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await?;
             Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError> {
+        let (pool, row) = (self.pool.clone(), WebhookRow::of(webhook, secrets));
+        self.run(async move {
+            webhooks::postgres::insert_webhook(&mut *pool.acquire().await?, row).await
+        })
+        .await
+    }
+
+    async fn get_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Webhook, Sealed)>, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        self.run(async move {
+            webhooks::postgres::get_webhook(&mut *pool.acquire().await?, &tenant, &id).await
+        })
+        .await
+    }
+
+    async fn list_webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
+        let (pool, tenant) = (self.pool.clone(), tenant.to_owned());
+        self.run(async move {
+            webhooks::postgres::list_webhooks(&mut *pool.acquire().await?, &tenant).await
+        })
+        .await
+    }
+
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        secrets: Option<&Sealed>,
+    ) -> Result<bool, StoreError> {
+        let (pool, webhook, secrets) = (self.pool.clone(), webhook.clone(), secrets.cloned());
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
+            webhooks::postgres::update_webhook(&mut conn, &webhook, secrets.as_ref()).await
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            let deleted = webhooks::postgres::delete_webhook(&mut tx, &tenant, &id).await?;
+            tx.commit().await?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let (pool, delivery) = (self.pool.clone(), delivery.clone());
+        self.run(async move {
+            webhooks::postgres::insert_delivery(&mut *pool.acquire().await?, &delivery).await
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Delivery)>, StoreError> {
+        let (pool, tenant, webhook) = (self.pool.clone(), tenant.to_owned(), webhook_id.to_owned());
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
+            webhooks::postgres::list_deliveries(&mut conn, &tenant, &webhook, before, limit).await
+        })
+        .await
+    }
+
+    async fn get_delivery(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let (pool, tenant) = (self.pool.clone(), tenant.to_owned());
+        let (webhook, id) = (webhook_id.to_owned(), id.to_owned());
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
+            webhooks::postgres::get_delivery(&mut conn, &tenant, &webhook, &id).await
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        per_endpoint: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            // Claims take turns across replicas (held to the end of the transaction), so the
+            // in-flight count each sees is exact and no delivery is claimed twice.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let claimed =
+                webhooks::postgres::claim(&mut tx, now, lease_until, limit, per_endpoint).await?;
+            tx.commit().await?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        token: &str,
+        disable: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (pool, delivery) = (self.pool.clone(), delivery.clone());
+        let (token, disable) = (token.to_owned(), disable.map(str::to_owned));
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            let held =
+                webhooks::postgres::finish(&mut tx, &delivery, &token, disable.as_deref()).await?;
+            tx.commit().await?;
+            Ok(held)
         })
         .await
     }

@@ -1,0 +1,391 @@
+//! The webhook worker: every `serve` process delivers from the outbox.
+//!
+//! Each round claims due deliveries (a lease in the store: one process per attempt, at most
+//! `max_concurrent_per_endpoint` in flight to one endpoint across all processes), signs each
+//! attempt per Standard Webhooks with the endpoint's current secret (and the previous one
+//! during a rotation's grace period), POSTs it without following redirects, and records the
+//! attempt. A failed attempt is retried on the schedule; a delivery failing for the whole
+//! schedule disables its endpoint with the reason. A process killed mid-attempt loses nothing:
+//! its lease ends and another process makes the attempt, with the same `webhook-id`.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{TimeDelta, Utc};
+use futures::{stream, StreamExt};
+use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{Service, ServiceError};
+use crate::{
+    domain::{Attempt, Delivery, DeliveryState},
+    store::Claimed,
+    webhooks::{sign, target},
+};
+
+/// How webhooks are delivered (`webhooks.*`, `SNAPGATE_WEBHOOKS__*`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Whether this process delivers (any replica may; the store keeps them from colliding).
+    pub enabled: bool,
+    /// Seconds before each attempt: the first (from the event), then after each failure.
+    /// Comma-separated in the environment. An endpoint whose delivery fails every attempt is
+    /// disabled.
+    #[serde(deserialize_with = "seconds_list")]
+    pub retry_schedule_secs: Vec<u64>,
+    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
+    pub allow_private_targets: bool,
+    /// One attempt's limit, connecting to the end of the answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts in flight to one endpoint at once, across every replica.
+    pub max_concurrent_per_endpoint: u32,
+    /// Attempts in flight at once in this process.
+    pub max_in_flight: u32,
+    /// How often due deliveries are looked for, in milliseconds (new events wake the worker
+    /// of the process that wrote them at once).
+    pub tick_ms: u64,
+    /// How long a claimed attempt is reserved for the process that claimed it, in
+    /// milliseconds; after that (the process died) another makes it.
+    pub lease_ms: u64,
+    /// How long the previous secret keeps signing after a rotation, in seconds.
+    pub rotation_grace_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            // Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+            retry_schedule_secs: vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000],
+            allow_private_targets: false,
+            timeout_ms: 10_000,
+            max_concurrent_per_endpoint: 4,
+            max_in_flight: 32,
+            tick_ms: 500,
+            lease_ms: 60_000,
+            rotation_grace_secs: 24 * 3600,
+        }
+    }
+}
+
+/// `0,5,300` (the environment's form) or a list.
+fn seconds_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        One(u64),
+        List(Vec<u64>),
+    }
+    let list = match Form::deserialize(d)? {
+        Form::List(list) => list,
+        Form::One(n) => vec![n],
+        Form::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "retry_schedule_secs: expected comma-separated seconds, got `{text}`"
+                ))
+            })?,
+    };
+    if list.is_empty() {
+        return Err(serde::de::Error::custom(
+            "retry_schedule_secs: at least one attempt is needed",
+        ));
+    }
+    Ok(list)
+}
+
+/// Response bytes read at most (the rest is dropped with the connection).
+const MAX_RESPONSE_BYTES: usize = 4096;
+
+/// The HTTP client of deliveries: no redirects, short timeouts, only permitted addresses.
+pub fn delivery_client(config: &WebhooksConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_millis(config.timeout_ms.max(1)))
+        .connect_timeout(Duration::from_millis(config.timeout_ms.clamp(1, 5_000)))
+        .dns_resolver(target::resolver(config.allow_private_targets))
+        .user_agent(concat!("snapgate-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Service {
+    /// Delivers until the process stops.
+    pub async fn deliver_forever(&self) {
+        let tick = Duration::from_millis(self.webhooks.tick_ms.max(10));
+        let mut changes = self.store.operation_changes();
+        loop {
+            if let Err(e) = self.deliver_once().await {
+                tracing::warn!(error = %e, "webhook round failed");
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = changes.recv() => {}
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// Wakes this process's worker: a delivery was queued.
+    pub(super) fn wake_deliveries(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One round: makes one attempt of every due delivery it can claim; how many.
+    pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
+        let cfg = &self.webhooks;
+        let now = Utc::now();
+        let lease = now + TimeDelta::milliseconds(cfg.lease_ms.max(1) as i64);
+        let claimed = self
+            .store
+            .claim_deliveries(
+                now,
+                lease,
+                cfg.max_in_flight.max(1),
+                cfg.max_concurrent_per_endpoint.max(1),
+            )
+            .await?;
+        let count = claimed.len();
+        stream::iter(claimed)
+            .for_each_concurrent(cfg.max_in_flight.max(1) as usize, |c| async move {
+                let (id, webhook) = (c.delivery.id.clone(), c.webhook.id.clone());
+                if let Err(e) = self.attempt(c).await {
+                    tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
+                }
+            })
+            .await;
+        Ok(count)
+    }
+
+    /// Makes (or, before its first attempt is due, postpones) one attempt and records it.
+    async fn attempt(&self, claimed: Claimed) -> Result<(), ServiceError> {
+        let Claimed {
+            mut delivery,
+            webhook,
+            secrets,
+            token,
+        } = claimed;
+        let schedule = &self.webhooks.retry_schedule_secs;
+        let first_due = delivery.created_at + secs(schedule.first().copied().unwrap_or(0));
+        if delivery.attempts.is_empty() && first_due > Utc::now() {
+            delivery.next_attempt_at = Some(first_due);
+            self.store.finish_delivery(&delivery, &token, None).await?;
+            return Ok(());
+        }
+        let attempt = match self.open_secrets(&webhook, &secrets) {
+            Ok(keys) => self.send(&webhook.url, &delivery, &keys).await,
+            Err(e) => Attempt {
+                at: Utc::now(),
+                status_code: None,
+                latency_ms: 0,
+                error: Some(format!("the endpoint's secret cannot be opened: {e}")),
+            },
+        };
+        let outcome = match (attempt.status_code, &attempt.error) {
+            (Some(code), _) => code.to_string(),
+            (None, _) => "error".to_owned(),
+        };
+        metrics::counter!("snapgate_webhook_attempts_total", "status" => outcome).increment(1);
+        tracing::info!(
+            delivery = %delivery.id, webhook = %webhook.id, event = %delivery.event_id,
+            status = ?attempt.status_code, latency_ms = attempt.latency_ms,
+            error = attempt.error.as_deref().unwrap_or(""), "webhook attempt"
+        );
+        let disable = record(&mut delivery, attempt, schedule);
+        self.store
+            .finish_delivery(&delivery, &token, disable.as_deref())
+            .await?;
+        Ok(())
+    }
+
+    /// POSTs the delivery, signed; the attempt as it went.
+    async fn send(
+        &self,
+        url: &str,
+        delivery: &Delivery,
+        keys: &[secrecy::SecretString],
+    ) -> Attempt {
+        let at = Utc::now();
+        let started = std::time::Instant::now();
+        let failed = |error: String| Attempt {
+            at,
+            status_code: None,
+            latency_ms: started.elapsed().as_millis() as u64,
+            error: Some(error),
+        };
+        // The resolver guards names; an address written in the URL is checked here.
+        let parsed = match target::parse(url) {
+            Ok(parsed) => parsed,
+            Err(e) => return failed(e.to_string()),
+        };
+        if let Err(e) = target::check_literal(&parsed, self.webhooks.allow_private_targets) {
+            return failed(e.to_string());
+        }
+        let timestamp = at.timestamp();
+        let body = delivery.payload.as_bytes();
+        let signature = sign::header(keys, &delivery.event_id, timestamp, body);
+        let sent = self
+            .webhook_client
+            .post(parsed)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(delivery.payload.clone())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => return failed(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let latency_ms = started.elapsed().as_millis() as u64;
+        // Read a little of the answer (so the connection can be reused), never more.
+        let mut read = 0;
+        while read < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        let error = (300..400)
+            .contains(&status)
+            .then(|| "redirects are not followed".to_owned());
+        Attempt {
+            at,
+            status_code: Some(status),
+            latency_ms,
+            error,
+        }
+    }
+}
+
+/// Adds an attempt to a delivery and sets what comes next: done on a 2xx, the next attempt
+/// per the schedule, or failed when the schedule is spent — then the endpoint's disabling
+/// reason.
+pub fn record(delivery: &mut Delivery, attempt: Attempt, schedule: &[u64]) -> Option<String> {
+    let ok = attempt.succeeded();
+    let last = match (attempt.status_code, &attempt.error) {
+        (Some(code), _) => format!("HTTP {code}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "no answer".to_owned(),
+    };
+    delivery.attempts.push(attempt);
+    let made = delivery.attempts.len();
+    if ok {
+        delivery.state = DeliveryState::Succeeded;
+        delivery.next_attempt_at = None;
+        return None;
+    }
+    match schedule.get(made) {
+        Some(&wait) => {
+            delivery.next_attempt_at = Some(Utc::now() + jittered(wait));
+            None
+        }
+        None => {
+            delivery.state = DeliveryState::Failed;
+            delivery.next_attempt_at = None;
+            Some(format!(
+                "delivery {} of event {} failed all {made} attempts of the retry schedule (last: {last})",
+                delivery.id, delivery.event_id
+            ))
+        }
+    }
+}
+
+/// `wait` seconds, give or take a tenth (so endpoints that failed together are not retried
+/// together).
+fn jittered(wait: u64) -> TimeDelta {
+    let ms = wait.saturating_mul(1000) as f64;
+    let factor = rand::thread_rng().gen_range(0.9..=1.1);
+    TimeDelta::milliseconds((ms * factor) as i64)
+}
+
+fn secs(s: u64) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+/// A transport failure in a few words (never the URL: it may carry a token).
+fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_redirect() {
+        "redirects are not followed"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut cause = String::new();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {}", cause.chars().take(200).collect::<String>())
+    }
+}
+
+/// Shared by the worker and the service's constructor.
+pub(super) fn wake() -> Arc<tokio::sync::Notify> {
+    Arc::new(tokio::sync::Notify::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: u16) -> Attempt {
+        Attempt {
+            at: Utc::now(),
+            status_code: Some(code),
+            latency_ms: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_retried_on_the_schedule_then_fails_and_disables() {
+        let schedule = [0, 5, 300];
+        let mut d = Delivery::new("t", "wh_1", "evt_1", "operation.succeeded", "{}".into());
+        assert_eq!(record(&mut d, failed(500), &schedule), None);
+        let wait = d.next_attempt_at.unwrap() - Utc::now();
+        assert!((4..=6).contains(&wait.num_seconds()), "{wait}");
+        assert_eq!(record(&mut d, failed(503), &schedule), None);
+        let wait = d.next_attempt_at.unwrap() - Utc::now();
+        assert!((260..=331).contains(&wait.num_seconds()), "{wait}");
+        let reason = record(&mut d, failed(500), &schedule).expect("disabled");
+        assert!(
+            reason.contains("all 3 attempts") && reason.contains("HTTP 500"),
+            "{reason}"
+        );
+        assert_eq!(d.state, DeliveryState::Failed);
+        assert_eq!(d.next_attempt_at, None);
+    }
+
+    #[test]
+    fn a_2xx_ends_a_delivery() {
+        let mut d = Delivery::new("t", "wh_1", "evt_1", "operation.succeeded", "{}".into());
+        assert_eq!(record(&mut d, failed(204), &[0]), None);
+        assert_eq!(d.state, DeliveryState::Succeeded);
+        assert_eq!(d.attempts.len(), 1);
+    }
+
+    #[test]
+    fn the_schedule_reads_from_the_environment_form() {
+        let cfg: WebhooksConfig =
+            serde_json::from_value(serde_json::json!({"retry_schedule_secs": "0, 1,2"})).unwrap();
+        assert_eq!(cfg.retry_schedule_secs, vec![0, 1, 2]);
+        assert!(serde_json::from_value::<WebhooksConfig>(
+            serde_json::json!({"retry_schedule_secs": "0,x"})
+        )
+        .is_err());
+    }
+}
