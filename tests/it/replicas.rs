@@ -318,3 +318,225 @@ async fn the_hot_path_makes_no_database_round_trip() {
     drop(a);
     db.drop_database().await;
 }
+
+/// A replica on the test database delivering webhooks (and, when `reconcile`, reconciling),
+/// calling the mock as Hyperstack.
+async fn delivering_replica(
+    db: &TestDatabase,
+    mock: &MockServer,
+    adjust: impl FnOnce(&mut snapgate::Config),
+) -> TestApp {
+    let (url, uri) = (db.url.clone(), mock.uri());
+    spawn_app_with(move |c| {
+        c.store.url = url;
+        c.store.max_connections = 4;
+        c.providers
+            .set(ProviderKind::Hyperstack, "base_url", format!("{uri}/v1"));
+        crate::webhooks::delivering(c);
+        adjust(c);
+    })
+    .await
+}
+
+/// Counts of each `webhook-id` the receiver got.
+async fn ids_received(receiver: &MockServer) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for r in crate::webhooks::received(receiver).await {
+        let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
+        *seen.entry(id).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn two_replicas_deliver_each_attempt_once() {
+    let Some(db) = TestDatabase::create("replicated webhook deliveries").await else {
+        return;
+    };
+    let vendor = MockServer::start().await;
+    let receiver = crate::webhooks::receiver().await;
+    let (a, b) = tokio::join!(
+        delivering_replica(&db, &vendor, |_| {}),
+        delivering_replica(&db, &vendor, |_| {})
+    );
+    let t = token("acme", ALL_SCOPES);
+    let hook =
+        crate::webhooks::create_webhook(&a, &t, &format!("{}/hook", receiver.uri()), json!([]))
+            .await;
+    let id = hook["id"].as_str().unwrap();
+    // Thirty events queued through both replicas; both workers claim from one outbox.
+    const EVENTS: usize = 30;
+    for i in 0..EVENTS {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let resp = app
+            .post(&format!("/v1/webhooks/{id}/test"), &t, &json!({}))
+            .await;
+        assert_eq!(resp.status(), 202);
+    }
+    crate::webhooks::wait_received(&receiver, EVENTS, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = ids_received(&receiver).await;
+    assert_eq!(seen.len(), EVENTS, "distinct events delivered");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let log = crate::webhooks::deliveries(&b, &t, id).await;
+    assert_eq!(log.len(), EVENTS);
+    for d in &log {
+        assert_eq!(d["state"], "succeeded", "{d}");
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+    }
+    drop((a, b));
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_delivery_loses_no_event() {
+    let Some(db) = TestDatabase::create("webhook delivery across a crash").await else {
+        return;
+    };
+    let vendor = MockServer::start().await;
+    // The first attempt hangs (the replica making it dies meanwhile); later ones succeed.
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&receiver)
+        .await;
+    let short_lease = |c: &mut snapgate::Config| {
+        c.webhooks.lease_ms = 1_500;
+        c.webhooks.timeout_ms = 1_000;
+    };
+    let a = delivering_replica(&db, &vendor, short_lease).await;
+    let t = token("acme", ALL_SCOPES);
+    let hook =
+        crate::webhooks::create_webhook(&a, &t, &format!("{}/hook", receiver.uri()), json!([]))
+            .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let queued: Value = a
+        .post(&format!("/v1/webhooks/{id}/test"), &t, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A is in the middle of the attempt: the receiver holds it.
+    crate::webhooks::wait_received(&receiver, 1, Duration::from_secs(5)).await;
+    let b = delivering_replica(&db, &vendor, short_lease).await;
+    drop(a);
+    let killed = Instant::now();
+    // B makes the attempt once A's claim lapses, with the same webhook-id.
+    let got = crate::webhooks::wait_received(&receiver, 2, Duration::from_secs(10)).await;
+    eprintln!("replica B delivered {:?} after A died", killed.elapsed());
+    let id_of = |r: &Request| r.headers["webhook-id"].to_str().unwrap().to_owned();
+    assert_eq!(id_of(&got[0]), id_of(&got[1]));
+    assert_eq!(id_of(&got[1]), queued["event_id"].as_str().unwrap());
+    let started = Instant::now();
+    let log = loop {
+        let log = crate::webhooks::deliveries(&b, &t, &id).await;
+        if log[0]["state"] == "succeeded" {
+            break log;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{log:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The dead replica recorded nothing; B's attempt is the one logged.
+    assert_eq!(
+        log[0]["attempts"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        log[0]
+    );
+    drop(b);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn two_reconciling_replicas_check_each_operation_alone() {
+    let Some(db) = TestDatabase::create("replicated reconciler").await else {
+        return;
+    };
+    let vendor = MockServer::start().await;
+    // Hyperstack: the create is accepted as `CREATING`; each read says so until the fourth.
+    Mock::given(method("POST"))
+        .and(path("/v1/core/virtual-machines/2058/snapshots"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(hyperstack_created(77)))
+        .mount(&vendor)
+        .await;
+    let snapshot = |status: &str| {
+        let mut body = hyperstack_created(77);
+        body["snapshot"]["status"] = json!(status);
+        body
+    };
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/77"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(snapshot("CREATING")))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&vendor)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/77"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(snapshot("SUCCESS")))
+        .with_priority(2)
+        .mount(&vendor)
+        .await;
+    let reconciling = |c: &mut snapgate::Config| {
+        c.reconciler.enabled = true;
+        c.reconciler.tick_ms = 10;
+        c.reconciler.first_check_ms = 100;
+        c.reconciler.max_interval_secs = 1;
+    };
+    let (a, b) = tokio::join!(
+        delivering_replica(&db, &vendor, reconciling),
+        delivering_replica(&db, &vendor, reconciling)
+    );
+    let t = token("acme", ALL_SCOPES);
+    let receiver = crate::webhooks::receiver().await;
+    let hook = crate::webhooks::create_webhook(
+        &b,
+        &t,
+        &format!("{}/hook", receiver.uri()),
+        json!(["operation.succeeded"]),
+    )
+    .await;
+    let secret = hook["secret"].as_str().unwrap();
+    assert_eq!(
+        a.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    let created = a
+        .post(
+            "/v1/snapshots",
+            &t,
+            &json!({"account": "hs", "source_id": "2058", "name": "nightly"}),
+        )
+        .await;
+    assert_eq!(created.status(), 202);
+    // Nobody reads it; both replicas reconcile; the receiver is told once.
+    let got = crate::webhooks::wait_received(&receiver, 1, Duration::from_secs(15)).await;
+    crate::webhooks::verify(secret, &got[0]).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(crate::webhooks::received(&receiver).await.len(), 1);
+    // Four reads (three CREATING, one SUCCESS), not four per replica: a check is made by one
+    // replica at a time, and a finished operation is never checked again.
+    let reads = vendor
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == wiremock::http::Method::GET)
+        .count();
+    eprintln!("two replicas made {reads} vendor reads to finish one operation");
+    assert_eq!(reads, 4);
+    drop((a, b));
+    db.drop_database().await;
+}
