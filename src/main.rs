@@ -116,9 +116,10 @@ async fn keys_rotate(config_path: Option<PathBuf>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!(
-        "re-sealed {} accounts under key {} ({} already under it, {} changed meanwhile); \
-         the previous keys are no longer needed",
+        "re-sealed {} accounts and {} webhook secrets under key {} ({} accounts already under \
+         it, {} changed meanwhile); the previous keys are no longer needed",
         done.resealed,
+        done.webhook_secrets,
         sealer.key_id(),
         done.current,
         done.changed_meanwhile

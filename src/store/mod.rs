@@ -300,6 +300,18 @@ pub trait Store: Send + Sync + 'static {
         disable: Option<&str>,
     ) -> Result<bool, StoreError>;
 
+    /// Every webhook endpoint's sealed secrets, by tenant and id.
+    async fn sealed_webhook_secrets(&self) -> Result<Vec<(String, String, Sealed)>, StoreError>;
+    /// Replaces an endpoint's sealed secrets if they are still sealed under `from_key_id`;
+    /// whether they were replaced.
+    async fn reseal_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError>;
+
     /// Every account's sealed credentials, by tenant and id.
     async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError>;
     /// Replaces an account's sealed credentials if they are still sealed under `from_key_id`
@@ -326,6 +338,8 @@ pub struct Dump {
     operations: Vec<rows::TenantOperationRow>,
     idempotency: Vec<rows::IdempotencyRow>,
     events: Vec<rows::EventRow>,
+    webhooks: Vec<webhooks::WebhookRow>,
+    deliveries: Vec<webhooks::DeliveryRow>,
 }
 
 impl Dump {
@@ -335,6 +349,8 @@ impl Dump {
             operations: self.operations.len(),
             idempotency_keys: self.idempotency.len(),
             events: self.events.len(),
+            webhooks: self.webhooks.len(),
+            deliveries: self.deliveries.len(),
         }
     }
 }
@@ -346,6 +362,8 @@ pub struct Counts {
     pub operations: usize,
     pub idempotency_keys: usize,
     pub events: usize,
+    pub webhooks: usize,
+    pub deliveries: usize,
 }
 
 impl Counts {
@@ -358,8 +376,13 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} accounts, {} operations, {} idempotency keys, {} events",
-            self.accounts, self.operations, self.idempotency_keys, self.events
+            "{} accounts, {} operations, {} idempotency keys, {} events, {} webhooks, {} deliveries",
+            self.accounts,
+            self.operations,
+            self.idempotency_keys,
+            self.events,
+            self.webhooks,
+            self.deliveries
         )
     }
 }
@@ -382,6 +405,8 @@ pub struct Rotation {
     pub current: usize,
     /// Changed by someone else meanwhile (and so sealed under the active key by them).
     pub changed_meanwhile: usize,
+    /// Webhook endpoints' secrets re-sealed under the active key.
+    pub webhook_secrets: usize,
 }
 
 /// Why a rotation stopped.
@@ -393,11 +418,17 @@ pub enum RotateError {
         id: AccountId,
         source: SealError,
     },
+    #[error("the secrets of webhook `{tenant}/{id}` cannot be opened: {source}; add the key that sealed them to SNAPGATE_PREVIOUS_MASTER_KEYS")]
+    OpenWebhook {
+        tenant: String,
+        id: String,
+        source: SealError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Re-seals every account not sealed under the sealer's active key, online: replicas keep
+/// Re-seals every account and webhook secret not sealed under the sealer's active key, online: replicas keep
 /// serving (each change is one row, and replicas reopen the account when notified). After it,
 /// the previous keys are no longer needed.
 pub async fn rotate(store: &dyn Store, sealer: &Sealer) -> Result<Rotation, RotateError> {
@@ -418,6 +449,24 @@ pub async fn rotate(store: &dyn Store, sealer: &Sealer) -> Result<Rotation, Rota
             done.resealed += 1;
         } else {
             done.changed_meanwhile += 1;
+        }
+    }
+    for (tenant, id, sealed) in store.sealed_webhook_secrets().await? {
+        if sealed.key_id == sealer.key_id() {
+            continue;
+        }
+        let fresh = sealer
+            .reseal_webhook(&tenant, &id, &sealed)
+            .map_err(|source| RotateError::OpenWebhook {
+                tenant: tenant.clone(),
+                id: id.clone(),
+                source,
+            })?;
+        if store
+            .reseal_webhook(&tenant, &id, &sealed.key_id, &fresh)
+            .await?
+        {
+            done.webhook_secrets += 1;
         }
     }
     Ok(done)

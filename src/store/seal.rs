@@ -167,6 +167,17 @@ impl Sealer {
         self.open(sealed, &webhook_context(tenant, webhook))
     }
 
+    /// A webhook's secrets sealed again under the active key.
+    pub fn reseal_webhook(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        sealed: &Sealed,
+    ) -> Result<Sealed, SealError> {
+        let context = webhook_context(tenant, webhook);
+        Ok(self.seal(&self.open(sealed, &context)?, &context))
+    }
+
     /// Seals credentials; `context` is bound as associated data.
     fn seal(&self, creds: &Credentials, context: &str) -> Sealed {
         let plain = plaintext(creds);

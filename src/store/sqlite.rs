@@ -448,6 +448,21 @@ impl Store for SqliteStore {
         Ok(held)
     }
 
+    async fn sealed_webhook_secrets(&self) -> Result<Vec<(String, String, Sealed)>, StoreError> {
+        webhooks::sqlite::sealed_secrets(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn reseal_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        webhooks::sqlite::reseal(&mut conn, tenant, id, from_key_id, sealed).await
+    }
+
     async fn sealed_credentials(&self) -> Result<Vec<(String, AccountId, Sealed)>, StoreError> {
         let rows: Vec<AccountRow> = sqlx::query_as(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"

@@ -190,7 +190,10 @@ pub async fn list_unfinished(pool: &SqlitePool) -> Result<Vec<(String, Operation
 
 /// Every record, as stored.
 pub async fn dump(pool: &SqlitePool) -> Result<Dump, StoreError> {
+    let (webhooks, deliveries) = super::webhooks::sqlite::dump(&mut *pool.acquire().await?).await?;
     Ok(Dump {
+        webhooks,
+        deliveries,
         accounts: sqlx::query_as(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
         ))
@@ -259,6 +262,8 @@ pub async fn load(pool: &SqlitePool, dump: Dump) -> Result<Counts, StoreError> {
     }
     let events: Vec<EventRow> = dump.events;
     written.events += insert_events(&mut tx, &events, true).await?;
+    (written.webhooks, written.deliveries) =
+        super::webhooks::sqlite::load(&mut tx, dump.webhooks, dump.deliveries).await?;
     tx.commit().await?;
     Ok(written)
 }

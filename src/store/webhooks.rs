@@ -457,6 +457,116 @@ macro_rules! queries {
             Ok(claimed)
         }
 
+        /// Every endpoint's sealed secrets, by tenant and id.
+        pub async fn sealed_secrets(
+            conn: &mut Conn,
+        ) -> Result<Vec<(String, String, Sealed)>, StoreError> {
+            let rows: Vec<(String, String, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                "SELECT tenant, id, key_id, nonce, ciphertext FROM webhooks ORDER BY tenant, id",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(tenant, id, key_id, nonce, ciphertext)| {
+                    (tenant, id, Sealed { key_id, nonce, ciphertext })
+                })
+                .collect())
+        }
+
+        /// Replaces an endpoint's sealed secrets if still sealed under `from_key_id`.
+        pub async fn reseal(
+            conn: &mut Conn,
+            tenant: &str,
+            id: &str,
+            from_key_id: &str,
+            sealed: &Sealed,
+        ) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE webhooks SET key_id = $1, nonce = $2, ciphertext = $3 \
+                 WHERE tenant = $4 AND id = $5 AND key_id = $6",
+            )
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(tenant)
+            .bind(id)
+            .bind(from_key_id)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        /// Every endpoint and delivery, as stored (for `store copy`).
+        pub async fn dump(
+            conn: &mut Conn,
+        ) -> Result<(Vec<WebhookRow>, Vec<DeliveryRow>), StoreError> {
+            let webhooks = sqlx::query_as(&format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY tenant, created_at, id"
+            ))
+            .fetch_all(&mut *conn)
+            .await?;
+            let deliveries = sqlx::query_as(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY seq"
+            ))
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok((webhooks, deliveries))
+        }
+
+        /// Writes endpoints and deliveries, keeping those already here (same tenant and id);
+        /// how many of each were written. Claims are not copied: a pending delivery is due.
+        pub async fn load(
+            conn: &mut Conn,
+            webhooks: Vec<WebhookRow>,
+            deliveries: Vec<DeliveryRow>,
+        ) -> Result<(usize, usize), StoreError> {
+            let mut written = (0, 0);
+            for r in webhooks {
+                written.0 += sqlx::query(&format!(
+                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING"
+                ))
+                .bind(r.tenant)
+                .bind(r.id)
+                .bind(r.url)
+                .bind(r.description)
+                .bind(r.event_types)
+                .bind(r.enabled)
+                .bind(r.disabled_reason)
+                .bind(r.key_id)
+                .bind(r.nonce)
+                .bind(r.ciphertext)
+                .bind(r.previous_secret_until)
+                .bind(r.created_at)
+                .bind(r.updated_at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected() as usize;
+            }
+            for r in deliveries {
+                written.1 += sqlx::query(
+                    "INSERT INTO deliveries (id, tenant, webhook_id, event_id, event_type, \
+                     payload, state, attempts, next_attempt_at, created_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+                )
+                .bind(r.id)
+                .bind(r.tenant)
+                .bind(r.webhook_id)
+                .bind(r.event_id)
+                .bind(r.event_type)
+                .bind(r.payload)
+                .bind(r.state)
+                .bind(r.attempts)
+                .bind(r.next_attempt_at)
+                .bind(r.created_at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected() as usize;
+            }
+            Ok(written)
+        }
+
         /// Records an attempt's outcome (state, attempts, next attempt) and releases the claim,
         /// if the claim `token` still holds; disables the endpoint with `disable` as the reason.
         pub async fn finish(

@@ -466,6 +466,10 @@ async fn populated(store: &dyn Store) {
         .insert_account(account("acme", "prod", "tok-copy"))
         .await
         .unwrap();
+    // An endpoint before the event: the event's delivery is queued to it.
+    let hook = webhook("acme", vec![]);
+    let sealed = sealer().seal_webhook("acme", &hook.id, &credentials("whsec_AAAA"));
+    store.insert_webhook(&hook, &sealed).await.unwrap();
     store
         .insert_operation(
             "acme",
@@ -510,6 +514,8 @@ async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_op
         operations: 1,
         idempotency_keys: 1,
         events: 1,
+        webhooks: 1,
+        deliveries: 1,
     };
     assert_eq!(
         copy(source.as_ref(), middle.as_ref(), false).await.unwrap(),
@@ -571,6 +577,24 @@ async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_op
     };
     assert_eq!(events(&back).await, events(&source).await);
     assert_eq!(events(&back).await.len(), 1);
+    // The endpoint came back with its secret still openable, and its delivery log.
+    let hooks = back.list_webhooks("acme").await.unwrap();
+    assert_eq!(hooks, source.list_webhooks("acme").await.unwrap());
+    let (_, sealed_hook) = back
+        .get_webhook("acme", &hooks[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    let secrets = sealer()
+        .open_webhook("acme", &hooks[0].id, &sealed_hook)
+        .unwrap();
+    assert_eq!(secrets.get("token").unwrap().expose_secret(), "whsec_AAAA");
+    let log = back
+        .list_deliveries("acme", &hooks[0].id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].1.event_id, events(&back).await[0].id);
     let replay = back
         .begin_idempotent("acme", "k-copy", "f", Utc::now(), Duration::from_secs(60))
         .await
@@ -610,7 +634,7 @@ async fn the_copy_command_prints_counts_and_never_a_password() {
     );
     assert!(
         stdout.starts_with(
-            "copied 1 accounts, 1 operations, 1 idempotency keys, 1 events from sqlite://"
+            "copied 1 accounts, 1 operations, 1 idempotency keys, 1 events, 1 webhooks, 1 deliveries from sqlite://"
         ),
         "{stdout}"
     );
@@ -661,6 +685,9 @@ async fn a_key_rotation_reseals_every_account_and_the_old_key_can_go() {
             .insert_account(account("globex", "ops", "tok-g"))
             .await
             .unwrap();
+        let hook = webhook("acme", vec![]);
+        let sealed_hook = sealer().seal_webhook("acme", &hook.id, &credentials("whsec_AAAA"));
+        store.insert_webhook(&hook, &sealed_hook).await.unwrap();
         let new_only = Sealer::from_bytes(&[9u8; 32]);
         let rotating = Sealer::from_bytes(&[9u8; 32])
             .with_previous(Some(&b64([7u8; 32])))
@@ -680,7 +707,8 @@ async fn a_key_rotation_reseals_every_account_and_the_old_key_can_go() {
             Rotation {
                 resealed: 2,
                 current: 0,
-                changed_meanwhile: 0
+                changed_meanwhile: 0,
+                webhook_secrets: 1,
             }
         );
         // Nothing left to do; the new key alone opens everything.
@@ -694,6 +722,11 @@ async fn a_key_rotation_reseals_every_account_and_the_old_key_can_go() {
         assert_eq!(after.key_id, new_only.key_id());
         let opened = new_only.open_account("acme", &id, &after).unwrap();
         assert_eq!(opened.get("token").unwrap().expose_secret(), "tok-r");
+        let (_, hook_after) = store.get_webhook("acme", &hook.id).await.unwrap().unwrap();
+        let secrets = new_only
+            .open_webhook("acme", &hook.id, &hook_after)
+            .unwrap();
+        assert_eq!(secrets.get("token").unwrap().expose_secret(), "whsec_AAAA");
         // A record whose key is not loaded stops the rotation, naming it.
         store
             .insert_account(account("initech", "lab", "tok-i"))
@@ -719,6 +752,9 @@ async fn the_rotate_command_reports_what_it_resealed() {
         .insert_account(account("acme", "prod", "tok-c"))
         .await
         .unwrap();
+    let hook = webhook("acme", vec![]);
+    let sealed_hook = sealer().seal_webhook("acme", &hook.id, &credentials("whsec_AAAA"));
+    store.insert_webhook(&hook, &sealed_hook).await.unwrap();
     let key = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
         .args(["keys", "rotate"])
@@ -737,7 +773,7 @@ async fn the_rotate_command_reports_what_it_resealed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("re-sealed 1 accounts under key k-"),
+        stdout.starts_with("re-sealed 1 accounts and 1 webhook secrets under key k-"),
         "{stdout}"
     );
     let id: AccountId = "prod".parse().unwrap();
@@ -754,4 +790,123 @@ async fn the_rotate_command_reports_what_it_resealed() {
     if let Some(db) = db {
         db.drop_database().await;
     }
+}
+
+fn webhook(tenant: &str, types: Vec<snapgate::domain::EventType>) -> snapgate::domain::Webhook {
+    let now = Utc::now();
+    snapgate::domain::Webhook {
+        id: format!("wh_{}", uuid::Uuid::now_v7().simple()),
+        tenant: tenant.to_owned(),
+        url: "https://hooks.example.com/h".to_owned(),
+        description: None,
+        event_types: types,
+        enabled: true,
+        disabled_reason: None,
+        previous_secret_until: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[tokio::test]
+async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() {
+    use snapgate::domain::{DeliveryState, Event, EventType};
+    on_both("webhook outbox", |store| async move {
+        let all = webhook("acme", vec![]);
+        let failures = webhook("acme", vec![EventType::OperationFailed]);
+        let mut paused = webhook("acme", vec![]);
+        paused.enabled = false;
+        let theirs = webhook("globex", vec![]);
+        for w in [&all, &failures, &paused, &theirs] {
+            let sealed = sealer().seal_webhook(&w.tenant, &w.id, &credentials("whsec_AAAA"));
+            store.insert_webhook(w, &sealed).await.unwrap();
+        }
+        // A finished create tells operation.succeeded and snapshot.created.
+        let mut op = operation("prod", "snap-9", OperationKind::Create);
+        store.insert_operation("acme", &op, &[]).await.unwrap();
+        op.state = OperationState::Succeeded;
+        let events = Event::of_finished(&op, "ops@example.com");
+        assert_eq!(events.len(), 2);
+        assert!(store.update_operation("acme", &op, &events).await.unwrap());
+        // Only the enabled endpoint of the tenant that wants them got deliveries.
+        for (w, n) in [(&all, 2), (&failures, 0), (&paused, 0), (&theirs, 0)] {
+            let log = store
+                .list_deliveries(&w.tenant, &w.id, None, 10)
+                .await
+                .unwrap();
+            assert_eq!(log.len(), n, "{}", w.id);
+        }
+        let log = store
+            .list_deliveries("acme", &all.id, None, 10)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&log[0].1.payload).unwrap();
+        assert_eq!(body["data"]["actor"], "ops@example.com");
+        assert_eq!(body["data"]["operation"]["id"], serde_json::json!(op.id));
+        assert!(events.iter().any(|e| e.id == body["id"]));
+
+        // Three more to the same endpoint: at most two in flight to it at once.
+        for _ in 0..3 {
+            let d = snapgate::domain::Delivery::new(
+                "acme",
+                &all.id,
+                "evt_x",
+                "webhook.test",
+                "{}".into(),
+            );
+            store.insert_delivery(&d).await.unwrap();
+        }
+        let now = Utc::now();
+        let lease = now + chrono::TimeDelta::seconds(30);
+        let first = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|c| c.webhook.id == all.id));
+        // Held: a second claimer gets none of them, and still no more than two in flight.
+        let second = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        assert!(second.is_empty(), "{second:?}");
+        // A finished attempt frees a place; a stale token records nothing.
+        let mut done = first[0].delivery.clone();
+        done.state = DeliveryState::Succeeded;
+        done.next_attempt_at = None;
+        assert!(!store
+            .finish_delivery(&done, "not-the-token", None)
+            .await
+            .unwrap());
+        assert!(store
+            .finish_delivery(&done, &first[0].token, None)
+            .await
+            .unwrap());
+        let third = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        assert_eq!(third.len(), 1);
+        assert!(first.iter().all(|c| c.delivery.id != third[0].delivery.id));
+        // A lapsed lease is claimed again (the process holding it died).
+        let later = lease + chrono::TimeDelta::seconds(1);
+        let retaken = store
+            .claim_deliveries(later, later + chrono::TimeDelta::seconds(30), 10, 2)
+            .await
+            .unwrap();
+        assert_eq!(retaken.len(), 2);
+        assert!(!store
+            .finish_delivery(&done, &first[0].token, None)
+            .await
+            .unwrap());
+        // Disabling through a failed delivery; deleting takes the log with it.
+        let mut failed = retaken[0].delivery.clone();
+        failed.state = DeliveryState::Failed;
+        assert!(store
+            .finish_delivery(&failed, &retaken[0].token, Some("gave up"))
+            .await
+            .unwrap());
+        let (after, _) = store.get_webhook("acme", &all.id).await.unwrap().unwrap();
+        assert!(!after.enabled);
+        assert_eq!(after.disabled_reason.as_deref(), Some("gave up"));
+        assert!(store.delete_webhook("acme", &all.id).await.unwrap());
+        assert!(store
+            .list_deliveries("acme", &all.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(!store.delete_webhook("globex", &all.id).await.unwrap());
+    })
+    .await;
 }

@@ -64,6 +64,8 @@ pub(super) async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError
         .rows_affected() as usize;
     }
     written.events += insert_events(&mut tx, &dump.events, true).await?;
+    (written.webhooks, written.deliveries) =
+        crate::store::webhooks::postgres::load(&mut tx, dump.webhooks, dump.deliveries).await?;
     tx.commit().await?;
     Ok(written)
 }

@@ -789,6 +789,30 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn sealed_webhook_secrets(&self) -> Result<Vec<(String, String, Sealed)>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(
+            async move { webhooks::postgres::sealed_secrets(&mut *pool.acquire().await?).await },
+        )
+        .await
+    }
+
+    async fn reseal_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        let (from, sealed) = (from_key_id.to_owned(), sealed.clone());
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
+            webhooks::postgres::reseal(&mut conn, &tenant, &id, &from, &sealed).await
+        })
+        .await
+    }
+
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -850,6 +874,8 @@ impl Store for PostgresStore {
     async fn dump(&self) -> Result<Dump, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {
+            let (webhooks, deliveries) =
+                webhooks::postgres::dump(&mut *pool.acquire().await?).await?;
             Ok(Dump {
                 accounts: sqlx::query_as(&format!(
                     "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY tenant, id"
@@ -873,6 +899,8 @@ impl Store for PostgresStore {
                 ))
                 .fetch_all(&pool)
                 .await?,
+                webhooks,
+                deliveries,
             })
         })
         .await
