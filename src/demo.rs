@@ -167,6 +167,8 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     config.store.url = format!("sqlite://{}", dir.join("snapgate.db").display());
     config.master_key = Some(secrets.master_key.into());
     config.auth.hs256_secret = Some(secrets.hs256_secret.into());
+    // Webhooks to a receiver on this machine (loopback) are what a demo needs.
+    config.webhooks.allow_private_targets = true;
     point_at_simulator(&mut config, &sim);
     let auth_config = config.auth.clone();
     let app = Application::build(config).await?;
@@ -210,8 +212,13 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     out += "  curl -s -X POST \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";
     out += "       -H 'Content-Type: application/json' \\\n";
     out += "       -d \"{\\\"account\\\":\\\"$SNAPGATE_DEMO_KOYEB_ACCOUNT\\\",\\\"source_id\\\":\\\"${SNAPGATE_DEMO_KOYEB_SOURCES%%,*}\\\",\\\"name\\\":\\\"first\\\"}\"\n";
-    out += "  snapgate token --tenant other      # from this directory: a second tenant's token
-";
+    out += "  snapgate token --tenant other      # from this directory: a second tenant's token\n";
+    out += "\nWebhooks (signed events when work finishes; the demo allows loopback receivers):\n";
+    out += "  curl -s -X POST \"$SNAPGATE_URL/v1/webhooks\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";
+    out += "       -H 'Content-Type: application/json' -d '{\"url\":\"http://127.0.0.1:9000/hook\"}'\n";
+    out += "  # its answer holds the secret, shown once; then, from a checkout of snapgate:\n";
+    out += "  SNAPGATE_WEBHOOK_SECRET=whsec_... python3 examples/webhook_receiver.py 9000\n";
+    out += "  curl -s -X POST \"$SNAPGATE_URL/v1/webhooks/<id>/test\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
     print!("{out}");
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -25,8 +25,18 @@ from snapgate_client.api.snapshots import (  # noqa: E402
     list_snapshots,
     update_snapshot,
 )
+from snapgate_client.api.webhooks import (  # noqa: E402
+    create_webhook,
+    delete_webhook,
+    list_webhook_deliveries,
+    test_webhook,
+)
 from snapgate_client.models import (  # noqa: E402
     Accepted,
+    CreateWebhook,
+    Delivery,
+    DeliveryPage,
+    WebhookWithSecret,
     CreateSnapshot,
     OperationState,
     Problem,
@@ -134,4 +144,18 @@ problem = expect(limited.parsed, Problem, "429")
 assert problem.code == "provider_rate_limited" and problem.retryable is True, problem
 assert limited.headers["retry-after"] == "1", limited.headers
 print(f"429 -> Problem(code={problem.code!r}), Retry-After: {limited.headers['retry-after']}")
+
+# A webhook through the generated client: created with its secret, tested, its log typed.
+hook = expect(
+    create_webhook.sync(client=client, body=CreateWebhook(url="http://127.0.0.1:9/python-client")),
+    WebhookWithSecret,
+    "create webhook",
+)
+assert hook.secret.startswith("whsec_") and hook.enabled, hook
+queued = expect(test_webhook.sync(hook.id, client=client), Delivery, "test webhook")
+assert queued.event_type == "webhook.test", queued
+log = expect(list_webhook_deliveries.sync(hook.id, client=client), DeliveryPage, "deliveries")
+assert [d.id for d in log.items] == [queued.id], log
+assert delete_webhook.sync_detailed(hook.id, client=client).status_code == 204
+print(f"webhook {hook.id}: created, tested ({queued.id}), deleted")
 print("python client check: ok")

@@ -24,6 +24,8 @@ const pathValues = {
   snapshot: "swagger-ui-check:1",
   operation: "op_swagger_ui_check",
   name: "swagger-ui-check",
+  webhook: "wh_00000000000000000000000000000000",
+  delivery: "dlv_00000000000000000000000000000000",
 };
 const mustSucceed = {
   listSnapshots: { status: [200] },
@@ -33,6 +35,9 @@ const mustSucceed = {
   },
   // The prefilled example body is one the server accepts (409 once it exists).
   createAccount: { status: [201, 409] },
+  // The prefilled example endpoint is one the demo accepts (it allows any target).
+  createWebhook: { status: [201] },
+  listWebhooks: { status: [200] },
 };
 
 const origin = new URL(url).origin;
