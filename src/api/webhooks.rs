@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -73,8 +73,14 @@ pub struct WebhookWithSecret {
     pub webhook: WebhookView,
     /// `whsec_…`: verifies the `webhook-signature` of each delivery (any Standard Webhooks
     /// library takes it as it is).
-    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
-    pub secret: String,
+    #[schema(value_type = String, example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    #[serde(serialize_with = "expose")]
+    pub secret: SecretString,
+}
+
+/// Writes the secret into the one answer that shows it (its `Debug` stays redacted).
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
 }
 
 /// The tenant's endpoints.
@@ -221,10 +227,10 @@ fn short(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
-fn with_secret(webhook: Webhook, secret: &secrecy::SecretString) -> WebhookWithSecret {
+fn with_secret(webhook: Webhook, secret: SecretString) -> WebhookWithSecret {
     WebhookWithSecret {
         webhook: webhook.into(),
-        secret: secret.expose_secret().to_owned(),
+        secret,
     }
 }
 
@@ -279,7 +285,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        axum::Json(with_secret(webhook, &secret)),
+        axum::Json(with_secret(webhook, secret)),
     )
         .into_response())
 }
@@ -396,7 +402,7 @@ pub async fn rotate_secret(
         .service
         .rotate_webhook_secret(&caller.tenant, id)
         .await?;
-    Ok(axum::Json(with_secret(webhook, &secret)))
+    Ok(axum::Json(with_secret(webhook, secret)))
 }
 
 /// The endpoint's delivery log: each event sent to it, every attempt (status, latency,
@@ -496,6 +502,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_is_in_the_answer_but_never_in_debug_output() {
+        let now = Utc::now();
+        let shown = with_secret(
+            Webhook {
+                id: "wh_1".into(),
+                tenant: "t".into(),
+                url: "https://example.com/h".into(),
+                description: None,
+                event_types: vec![],
+                enabled: true,
+                disabled_reason: None,
+                previous_secret_until: None,
+                created_at: now,
+                updated_at: now,
+            },
+            SecretString::from("whsec_c2VjcmV0"),
+        );
+        assert!(!format!("{shown:?}").contains("c2VjcmV0"));
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(json["secret"], "whsec_c2VjcmV0");
+        assert_eq!(json["id"], "wh_1");
+    }
 
     #[test]
     fn every_url_the_pattern_takes_parses_and_the_rest_is_refused() {

@@ -124,7 +124,12 @@ impl Service {
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = changes.recv() => {}
+                changed = changes.recv() => {
+                    // Closed only when the store is gone: fall back to the tick.
+                    if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        tokio::time::sleep(tick).await;
+                    }
+                }
                 _ = tokio::time::sleep(tick) => {}
             }
         }

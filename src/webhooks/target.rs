@@ -198,6 +198,29 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_name_resolving_inward_is_never_connected_to() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = || reqwest::dns::Name::from_str("localhost").unwrap();
+        let refused = GuardedResolver {
+            allow_private: false,
+        }
+        .resolve(name())
+        .await;
+        assert!(refused.is_err());
+        let allowed = GuardedResolver {
+            allow_private: true,
+        }
+        .resolve(name())
+        .await;
+        assert!(allowed.unwrap().any(|a| a.ip().is_loopback()));
+        let url = parse("http://[::1]:9/x").unwrap();
+        assert!(check_literal(&url, false).is_err());
+        assert!(check_literal(&url, true).is_ok());
+        assert!(check_literal(&parse("http://example.com/").unwrap(), false).is_ok());
+    }
+
     #[test]
     fn only_http_urls_without_credentials_parse() {
         assert!(parse("https://hooks.example.com/x?y=1").is_ok());
