@@ -134,7 +134,8 @@ impl Service {
         let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());
         let now = crate::domain::time::format(&Utc::now());
         let data = serde_json::json!({ "webhook_id": webhook.id, "message": "test delivery from snapgate" });
-        let payload = crate::domain::payload_of(&event_id, TEST_EVENT_TYPE, &now, "test", data);
+        let actor = crate::telemetry::current_actor();
+        let payload = crate::domain::payload_of(&event_id, TEST_EVENT_TYPE, &now, &actor, data);
         let delivery = Delivery::new(tenant, &webhook.id, &event_id, TEST_EVENT_TYPE, payload);
         self.queue(&delivery, &webhook).await?;
         Ok(delivery)

@@ -292,7 +292,8 @@ pub trait Store: Send + Sync + 'static {
         per_endpoint: u32,
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Records a claimed delivery's attempts and state and releases it, disabling its
-    /// endpoint with `disable` as the reason; `false` (nothing written) when the claim lapsed.
+    /// endpoint with `disable` as the reason (unless a delivery queued after this one has
+    /// reached it meanwhile); `false` (nothing written) when the claim lapsed.
     async fn finish_delivery(
         &self,
         delivery: &Delivery,

@@ -568,7 +568,8 @@ macro_rules! queries {
         }
 
         /// Records an attempt's outcome (state, attempts, next attempt) and releases the claim,
-        /// if the claim `token` still holds; disables the endpoint with `disable` as the reason.
+        /// if the claim `token` still holds; disables the endpoint with `disable` as the reason
+        /// unless a delivery queued after this one has reached it.
         pub async fn finish(
             conn: &mut Conn,
             d: &Delivery,
@@ -588,16 +589,22 @@ macro_rules! queries {
             .execute(&mut *conn)
             .await?;
             let held = done.rows_affected() > 0;
+            // Not while the endpoint works: an event that came later and reached it meanwhile
+            // says the failures were this delivery's own.
             if let (true, Some(reason)) = (held, disable) {
                 sqlx::query(
                     "UPDATE webhooks SET enabled = $1, disabled_reason = $2, updated_at = $3 \
-                     WHERE tenant = $4 AND id = $5",
+                     WHERE tenant = $4 AND id = $5 AND NOT EXISTS ( \
+                         SELECT 1 FROM deliveries later WHERE later.tenant = $4 \
+                         AND later.webhook_id = $5 AND later.state = 'succeeded' \
+                         AND later.seq > (SELECT seq FROM deliveries WHERE id = $6))",
                 )
                 .bind(false)
                 .bind(reason)
                 .bind(ts(Utc::now()))
                 .bind(&r.tenant)
                 .bind(&r.webhook_id)
+                .bind(&r.id)
                 .execute(&mut *conn)
                 .await?;
             }

@@ -907,6 +907,47 @@ async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() 
             .unwrap()
             .is_empty());
         assert!(!store.delete_webhook("globex", &all.id).await.unwrap());
+
+        // An older delivery's failure does not disable an endpoint a later event reached.
+        let flaky = webhook("acme", vec![]);
+        let sealed = sealer().seal_webhook("acme", &flaky.id, &credentials("whsec_AAAA"));
+        store.insert_webhook(&flaky, &sealed).await.unwrap();
+        let older = snapgate::domain::Delivery::new(
+            "acme",
+            &flaky.id,
+            "evt_a",
+            "webhook.test",
+            "{}".into(),
+        );
+        store.insert_delivery(&older).await.unwrap();
+        let newer = snapgate::domain::Delivery::new(
+            "acme",
+            &flaky.id,
+            "evt_b",
+            "webhook.test",
+            "{}".into(),
+        );
+        store.insert_delivery(&newer).await.unwrap();
+        let now = Utc::now() + chrono::TimeDelta::minutes(10);
+        let claims = store
+            .claim_deliveries(now, now + chrono::TimeDelta::seconds(30), 10, 2)
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 2);
+        let claim_of = |id: &str| claims.iter().find(|c| c.delivery.id == id).unwrap();
+        let mut reached = claim_of(&newer.id).delivery.clone();
+        reached.state = DeliveryState::Succeeded;
+        let token = &claim_of(&newer.id).token;
+        assert!(store.finish_delivery(&reached, token, None).await.unwrap());
+        let mut gave_up = claim_of(&older.id).delivery.clone();
+        gave_up.state = DeliveryState::Failed;
+        let token = &claim_of(&older.id).token;
+        assert!(store
+            .finish_delivery(&gave_up, token, Some("gave up"))
+            .await
+            .unwrap());
+        let (after, _) = store.get_webhook("acme", &flaky.id).await.unwrap().unwrap();
+        assert!(after.enabled, "{after:?}");
     })
     .await;
 }
