@@ -154,6 +154,19 @@ GW_GET=("$SNAPGATE_URL/v1/snapshots/k1:$SNAP" -H "$AUTH")
 GW_LIST1=("$SNAPGATE_URL/v1/snapshots?account=k1&page_size=10" -H "$AUTH")
 GW_LIST5=("$SNAPGATE_URL/v1/snapshots?page_size=10" -H "$AUTH")
 
+# PROFILE=FILE: instead of measuring, record the gateway's profile under the GET load
+# (`perf record -g`, 8 s) and print where its cycles go, by library and by symbol.
+if [ -n "${PROFILE:-}" ]; then
+  wrk -t2 -c32 -d12s "${GW_GET[@]}" >/dev/null 2>&1 &
+  WRK_PID=$!
+  sleep 2
+  perf record -q ${PERF_CALL_GRAPH:--g} -o "$PROFILE" -p "$GW_PID" -- sleep "${PERF_SECS:-8}" 2>/dev/null
+  wait "$WRK_PID"
+  perf report -i "$PROFILE" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15
+  perf report -i "$PROFILE" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -60
+  exit 0
+fi
+
 measure() {
 echo "# side by side $(date -u +%FT%TZ) — $(nproc) cores, ${DUR}s runs, ${WARM}s warm-up, $ROUNDS rounds"
 echo "# $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), snapgate $("$BIN" --version 2>/dev/null || echo '?')"

@@ -76,54 +76,72 @@ pub fn router(state: AppState) -> Router {
     let deadline = state.config.server.request_timeout();
     let max_in_flight = state.config.server.max_in_flight.max(1);
     let v1 = Router::new()
-        .route("/providers", get(providers::list))
-        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/v1/providers", get(providers::list))
+        .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route(
-            "/accounts/{account}",
+            "/v1/accounts/{account}",
             get(accounts::get)
                 .patch(accounts::update)
                 .delete(accounts::delete),
         )
-        .route("/accounts/{account}/verify", post(accounts::verify))
+        .route("/v1/accounts/{account}/verify", post(accounts::verify))
         .route(
-            "/accounts/{account}/snapshot-names/{name}",
+            "/v1/accounts/{account}/snapshot-names/{name}",
             get(snapshots::name_availability),
         )
-        .route("/snapshots", get(listing::list).post(snapshots::create))
+        .route("/v1/snapshots", get(listing::list).post(snapshots::create))
         .route(
-            "/snapshots/{snapshot}",
+            "/v1/snapshots/{snapshot}",
             get(snapshots::get)
                 .patch(snapshots::update)
                 .delete(snapshots::delete),
         )
-        .route("/snapshots/{snapshot}/restore", post(snapshots::restore))
-        .route("/snapshots/{snapshot}/image", post(snapshots::image))
-        .route("/operations", get(operations::list))
-        .route("/operations/{operation}", get(operations::get))
-        .route("/events", get(events::list))
-        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/snapshots/{snapshot}/restore", post(snapshots::restore))
+        .route("/v1/snapshots/{snapshot}/image", post(snapshots::image))
+        .route("/v1/operations", get(operations::list))
+        .route("/v1/operations/{operation}", get(operations::get))
+        .route("/v1/events", get(events::list))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
-            "/webhooks/{webhook}",
+            "/v1/webhooks/{webhook}",
             get(webhooks::get)
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
-        .route("/webhooks/{webhook}/test", post(webhooks::test))
+        .route("/v1/webhooks/{webhook}/test", post(webhooks::test))
         .route(
-            "/webhooks/{webhook}/rotate-secret",
+            "/v1/webhooks/{webhook}/rotate-secret",
             post(webhooks::rotate_secret),
         )
-        .route("/webhooks/{webhook}/deliveries", get(webhooks::deliveries))
         .route(
-            "/webhooks/{webhook}/deliveries/{delivery}/redeliver",
+            "/v1/webhooks/{webhook}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         );
     let quotas = Arc::new(TenantQuotas::new(
         state.config.server.max_in_flight_per_tenant.max(1),
     ));
-    Router::new()
-        .nest("/v1", v1)
-        .merge(swagger_ui())
+    // The edge stack is applied as one layer: a request pays one boxed service for it, not one
+    // per middleware. The two `/v1` limits stay separate layers: the global slot must be taken
+    // inside the tenant's (a `ServiceBuilder` would take it in `poll_ready`, before the tenant
+    // waits, and a flooding tenant would hold every slot).
+    let edge = tower::ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .layer(middleware::from_fn(request_id::layer))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(move |req, next| {
+            refuse_declared_oversize(body_limit, req, next)
+        }))
+        .layer(middleware::from_fn(move |req, next| {
+            with_deadline(deadline, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(body_limit));
+    v1.merge(swagger_ui())
         // Requests beyond this wait here, as a small future, instead of each holding a full
         // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -141,18 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |req, next| {
-            with_deadline(deadline, req, next)
-        }))
-        .layer(middleware::from_fn(move |req, next| {
-            refuse_declared_oversize(body_limit, req, next)
-        }))
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(request_id::layer))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            axum::http::header::AUTHORIZATION,
-        ]))
+        .layer(edge)
         .with_state(state)
 }
 

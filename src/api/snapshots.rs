@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     extract::{Json, Path, Query},
     problem::{ApiError, Problem},
-    respond::{idempotency_key, outcome},
+    respond::{idempotency_key, outcome, JsonBody},
     AppState,
 };
 use crate::{
@@ -271,7 +271,7 @@ pub async fn get(
     caller: Caller,
     Path(path): Path<SnapshotPath>,
     Query(query): Query<IncludeQuery>,
-) -> Result<axum::Json<Snapshot>, ApiError> {
+) -> Result<JsonBody<Snapshot>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
     let resolved = open(&state, &caller, &path.snapshot).await?;
     let vendor = resolved
@@ -287,7 +287,7 @@ pub async fn get(
         include,
     );
     state.service.overlay(&caller.tenant, &mut snapshot).await?;
-    Ok(axum::Json(snapshot))
+    Ok(JsonBody(snapshot))
 }
 
 /// Starts a snapshot of a VM, volume, instance or slice.

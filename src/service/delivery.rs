@@ -235,6 +235,7 @@ impl Service {
         let signature = sign::header(keys, &delivery.event_id, timestamp, body);
         let sent = self
             .webhook_client
+            .get_or_init(|| delivery_client(&self.webhooks))
             .post(parsed)
             .header("content-type", "application/json")
             .header("webhook-id", &delivery.event_id)

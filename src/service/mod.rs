@@ -41,7 +41,8 @@ pub struct Service {
     leases: Leases,
     reconciler: ReconcilerConfig,
     webhooks: WebhooksConfig,
-    webhook_client: reqwest::Client,
+    /// Built on the first delivery: a process that never delivers never loads its TLS roots.
+    webhook_client: std::sync::OnceLock<reqwest::Client>,
     /// Wakes the webhook worker when a delivery is queued.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -91,7 +92,7 @@ impl Service {
             accounts: accounts::AccountCache::default(),
             leases,
             reconciler: ReconcilerConfig::default(),
-            webhook_client: delivery::delivery_client(&WebhooksConfig::default()),
+            webhook_client: std::sync::OnceLock::new(),
             webhooks: WebhooksConfig::default(),
             wake: delivery::wake(),
         }
@@ -105,7 +106,6 @@ impl Service {
 
     /// Delivers webhooks (and checks their targets) so.
     pub fn with_webhooks(mut self, webhooks: WebhooksConfig) -> Self {
-        self.webhook_client = delivery::delivery_client(&webhooks);
         self.webhooks = webhooks;
         self
     }

@@ -343,7 +343,9 @@ impl Upstream {
             .map_err(|e| transport_error(vendor, &e))?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
-        let mut body = Vec::new();
+        // Sized once from the declared length (within the cap): no regrowth while reading.
+        let declared = response.content_length().unwrap_or(0).min(MAX_BODY as u64);
+        let mut body = Vec::with_capacity(declared as usize);
         while let Some(chunk) = response
             .chunk()
             .await
