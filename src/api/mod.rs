@@ -132,14 +132,11 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
-        .layer(middleware::from_fn(request_id::layer))
+        // Request id, declared-size refusal and deadline: one middleware, one boxed future.
+        .layer(middleware::from_fn(move |req, next| {
+            edge(body_limit, deadline, req, next)
+        }))
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(move |req, next| {
-            refuse_declared_oversize(body_limit, req, next)
-        }))
-        .layer(middleware::from_fn(move |req, next| {
-            with_deadline(deadline, req, next)
-        }))
         .layer(DefaultBodyLimit::max(body_limit));
     v1.merge(swagger_ui())
         // Requests beyond this wait here, as a small future, instead of each holding a full
@@ -295,21 +292,35 @@ async fn tenant_quota(
 
 /// A body whose `Content-Length` is over the limit is refused at once, before a byte of it is
 /// read (and before the caller's token is checked: there is nothing to authorise).
-async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
+fn declared_oversize(limit: usize, req: &Request) -> Option<Response> {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
-        Some(n) if n > limit as u64 => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body ({n} bytes) exceeds the limit of {limit} bytes"),
-        )
-        .into_response(),
-        _ => next.run(req).await,
+        Some(n) if n > limit as u64 => Some(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body ({n} bytes) exceeds the limit of {limit} bytes"),
+            )
+            .into_response(),
+        ),
+        _ => None,
     }
+}
+
+/// The edge of every request: its id and scope, a declared oversize body refused at once,
+/// and the deadline.
+async fn edge(body_limit: usize, deadline: Duration, req: Request, next: Next) -> Response {
+    request_id::scoped(req, |req| async move {
+        match declared_oversize(body_limit, &req) {
+            Some(refused) => refused,
+            None => with_deadline(deadline, req, next).await,
+        }
+    })
+    .await
 }
 
 /// Whether a handler has started reading the request body and not yet seen its end.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::{
     extract::Request,
     http::{HeaderName, HeaderValue},
-    middleware::Next,
     response::Response,
 };
 
@@ -22,28 +21,34 @@ fn acceptable(v: &HeaderValue) -> Option<&str> {
         .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-/// Middleware: pick the id, run the request inside its scope, set the response header.
-pub async fn layer(mut req: Request, next: Next) -> Response {
+/// Picks the request's id, runs `inner` on the request inside its scope (error bodies and
+/// events read it from there), sets the response header and counts the request.
+pub async fn scoped<F, Fut>(mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id: Arc<str> = match req.headers().get(&X_REQUEST_ID).and_then(acceptable) {
         Some(id) => id.into(),
         None => uuid::Uuid::now_v7().simple().to_string().into(),
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    let header = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &header {
+        req.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(
-            id.clone(),
+            id,
             crate::telemetry::ACTOR.scope(
                 std::cell::RefCell::new(None),
-                tracing::Instrument::instrument(next.run(req), span),
+                tracing::Instrument::instrument(inner(req), span),
             ),
         )
         .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = header {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     metrics::counter!(
