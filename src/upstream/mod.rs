@@ -85,12 +85,30 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// The connection pool of one serving thread: hyper's client over rustls (HTTP/1.1), no
+/// redirect or retry machinery of its own (this module decides both).
+type VendorClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
 /// Pooled HTTP clients shared by every adapter and tenant: one per serving thread, so a vendor
 /// connection is driven by the thread whose request uses it (see [`set_worker`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Upstream {
-    clients: Arc<[reqwest::Client]>,
+    /// Builds the adapters' requests (`RequestBuilder`); never sends one.
+    builder: reqwest::Client,
+    clients: Arc<[VendorClient]>,
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("clients", &self.clients.len())
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 thread_local! {
@@ -137,26 +155,35 @@ impl Upstream {
     /// One pool per serving thread. A client that cannot be built (no TLS backend) is an error,
     /// never a silent fallback to a client without the configured timeouts.
     pub fn for_workers(config: UpstreamConfig, workers: usize) -> Result<Self, reqwest::Error> {
+        // One TLS configuration (root store parsed once) shared by every thread's pool.
+        let tls = tls_config();
         let build = || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-                .timeout(Duration::from_millis(config.request_timeout_ms))
-                .redirect(reqwest::redirect::Policy::none())
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_max_idle_per_host(64)
-                .tcp_nodelay(true)
-                .user_agent(concat!("snapgate/", env!("CARGO_PKG_VERSION")))
-                .build()
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(https)
         };
-        let clients: Arc<[reqwest::Client]> = (0..workers.max(1))
-            .map(|_| build())
-            .collect::<Result<_, _>>()?;
+        let clients: Arc<[VendorClient]> = (0..workers.max(1)).map(|_| build()).collect();
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let guards = Guards::new(GuardConfig {
             failure_threshold: config.breaker_failures.max(1),
             cooldown: Duration::from_millis(config.breaker_cooldown_ms),
             max_concurrency: config.max_concurrency_per_account,
         });
         Ok(Self {
+            builder,
             clients,
             inner: Arc::new(Inner {
                 budget: RetryBudget::new(config.retry_budget_ratio),
@@ -167,13 +194,13 @@ impl Upstream {
     }
 
     /// The calling thread's client.
-    fn client(&self) -> &reqwest::Client {
+    fn client(&self) -> &VendorClient {
         &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()]
     }
 
     /// Starts a request; the adapter adds auth, query and body.
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let client = self.client();
+        let client = &self.builder;
         let rb = match parse_url(url) {
             Some(url) => client.request(method, url),
             // Left to reqwest, which reports why it cannot be sent.
@@ -336,29 +363,50 @@ impl Upstream {
     ) -> Result<Reply, ProviderError> {
         // What this very call carried, so a vendor echoing it cannot pass it on.
         let sent = Sent::of(&request);
-        let mut response = self
-            .client()
-            .execute(request)
-            .await
-            .map_err(|e| transport_error(vendor, &e))?;
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
-        // Sized once from the declared length (within the cap): no regrowth while reading.
-        let declared = response.content_length().unwrap_or(0).min(MAX_BODY as u64);
-        let mut body = Vec::with_capacity(declared as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(vendor, &e))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(ProviderError::Upstream {
-                    status: Some(status.as_u16()),
-                    message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
-                });
+        let wait = request
+            .timeout()
+            .copied()
+            .unwrap_or(Duration::from_millis(self.inner.config.request_timeout_ms));
+        let request = to_http(request).map_err(|message| ProviderError::Upstream {
+            status: None,
+            message: format!("could not build the {vendor} request ({message})"),
+        })?;
+        let client = self.client();
+        let exchange = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| transport_error(vendor, &e))?;
+            let (parts, mut incoming) = response.into_parts();
+            // Sized once from the declared length (within the cap): no regrowth while reading.
+            let declared = parts
+                .headers
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(MAX_BODY);
+            let mut body = Vec::with_capacity(declared);
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut incoming).await {
+                let frame = frame.map_err(|_| ProviderError::Upstream {
+                    status: None,
+                    message: format!("the connection to {vendor} failed"),
+                })?;
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(ProviderError::Upstream {
+                        status: Some(parts.status.as_u16()),
+                        message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok((parts.status, parts.headers, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(wait, exchange)
+            .await
+            .map_err(|_| ProviderError::Timeout)??;
         if status.is_success() {
             return Ok(Reply {
                 status,
@@ -479,19 +527,59 @@ fn named_identity(request: &reqwest::Request, id: u64) -> u64 {
     h.finish()
 }
 
-fn transport_error(vendor: ProviderKind, e: &reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::Timeout
-    } else {
-        ProviderError::Upstream {
-            status: None,
-            message: if e.is_connect() {
-                format!("could not connect to {vendor}")
-            } else {
-                format!("the connection to {vendor} failed")
-            },
+/// A failure to exchange with the vendor: a connect timeout is a timeout (`504`), anything
+/// else a failed connection (`502`, retried for GETs).
+fn transport_error(vendor: ProviderKind, e: &hyper_util::client::legacy::Error) -> ProviderError {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return ProviderError::Timeout;
+            }
         }
+        source = s.source();
     }
+    ProviderError::Upstream {
+        status: None,
+        message: if e.is_connect() {
+            format!("could not connect to {vendor}")
+        } else {
+            format!("the connection to {vendor} failed")
+        },
+    }
+}
+
+/// The request as hyper sends it, with the gateway's user agent.
+fn to_http(
+    mut request: reqwest::Request,
+) -> Result<http::Request<http_body_util::Full<Bytes>>, String> {
+    let uri: http::Uri = request.url().as_str().parse().map_err(|e| format!("{e}"))?;
+    let body = match request.body_mut().take() {
+        Some(body) => Bytes::copy_from_slice(body.as_bytes().ok_or("a streamed body")?),
+        None => Bytes::new(),
+    };
+    let mut out = http::Request::new(http_body_util::Full::new(body));
+    *out.method_mut() = request.method().clone();
+    *out.uri_mut() = uri;
+    *out.headers_mut() = std::mem::take(request.headers_mut());
+    out.headers_mut()
+        .entry(reqwest::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(USER_AGENT));
+    Ok(out)
+}
+
+const USER_AGENT: &str = concat!("snapgate/", env!("CARGO_PKG_VERSION"));
+
+/// TLS for vendor calls: rustls with the Mozilla roots (as reqwest's `rustls-tls` has them).
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// The wait a `Retry-After` asks for (delta-seconds or an HTTP date), or `default` without one;
