@@ -154,13 +154,27 @@ GW_GET=("$SNAPGATE_URL/v1/snapshots/k1:$SNAP" -H "$AUTH")
 GW_LIST1=("$SNAPGATE_URL/v1/snapshots?account=k1&page_size=10" -H "$AUTH")
 GW_LIST5=("$SNAPGATE_URL/v1/snapshots?page_size=10" -H "$AUTH")
 
+# SYSCALLS=1: instead of measuring, count the gateway's system calls per request under the GET
+# load (strace -c, 4 s; strace slows the gateway, the counts per request are what matter).
+if [ -n "${SYSCALLS:-}" ]; then
+  wrk -t2 -c32 -d8s "${GW_GET[@]}" > "$work/wrk.out" 2>&1 &
+  WRK_PID=$!
+  sleep 2
+  timeout 4 strace -c -f -p "$GW_PID" -o "$work/strace.out" 2>/dev/null || true
+  wait "$WRK_PID"
+  echo "requests while traced: see wrk below; per-call counts:"
+  cat "$work/strace.out"
+  cat "$work/wrk.out"
+  exit 0
+fi
+
 # PROFILE=FILE: instead of measuring, record the gateway's profile under the GET load
 # (`perf record -g`, 8 s) and print where its cycles go, by library and by symbol.
 if [ -n "${PROFILE:-}" ]; then
   wrk -t2 -c32 -d12s "${GW_GET[@]}" >/dev/null 2>&1 &
   WRK_PID=$!
   sleep 2
-  perf record -q ${PERF_CALL_GRAPH:--g} -o "$PROFILE" -p "$GW_PID" -- sleep "${PERF_SECS:-8}" 2>/dev/null
+  perf record -q ${PERF_EVENT:+-e "$PERF_EVENT"} ${PERF_CALL_GRAPH:--g} -o "$PROFILE" -p "$GW_PID" -- sleep "${PERF_SECS:-8}" 2>/dev/null
   wait "$WRK_PID"
   perf report -i "$PROFILE" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15
   perf report -i "$PROFILE" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -60

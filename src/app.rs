@@ -298,7 +298,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
             r#""status":503,"detail":"the gateway has as many open connections as it accepts; retry shortly","#,
             r#""code":"too_many_connections","request_id":"{}","retryable":true}}"#
         ),
-        uuid::Uuid::now_v7().simple()
+        crate::telemetry::new_request_id()
     );
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\

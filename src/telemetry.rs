@@ -6,6 +6,20 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+/// A fresh request id: a UUIDv7 (time-ordered) in 32 lowercase hex digits. Its random bits come
+/// from the thread's generator, not a system call per request as `Uuid::now_v7` makes.
+pub fn new_request_id() -> Arc<str> {
+    use rand::RngCore;
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut random = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut random);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    Arc::from(&*id.simple().encode_lower(&mut buf))
+}
+
 tokio::task_local! {
     /// The id of the gateway request being served; set by the API's request-id middleware.
     pub static REQUEST_ID: Arc<str>;
@@ -106,4 +120,21 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time of one vendor call attempt, by provider"
     );
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn request_ids_are_uuid_v7_in_hex_and_distinct() {
+        let (a, b) = (super::new_request_id(), super::new_request_id());
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 7);
+        }
+    }
 }

@@ -30,7 +30,7 @@ where
 {
     let id: Arc<str> = match req.headers().get(&X_REQUEST_ID).and_then(acceptable) {
         Some(id) => id.into(),
-        None => uuid::Uuid::now_v7().simple().to_string().into(),
+        None => crate::telemetry::new_request_id(),
     };
     let header = HeaderValue::from_str(&id).ok();
     if let Some(v) = &header {
@@ -54,12 +54,25 @@ where
     metrics::counter!(
         "snapgate_http_requests_total",
         "method" => method_label(&method),
-        "status" => response.status().as_u16().to_string()
+        "status" => status_label(response.status())
     )
     .increment(1);
     metrics::histogram!("snapgate_http_request_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The statuses the API answers, as labels that need no formatting per request.
+const STATUSES: [&str; 20] = [
+    "200", "201", "202", "204", "400", "401", "403", "404", "405", "408", "409", "413", "415",
+    "422", "429", "500", "501", "502", "503", "504",
+];
+
+fn status_label(status: axum::http::StatusCode) -> metrics::SharedString {
+    match STATUSES.iter().find(|known| **known == status.as_str()) {
+        Some(known) => metrics::SharedString::const_str(known),
+        None => metrics::SharedString::from(status.as_str().to_owned()),
+    }
 }
 
 /// A bounded label: callers can send any method name, and each would be a new time series.
