@@ -94,7 +94,8 @@ pub struct WebhookList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// Where deliveries are POSTed: `http(s)://` and a host name or address; addresses in
+    /// Where deliveries are POSTed: `https://` (plain `http://` only where the operator allows
+    /// private targets) and a host name or address; addresses in
     /// loopback, private, link-local or metadata ranges are refused unless the operator
     /// allows them (`webhooks.allow_private_targets`).
     #[schema(example = "https://hooks.example.com/snapgate")]

@@ -33,7 +33,8 @@ pub struct WebhooksConfig {
     /// disabled.
     #[serde(deserialize_with = "seconds_list")]
     pub retry_schedule_secs: Vec<u64>,
-    /// Whether endpoints may point at loopback, private, link-local or metadata addresses.
+    /// Whether endpoints may point at loopback, private, link-local or metadata addresses (and
+    /// use plain HTTP).
     pub allow_private_targets: bool,
     /// One attempt's limit, connecting to the end of the answer, in milliseconds.
     pub timeout_ms: u64,

@@ -16,6 +16,8 @@ pub enum TargetError {
     NotHttp,
     #[error("url must not carry a user name or password")]
     UserInfo,
+    #[error("url must be https:// (plain http:// only when the operator sets webhooks.allow_private_targets)")]
+    PlainHttp,
     #[error("url host `{0}` does not resolve")]
     Unresolvable(String),
     #[error("url host `{host}` resolves to {addr}, a {range} address; webhooks go to public addresses (the operator may allow private ones with webhooks.allow_private_targets)")]
@@ -89,8 +91,12 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
-/// Checks every address `url`'s host has (an IP literal, or what the name resolves to).
+/// Checks that `url` is HTTPS (unless the operator allows private targets, which also allows
+/// plain HTTP) and every address its host has (an IP literal, or what the name resolves to).
 pub async fn check(url: &Url, allow_private: bool) -> Result<(), TargetError> {
+    if url.scheme() != "https" && !allow_private {
+        return Err(TargetError::PlainHttp);
+    }
     let host = url.host_str().unwrap_or_default().to_owned();
     let addrs: Vec<IpAddr> = match url.host() {
         Some(Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
@@ -215,10 +221,20 @@ mod tests {
         .resolve(name())
         .await;
         assert!(allowed.unwrap().any(|a| a.ip().is_loopback()));
-        let url = parse("http://[::1]:9/x").unwrap();
+        let url = parse("https://[::1]:9/x").unwrap();
         assert!(check_literal(&url, false).is_err());
         assert!(check_literal(&url, true).is_ok());
         assert!(check_literal(&parse("http://example.com/").unwrap(), false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn plain_http_needs_the_operator() {
+        let url = parse("http://93.184.216.34/hook").unwrap();
+        assert_eq!(check(&url, false).await, Err(TargetError::PlainHttp));
+        assert!(check(&url, true).await.is_ok());
+        assert!(check(&parse("https://93.184.216.34/hook").unwrap(), false)
+            .await
+            .is_ok());
     }
 
     #[test]

@@ -333,13 +333,15 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
     let app = spawn_app_with(|c| c.webhooks.allow_private_targets = false).await;
     let t = token("acme", ALL_SCOPES);
     for url in [
-        "http://127.0.0.1:9000/hook",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::1]:8080/hook",
-        "http://10.0.0.7/hook",
-        "http://192.168.1.1/hook",
+        "https://127.0.0.1:9000/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]:8080/hook",
+        "https://10.0.0.7/hook",
+        "https://192.168.1.1/hook",
         // A DNS name resolving to loopback.
-        "http://localhost:9000/hook",
+        "https://localhost:9000/hook",
+        // Plain HTTP, even to a public address, only when the operator allows it.
+        "http://93.184.216.34/hook",
     ] {
         let resp = app.post("/v1/webhooks", &t, &json!({"url": url})).await;
         let problem = assert_problem(resp, 422, "webhook_target_refused").await;
