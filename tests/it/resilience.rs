@@ -509,3 +509,66 @@ async fn connections_over_the_cap_get_a_503_problem_and_are_closed() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn vendor_calls_speak_tls_and_refuse_a_certificate_no_authority_signed() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    // A vendor on https://localhost with a self-signed certificate.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (hellos, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (h, c) = (hellos.clone(), completed.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, h, c) = (acceptor.clone(), h.clone(), c.clone());
+            tokio::spawn(async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                if acceptor.accept(stream).await.is_ok() {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let app = spawn_app_with(|c| {
+        c.providers.set(
+            ProviderKind::Hyperstack,
+            "base_url",
+            format!("https://localhost:{port}/v1"),
+        );
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    let resp = app.get("/v1/snapshots/hs:1402", &t).await;
+    let problem = assert_problem(resp, 502, "upstream_error").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{problem}"
+    );
+    // The gateway opened TLS (the vendor saw its handshakes) and refused the certificate: no
+    // handshake completed, so no request (and no credential) was sent.
+    assert!(hellos.load(Ordering::SeqCst) >= 1);
+    assert_eq!(completed.load(Ordering::SeqCst), 0);
+}
