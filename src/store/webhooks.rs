@@ -199,10 +199,16 @@ macro_rules! queries {
 
         type Conn = <$db as sqlx::Database>::Connection;
 
-        pub async fn insert_webhook(conn: &mut Conn, r: WebhookRow) -> Result<(), StoreError> {
+        /// Writes an endpoint row; with `keep_existing` a row already there is kept (copies).
+        async fn write_webhook(
+            conn: &mut Conn,
+            r: WebhookRow,
+            keep_existing: bool,
+        ) -> Result<u64, sqlx::Error> {
+            let conflict = if keep_existing { " ON CONFLICT DO NOTHING" } else { "" };
             let done = sqlx::query(&format!(
                 "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13){conflict}"
             ))
             .bind(r.tenant)
             .bind(r.id)
@@ -218,7 +224,39 @@ macro_rules! queries {
             .bind(r.created_at)
             .bind(r.updated_at)
             .execute(&mut *conn)
-            .await;
+            .await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Writes a delivery row (unclaimed); with `keep_existing` one already there is kept.
+        async fn write_delivery(
+            conn: &mut Conn,
+            r: DeliveryRow,
+            keep_existing: bool,
+        ) -> Result<u64, sqlx::Error> {
+            let conflict = if keep_existing { " ON CONFLICT DO NOTHING" } else { "" };
+            let done = sqlx::query(&format!(
+                "INSERT INTO deliveries (id, tenant, webhook_id, event_id, event_type, payload, \
+                 state, attempts, next_attempt_at, created_at) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10){conflict}"
+            ))
+            .bind(r.id)
+            .bind(r.tenant)
+            .bind(r.webhook_id)
+            .bind(r.event_id)
+            .bind(r.event_type)
+            .bind(r.payload)
+            .bind(r.state)
+            .bind(r.attempts)
+            .bind(r.next_attempt_at)
+            .bind(r.created_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn insert_webhook(conn: &mut Conn, r: WebhookRow) -> Result<(), StoreError> {
+            let done = write_webhook(conn, r, false).await;
             match done {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     Err(StoreError::Conflict)
@@ -314,24 +352,7 @@ macro_rules! queries {
         }
 
         pub async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> Result<(), StoreError> {
-            let r = DeliveryRow::of(d);
-            sqlx::query(
-                "INSERT INTO deliveries (id, tenant, webhook_id, event_id, event_type, payload, \
-                 state, attempts, next_attempt_at, created_at) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-            )
-            .bind(r.id)
-            .bind(r.tenant)
-            .bind(r.webhook_id)
-            .bind(r.event_id)
-            .bind(r.event_type)
-            .bind(r.payload)
-            .bind(r.state)
-            .bind(r.attempts)
-            .bind(r.next_attempt_at)
-            .bind(r.created_at)
-            .execute(&mut *conn)
-            .await?;
+            write_delivery(conn, DeliveryRow::of(d), false).await?;
             Ok(())
         }
 
@@ -523,46 +544,10 @@ macro_rules! queries {
         ) -> Result<(usize, usize), StoreError> {
             let mut written = (0, 0);
             for r in webhooks {
-                written.0 += sqlx::query(&format!(
-                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING"
-                ))
-                .bind(r.tenant)
-                .bind(r.id)
-                .bind(r.url)
-                .bind(r.description)
-                .bind(r.event_types)
-                .bind(r.enabled)
-                .bind(r.disabled_reason)
-                .bind(r.key_id)
-                .bind(r.nonce)
-                .bind(r.ciphertext)
-                .bind(r.previous_secret_until)
-                .bind(r.created_at)
-                .bind(r.updated_at)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected() as usize;
+                written.0 += write_webhook(&mut *conn, r, true).await? as usize;
             }
             for r in deliveries {
-                written.1 += sqlx::query(
-                    "INSERT INTO deliveries (id, tenant, webhook_id, event_id, event_type, \
-                     payload, state, attempts, next_attempt_at, created_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
-                )
-                .bind(r.id)
-                .bind(r.tenant)
-                .bind(r.webhook_id)
-                .bind(r.event_id)
-                .bind(r.event_type)
-                .bind(r.payload)
-                .bind(r.state)
-                .bind(r.attempts)
-                .bind(r.next_attempt_at)
-                .bind(r.created_at)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected() as usize;
+                written.1 += write_delivery(&mut *conn, r, true).await? as usize;
             }
             Ok(written)
         }
