@@ -193,6 +193,16 @@ pub struct ProviderConfigError {
     message: String,
 }
 
+impl ProviderConfigError {
+    /// A setting of `provider` that parsed but cannot be used.
+    pub fn new(provider: ProviderKind, message: impl Into<String>) -> Self {
+        Self {
+            provider,
+            message: message.into(),
+        }
+    }
+}
+
 impl ProvidersConfig {
     /// Sets one setting of a provider, as `providers.<provider>.<key>` in the file would.
     pub fn set(&mut self, provider: ProviderKind, key: &str, value: impl Into<serde_json::Value>) {

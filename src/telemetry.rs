@@ -120,6 +120,15 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time of one vendor call attempt, by provider"
     );
+    metrics::describe_counter!(
+        crate::domain::UNKNOWN_STATUS_METRIC,
+        "Vendor statuses the gateway does not know, seen on a snapshot (shown as unknown) or \
+         on a restore's new resource, by provider and where"
+    );
+    metrics::describe_counter!(
+        "snapgate_webhook_attempts_total",
+        "Webhook delivery attempts, by outcome"
+    );
 }
 
 #[cfg(test)]

@@ -333,19 +333,16 @@ pub async fn create(
             journal
                 .intend(&resolved, OperationKind::Create, None, intent)
                 .await?;
-            let submitted = resolved
-                .adapter
-                .create(
-                    &resolved.ctx(),
-                    &CreateRequest {
-                        source_id: body.source_id.clone(),
-                        name: body.name.clone(),
-                        description: body.description.clone(),
-                        replace_existing: body.replace_existing,
-                    },
-                )
-                .await
-                .map_err(|e| resolved.fail(e))?;
+            let request = CreateRequest {
+                source_id: body.source_id.clone(),
+                name: body.name.clone(),
+                description: body.description.clone(),
+                replace_existing: body.replace_existing,
+            };
+            let submitted = state
+                .service
+                .create_snapshot(&caller.tenant, &resolved, journal, &request)
+                .await?;
             accept(
                 &state,
                 &caller,

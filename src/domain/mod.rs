@@ -17,8 +17,9 @@ pub use problem::Problem;
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use provider_error::ProviderError;
 pub use snapshot::{
-    Completion, Operation, OperationKind, OperationState, Snapshot, SnapshotId, SnapshotIdError,
-    SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+    count_unknown_status, Completion, Operation, OperationKind, OperationState, Snapshot,
+    SnapshotId, SnapshotIdError, SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind,
+    VendorSnapshot, UNKNOWN_STATUS_METRIC,
 };
 pub use webhook::{
     payload, payload_of, Attempt, Delivery, DeliveryState, Webhook, TEST_EVENT_TYPE,

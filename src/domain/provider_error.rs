@@ -10,12 +10,29 @@ pub enum ProviderError {
     /// The vendor rejected the request as invalid (400/422).
     #[error("the provider rejected the request: {message}")]
     Rejected { status: u16, message: String },
-    /// The stored credentials were refused (401/403).
+    /// The stored credentials were refused (401): unknown, expired or revoked.
     #[error("the provider refused the stored credentials (HTTP {status})")]
     Auth { status: u16 },
-    /// The snapshot (or the resource named) does not exist at the vendor.
+    /// The credentials were accepted but lack the permission for this call (403): a
+    /// read-only scope or token, an image the account may only read.
+    #[error("the provider accepted the stored credentials but refused this action: {message}")]
+    Forbidden { message: String },
+    /// The snapshot does not exist at the vendor.
     #[error("not found at the provider")]
     NotFound,
+    /// The resource a create or restore names (a VM, volume, instance or slice) does not
+    /// exist at the vendor.
+    #[error("{what} `{id}` does not exist at the provider")]
+    SourceNotFound {
+        /// The caller's field naming it (`source_id`, `target_id`).
+        field: &'static str,
+        /// `VM`, `volume`, `instance`, `slice`.
+        what: &'static str,
+        id: String,
+    },
+    /// The vendor kept reporting a status nobody documented past the gateway's bounded wait.
+    #[error("{message}")]
+    StatusUnknown { message: String },
     #[error("the provider reported a conflict: {message}")]
     Conflict { message: String },
     #[error("the provider is rate limiting; retry after {retry_after} s")]
@@ -50,7 +67,10 @@ impl ProviderError {
         match self {
             ProviderError::Rejected { .. } => "rejected",
             ProviderError::Auth { .. } => "auth",
+            ProviderError::Forbidden { .. } => "forbidden",
             ProviderError::NotFound => "not_found",
+            ProviderError::SourceNotFound { .. } => "source_not_found",
+            ProviderError::StatusUnknown { .. } => "status_unknown",
             ProviderError::Conflict { .. } => "conflict",
             ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Upstream { .. } => "upstream",

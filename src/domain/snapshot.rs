@@ -144,6 +144,9 @@ impl Snapshot {
         v: VendorSnapshot,
         include_vendor: bool,
     ) -> Self {
+        if v.status == SnapshotStatus::Unknown {
+            count_unknown_status(provider, "snapshot");
+        }
         Self {
             id: SnapshotId {
                 account: account.clone(),
@@ -169,10 +172,13 @@ impl Snapshot {
     /// is the truth, so only a settled (`available`) or unknown status is overridden. Whether
     /// it changed.
     pub fn show_pending(&mut self, kind: OperationKind) -> bool {
-        let settled = matches!(
-            self.status,
-            SnapshotStatus::Available | SnapshotStatus::Unknown
-        );
+        // A status the vendor sent but nobody documented stays `unknown` beside its
+        // `vendor_status`: the gateway cannot know what it means, so it does not guess.
+        let settled = match self.status {
+            SnapshotStatus::Available => true,
+            SnapshotStatus::Unknown => self.vendor_status.is_none(),
+            _ => false,
+        };
         match kind.pending_status() {
             Some(status) if settled => {
                 self.status = status;
@@ -335,4 +341,14 @@ impl Completion {
             Completion::Observed
         }
     }
+}
+
+/// The counter of vendor statuses the gateway does not know.
+pub const UNKNOWN_STATUS_METRIC: &str = "snapgate_vendor_unknown_status_total";
+
+/// Counts a vendor status the gateway does not know, seen `on` a `snapshot` (shown as
+/// `unknown`) or an `operation` (a restore's new resource).
+pub fn count_unknown_status(provider: ProviderKind, on: &'static str) {
+    metrics::counter!(UNKNOWN_STATUS_METRIC, "provider" => provider.as_str(), "on" => on)
+        .increment(1);
 }

@@ -235,6 +235,7 @@ impl ProviderAdapter for Hostinger {
                 // The account's credentials or limits: every VM would say the same.
                 Err(
                     e @ (ProviderError::Auth { .. }
+                    | ProviderError::Forbidden { .. }
                     | ProviderError::RateLimited { .. }
                     | ProviderError::CircuitOpen { .. }),
                 ) => return Err(e),
@@ -541,12 +542,13 @@ mod tests {
             "correlation_id": "5f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}"#;
         assert_eq!(
             wire::error_message(unprocessable).unwrap(),
-            "The virtual machine is locked. (and 1 more error)"
+            "The virtual machine is locked. (and 1 more error): virtual_machine: The virtual \
+             machine is locked. [correlation_id 5f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d]"
         );
         let unauthorized = br#"{"message": "Unauthenticated", "correlation_id": "26a9"}"#;
         assert_eq!(
             wire::error_message(unauthorized).unwrap(),
-            "Unauthenticated"
+            "Unauthenticated [correlation_id 26a9]"
         );
     }
 }

@@ -4,10 +4,13 @@
 //! string in get; zone-less timestamps; restore makes a new VM and answers `instance` or
 //! `instances[]` (the restore is done when that VM, read from the VM API, is `ACTIVE`/`SHUTOFF`,
 //! failed at `ERROR`); create-image answers `id` or `image{}`; a missing snapshot may answer 400 or
-//! 404 (the page documents no 404), so both read as gone; the list may cap `pageSize` below the
-//! 100 asked for and `count` may be the page's or the total, so pages are walked until empty,
-//! short of the applied size, or past a total; a 429 without `Retry-After` holds the
-//! account for the documented one-minute window.
+//! 404 (the page documents no 404), so both read as gone (a create's poll confirms a gone
+//! snapshot with a second read before failing); the list may cap `pageSize` below the 100
+//! asked for (echoing either size) and `count` may be the page's or the total, so pages are
+//! walked until empty or until a total agrees; statuses have no published enum: the three
+//! documented ones and the SUMMARY's readings map exactly, failure words win over progress
+//! words, anything else is `unknown`; a 429 without `Retry-After` holds the whole address
+//! (Hyperstack limits per source IP) for the documented one-minute window.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -115,10 +118,13 @@ impl Hyperstack {
     }
 }
 
-/// VM statuses that finish a restore (a restored VM may come up powered off).
-const VM_READY: [&str; 2] = ["ACTIVE", "SHUTOFF"];
-/// VM statuses that fail it.
-const VM_FAILED: [&str; 3] = ["ERROR", "DELETING", "DELETED"];
+/// A restore's new VM: done when it runs or comes up powered off, failed at `ERROR` or once
+/// it is being removed; `CREATING` is the documented build status (`BUILD` is OpenStack's).
+const VM_STATUSES: super::ResourceStatuses = super::ResourceStatuses {
+    ready: &["ACTIVE", "SHUTOFF"],
+    building: &["CREATING", "BUILD", "BUILDING"],
+    failed: &["ERROR", "DELETING", "DELETED"],
+};
 
 #[async_trait]
 impl ProviderAdapter for Hyperstack {
@@ -138,15 +144,16 @@ impl ProviderAdapter for Hyperstack {
         let source_id = filter.source_id;
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        // Right whichever way the undocumented parts go: Hyperstack may cap `pageSize` below
-        // what was asked (its reply's `page_size` says so, or not), and `count` may be the
-        // page's count or the total. So a page ends the walk only when it is empty, shorter
-        // than the size the vendor applied, past a total `count`, or brings nothing new.
-        let mut applied = 0;
-        for page in 1..=super::MAX_LIST_PAGES as usize {
+        // Hyperstack may cap `pageSize` below what was asked, and its reply's `page_size` may
+        // echo the size asked rather than the one applied; `count` may be the page's count or
+        // the total. So a short page ends nothing: the walk ends on an empty page, or once
+        // `count` shows itself a total (larger than its page) that the ids read agree with.
+        let mut walk = super::ListWalk::new(KIND);
+        let mut count_is_total = false;
+        for page in 1.. {
             let reply = self.page(ctx, page, PAGE_SIZE).await?;
             let n = reply.snapshots.len();
-            applied = reply.page_size.filter(|&p| p > 0).unwrap_or(applied.max(n));
+            count_is_total |= reply.count.is_some_and(|c| c > n);
             let mut new = 0;
             for raw in reply.snapshots {
                 let snapshot = to_domain(raw, &self.regions)?;
@@ -160,12 +167,18 @@ impl ProviderAdapter for Hyperstack {
                     out.push(snapshot);
                 }
             }
-            let total_reached = reply.count.is_some_and(|c| c > n && seen.len() >= c);
-            if n == 0 || n < applied || new == 0 || total_reached {
-                return Ok(out.into());
+            let signals = super::PageSignals {
+                items: n,
+                new,
+                total: reply.count.filter(|_| count_is_total),
+                more: None,
+                asked: PAGE_SIZE,
+            };
+            if !walk.next(signals)? {
+                break;
             }
         }
-        Err(super::too_many_pages(KIND))
+        Ok(out.into())
     }
 
     async fn get(
@@ -311,27 +324,21 @@ impl ProviderAdapter for Hyperstack {
         if operation.vendor_ref.kind == crate::domain::VendorRefKind::Resource {
             let vm = operation.vendor_ref.id.as_deref().unwrap_or_default();
             let status = self.vm_status(ctx, vm).await;
-            return new_resource_progress(KIND, "VM", vm, status, &VM_READY, &VM_FAILED);
+            return new_resource_progress(KIND, "VM", vm, status, &VM_STATUSES);
         }
         let Some(native_id) = operation.native_id else {
             return Ok(Progress::succeeded());
         };
         match (operation.kind, self.get(ctx, native_id).await) {
-            (OperationKind::Create, Ok(s)) => Ok(match s.status {
-                SnapshotStatus::Error => Progress::failed(ProviderError::Upstream {
-                    status: None,
-                    message: format!(
-                        "Hyperstack reports the snapshot as {}",
-                        s.vendor_status.unwrap_or_default()
-                    ),
-                }),
-                status => Progress {
-                    state: OperationState::of_snapshot(status),
-                    ..Progress::running()
-                },
-            }),
+            (OperationKind::Create, Ok(s)) => Ok(super::create_progress(KIND, &s)),
+            // A 400 may be a one-off refusal rather than "gone" (both read as not found):
+            // a create fails only when a second read agrees.
             (OperationKind::Create, Err(ProviderError::NotFound)) => {
-                Ok(Progress::failed(ProviderError::NotFound))
+                Ok(match self.get(ctx, native_id).await {
+                    Ok(s) => super::create_progress(KIND, &s),
+                    Err(ProviderError::NotFound) => Progress::failed(ProviderError::NotFound),
+                    Err(e) => return Err(e),
+                })
             }
             (_, Ok(_)) | (_, Err(ProviderError::NotFound)) => Ok(Progress::succeeded()),
             (_, Err(e)) => Err(e),
@@ -370,9 +377,6 @@ struct ListPage {
     /// The page's count or the total: undocumented.
     #[serde(default)]
     count: Option<usize>,
-    /// The page size Hyperstack applied (may be less than the `pageSize` asked for).
-    #[serde(default)]
-    page_size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -475,17 +479,20 @@ fn to_domain(
     })
 }
 
-/// Hyperstack's status is a free string; map defensively (unknown values are `unknown`).
+/// Hyperstack's status is a free string with no published enum. The documented values
+/// (`CREATING`, `COMPLETE`, `SUCCESSFUL`) and the readings the vendor summary proposes map
+/// exactly; a value naming a failure is `error` whatever else it says (`CREATE_FAILED`);
+/// anything else is `unknown`, shown with its `vendor_status` and never taken for progress.
 fn map_status(s: &str) -> SnapshotStatus {
-    let s = s.to_ascii_uppercase();
+    let s = s.trim().to_ascii_uppercase();
+    if super::names_failure(&s) {
+        return SnapshotStatus::Error;
+    }
     match s.as_str() {
+        "CREATING" | "PENDING" | "SNAPSHOTTING" => SnapshotStatus::Creating,
         "COMPLETE" | "SUCCESSFUL" | "SUCCESS" | "AVAILABLE" | "ACTIVE" => SnapshotStatus::Available,
         "DELETING" => SnapshotStatus::Deleting,
         "DELETED" => SnapshotStatus::Deleted,
-        _ if s.contains("CREAT") || s.contains("PENDING") || s.contains("SNAPSHOTTING") => {
-            SnapshotStatus::Creating
-        }
-        _ if s.contains("ERROR") || s.contains("FAIL") => SnapshotStatus::Error,
         _ => SnapshotStatus::Unknown,
     }
 }
@@ -501,5 +508,9 @@ mod tests {
         assert_eq!(map_status("SUCCESSFUL"), SnapshotStatus::Available);
         assert_eq!(map_status("snapshot_failed"), SnapshotStatus::Error);
         assert_eq!(map_status("WEIRD"), SnapshotStatus::Unknown);
+        // Failure words win over progress words; unlisted progress-like words are unknown.
+        assert_eq!(map_status("CREATE_FAILED"), SnapshotStatus::Error);
+        assert_eq!(map_status("CREATING_ERROR"), SnapshotStatus::Error);
+        assert_eq!(map_status("RECREATING"), SnapshotStatus::Unknown);
     }
 }

@@ -251,31 +251,78 @@ impl Listed {
     }
 }
 
-/// Where the new resource of a restore stands, from its vendor status: `ready` statuses finish
-/// the operation, `failed` ones fail it, anything else keeps it running; a resource that is
-/// gone (not found) failed to build.
+/// The statuses of a restore's new resource (VM, volume), as its vendor documents them.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceStatuses {
+    /// Finish the restore.
+    pub ready: &'static [&'static str],
+    /// Still being built.
+    pub building: &'static [&'static str],
+    /// Fail it.
+    pub failed: &'static [&'static str],
+}
+
+/// Whether a vendor status names a failure: failure words win over progress words
+/// (`CREATE_FAILED` is a failure, not a create).
+pub fn names_failure(status: &str) -> bool {
+    let s = status.to_ascii_uppercase();
+    s.contains("FAIL") || s.contains("ERROR")
+}
+
+/// Where the new resource of a restore stands, from its vendor status: `ready` statuses
+/// finish the operation, `failed` ones (and any status naming a failure) fail it, `building`
+/// ones (or none yet) keep it running, and any other status is one the gateway does not know:
+/// running for a bounded time, then failed naming it (see [`Progress::unknown`]). A resource
+/// that is gone (not found) failed to build.
 pub fn new_resource_progress(
     vendor: ProviderKind,
     what: &str,
     id: &str,
     status: Result<Option<String>, ProviderError>,
-    ready: &[&str],
-    failed: &[&str],
+    statuses: &ResourceStatuses,
 ) -> Result<Progress, ProviderError> {
     match status {
-        Ok(Some(s)) if ready.contains(&s.as_str()) => Ok(Progress::succeeded()),
-        Ok(Some(s)) if failed.contains(&s.as_str()) => {
+        Ok(Some(s)) if statuses.ready.contains(&s.as_str()) => Ok(Progress::succeeded()),
+        Ok(Some(s)) if statuses.failed.contains(&s.as_str()) || names_failure(&s) => {
             Ok(Progress::failed(ProviderError::Upstream {
                 status: None,
                 message: format!("{vendor} reports the restored {what} {id} as {s}"),
             }))
         }
+        Ok(Some(s)) if !statuses.building.contains(&s.as_str()) => Ok(Progress::unknown(format!(
+            "the restored {what} {id} as {s}"
+        ))),
         Ok(_) => Ok(Progress::running()),
         Err(ProviderError::NotFound) => Ok(Progress::failed(ProviderError::Upstream {
             status: None,
             message: format!("the restored {what} {id} no longer exists at {vendor}"),
         })),
         Err(e) => Err(e),
+    }
+}
+
+/// Where a create stands from its new snapshot's own status (vendors whose snapshots carry
+/// one): `available` finishes it, `error`, `deleting` and `deleted` fail it naming the vendor's
+/// status, `creating` keeps it running, and `unknown` runs only for a bounded time.
+pub fn create_progress(vendor: ProviderKind, snapshot: &VendorSnapshot) -> Progress {
+    use crate::domain::SnapshotStatus as S;
+    let named = || {
+        snapshot
+            .vendor_status
+            .clone()
+            .unwrap_or_else(|| "(no status)".to_owned())
+    };
+    match snapshot.status {
+        S::Available => Progress {
+            native_id: Some(snapshot.native_id.clone()),
+            ..Progress::succeeded()
+        },
+        S::Error | S::Deleting | S::Deleted => Progress::failed(ProviderError::Upstream {
+            status: None,
+            message: format!("{vendor} reports the new snapshot as {}", named()),
+        }),
+        S::Unknown => Progress::unknown(format!("the new snapshot as {}", named())),
+        S::Creating | S::Restoring => Progress::running(),
     }
 }
 
@@ -320,6 +367,10 @@ pub struct Progress {
     pub native_id: Option<String>,
     pub result: Option<serde_json::Value>,
     pub error: Option<ProviderError>,
+    /// Running, but only because the vendor reports a status the gateway does not know
+    /// (`"the new snapshot as WEIRD"`): the service fails the operation naming it once
+    /// `reconciler.unknown_status_secs` have passed, never waiting for the deadline.
+    pub unknown: Option<String>,
 }
 
 impl Progress {
@@ -329,6 +380,16 @@ impl Progress {
             native_id: None,
             result: None,
             error: None,
+            unknown: None,
+        }
+    }
+
+    /// Running on a vendor status nobody documented: what the vendor reports, as
+    /// `"the new snapshot as WEIRD"`.
+    pub fn unknown(what: String) -> Self {
+        Self {
+            unknown: Some(what),
+            ..Self::running()
         }
     }
 
@@ -356,7 +417,82 @@ pub(crate) const MAX_LIST_PAGES: u32 = 1000;
 pub(crate) fn too_many_pages(vendor: ProviderKind) -> ProviderError {
     ProviderError::Upstream {
         status: None,
-        message: format!("{vendor} kept returning pages past {MAX_LIST_PAGES}; listing stopped"),
+        message: format!(
+            "{vendor} kept returning pages past {MAX_LIST_PAGES}; listing stopped, so the list \
+             is incomplete"
+        ),
+    }
+}
+
+/// What one page of a vendor list showed, in the vendor's own signals.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PageSignals {
+    /// Items on this page.
+    pub items: usize,
+    /// Of them, items no earlier page had.
+    pub new: usize,
+    /// The whole list's size, where the vendor states one and it is known to be a total (a
+    /// count that may be the page's own is not one).
+    pub total: Option<usize>,
+    /// The vendor's "more pages follow" flag, when the reply carried one.
+    pub more: Option<bool>,
+    /// The page size asked for (or, where the vendor fixes it, the largest page seen).
+    pub asked: usize,
+}
+
+/// One rule for ending every vendor's list walk: **on evidence only** — an empty page, or a
+/// stated total that what was read agrees with, or a "no more" flag on a page shorter than
+/// asked (the two agreeing). A flag alone or a short page alone is not evidence: vendors cap
+/// page sizes silently, echo the size asked for, and leave flags out. When the signals
+/// disagree the walk keeps reading; a walk that cannot end within [`MAX_LIST_PAGES`], or
+/// whose pages stop bringing anything new, is an error — the account then shows in the
+/// list's `errors`, never as a short list that looks whole.
+#[derive(Debug)]
+pub(crate) struct ListWalk {
+    vendor: ProviderKind,
+    pages: u32,
+    read: usize,
+    stale: u32,
+}
+
+impl ListWalk {
+    pub(crate) fn new(vendor: ProviderKind) -> Self {
+        Self {
+            vendor,
+            pages: 0,
+            read: 0,
+            stale: 0,
+        }
+    }
+
+    /// Takes one page's signals: `Ok(true)` to read the next page, `Ok(false)` when the list
+    /// is known to be whole, an error when it cannot be.
+    pub(crate) fn next(&mut self, page: PageSignals) -> Result<bool, ProviderError> {
+        self.pages += 1;
+        self.read += page.new;
+        if page.items == 0 || page.total.is_some_and(|t| self.read >= t) {
+            return Ok(false);
+        }
+        if page.more == Some(false) && page.items < page.asked {
+            return Ok(false);
+        }
+        // A page of nothing new once is a vendor counting pages from another base; twice in
+        // a row it is not advancing, and what it has not shown cannot be known.
+        self.stale = if page.new == 0 { self.stale + 1 } else { 0 };
+        if self.stale >= 2 {
+            return Err(ProviderError::Upstream {
+                status: None,
+                message: format!(
+                    "{} repeated page {} of its list without anything new after {} items; \
+                     the list could not be read whole",
+                    self.vendor, self.pages, self.read
+                ),
+            });
+        }
+        if self.pages >= MAX_LIST_PAGES {
+            return Err(too_many_pages(self.vendor));
+        }
+        Ok(true)
     }
 }
 
@@ -515,6 +651,63 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn walk(pages: &[PageSignals]) -> (usize, Result<bool, ProviderError>) {
+        let mut w = ListWalk::new(ProviderKind::Koyeb);
+        for (i, p) in pages.iter().enumerate() {
+            match w.next(*p) {
+                Ok(true) => continue,
+                other => return (i + 1, other),
+            }
+        }
+        (pages.len(), Ok(true))
+    }
+
+    fn page(items: usize, total: Option<usize>, more: Option<bool>) -> PageSignals {
+        PageSignals {
+            items,
+            new: items,
+            total,
+            more,
+            asked: 100,
+        }
+    }
+
+    #[test]
+    fn a_list_walk_ends_only_on_evidence() {
+        // A short page alone (a silent cap) and a full page flagged "no more" both go on.
+        assert_eq!(walk(&[page(20, None, None), page(0, None, None)]).0, 2);
+        let (read, end) = walk(&[page(100, None, Some(false)), page(30, None, Some(false))]);
+        assert_eq!((read, end), (2, Ok(false)));
+        // A "more" flag on a short page is believed over the shortness.
+        assert_eq!(walk(&[page(20, None, Some(true))]).1, Ok(true));
+        // A total agreeing with what was read ends it, however short the pages.
+        assert_eq!(
+            walk(&[page(20, Some(40), None), page(20, Some(40), None)]),
+            (2, Ok(false))
+        );
+        // An empty page ends it.
+        assert_eq!(walk(&[page(0, Some(40), Some(true))]), (1, Ok(false)));
+        // Pages that bring nothing new twice in a row: an error, never a short list.
+        let stale = PageSignals {
+            new: 0,
+            ..page(20, None, None)
+        };
+        let (_, end) = walk(&[page(20, None, None), stale, stale]);
+        let message = end.unwrap_err().to_string();
+        assert!(message.contains("could not be read whole"), "{message}");
+        // One repeat (a vendor counting pages from 0 or 1) is tolerated.
+        assert_eq!(
+            walk(&[
+                page(20, None, None),
+                stale,
+                page(5, None, None),
+                page(0, None, None)
+            ])
+            .1,
+            Ok(false)
+        );
+    }
 
     #[test]
     fn a_missing_credential_is_an_error_never_an_empty_value() {

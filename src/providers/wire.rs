@@ -68,31 +68,74 @@ pub fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Er
     })
 }
 
-/// Reads `message` (or `error`, or `Message`) from a JSON error body.
+/// Reads a vendor's error body, whichever documented shape it has: the message (`message`,
+/// `error` or `Message`), then the reason code (Hyperstack `error_reason`, Koyeb `code`), the
+/// per-field reasons (Hostinger `errors{field: [..]}`) and the vendor's request id (Hostinger
+/// `correlation_id`), so the problem carries everything the vendor said about why.
 pub fn error_message(body: &[u8]) -> Option<String> {
+    use serde_json::Value;
     #[derive(Deserialize)]
     struct Body {
-        message: Option<serde_json::Value>,
-        error: Option<serde_json::Value>,
+        message: Option<Value>,
+        error: Option<Value>,
         #[serde(rename = "Message")]
-        pascal: Option<serde_json::Value>,
+        pascal: Option<Value>,
+        error_reason: Option<Value>,
+        code: Option<Value>,
+        errors: Option<Value>,
+        correlation_id: Option<Value>,
     }
-    let text = |v: serde_json::Value| match v {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Null => None,
+    let text = |v: Value| match v {
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(s),
+        Value::Null => None,
         other => Some(other.to_string()),
     };
-    match serde_json::from_slice::<Body>(body) {
-        Ok(b) => b
-            .message
-            .and_then(text)
-            .or_else(|| b.error.and_then(text))
-            .or_else(|| b.pascal.and_then(text)),
+    let b = match serde_json::from_slice::<Body>(body) {
+        Ok(b) => b,
         Err(_) => {
             let s = String::from_utf8_lossy(body).trim().to_owned();
-            (!s.is_empty() && s.len() < 300 && !s.starts_with('<')).then_some(s)
+            return (!s.is_empty() && s.len() < 300 && !s.starts_with('<')).then_some(s);
+        }
+    };
+    let mut out = b
+        .message
+        .and_then(text)
+        .or_else(|| b.error.and_then(text))
+        .or_else(|| b.pascal.and_then(text))
+        .unwrap_or_default();
+    // A numeric `code` is an HTTP or gRPC status, not a reason.
+    let reason = b
+        .error_reason
+        .and_then(text)
+        .or_else(|| b.code.filter(Value::is_string).and_then(text));
+    if let Some(reason) = reason {
+        out = if out.is_empty() {
+            reason
+        } else {
+            format!("{out} ({reason})")
+        };
+    }
+    if let Some(Value::Object(fields)) = b.errors {
+        let reasons: Vec<String> = fields
+            .into_iter()
+            .map(|(field, v)| match v {
+                Value::Array(items) => {
+                    let items: Vec<String> = items.into_iter().filter_map(text).collect();
+                    format!("{field}: {}", items.join(", "))
+                }
+                other => format!("{field}: {}", text(other).unwrap_or_default()),
+            })
+            .collect();
+        if !reasons.is_empty() {
+            out = format!("{out}: {}", reasons.join("; "));
         }
     }
+    if let Some(id) = b.correlation_id.and_then(text) {
+        out = format!("{out} [correlation_id {id}]");
+    }
+    let out = out.trim_start_matches([':', ' ']).to_owned();
+    (!out.is_empty()).then_some(out)
 }
 
 /// Joins a base URL and a path without doubling or dropping the slash.
@@ -133,7 +176,24 @@ mod tests {
     fn error_messages_are_read_from_every_vendor_shape() {
         assert_eq!(
             error_message(br#"{"status":false,"message":"bad","error_reason":"x"}"#).unwrap(),
-            "bad"
+            "bad (x)"
+        );
+        // Hostinger: per-field reasons and its request id are kept.
+        assert_eq!(
+            error_message(
+                br#"{"message":"locked","errors":{"virtual_machine":["locked.","busy."]},"correlation_id":"c-1"}"#
+            )
+            .unwrap(),
+            "locked: virtual_machine: locked., busy. [correlation_id c-1]"
+        );
+        // A numeric code is a status, not a reason; a reason alone is still a message.
+        assert_eq!(
+            error_message(br#"{"code":5,"message":"gone"}"#).unwrap(),
+            "gone"
+        );
+        assert_eq!(
+            error_message(br#"{"error_reason":"forbidden"}"#).unwrap(),
+            "forbidden"
         );
         assert_eq!(
             error_message(br#"{"error":"missing slice name"}"#).unwrap(),

@@ -203,11 +203,27 @@ fn vendor_problem(e: &ProviderError) -> Problem {
             p.retryable = Some(false);
             p
         }
+        ProviderError::Forbidden { .. } => {
+            let mut p = Problem::new(502, "provider_permission_denied", detail);
+            p.upstream_status = Some(403);
+            p.retryable = Some(false);
+            p
+        }
         ProviderError::NotFound => Problem::new(
             404,
             "snapshot_not_found",
             "the snapshot does not exist at the provider",
         ),
+        ProviderError::SourceNotFound { field, .. } => {
+            let mut p = Problem::new(404, "source_not_found", detail);
+            p.field = Some((*field).to_owned());
+            p
+        }
+        ProviderError::StatusUnknown { message } => {
+            let mut p = Problem::new(502, "vendor_status_unknown", message.clone());
+            p.retryable = Some(false);
+            p
+        }
         ProviderError::Conflict { message } => Problem::new(409, "conflict", message.clone()),
         ProviderError::RateLimited { .. } => {
             retryable(Problem::new(429, "provider_rate_limited", detail))
@@ -250,6 +266,12 @@ pub(super) fn scrubbed(e: ProviderError, secrets: &Scrubber) -> ProviderError {
             message: secrets.scrub(&message),
         },
         ProviderError::Conflict { message } => ProviderError::Conflict {
+            message: secrets.scrub(&message),
+        },
+        ProviderError::Forbidden { message } => ProviderError::Forbidden {
+            message: secrets.scrub(&message),
+        },
+        ProviderError::StatusUnknown { message } => ProviderError::StatusUnknown {
             message: secrets.scrub(&message),
         },
         ProviderError::Upstream { status, message } => ProviderError::Upstream {

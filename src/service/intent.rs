@@ -139,9 +139,15 @@ pub async fn settle(
                 statuses: &[],
             };
             let listed = resolved.adapter.list(&ctx, &filter).await?;
-            let found = listed.complete()?.into_iter().find(|s| {
-                s.name.as_deref() == Some(name.as_str())
-                    && s.created_at.is_none_or(|t| t >= op.created_at - TimeDelta::minutes(10))
+            // Only a snapshot that appeared after the request (give or take the vendor's clock
+            // skew) can be its result. A vendor whose snapshots have no names (Hostinger) is
+            // matched by that time alone, so it must state one, and the skew allowed is
+            // narrower: an earlier snapshot of the same source has no name to tell it apart.
+            let named_since = op.created_at - TimeDelta::minutes(10);
+            let nameless_since = op.created_at - TimeDelta::minutes(1);
+            let found = listed.complete()?.into_iter().find(|s| match s.name.as_deref() {
+                Some(n) => n == name && s.created_at.is_none_or(|t| t >= named_since),
+                None => s.created_at.is_some_and(|t| t >= nameless_since),
             });
             match found {
                 Some(s) => {

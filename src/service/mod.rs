@@ -12,6 +12,7 @@ mod intent;
 mod listing;
 mod operations;
 mod reconciler;
+mod snapshots;
 mod webhooks;
 
 use std::{sync::Arc, time::Duration};

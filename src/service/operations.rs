@@ -9,7 +9,7 @@ use crate::{
         Completion, Event, Operation, OperationKind, OperationState, Problem, Snapshot, SnapshotId,
         VendorRef, VendorRefKind,
     },
-    providers::{PollRequest, Submitted},
+    providers::{PollRequest, Progress, ProviderError, Submitted},
     store::OperationFilter,
     telemetry::current_actor,
 };
@@ -81,7 +81,23 @@ impl Service {
         op.updated_at = now;
         op.finished_at = submitted.state.is_terminal().then_some(now);
         op.error = None;
+        // A create keeps its source beside the adapter's tracking (guards read it).
+        let source = intended
+            .as_ref()
+            .and_then(super::snapshots::create_source)
+            .map(str::to_owned);
         op.tracking = submitted.tracking.clone();
+        if let Some(source) = source {
+            match &mut op.tracking {
+                serde_json::Value::Object(map) => {
+                    map.insert(super::snapshots::CREATE_SOURCE.to_owned(), source.into());
+                }
+                t @ serde_json::Value::Null => {
+                    *t = serde_json::json!({ super::snapshots::CREATE_SOURCE: source });
+                }
+                _ => {}
+            }
+        }
         op.completion = Completion::of_note(submitted.assumed.as_deref());
         op.completion_note = submitted.assumed.clone();
         op.next_check_at = None;
@@ -211,22 +227,24 @@ impl Service {
             .poll(&resolved.ctx(), &PollRequest::of(&op))
             .await
         {
-            Ok(p) => p,
+            Ok(p) => self.bound_unknown(&op, p),
             Err(e) => {
                 // The kind of failure only: a vendor's words may echo what it was sent.
                 tracing::info!(operation = %op.id, failure = e.kind(), "operation poll failed");
                 return Ok(op);
             }
         };
+        let known = op.snapshot_id.as_ref().map(|s| s.native_id.as_str());
+        let new_native = progress.native_id.filter(|n| Some(n.as_str()) != known);
         let changed = progress.state != op.state
-            || progress.native_id.is_some()
+            || new_native.is_some()
             || progress.result.is_some()
             || progress.error.is_some();
         if !changed {
             return Ok(op);
         }
         let mut op = op;
-        if let Some(native) = progress.native_id {
+        if let Some(native) = new_native {
             op.snapshot_id = Some(SnapshotId::new(&op.account, &native));
         }
         if progress.result.is_some() {
@@ -241,6 +259,32 @@ impl Service {
             op.updated_at = Utc::now();
         }
         self.save(tenant, op).await
+    }
+
+    /// A vendor status nobody documented keeps an operation running only for
+    /// `reconciler.unknown_status_secs` after it started; then it fails naming that status.
+    fn bound_unknown(&self, op: &Operation, progress: Progress) -> Progress {
+        let Some(what) = progress.unknown.as_deref() else {
+            return progress;
+        };
+        crate::domain::count_unknown_status(op.provider, "operation");
+        let bound = self.reconciler.unknown_status_secs;
+        let waited = (Utc::now() - op.created_at).num_seconds();
+        if waited < i64::try_from(bound).unwrap_or(i64::MAX) {
+            return progress;
+        }
+        let vendor = op.provider.display_name();
+        Progress {
+            native_id: progress.native_id.clone(),
+            ..Progress::failed(ProviderError::StatusUnknown {
+                message: format!(
+                    "{vendor} reports {what}, a status the gateway does not know, {waited} s \
+                     after the {} began (bound: reconciler.unknown_status_secs = {bound}); \
+                     check it at {vendor}",
+                    op.kind.as_str()
+                ),
+            })
+        }
     }
 
     /// Settles an operation whose vendor call never reported back, from what the vendor shows.

@@ -34,6 +34,10 @@ pub struct ReconcilerConfig {
     pub deadline_secs: u64,
     /// Vendor checks in flight at once in this process.
     pub max_concurrent_checks: usize,
+    /// A create or restore whose vendor keeps reporting a status nobody documented fails
+    /// (`vendor_status_unknown`, naming the status) this long after it started, in seconds,
+    /// instead of waiting for `deadline_secs`.
+    pub unknown_status_secs: u64,
 }
 
 impl Default for ReconcilerConfig {
@@ -45,6 +49,7 @@ impl Default for ReconcilerConfig {
             max_interval_secs: 300,
             deadline_secs: 24 * 3600,
             max_concurrent_checks: 4,
+            unknown_status_secs: 15 * 60,
         }
     }
 }

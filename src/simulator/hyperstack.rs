@@ -51,6 +51,8 @@ struct Vm {
     created_at: DateTime<Utc>,
     shutoff: bool,
     fails: bool,
+    /// Built under `restore.new_resource_unknown`: ends at a status no page names.
+    odd: bool,
 }
 
 struct Snap {
@@ -61,6 +63,8 @@ struct Snap {
     labels: Vec<String>,
     created_at: DateTime<Utc>,
     fails: bool,
+    /// What a failed snapshot reads (`ERROR`, or a variant's other word).
+    failed_as: &'static str,
     is_image: bool,
 }
 
@@ -164,6 +168,7 @@ fn seeded(seed: bool, now: DateTime<Utc>) -> HsState {
                     created_at: now - TimeDelta::days(days),
                     shutoff,
                     fails: false,
+                    odd: false,
                 };
                 (id, vm)
             },
@@ -181,6 +186,7 @@ fn seeded(seed: bool, now: DateTime<Utc>) -> HsState {
                 labels: labels.iter().map(|l| (*l).to_owned()).collect(),
                 created_at: now - TimeDelta::seconds(age_secs),
                 fails: false,
+                failed_as: "ERROR",
                 is_image: false,
             };
             (id, snap)
@@ -265,7 +271,7 @@ fn name(value: Option<String>, field: &str) -> Result<String, Refusal> {
 impl Api {
     fn status(&self, s: &Snap, now: DateTime<Utc>) -> &'static str {
         match phase(s.created_at, self.delay, now) {
-            Phase::Done if s.fails => "ERROR",
+            Phase::Done if s.fails => s.failed_as,
             Phase::Done => "COMPLETE",
             _ => "CREATING",
         }
@@ -274,6 +280,7 @@ impl Api {
     fn vm_status(&self, vm: &Vm, now: DateTime<Utc>) -> &'static str {
         match phase(vm.created_at, self.delay, now) {
             Phase::Done if vm.fails => "ERROR",
+            Phase::Done if vm.odd => "SHELVED",
             Phase::Done if vm.shutoff => "SHUTOFF",
             Phase::Done => "ACTIVE",
             _ => "CREATING",
@@ -339,6 +346,7 @@ async fn list(
     if page < 1 || page_size < 1 {
         return Err(bad("page and pageSize must be positive"));
     }
+    let asked = page_size;
     let page_size = v
         .hyperstack_page_cap
         .map_or(page_size, |cap| page_size.min(i64::from(cap)));
@@ -366,9 +374,9 @@ async fn list(
         "status": true,
         "message": "Getting snapshots successful",
         "snapshots": items,
-        "count": matching.len(),
+        "count": if v.hyperstack_count_is_page { items.len() } else { matching.len() },
         "page": page,
-        "page_size": page_size,
+        "page_size": if v.hyperstack_page_size_echoes_asked { asked } else { page_size },
     }))
     .into_response())
 }
@@ -399,6 +407,7 @@ async fn create(
     State(api): ApiState,
     Path(raw): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
+    Extension(v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let now = Utc::now();
@@ -436,6 +445,13 @@ async fn create(
         labels: req.labels.unwrap_or_default(),
         created_at: now,
         fails,
+        failed_as: if v.hyperstack_undocumented_status {
+            "SUSPENDED"
+        } else if v.hyperstack_create_failed_status {
+            "CREATE_FAILED"
+        } else {
+            "ERROR"
+        },
         is_image: false,
     };
     let body = json!({
@@ -509,6 +525,7 @@ async fn restore(
         created_at: now,
         shutoff: false,
         fails: fails || v.restore_new_resource_fails,
+        odd: v.restore_new_resource_unknown,
         ..*source
     };
     let vm_id = st.next_vm;

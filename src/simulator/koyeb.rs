@@ -59,6 +59,8 @@ struct Volume {
     created_at: DateTime<Utc>,
     /// A restore that failed to build: `DELETING` until then, gone after.
     removed_at: Option<DateTime<Utc>>,
+    /// A restore built under `restore.new_resource_unknown`: a status no page names.
+    odd_status: bool,
 }
 
 struct Snap {
@@ -121,6 +123,7 @@ fn seeded(seed: bool, now: DateTime<Utc>) -> KoyebState {
             service_id: service.map(str::to_owned),
             created_at: now - TimeDelta::days(days) - TimeDelta::microseconds(381_207),
             removed_at: None,
+            odd_status: false,
         })
         .collect();
     let snaps = SEED_SNAPSHOTS
@@ -245,7 +248,9 @@ fn volume(v: &Volume) -> Value {
         "read_only": false,
         "max_size": v.max_size,
         "cur_size": v.cur_size,
-        "status": if v.removed_at.is_some() {
+        "status": if v.odd_status {
+            "PERSISTENT_VOLUME_STATUS_SUSPENDED"
+        } else if v.removed_at.is_some() {
             "PERSISTENT_VOLUME_STATUS_DELETING"
         } else if v.service_id.is_some() {
             "PERSISTENT_VOLUME_STATUS_ATTACHED"
@@ -308,14 +313,25 @@ impl Paging {
 
     /// The page of `items` plus the reply's `limit`, `offset`, `has_next`.
     fn page(&self, items: Vec<Value>, key: &str) -> Response {
-        let has_next = self.offset.saturating_add(self.limit) < items.len();
-        let page: Vec<Value> = items
-            .into_iter()
-            .skip(self.offset)
-            .take(self.limit)
-            .collect();
-        Json(json!({ key: page, "limit": self.limit, "offset": self.offset, "has_next": has_next }))
-            .into_response()
+        self.page_as(items, key, Variants::default())
+    }
+
+    /// [`Paging::page`] as the variants play it: `koyeb.page_cap` applies a smaller limit
+    /// than asked (still echoing the one asked), `koyeb.no_has_next` leaves the flag out.
+    fn page_as(&self, items: Vec<Value>, key: &str, v: Variants) -> Response {
+        let applied = v
+            .koyeb_page_cap
+            .map_or(self.limit, |cap| self.limit.min(cap as usize));
+        let has_next = self.offset.saturating_add(applied) < items.len();
+        let page: Vec<Value> = items.into_iter().skip(self.offset).take(applied).collect();
+        let mut body =
+            json!({ key: page, "limit": self.limit, "offset": self.offset, "has_next": has_next });
+        if v.koyeb_no_has_next {
+            if let Value::Object(map) = &mut body {
+                map.remove("has_next");
+            }
+        }
+        Json(body).into_response()
     }
 }
 
@@ -343,7 +359,7 @@ async fn list(
         .filter(|v| regions.is_empty() || regions.iter().any(|r| v["region"] == *r))
         .filter(|_| orgs.is_empty() || orgs.contains(&ORG_ID))
         .collect();
-    Ok(p.page(items, "snapshots"))
+    Ok(p.page_as(items, "snapshots", v))
 }
 
 async fn get_one(
@@ -534,7 +550,8 @@ async fn create_volume(
     {
         return Err(invalid("name", "a volume with this name already exists"));
     }
-    let fails = snapshot_id.is_some() && v.restore_new_resource_fails;
+    let snapshot_id_given = snapshot_id.is_some();
+    let fails = snapshot_id_given && v.restore_new_resource_fails;
     let vol = Volume {
         id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -545,6 +562,7 @@ async fn create_volume(
         service_id: None,
         created_at: now,
         removed_at: fails.then(|| now + api.delay),
+        odd_status: snapshot_id_given && v.restore_new_resource_unknown,
     };
     let body = json!({ "volume": volume(&vol) });
     st.volumes.push(vol);

@@ -68,6 +68,8 @@ struct Ticket {
     applied: bool,
     /// The snapshot a create listed before its ticket ended (`oktawave.snapshot_before_ticket`).
     early: Option<i64>,
+    /// How long after the ticket ends a create's snapshot is listed (`oktawave.listing_lag`).
+    lag: TimeDelta,
 }
 
 struct OkState {
@@ -204,6 +206,10 @@ impl Api {
             if t.applied || phase(t.created, self.delay, now) != Phase::Done {
                 continue;
             }
+            let listed_at = t.created + self.delay + t.lag;
+            if matches!(t.op, Op::Create { .. }) && !t.fails && now < listed_at {
+                continue;
+            }
             t.applied = true;
             if t.fails {
                 if let Some(id) = t.early {
@@ -277,7 +283,8 @@ impl Api {
 
     /// Opens a ticket on an instance and answers with it; `early` lists a create's snapshot at
     /// once instead of when the ticket succeeds.
-    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool, early: bool) -> Reply {
+    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool, v: Variants) -> Reply {
+        let early = v.oktawave_snapshot_before_ticket;
         let now = Utc::now();
         let id = st.next_ticket;
         st.next_ticket += 1;
@@ -308,6 +315,7 @@ impl Api {
             fails,
             applied: false,
             early,
+            lag: TimeDelta::seconds(v.oktawave_listing_lag.map_or(0, i64::from)),
         };
         let body = self.ticket(st, &t, now);
         st.tickets.insert(id, t);
@@ -443,7 +451,7 @@ async fn create(
         Op::Create { name, description },
         instance_id,
         fails,
-        v.oktawave_snapshot_before_ticket,
+        v,
     )
 }
 
@@ -469,7 +477,13 @@ fn delete_ids(api: &Api, ids: Vec<i64>, fails: bool) -> Reply {
     let instance_id = first
         .ok_or_else(|| invalid("Ids must not be empty."))?
         .instance_id;
-    api.open(&mut st, Op::Delete(ids), instance_id, fails, false)
+    api.open(
+        &mut st,
+        Op::Delete(ids),
+        instance_id,
+        fails,
+        Variants::default(),
+    )
 }
 
 async fn delete_one(
@@ -504,7 +518,13 @@ async fn restore(
     let mut st = api.settled(Utc::now());
     let s = find(&st.snaps, &id, "Snapshot")?;
     let (sid, instance_id) = (s.id, s.instance_id);
-    api.open(&mut st, Op::Restore(sid), instance_id, fails, false)
+    api.open(
+        &mut st,
+        Op::Restore(sid),
+        instance_id,
+        fails,
+        Variants::default(),
+    )
 }
 
 fn instance(id: i64, (name, created): &(String, DateTime<Utc>)) -> Value {

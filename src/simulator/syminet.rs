@@ -185,7 +185,7 @@ impl Api {
         }
     }
 
-    fn item(&self, s: &Snap, now: DateTime<Utc>) -> Value {
+    fn item(&self, s: &Snap, now: DateTime<Utc>, v: Variants) -> Value {
         let slice = SEED_SLICES.iter().find(|sl| sl.0 == s.vm_id);
         let (dc, region, vmname) = slice.map_or((0, "", ""), |sl| (sl.2, sl.3, sl.1));
         let progress = self.in_progress(s, now);
@@ -199,7 +199,8 @@ impl Api {
             "datacenter_id": dc,
             "duration": duration(took),
             "id": s.id,
-            "in_progress": progress.map(|_| true),
+            // `syminet.progress_only`: only `progress` says the snapshot is being taken.
+            "in_progress": progress.filter(|_| !v.syminet_progress_only).map(|_| true),
             "legacy": null,
             "name": s.name,
             "perms": "rw",
@@ -216,7 +217,11 @@ impl Api {
     }
 }
 
-async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
+async fn list(
+    State(api): ApiState,
+    Extension(v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let q = query_map(query.as_deref());
     let page =
         query_int(&q, "page").map_err(|_| refuse(StatusCode::BAD_REQUEST, "invalid page"))?;
@@ -247,7 +252,7 @@ async fn list(State(api): ApiState, RawQuery(query): RawQuery) -> Reply {
         .iter()
         .skip(skip)
         .take(PAGE_SIZE)
-        .map(|s| api.item(s, now))
+        .map(|s| api.item(s, now, v))
         .collect();
     Ok(Json(json!({
         "data": data,
@@ -419,5 +424,11 @@ pub(super) static SPEC: super::Spec = super::Spec {
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
     // The simulator restores in its async delay; a real slice takes minutes.
-    gateway_settings: |_| vec![("restore_settle_secs", 3.into())],
+    // Simulated restores take seconds whatever the size: only the least time applies.
+    gateway_settings: |_| {
+        vec![
+            ("restore_settle_secs", 3.into()),
+            ("restore_gb_per_minute", 100_000.into()),
+        ]
+    },
 };

@@ -58,7 +58,7 @@ pub struct UpstreamConfig {
     pub provider_rate_limit_hold_secs: std::collections::BTreeMap<ProviderKind, u64>,
     /// Vendors that rate-limit by caller address: a 429 from one account holds every account
     /// of that vendor (they share the gateway's address). Default: Hostinger, which blocks the
-    /// address after repeated violations.
+    /// address after repeated violations, and Hyperstack, whose limit is per source IP.
     pub address_rate_limited_providers: std::collections::BTreeSet<ProviderKind>,
 }
 
@@ -80,7 +80,9 @@ impl Default for UpstreamConfig {
             ]
             .into_iter()
             .collect(),
-            address_rate_limited_providers: [ProviderKind::Hostinger].into_iter().collect(),
+            address_rate_limited_providers: [ProviderKind::Hostinger, ProviderKind::Hyperstack]
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -465,7 +467,8 @@ fn upstream_status(e: &ProviderError) -> u16 {
     match e {
         ProviderError::Rejected { status, .. } | ProviderError::Auth { status } => *status,
         ProviderError::Upstream { status, .. } => status.unwrap_or(0),
-        ProviderError::NotFound => 404,
+        ProviderError::Forbidden { .. } => 403,
+        ProviderError::NotFound | ProviderError::SourceNotFound { .. } => 404,
         ProviderError::Conflict { .. } => 409,
         ProviderError::RateLimited { .. } => 429,
         _ => 0,
@@ -478,6 +481,7 @@ fn outcome(result: &Result<Reply, ProviderError>) -> &'static str {
         Ok(_) => "ok",
         Err(ProviderError::Rejected { .. }) => "rejected",
         Err(ProviderError::Auth { .. }) => "auth_failed",
+        Err(ProviderError::Forbidden { .. }) => "forbidden",
         Err(ProviderError::NotFound) => "not_found",
         Err(ProviderError::Conflict { .. }) => "conflict",
         Err(ProviderError::RateLimited { .. }) => "rate_limited",
@@ -617,9 +621,8 @@ pub fn classify(
             status: status.as_u16(),
             message,
         },
-        401 | 403 => ProviderError::Auth {
-            status: status.as_u16(),
-        },
+        401 => ProviderError::Auth { status: 401 },
+        403 => ProviderError::Forbidden { message },
         404 => ProviderError::NotFound,
         409 => ProviderError::Conflict { message },
         429 => ProviderError::RateLimited {

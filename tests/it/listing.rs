@@ -27,6 +27,13 @@ impl Respond for PagedVendor {
             "fail-500" => return ResponseTemplate::new(500).set_body_json(json!({"message": "Internal Server Error"})),
             "limited" => return ResponseTemplate::new(429).insert_header("retry-after", "30"),
             "slow" => return ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+            // The second page (asked because a `count` equal to its page proves nothing) is
+            // empty and quick.
+            k if k.starts_with("lag-") && page > 1 => {
+                return ResponseTemplate::new(200).set_body_json(
+                    json!({"status": true, "message": "", "snapshots": [], "count": 0, "page": page, "page_size": 100}),
+                )
+            }
             k if k.starts_with("lag-") => {
                 return ResponseTemplate::new(200)
                     .set_body_json(json!({"status": true, "message": "", "snapshots": [snapshot(9, 1, k, 1, "COMPLETE")], "count": 1, "page": 1, "page_size": 100}))

@@ -23,6 +23,7 @@ mod simulator;
 mod snapshots;
 mod store_contract;
 mod variants;
+mod vendor_truth;
 mod webhooks;
 mod wire_hostinger;
 mod wire_hyperstack;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use snapgate::domain::ProviderKind;
 use wiremock::{
-    matchers::{method, path},
+    matchers::{method, path, query_param},
     Mock, MockServer, Request, ResponseTemplate,
 };
 
@@ -192,11 +192,19 @@ async fn a_replica_killed_mid_create_loses_nothing_and_the_other_finishes_it() {
     let made = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
     Mock::given(method("GET"))
         .and(path("/v1/core/snapshots"))
+        .and(query_param("page", "1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "status": true, "count": 1, "page": 1, "page_size": 100,
             "snapshots": [{"id": 77, "name": "nightly", "description": "", "vm_id": 2058,
                 "region_id": 3, "status": "COMPLETE", "is_image": false, "size": 10,
                 "labels": [], "created_at": made, "updated_at": made}]})))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": true, "count": 0, "page": 2, "page_size": 100, "snapshots": []})))
         .mount(&mock)
         .await;
     let a = ServeProcess::start(

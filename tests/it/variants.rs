@@ -56,13 +56,17 @@ async fn created(s: &SimApp, vendor: Vendor, source: &str, name: &str) -> String
 }
 
 /// The variants under which the whole contract must hold unchanged.
-const CONTRACT_VARIANTS: [&str; 8] = [
+const CONTRACT_VARIANTS: [&str; 12] = [
     "hyperstack.page_cap=1",
+    "hyperstack.page_cap=1,hyperstack.page_size_echoes_asked,hyperstack.count_is_page",
     "hyperstack.not_found_400",
     "koyeb.migrating",
+    "koyeb.page_cap=1,koyeb.no_has_next",
     "oktawave.page_base=0",
     "oktawave.snapshot_before_ticket",
+    "oktawave.listing_lag=1",
     "syminet.slice_list_shows_in_progress",
+    "syminet.progress_only",
     "syminet.restore_secs=2",
     "429-without-retry-after",
 ];

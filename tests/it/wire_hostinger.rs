@@ -372,7 +372,12 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_token() {
     let (mock, app, t) = setup().await;
     let cases = [
         (401, fixture("error.401.json"), 502, "provider_auth_failed"),
-        (403, fixture("error.401.json"), 502, "provider_auth_failed"),
+        (
+            403,
+            fixture("error.401.json"),
+            502,
+            "provider_permission_denied",
+        ),
         (500, fixture("error.500.json"), 502, "upstream_error"),
     ];
     for (i, (status, body, want, code)) in cases.into_iter().enumerate() {
@@ -401,9 +406,12 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_token() {
         .post("/v1/snapshots/hg:8102/restore", &t, &json!({}))
         .await;
     let p = assert_problem(resp, 400, "upstream_rejected").await;
+    // Every reason the vendor gave, and its request id for Hostinger's support.
     assert_eq!(
         p["detail"],
-        "The virtual machine is locked. (and 1 more error)"
+        "The virtual machine is locked. (and 1 more error): virtual_machine: The virtual \
+         machine is locked., Another action is in progress. \
+         [correlation_id 5f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d]"
     );
     assert_eq!(p["upstream_status"], 422);
     // Last: after a 429 the gateway holds calls to this account until Retry-After.

@@ -263,7 +263,7 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_key() {
         // No 404 is documented for this page: a 400 for a well-formed id reads as gone.
         ("400", "error.400.json", 404, "snapshot_not_found"),
         ("401", "error.401.json", 502, "provider_auth_failed"),
-        ("403", "error.403.json", 502, "provider_auth_failed"),
+        ("403", "error.403.json", 502, "provider_permission_denied"),
         ("404", "error.404.json", 404, "snapshot_not_found"),
         ("409", "error.409.json", 409, "conflict"),
         ("500", "error.500.legacy.json", 502, "upstream_error"),
@@ -370,6 +370,15 @@ async fn list_items_name_their_region_once_a_get_has_named_the_region_id() {
         .and(query_param("pageSize", "100"))
         .and(header("api_key", KEY))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("list.json")))
+        .mount(&mock)
+        .await;
+    // `count` equals the page's own items: no proof the list ended, so page 2 is read.
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"status": true, "message": "", "snapshots": [], "count": 0, "page": 2, "page_size": 100}),
+        ))
         .mount(&mock)
         .await;
     Mock::given(method("GET"))

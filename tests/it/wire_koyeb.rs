@@ -684,6 +684,33 @@ async fn list_filters_by_volume_client_side_and_stops_on_an_empty_page() {
     assert_eq!(mine[0].source.as_ref().unwrap().id, VOLUME);
 }
 
+/// Issue 22 item 1: a reply without `has_next` is no evidence the list ended; Koyeb's CLI
+/// pages until an empty page, and so does the gateway (a short page alone ends nothing).
+#[tokio::test]
+async fn a_reply_without_has_next_is_paged_until_an_empty_page() {
+    let mock = MockServer::start().await;
+    let mut first = fixture("list.json");
+    first.as_object_mut().unwrap().remove("has_next");
+    let mut second = fixture("list.json");
+    second.as_object_mut().unwrap().remove("has_next");
+    second["snapshots"] = json!([fixture("list.json")["snapshots"][1].clone()]);
+    second["snapshots"][0]["id"] = json!("b0000000-0000-4000-8000-000000000003");
+    let mut empty = fixture("list-empty.json");
+    empty.as_object_mut().unwrap().remove("has_next");
+    for (offset, body) in [("0", first), ("2", second), ("3", empty)] {
+        Mock::given(method("GET"))
+            .and(path("/v1/snapshots"))
+            .and(query_param("limit", "100"))
+            .and(query_param("offset", offset))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+            .mount(&mock)
+            .await;
+    }
+    let all = list(&mock, None, None).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+}
+
 #[tokio::test]
 async fn an_empty_account_lists_nothing_after_one_call() {
     let mock = MockServer::start().await;
@@ -702,7 +729,7 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_the_token() {
     let cases = [
         (400, "error.400.json", 400, "upstream_rejected"),
         (401, "error.401.json", 502, "provider_auth_failed"),
-        (403, "error.403.json", 502, "provider_auth_failed"),
+        (403, "error.403.json", 502, "provider_permission_denied"),
         (404, "error.404.json", 404, "snapshot_not_found"),
         (
             404,

@@ -407,9 +407,10 @@ async fn create_posts_pascal_case_name_and_description_and_finds_the_new_snapsho
     let polled: Value = app.get(&location, &t).await.json().await.unwrap();
     assert_eq!(polled["state"], "running");
 
-    // Two snapshots carry the name: the newest one is the new snapshot.
+    // Two snapshots carry the name: the one taken since the request is the new snapshot.
     let mut listed = fixture("list-instance.json");
     let mut older = listed["Items"][0].clone();
+    listed["Items"][0]["CreationDate"] = json!(chrono::Utc::now().to_rfc3339());
     older["Id"] = json!(47000);
     older["CreationDate"] = json!("2024-01-01T10:00:00+01:00");
     listed["Items"].as_array_mut().unwrap().push(older);
@@ -848,7 +849,7 @@ async fn vendor_errors_map_to_gateway_problems_without_leaking_credentials() {
     mount_token(&mock, 1).await;
     let cases = [
         (400, 400, "upstream_rejected"),
-        (403, 502, "provider_auth_failed"),
+        (403, 502, "provider_permission_denied"),
         (404, 404, "snapshot_not_found"),
         (409, 409, "conflict"),
         (422, 400, "upstream_rejected"),

@@ -471,9 +471,11 @@ async fn delete_uses_the_trailing_delete_path_and_finishes_when_unlisted() {
 #[tokio::test]
 async fn restore_onto_a_target_slice_posts_both_ids_without_a_body() {
     let (mock, app, t) = setup().await;
+    // The snapshot is read first: it must exist, and its size sets the assumed duration.
     vendor("GET", "/images")
+        .and(query_param("page", "1"))
         .respond_with(json_reply(200, fixture("list.json")))
-        .expect(0)
+        .expect(1)
         .mount(&mock)
         .await;
     vendor("POST", "/images/snapshots/15340/restore/4000")
@@ -499,19 +501,22 @@ async fn restore_onto_a_target_slice_posts_both_ids_without_a_body() {
     // Completion is not observable: the operation says it is assumed, why, and after how long.
     assert_eq!(op["completion"], "assumed");
     let note = op["completion_note"].as_str().unwrap();
+    // 18 GB at the panel's 2 GB per minute: 540 s, not the 2 s least time.
     assert!(
         note.contains("cannot tell")
-            && note.contains("2 s")
+            && note.contains("reported done 540 s")
+            && note.contains("18 GB at an assumed 2 GB per minute, at least 2 s")
             && note.contains("restore_settle_secs"),
         "{note}"
     );
 
     let location = format!("/v1/operations/{}", op["id"].as_str().unwrap());
-    let polled: Value = app.get(&location, &t).await.json().await.unwrap();
-    assert_eq!(polled["state"], "running");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let polled: Value = app.get(&location, &t).await.json().await.unwrap();
-    assert_eq!(polled["state"], "succeeded");
+    assert_eq!(
+        polled["state"], "running",
+        "an 18 GB slice is not written in 2 s"
+    );
     assert_eq!(polled["completion"], "assumed");
 }
 
@@ -595,7 +600,7 @@ async fn vendor_error_bodies_map_to_gateway_problems_without_leaking_the_token()
             403,
             json!({"error": "forbidden"}),
             502,
-            "provider_auth_failed",
+            "provider_permission_denied",
         ),
         (
             404,

@@ -1,7 +1,8 @@
 //! Koyeb: volume snapshots, Bearer token auth.
 //!
-//! Quirks: update (rename) is `POST /v1/snapshots/{id}`; the list has no total and no
-//! per-volume filter (filtered here); enum values are long prefixed strings; `deleted_at` may
+//! Quirks: update (rename) is `POST /v1/snapshots/{id}`; the list has no total, `has_next`
+//! may be left out (paged until an empty page, as Koyeb's CLI does) and no per-volume filter
+//! (filtered here); enum values are long prefixed strings; `deleted_at` may
 //! be absent, null or the zero time; restore has no endpoint: it creates a new volume from
 //! `snapshot_id` (`POST /v1/volumes`) in the snapshot's region, done when the volume reads
 //! `DETACHED`/`ATTACHED` (failed at `DELETING`/`DELETED` or gone); `MIGRATING` (data moving to cold
@@ -145,16 +146,22 @@ impl Koyeb {
     }
 }
 
-/// Volume statuses that finish a restore: free to use, or already in use.
-const VOLUME_READY: [&str; 2] = [
-    "PERSISTENT_VOLUME_STATUS_DETACHED",
-    "PERSISTENT_VOLUME_STATUS_ATTACHED",
-];
-/// Volume statuses that fail it (Koyeb removing the volume).
-const VOLUME_FAILED: [&str; 2] = [
-    "PERSISTENT_VOLUME_STATUS_DELETING",
-    "PERSISTENT_VOLUME_STATUS_DELETED",
-];
+/// A restore's new volume (`PersistentVolumeStatus`): done when free to use or already in
+/// use, failed when Koyeb removes it; the zero value and `ARCHIVING` are read as not built yet.
+const VOLUME_STATUSES: super::ResourceStatuses = super::ResourceStatuses {
+    ready: &[
+        "PERSISTENT_VOLUME_STATUS_DETACHED",
+        "PERSISTENT_VOLUME_STATUS_ATTACHED",
+    ],
+    building: &[
+        "PERSISTENT_VOLUME_STATUS_INVALID",
+        "PERSISTENT_VOLUME_STATUS_ARCHIVING",
+    ],
+    failed: &[
+        "PERSISTENT_VOLUME_STATUS_DELETING",
+        "PERSISTENT_VOLUME_STATUS_DELETED",
+    ],
+};
 
 /// Koyeb ids are UUIDs (short ids are a CLI feature): anything else cannot exist there.
 fn uuid(id: &str) -> Result<&str, ProviderError> {
@@ -189,12 +196,21 @@ impl ProviderAdapter for Koyeb {
         let source_id = filter.source_id;
         let mut out = Vec::new();
         let mut offset = 0;
-        // No total: page until `has_next` is false, and (like Koyeb's CLI) stop on an empty page.
-        for _ in 0..super::MAX_LIST_PAGES {
+        // No total, and `has_next` may be absent: like Koyeb's CLI, page until an empty page
+        // (or a short page that `has_next: false` agrees with).
+        let mut walk = super::ListWalk::new(KIND);
+        loop {
             let page = self
                 .page(ctx, "list", Some(offset), PAGE_SIZE, filter.statuses)
                 .await?;
             let n = page.snapshots.len();
+            let signals = super::PageSignals {
+                items: n,
+                new: n,
+                total: None,
+                more: page.has_next,
+                asked: PAGE_SIZE,
+            };
             for raw in page.snapshots {
                 let snapshot = to_domain(raw)?;
                 let wanted = source_id
@@ -203,12 +219,11 @@ impl ProviderAdapter for Koyeb {
                     out.push(snapshot);
                 }
             }
-            if n == 0 || !page.has_next {
+            if !walk.next(signals)? {
                 return Ok(out.into());
             }
             offset += n;
         }
-        Err(super::too_many_pages(KIND))
     }
 
     async fn get(
@@ -364,36 +379,22 @@ impl ProviderAdapter for Koyeb {
         if operation.vendor_ref.kind == VendorRefKind::Resource {
             let volume = operation.vendor_ref.id.as_deref().unwrap_or_default();
             let status = self.volume_status(ctx, volume).await;
-            return new_resource_progress(
-                KIND,
-                "volume",
-                volume,
-                status,
-                &VOLUME_READY,
-                &VOLUME_FAILED,
-            );
+            return new_resource_progress(KIND, "volume", volume, status, &VOLUME_STATUSES);
         }
         let Some(native_id) = operation.native_id else {
             return Ok(Progress::succeeded());
         };
         let found = self.fetch(ctx, "poll", native_id).await;
         match (operation.kind, found) {
-            (OperationKind::Create, Ok(s)) => Ok(match s.status {
-                SnapshotStatus::Available if settled(&s) => Progress {
-                    native_id: Some(s.native_id),
-                    ..Progress::succeeded()
-                },
-                SnapshotStatus::Deleting | SnapshotStatus::Deleted => {
-                    Progress::failed(ProviderError::Upstream {
-                        status: None,
-                        message: format!(
-                            "Koyeb reports the new snapshot as {}",
-                            s.vendor_status.unwrap_or_default()
-                        ),
-                    })
-                }
-                _ => Progress::running(),
-            }),
+            // Done only at `AVAILABLE`, not while migrating.
+            (OperationKind::Create, Ok(s)) if s.status == SnapshotStatus::Available => {
+                Ok(if settled(&s) {
+                    super::create_progress(KIND, &s)
+                } else {
+                    Progress::running()
+                })
+            }
+            (OperationKind::Create, Ok(s)) => Ok(super::create_progress(KIND, &s)),
             (OperationKind::Create, Err(ProviderError::NotFound)) => {
                 Ok(Progress::failed(ProviderError::NotFound))
             }
@@ -427,7 +428,10 @@ fn error_message(body: &[u8]) -> Option<String> {
     let Ok(e) = serde_json::from_slice::<WireError>(body) else {
         return wire::error_message(body);
     };
-    let message = e.message.filter(|m| !m.is_empty())?;
+    let mut message = e.message.filter(|m| !m.is_empty())?;
+    if let Some(serde_json::Value::String(code)) = e.code.filter(|c| c.is_string()) {
+        message = format!("{message} ({code})");
+    }
     let fields: Vec<String> = e
         .fields
         .into_iter()
@@ -450,8 +454,9 @@ fn error_message(body: &[u8]) -> Option<String> {
 struct ListPage {
     #[serde(default)]
     snapshots: Vec<Box<RawValue>>,
+    /// Absent in some replies: then only an empty page ends the walk.
     #[serde(default)]
-    has_next: bool,
+    has_next: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -490,6 +495,9 @@ struct WireVolume {
 #[derive(Deserialize)]
 struct WireError {
     message: Option<String>,
+    /// `invalid_argument`, `authorization_required`, … (a number in `google.rpc.Status`).
+    #[serde(default)]
+    code: Option<serde_json::Value>,
     #[serde(default)]
     fields: Vec<WireField>,
 }

@@ -105,7 +105,7 @@ fn sizes_arrive_as_numbers_or_strings_and_zero_is_unknown() {
 fn every_response_fixture_decodes() {
     let list = r#"{"snapshots":[{"id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","name":"pg-data-before-migration","size":10,"created_at":"2025-03-11T09:15:42.221274Z","parent_volume_id":"8f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b","region":"fra","status":"SNAPSHOT_STATUS_AVAILABLE","type":"SNAPSHOT_TYPE_LOCAL"},{"id":"a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f","name":"uploads-weekly","size":20,"created_at":"2025-03-14T22:00:01.004511Z","parent_volume_id":"1b2c3d4e-5f60-4718-92a3-b4c5d6e7f809","region":"was","status":"SNAPSHOT_STATUS_CREATING","type":"SNAPSHOT_TYPE_LOCAL"}],"limit":20,"offset":0,"has_next":false}"#;
     let page: ListPage = serde_json::from_str(list).unwrap();
-    assert!(!page.has_next);
+    assert_eq!(page.has_next, Some(false));
     let statuses: Vec<_> = page
         .snapshots
         .into_iter()
@@ -122,7 +122,7 @@ fn every_response_fixture_decodes() {
     assert!(empty.snapshots.is_empty());
     // proto3 may drop every zero value.
     let bare: ListPage = serde_json::from_str("{}").unwrap();
-    assert!(bare.snapshots.is_empty() && !bare.has_next);
+    assert!(bare.snapshots.is_empty() && bare.has_next.is_none());
 
     let deleted = r#"{"snapshot":{"id":"5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e","name":"pg-data-before-migration","size":10,"status":"SNAPSHOT_STATUS_DELETED","type":"SNAPSHOT_TYPE_LOCAL","deleted_at":"2025-03-20T10:00:04.332100Z"}}"#;
     let e: Envelope = serde_json::from_str(deleted).unwrap();
@@ -148,14 +148,14 @@ fn error_bodies_of_every_documented_shape_give_a_message() {
     let with_fields = br#"{"status":400,"code":"invalid_argument","message":"Invalid argument","fields":[{"field":"parent_volume_id","description":"cannot be blank"}]}"#;
     assert_eq!(
         error_message(with_fields).unwrap(),
-        "Invalid argument: parent_volume_id cannot be blank"
+        "Invalid argument (invalid_argument): parent_volume_id cannot be blank"
     );
     assert_eq!(
         error_message(
             br#"{"status":404,"code":"unknown_resource","message":"Snapshot not found"}"#
         )
         .unwrap(),
-        "Snapshot not found"
+        "Snapshot not found (unknown_resource)"
     );
     assert_eq!(
         error_message(br#"{"code":5,"message":"snapshot not found","details":[]}"#).unwrap(),

@@ -229,25 +229,46 @@ impl Oktawave {
         Ok(newest)
     }
 
+    /// After a create ticket succeeded: its snapshot, which must have appeared after the
+    /// request — the one named while the ticket ran, or the newest of that name taken since.
+    /// An older snapshot of the same name is never the answer: while none is listed yet
+    /// (Oktawave's listing may lag the ticket) the create keeps running, for at most
+    /// [`LISTING_LAG`] after the ticket ended, then fails saying so.
     async fn resolve_created(
         &self,
         ctx: &CallContext<'_>,
+        operation: &PollRequest<'_>,
         ticket: &str,
+        ended: Option<chrono::DateTime<chrono::Utc>>,
         tracking: &Tracking,
     ) -> Result<Progress, ProviderError> {
-        Ok(match self.find_created(ctx, tracking, None).await? {
-            Some(w) => Progress {
+        if let Some(id) = operation.native_id {
+            return Ok(Progress {
+                native_id: Some(id.to_owned()),
+                ..Progress::succeeded()
+            });
+        }
+        let not_before = operation.created_at - CLOCK_SKEW;
+        if let Some(w) = self.find_created(ctx, tracking, Some(not_before)).await? {
+            return Ok(Progress {
                 native_id: Some(w.id.0),
                 ..Progress::succeeded()
-            },
-            None => Progress::failed(ProviderError::Upstream {
-                status: None,
-                message: format!(
-                    "Oktawave ticket {ticket} succeeded but instance {} has no snapshot named `{}`",
-                    tracking.instance_id, tracking.name
-                ),
-            }),
-        })
+            });
+        }
+        let waited_since = ended.unwrap_or(operation.created_at);
+        if chrono::Utc::now() - waited_since < LISTING_LAG {
+            return Ok(Progress::running());
+        }
+        Ok(Progress::failed(ProviderError::Upstream {
+            status: None,
+            message: format!(
+                "Oktawave ticket {ticket} succeeded but instance {} lists no snapshot named `{}` \
+                 taken after the request, {} minutes after the ticket ended",
+                tracking.instance_id,
+                tracking.name,
+                LISTING_LAG.num_minutes()
+            ),
+        }))
     }
 }
 
@@ -277,6 +298,8 @@ impl Oktawave {
 
 /// A snapshot's `CreationDate` may precede our submit time by the vendor's clock skew.
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// How long after a create ticket ends its snapshot may take to be listed.
+const LISTING_LAG: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 fn region<'a>(ctx: &'a CallContext<'_>) -> &'a str {
     ctx.setting("region").unwrap_or("pl1")
@@ -542,7 +565,10 @@ impl ProviderAdapter for Oktawave {
             return Ok(Progress::succeeded());
         }
         match operation.tracking::<Tracking>() {
-            Some(tracking) => self.resolve_created(ctx, ticket_id, &tracking).await,
+            Some(tracking) => {
+                self.resolve_created(ctx, operation, ticket_id, ticket.end_date, &tracking)
+                    .await
+            }
             None => Ok(Progress::failed(ProviderError::Upstream {
                 status: None,
                 message: format!(

@@ -97,7 +97,11 @@ impl Oktawave {
         let upstream = self.http.upstream();
         let rb = upstream
             .request(Method::POST, &self.endpoints.token_url)
-            .basic_auth(ctx.secret("client_id")?, Some(ctx.secret("client_secret")?))
+            // RFC 6749 §2.3.1: each part form-urlencoded before HTTP Basic.
+            .basic_auth(
+                form_encoded(ctx.secret("client_id")?),
+                Some(form_encoded(ctx.secret("client_secret")?)),
+            )
             .form(&form);
         let requested = Instant::now();
         let reply: TokenReply = upstream
@@ -145,4 +149,10 @@ pub(super) fn usable_for(expires_in: Option<f64>) -> Duration {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(DEFAULT_LIFETIME, |s| Duration::from_secs_f64(s.min(1e9)));
     lifetime - REFRESH_EARLY.min(lifetime / 2)
+}
+
+/// `application/x-www-form-urlencoded` of one client credential (RFC 6749 §2.3.1, as the
+/// OAuth client libraries send it): `a b:c` → `a+b%3Ac`.
+fn form_encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

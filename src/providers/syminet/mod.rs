@@ -68,9 +68,13 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
 #[serde(deny_unknown_fields, default)]
 struct Settings {
     base_url: String,
-    /// Seconds after which an accepted restore is reported done (`completion: assumed`). The
-    /// panel's own estimate is 2 GB per minute; the default covers a 20 GB slice.
+    /// The least time, in seconds, after which an accepted restore is reported done
+    /// (`completion: assumed`).
     restore_settle_secs: u64,
+    /// How fast a restore is assumed to write the slice, in GB per minute (the panel's own
+    /// "pessimistic assumption" is 2): a restore of a snapshot of known size is reported
+    /// done no earlier than its size at this rate.
+    restore_gb_per_minute: f64,
 }
 
 impl Default for Settings {
@@ -78,6 +82,7 @@ impl Default for Settings {
         Self {
             base_url: "https://cloud.syminet.com/api/v1".to_owned(),
             restore_settle_secs: 600,
+            restore_gb_per_minute: 2.0,
         }
     }
 }
@@ -85,8 +90,10 @@ impl Default for Settings {
 /// The Syminet adapter.
 pub struct Syminet {
     http: VendorHttp,
-    /// How long after it was accepted a restore is reported done (it cannot be seen).
+    /// The least time after it was accepted a restore is reported done (it cannot be seen).
     restore_settle: std::time::Duration,
+    /// GB per minute a restore is assumed to write.
+    restore_rate: f64,
 }
 
 impl Syminet {
@@ -104,6 +111,14 @@ impl Syminet {
                 http,
             ),
             restore_settle: std::time::Duration::from_secs(settings.restore_settle_secs),
+            restore_rate: if settings.restore_gb_per_minute > 0.0 {
+                settings.restore_gb_per_minute
+            } else {
+                return Err(ProviderConfigError::new(
+                    KIND,
+                    "restore_gb_per_minute must be above 0",
+                ));
+            },
         })
     }
 
@@ -193,7 +208,7 @@ impl Syminet {
             ..Progress::running()
         };
         match self.find(ctx, "poll", &id).await {
-            Ok((item, _)) if item.in_progress.as_deref().is_some_and(truthy) => Ok(running),
+            Ok((item, _)) if item.busy().is_some() => Ok(running),
             Ok(_) => Ok(progress),
             Err(ProviderError::NotFound) if timed_out(created_at, now, LIST_TIMEOUT) => {
                 Ok(Progress::failed(ProviderError::Upstream {
@@ -226,6 +241,36 @@ impl Syminet {
             .into_iter()
             .map(|raw| decode(&raw).map(|item| (item, raw)))
             .collect()
+    }
+}
+
+impl Syminet {
+    /// How long a restore of a snapshot of `size_gb` is assumed to take, and why: its size at
+    /// `restore_gb_per_minute`, never less than `restore_settle_secs`.
+    fn restore_settle_for(&self, size_gb: Option<f64>) -> (std::time::Duration, String) {
+        let floor = self.restore_settle;
+        let settings = "providers.syminet.restore_settle_secs and restore_gb_per_minute";
+        match size_gb.filter(|s| s.is_finite() && *s > 0.0) {
+            Some(size) => {
+                let secs = (size / self.restore_rate * 60.0).ceil();
+                let by_size = std::time::Duration::from_secs_f64(secs.min(7.0 * 86_400.0));
+                (
+                    floor.max(by_size),
+                    format!(
+                        "the snapshot's {size} GB at an assumed {} GB per minute, at least {} s; \
+                         {settings}",
+                        self.restore_rate,
+                        floor.as_secs()
+                    ),
+                )
+            }
+            None => (
+                floor,
+                format!(
+                    "Syminet states no size for this snapshot, so only the least time; {settings}"
+                ),
+            ),
+        }
     }
 }
 
@@ -355,20 +400,38 @@ impl ProviderAdapter for Syminet {
         request: &RestoreRequest,
     ) -> Result<Submitted, ProviderError> {
         let id = check::numeric(native_id)?;
-        let slice = match request.target_id.as_deref() {
-            Some(target) => slice_id("target_id", target)?,
-            None => source_slice(&self.find(ctx, "restore", id).await?.0)?,
+        let target = request
+            .target_id
+            .as_deref()
+            .map(|t| slice_id("target_id", t))
+            .transpose()?;
+        // The snapshot first: it must exist (so a 404 from the restore names the slice), and
+        // its size sets how long the restore is assumed to take.
+        let (snapshot, _) = self.find(ctx, "restore", id).await?;
+        let slice = match target {
+            Some(slice) => slice,
+            None => source_slice(&snapshot)?,
         };
         let path = format!("/images/snapshots/{id}/restore/{slice}");
         self.http
             .call(ctx, "restore", Method::POST, &path, &[], None)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ProviderError::NotFound => ProviderError::SourceNotFound {
+                    field: "target_id",
+                    what: "slice",
+                    id: slice.clone(),
+                },
+                other => other,
+            })?;
+        let (settle, why) = self.restore_settle_for(snapshot.snapshot_size);
         let result = json!({ "slice_id": slice });
-        let mut submitted = accepted(Some(id), result.clone(), Some(result));
+        let tracking = json!({ "slice_id": slice, "settle_secs": settle.as_secs() });
+        let mut submitted = accepted(Some(id), tracking, Some(result));
         submitted.assumed = Some(format!(
             "Syminet cannot tell when a restore has finished; it is reported done {} s after \
-             Syminet accepted it (providers.syminet.restore_settle_secs)",
-            self.restore_settle.as_secs()
+             Syminet accepted it ({why})",
+            settle.as_secs()
         ));
         Ok(submitted)
     }
@@ -400,11 +463,14 @@ impl ProviderAdapter for Syminet {
                 self.confirm_created(ctx, progress, operation.created_at, now)
                     .await
             }
-            OperationKind::Restore => Ok(restore_progress(
-                operation.created_at,
-                now,
-                self.restore_settle,
-            )),
+            OperationKind::Restore => {
+                let settle = operation
+                    .tracking::<RestoreTracking>()
+                    .map_or(self.restore_settle, |t| {
+                        std::time::Duration::from_secs(t.settle_secs)
+                    });
+                Ok(restore_progress(operation.created_at, now, settle))
+            }
             OperationKind::Rename | OperationKind::Delete => {
                 let Some(id) = native_id else {
                     return Ok(Progress::failed(lost(operation.kind.as_str())));
@@ -495,6 +561,10 @@ struct WireImage {
     created: Option<DateTime<Utc>>,
     #[serde(default)]
     in_progress: Option<Box<RawValue>>,
+    /// Undocumented beside `in_progress` (null in every example): a percentage below 100
+    /// while the snapshot is taken, read as busy even when `in_progress` is unset.
+    #[serde(default)]
+    progress: Option<Box<RawValue>>,
     #[serde(default, deserialize_with = "wire::lenient_f64")]
     snapshot_size: Option<f64>,
     region: Option<String>,
@@ -511,6 +581,12 @@ struct CreateTracking {
     submitted_at: DateTime<Utc>,
 }
 
+/// What a restore's `Submitted.tracking` holds: how long it is assumed to take.
+#[derive(Deserialize)]
+struct RestoreTracking {
+    settle_secs: u64,
+}
+
 /// What a rename's `Submitted.tracking` holds.
 #[derive(Deserialize)]
 struct RenameTracking {
@@ -525,17 +601,17 @@ fn decode(raw: &RawValue) -> Result<WireImage, ProviderError> {
 
 /// `slice` names the source when the item came from that slice's list (which omits `vm_id`).
 fn to_domain(w: WireImage, raw: Box<RawValue>, slice: Option<&str>) -> VendorSnapshot {
-    let in_progress = w.in_progress.filter(|p| truthy(p));
+    let busy = w.busy();
     VendorSnapshot {
         native_id: w.id.0,
         name: w.name,
         description: None,
-        status: if in_progress.is_some() {
+        status: if busy.is_some() {
             SnapshotStatus::Creating
         } else {
             SnapshotStatus::Available
         },
-        vendor_status: in_progress.map(|p| format!("in_progress:{}", p.get())),
+        vendor_status: busy,
         // Only `/images` has `snapshot_size`; the per-slice `backup_full_size` is not known to
         // be the same quantity, so it is left in the raw object.
         size_gb: w.snapshot_size,
@@ -551,6 +627,28 @@ fn to_domain(w: WireImage, raw: Box<RawValue>, slice: Option<&str>) -> VendorSna
             }),
         region: w.region.filter(|r| !r.is_empty()),
         vendor: Some(raw),
+    }
+}
+
+impl WireImage {
+    /// What says the snapshot is still being taken, as its `vendor_status`
+    /// (`in_progress:true`, `progress:40`); `None` when nothing does. Either field counts:
+    /// `in_progress` set, or `progress` a number below 100 (or any other set value, which
+    /// cannot be read as finished).
+    fn busy(&self) -> Option<String> {
+        if let Some(p) = self.in_progress.as_deref().filter(|p| truthy(p)) {
+            return Some(format!("in_progress:{}", p.get()));
+        }
+        let p = self.progress.as_deref().filter(|p| truthy(p))?;
+        let percent = p
+            .get()
+            .trim_matches('"')
+            .trim_end_matches('%')
+            .parse::<f64>();
+        match percent {
+            Ok(done) if done >= 100.0 => None,
+            _ => Some(format!("progress:{}", p.get())),
+        }
     }
 }
 

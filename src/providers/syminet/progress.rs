@@ -40,7 +40,7 @@ pub(super) fn create_progress(
         .filter(|i| i.created.is_none_or(|c| c >= not_before))
         .max_by_key(|i| (i.created, i.id.0.parse::<u64>().unwrap_or_default()));
     match newest {
-        Some(item) if !item.in_progress.as_deref().is_some_and(truthy) => Progress {
+        Some(item) if item.busy().is_none() => Progress {
             native_id: Some(item.id.0),
             ..Progress::succeeded()
         },
