@@ -44,11 +44,20 @@ pub struct Application {
 impl Application {
     /// Checks the config, opens the store, binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_store(config, |store| store).await
+    }
+
+    /// [`Application::build`] with the opened store passed through `wrap` first (tests and the
+    /// soak wrap it in [`store::faulty::Faulty`] to fail calls on purpose).
+    pub async fn build_with_store(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
+    ) -> Result<Self, StartError> {
         let sealer = Sealer::from_base64(config.master_key.as_ref())?
             .with_previous(config.previous_master_keys.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
-        let store = store::connect(&config.store.url, config.store.max_connections).await?;
+        let store = wrap(store::connect(&config.store.url, config.store.max_connections).await?);
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

@@ -56,6 +56,15 @@ impl Problem {
         }
     }
 
+    /// Whether this failure, met once a vendor call may have begun (the intent is stored),
+    /// leaves the vendor's state unknown: what [`Problem::outcome_uncertain`] names, and every
+    /// failure of the gateway's own — its store or itself. A gateway that could not record
+    /// the vendor's answer cannot tell what the vendor did; only the vendor's own refusal
+    /// (4xx, 503, an open breaker) says nothing was done.
+    pub fn outcome_uncertain_after_call(&self) -> bool {
+        self.outcome_uncertain() || self.code == "store_unavailable"
+    }
+
     /// A problem of `status` (the contract's HTTP status number) with a stable `code`.
     pub fn new(status: u16, code: &str, detail: impl Into<String>) -> Self {
         Self {

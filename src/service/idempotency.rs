@@ -102,7 +102,14 @@ impl Service {
             }
             Err(e) => {
                 let problem = e.as_problem();
-                if problem.outcome_uncertain() {
+                // Once the intent is stored the vendor may have been called: a failure of the
+                // gateway's own store from then on is as uncertain as a dropped connection.
+                let uncertain = if journal.intended().is_some() {
+                    problem.outcome_uncertain_after_call()
+                } else {
+                    problem.outcome_uncertain()
+                };
+                if uncertain {
                     // The vendor may have done the work (timeout, reset, 5xx mid-way): a retry
                     // with this key must not do it again. With an intended operation the key
                     // already answers its `202` (the operation is settled from the vendor);

@@ -72,10 +72,28 @@ impl<'a> Journal<'a> {
             .await?;
         if let Some(key) = self.key {
             let body = serde_json::json!({"operation": op, "snapshot": null});
-            self.service
+            let answered = self
+                .service
                 .store
                 .finish_idempotent(self.tenant, key, ACCEPTED, &body.to_string())
-                .await?;
+                .await;
+            if let Err(e) = answered {
+                // Nothing was asked of the vendor: the operation says so (best effort; if the
+                // store is gone, the reconciler later finds nothing was created).
+                let never = Problem::new(
+                    503,
+                    "store_unavailable",
+                    "the gateway's store failed before the provider was called; nothing was done",
+                );
+                finish(&mut op, OperationState::Failed, Some(stamped(never)));
+                let events = Event::of_finished(&op, &crate::telemetry::current_actor());
+                let _ = self
+                    .service
+                    .store
+                    .update_operation(self.tenant, &op, &events)
+                    .await;
+                return Err(e.into());
+            }
         }
         *self.lock() = Some(op);
         Ok(())
@@ -92,7 +110,7 @@ impl<'a> Journal<'a> {
         let Some(mut op) = self.intended() else {
             return Ok(());
         };
-        if problem.outcome_uncertain() {
+        if problem.outcome_uncertain_after_call() {
             return Ok(());
         }
         finish(&mut op, OperationState::Failed, Some(problem.clone()));
@@ -108,6 +126,9 @@ impl<'a> Journal<'a> {
         self.intended.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// How long past the interrupted call a create's snapshot may take to be listed.
+const CREATE_LISTING_WAIT: TimeDelta = TimeDelta::minutes(10);
 
 /// The status the intended operation's key answers with: `202 Accepted`.
 const ACCEPTED: u16 = 202;
@@ -161,12 +182,19 @@ pub async fn settle(
                         _ => None,
                     }
                 }
-                None if overdue => Some((
-                    OperationState::Failed,
-                    Some(unknown(format!(
-                        "the request was interrupted (gateway deadline or restart) and the provider lists no snapshot `{name}` of `{source_id}`: it was not created; create it again with a new Idempotency-Key"
-                    ))),
-                )),
+                // A vendor may list a new snapshot only once its ticket or action ends, so a
+                // create is given longer to show than the call itself took.
+                None if Utc::now() - op.created_at
+                    > TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX) + CREATE_LISTING_WAIT =>
+                {
+                    Some((
+                        OperationState::Failed,
+                        Some(unknown(format!(
+                            "the request was interrupted (gateway store, deadline or restart) and, {} minutes later, the provider lists no snapshot `{name}` of `{source_id}` taken since: it most likely was not created, but the gateway cannot be sure — check `{source_id}` at the provider before creating it again",
+                            CREATE_LISTING_WAIT.num_minutes()
+                        ))),
+                    ))
+                }
                 None => None,
             }
         }

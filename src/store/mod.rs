@@ -2,6 +2,7 @@
 //! one trait with two back-ends chosen by URL in [`connect`]: SQLite (embedded, one process)
 //! and PostgreSQL (any number of replicas on one database). Nothing here knows HTTP or vendors.
 
+pub mod faulty;
 mod pending;
 mod postgres;
 mod rows;

@@ -56,7 +56,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn spawn_config(config: Config, dir: tempfile::TempDir) -> TestApp {
-    let app = Application::build(config).await.unwrap();
+    spawn_config_wrapping(config, dir, |store| store).await
+}
+
+/// As [`spawn_config`], with the store passed through `wrap` (a failing store, say).
+pub async fn spawn_config_wrapping(
+    config: Config,
+    dir: tempfile::TempDir,
+    wrap: impl FnOnce(
+        std::sync::Arc<dyn snapgate::store::Store>,
+    ) -> std::sync::Arc<dyn snapgate::store::Store>,
+) -> TestApp {
+    let app = Application::build_with_store(config, wrap).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(app.run_until(async {

@@ -38,6 +38,18 @@ pub async fn spawn_with_variants(
     variants: Variants,
     adjust: impl FnOnce(&mut snapgate::Config),
 ) -> SimApp {
+    spawn_with_store(delay, variants, adjust, |store| store).await
+}
+
+/// As [`spawn_with_variants`], the gateway's store passed through `wrap`.
+pub async fn spawn_with_store(
+    delay: Duration,
+    variants: Variants,
+    adjust: impl FnOnce(&mut snapgate::Config),
+    wrap: impl FnOnce(
+        std::sync::Arc<dyn snapgate::store::Store>,
+    ) -> std::sync::Arc<dyn snapgate::store::Store>,
+) -> SimApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = simulator::start(
         listener,
@@ -49,11 +61,11 @@ pub async fn spawn_with_variants(
     )
     .await
     .unwrap();
-    let app = spawn_app_with(|c| {
-        snapgate::demo::point_at_simulator(c, &sim);
-        adjust(c);
-    })
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    snapgate::demo::point_at_simulator(&mut config, &sim);
+    adjust(&mut config);
+    let app = spawn_config_wrapping(config, dir, wrap).await;
     let token = token("acme", ALL_SCOPES);
     for vendor in Vendor::ALL {
         let credentials: serde_json::Map<String, Value> = sim

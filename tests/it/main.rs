@@ -12,6 +12,7 @@ mod demo;
 mod durability;
 mod errors;
 mod events;
+mod faults;
 mod helpers;
 mod lifecycle;
 mod listing;

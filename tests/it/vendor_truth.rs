@@ -367,7 +367,14 @@ async fn an_interrupted_hostinger_create_is_settled_by_its_time() {
 #[tokio::test]
 async fn a_syminet_create_signalled_only_by_progress_waits_for_it() {
     let delay = Duration::from_millis(1500);
-    let s = spawn_with_variants(delay, played("syminet.progress_only"), |_| {}).await;
+    // The per-slice list shows the unfinished snapshot too, so only the account-wide item's
+    // `progress` can tell that it is not done.
+    let s = spawn_with_variants(
+        delay,
+        played("syminet.progress_only,syminet.slice_list_shows_in_progress"),
+        |_| {},
+    )
+    .await;
     let slice = s.sim.sources(Vendor::Syminet)[1].clone();
     let started = Instant::now();
     let op = start_create(&s, Vendor::Syminet, &slice, "progress-only").await;

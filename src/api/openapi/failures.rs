@@ -37,7 +37,7 @@ const FAILURES: [Failure; 14] = [
     failure("400", "BadRequest", "Malformed JSON, path, query or `Idempotency-Key`, or a request the provider rejected (`upstream_rejected`)"),
     challenged(failure("401", "Unauthorized", "Missing or invalid bearer token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)")),
     challenged(failure("403", "Forbidden", "The token lacks the scope this route needs (`insufficient_scope`)")),
-    failure("404", "NotFound", "No such resource for the caller's tenant"),
+    failure("404", "NotFound", "No such resource for the caller's tenant, or the VM, volume, instance or slice a create or restore names does not exist at the provider (`source_not_found`, `field` names it)"),
     failure("408", "RequestTimeout", "The request body did not arrive within the gateway's deadline"),
     failure("409", "Conflict", "The resource exists, the provider reported a conflict, or a request with this `Idempotency-Key` is still in flight"),
     failure("413", "PayloadTooLarge", "The body exceeds the configured limit (checked on `Content-Length` before it is read)"),
@@ -45,7 +45,7 @@ const FAILURES: [Failure; 14] = [
     failure("422", "Unprocessable", "The body is JSON of the wrong shape, a field the provider cannot take, or an `Idempotency-Key` reused with another body; `field` names what was wrong"),
     retried(failure("429", "RateLimited", "The provider is rate limiting this account; `Retry-After` says when to try again")),
     failure("501", "UnsupportedOperation", "The account's provider cannot do this; `supported_by` lists those that can"),
-    failure("502", "BadGateway", "The provider failed, answered garbage or refused the stored credentials"),
+    failure("502", "BadGateway", "The provider failed or answered garbage (`upstream_error`), refused the stored credentials (`provider_auth_failed`, its 401) or refused this action to them (`provider_permission_denied`, its 403)"),
     retried(failure("503", "Unavailable", "The gateway's store is unavailable, or the provider failed repeatedly and calls are paused (`Retry-After`)")),
     retried(failure("504", "GatewayTimeout", "The provider or the gateway's own deadline ran out; the outcome may be unknown")),
 ];

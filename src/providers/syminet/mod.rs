@@ -639,15 +639,17 @@ impl WireImage {
         if let Some(p) = self.in_progress.as_deref().filter(|p| truthy(p)) {
             return Some(format!("in_progress:{}", p.get()));
         }
-        let p = self.progress.as_deref().filter(|p| truthy(p))?;
+        let p = self.progress.as_deref().filter(|p| p.get() != "null")?;
         let percent = p
             .get()
             .trim_matches('"')
             .trim_end_matches('%')
             .parse::<f64>();
         match percent {
-            Ok(done) if done >= 100.0 => None,
-            _ => Some(format!("progress:{}", p.get())),
+            // 0 % is work just begun, not "unset".
+            Ok(done) if done < 100.0 => Some(format!("progress:{}", p.get())),
+            Ok(_) => None,
+            Err(_) => truthy(p).then(|| format!("progress:{}", p.get())),
         }
     }
 }

@@ -236,3 +236,33 @@ fn restoring_a_snapshot_of_a_deleted_slice_needs_a_target() {
         })
     ));
 }
+
+/// Issue 22 item 7: `progress` below 100 is work in progress even when `in_progress` is unset.
+#[test]
+fn progress_below_100_is_creating_whatever_in_progress_says() {
+    for (progress, creating) in [
+        ("null", false),
+        ("0", true),
+        ("40", true),
+        ("\"55%\"", true),
+        ("99.5", true),
+        ("100", false),
+        ("\"100%\"", false),
+        ("\"\"", false),
+        ("\"copying\"", true),
+    ] {
+        let json =
+            format!(r#"{{"id": 1, "name": "a", "in_progress": null, "progress": {progress}}}"#);
+        let r = raw(&json);
+        let s = to_domain(decode(&r).unwrap(), r, None);
+        let want = if creating {
+            SnapshotStatus::Creating
+        } else {
+            SnapshotStatus::Available
+        };
+        assert_eq!(s.status, want, "progress {progress}");
+        if creating {
+            assert_eq!(s.vendor_status, Some(format!("progress:{progress}")));
+        }
+    }
+}

@@ -10,6 +10,9 @@ use crate::store::{
     Counts, Dump, StoreError,
 };
 
+/// The advisory lock event writers take turns on ("sg-event").
+const EVENTS_LOCK: i64 = 0x7367_2d65_7665_6e74;
+
 /// Writes every record of a dump in one transaction, keeping records already here.
 pub(super) async fn load(pool: &PgPool, dump: Dump) -> Result<Counts, StoreError> {
     let mut tx = pool.begin().await?;
@@ -82,6 +85,18 @@ pub(super) async fn insert_events(
     } else {
         ""
     };
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // Event positions come from a sequence at insert but become visible at commit; were two
+    // writers to commit out of order, a follower past position N would never see a late N-1.
+    // So writers take turns from their first event to their commit (this is the transaction's
+    // last step): positions become visible in the order they were given, and a cursor never
+    // moves past a number that can still appear.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENTS_LOCK)
+        .execute(&mut *conn)
+        .await?;
     let mut written = 0;
     for e in events {
         written += bind_event(
