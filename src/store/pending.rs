@@ -40,9 +40,23 @@ impl Pending {
     /// Records an operation's current state (unfinished ones with a snapshot are indexed) and
     /// announces the change.
     pub fn set(&self, tenant: &str, op: &Operation) {
-        self.lock().set(tenant, op);
+        let snapshot = op.snapshot_id.as_ref().map(ToString::to_string);
+        self.set_parts(tenant, &op.id, snapshot, op.kind, op.state.is_terminal());
+    }
+
+    /// [`Pending::set`] from what a change notification carries: the operation's id, its
+    /// snapshot, its kind and whether it has finished (no query needed).
+    pub fn set_parts(
+        &self,
+        tenant: &str,
+        id: &str,
+        snapshot: Option<String>,
+        kind: OperationKind,
+        finished: bool,
+    ) {
+        self.lock().set(tenant, id, snapshot, kind, finished);
         // Nobody listening is fine.
-        let _ = self.changes.send((tenant.to_owned(), op.id.clone()));
+        let _ = self.changes.send((tenant.to_owned(), id.to_owned()));
     }
 
     /// Every change from now on, as (tenant, operation id).
@@ -54,7 +68,8 @@ impl Pending {
     pub fn replace(&self, unfinished: Vec<(String, Operation)>) {
         let mut fresh = PendingIndex::default();
         for (tenant, op) in &unfinished {
-            fresh.set(tenant, op);
+            let snapshot = op.snapshot_id.as_ref().map(ToString::to_string);
+            fresh.set(tenant, &op.id, snapshot, op.kind, op.state.is_terminal());
         }
         *self.lock() = fresh;
     }
@@ -78,8 +93,15 @@ impl Pending {
 }
 
 impl PendingIndex {
-    fn set(&mut self, tenant: &str, op: &Operation) {
-        let key = (tenant.to_owned(), op.id.clone());
+    fn set(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        snapshot: Option<String>,
+        kind: OperationKind,
+        finished: bool,
+    ) {
+        let key = (tenant.to_owned(), id.to_owned());
         if let Some((old, _)) = self.by_op.remove(&key) {
             let k = (tenant.to_owned(), old);
             if let Some(n) = self.by_snapshot.get_mut(&k) {
@@ -89,9 +111,8 @@ impl PendingIndex {
                 }
             }
         }
-        if let (false, Some(snapshot)) = (op.state.is_terminal(), &op.snapshot_id) {
-            let snapshot = snapshot.to_string();
-            self.by_op.insert(key, (snapshot.clone(), op.kind));
+        if let (false, Some(snapshot)) = (finished, snapshot) {
+            self.by_op.insert(key, (snapshot.clone(), kind));
             *self
                 .by_snapshot
                 .entry((tenant.to_owned(), snapshot))

@@ -948,3 +948,35 @@ async fn the_gateway_list_of_an_instance_sends_instance_id_and_walks_to_meta_tot
         .all(|s| s["status"] == "available" && s["region"] == "PL1"));
     assert_eq!(listed["errors"], json!([]));
 }
+
+/// Issue 22 item 8: RFC 6749 §2.3.1 — the client id and secret are each form-urlencoded
+/// before HTTP Basic, so a secret with `:`, `+`, space or `%` reaches the identity server as
+/// the OAuth libraries send it.
+#[tokio::test]
+async fn the_client_credentials_are_form_urlencoded_before_http_basic() {
+    let mock = MockServer::start().await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| configure(c, &uri)).await;
+    let t = token("acme", ALL_SCOPES);
+    let body = json!({"id": "ok", "provider": "oktawave", "settings": {"region": "pl1"},
+        "credentials": {"client_id": "team a:ops", "client_secret": "s+cr%t é",
+                        "username": "ops@example.com", "password": "okta-password-0004"}});
+    assert_eq!(app.post("/v1/accounts", &t, &body).await.status(), 201);
+    let pair = base64::engine::general_purpose::STANDARD.encode("team+a%3Aops:s%2Bcr%25t+%C3%A9");
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .and(header("authorization", format!("Basic {pair}").as_str()))
+        .and(form(FORM))
+        .respond_with(reply(200, "token.response.json"))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/pl1/snapshots/48211"))
+        .and(header("authorization", bearer(ACCESS).as_str()))
+        .respond_with(reply(200, "get.json"))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    assert_eq!(app.get("/v1/snapshots/ok:48211", &t).await.status(), 200);
+}

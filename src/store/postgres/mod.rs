@@ -39,7 +39,7 @@ use crate::domain::{
     Webhook,
 };
 
-use coherence::{account_version, listen, Stamps};
+use coherence::{account_version, check_forever, listen, Stamps};
 use copy::{insert_events, load};
 
 /// The advisory lock delivery claims take turns on.
@@ -81,8 +81,10 @@ impl PostgresStore {
         store.pending.replace(list_unfinished(&store.pool).await?);
         let heard = account_version(&store.pool).await?;
         store.stamps.heard_up_to(heard);
-        let listener = PgListener::connect_with(&store.pool).await?;
+        // Its own connection: never one of the pool's, which load may keep busy.
+        let listener = PgListener::connect(url).await?;
         tokio::spawn(listen(store.clone(), listener));
+        tokio::spawn(check_forever(store.clone()));
         Ok(store)
     }
 
