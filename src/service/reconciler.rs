@@ -32,8 +32,12 @@ pub struct ReconcilerConfig {
     /// An operation still unfinished this long after it started fails
     /// (`operation_deadline_exceeded`), in seconds.
     pub deadline_secs: u64,
-    /// Vendor checks in flight at once in this process.
+    /// Vendor checks in flight at once in this process. Checks are pipelined: as soon as one
+    /// ends, the next due operation is claimed, so a slow vendor holds one slot, not a round.
     pub max_concurrent_checks: usize,
+    /// How long a claim on an operation lasts, in seconds: renewed every third of it while its
+    /// check runs, so a replica that dies frees its operations within this time.
+    pub claim_lease_secs: u64,
     /// A create or restore whose vendor keeps reporting a status nobody documented fails
     /// (`vendor_status_unknown`, naming the status) this long after it started, in seconds,
     /// instead of waiting for `deadline_secs`.
@@ -49,6 +53,7 @@ impl Default for ReconcilerConfig {
             max_interval_secs: 300,
             deadline_secs: 24 * 3600,
             max_concurrent_checks: 4,
+            claim_lease_secs: 6,
             unknown_status_secs: 15 * 60,
         }
     }
@@ -64,9 +69,7 @@ impl ReconcilerConfig {
     }
 
     fn claim_lease(&self) -> Duration {
-        // Long enough for one vendor check with its retries; short enough that a process
-        // killed mid-check frees its operations soon.
-        Duration::from_secs(30)
+        Duration::from_secs(self.claim_lease_secs.max(1))
     }
 }
 
@@ -78,26 +81,98 @@ impl Service {
         }
     }
 
-    /// Runs the reconciler until the process stops.
+    /// Runs the reconciler until the process stops: a pipeline of at most
+    /// `max_concurrent_checks` checks, refilled from the due operations as each one ends, every
+    /// claim renewed while its check runs.
     pub async fn reconcile_forever(&self) {
-        let tick = Duration::from_millis(self.reconciler.tick_ms.max(10));
+        let cfg = &self.reconciler;
+        let tick = Duration::from_millis(cfg.tick_ms.max(10));
+        let slots = cfg.max_concurrent_checks.max(1);
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut held: std::collections::HashSet<(String, String)> = Default::default();
+        let mut renew = tokio::time::interval(cfg.claim_lease() / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The checks in flight are polled while anything else is awaited: one of them may hold
+        // the store (a SQLite write) that the other call needs.
+        macro_rules! driving {
+            ($work:expr) => {{
+                let work = $work;
+                tokio::pin!(work);
+                loop {
+                    tokio::select! {
+                        out = &mut work => break out,
+                        Some(done) = running.next(), if !running.is_empty() => {
+                            held.remove(&done);
+                        }
+                    }
+                }
+            }};
+        }
         loop {
-            if let Err(e) = self.reconcile_once().await {
-                tracing::warn!(error = %e, "reconciler round failed");
+            let free = slots.saturating_sub(running.len());
+            let claimed = if free > 0 {
+                match driving!(self.claim(free)) {
+                    Ok(due) => due,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconciler could not claim operations");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let idle = claimed.is_empty();
+            for (tenant, op) in claimed {
+                held.insert((tenant.clone(), op.id.clone()));
+                running.push(async move {
+                    let key = (tenant.clone(), op.id.clone());
+                    if let Err(e) = self.check(&tenant, op).await {
+                        tracing::info!(error = %e, "reconciler check failed");
+                    }
+                    key
+                });
             }
-            tokio::time::sleep(tick).await;
+            if !idle && running.len() < slots {
+                continue;
+            }
+            let renewing = tokio::select! {
+                Some(done) = running.next(), if !running.is_empty() => {
+                    held.remove(&done);
+                    false
+                }
+                _ = renew.tick() => true,
+                _ = tokio::time::sleep(tick), if idle || running.is_empty() => false,
+            };
+            if renewing && !held.is_empty() {
+                let claims: Vec<(String, String)> = held.iter().cloned().collect();
+                driving!(self.renew_claims(&claims));
+            }
         }
     }
 
-    /// One round: checks every due operation once; how many were checked.
+    /// Claims up to `limit` due operations for this process.
+    async fn claim(&self, limit: usize) -> Result<Vec<(String, Operation)>, ServiceError> {
+        let now = Utc::now();
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let lease = now + delta(self.reconciler.claim_lease());
+        Ok(self.store.claim_due(now, lease, limit).await?)
+    }
+
+    /// Extends the claims of the checks still running.
+    async fn renew_claims(&self, held: &[(String, String)]) {
+        let until = Utc::now() + delta(self.reconciler.claim_lease());
+        for (tenant, id) in held {
+            if let Err(e) = self.store.renew_claim(tenant, id, until).await {
+                tracing::warn!(error = %e, "could not renew a reconciler claim");
+            }
+        }
+    }
+
+    /// One round: checks every due operation once (at most a pipeline's worth); how many were
+    /// checked. Tests and tools drive the reconciler with it.
     pub async fn reconcile_once(&self) -> Result<usize, ServiceError> {
         let cfg = &self.reconciler;
-        let now = Utc::now();
-        let limit = u32::try_from(cfg.max_concurrent_checks.max(1) * 4).unwrap_or(u32::MAX);
-        let due = self
-            .store
-            .claim_due(now, now + delta(cfg.claim_lease()), limit)
-            .await?;
+        let due = self.claim(cfg.max_concurrent_checks.max(1) * 4).await?;
         let checked = due.len();
         stream::iter(due)
             .for_each_concurrent(

@@ -260,6 +260,18 @@ impl Store for Faulty {
             self.inner.schedule_check(tenant, id, next_check_at, checks)
         )
     }
+    async fn renew_claim(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        gated!(
+            self,
+            "renew_claim",
+            self.inner.renew_claim(tenant, id, lease_until)
+        )
+    }
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
         self.inner.operation_changes()
     }

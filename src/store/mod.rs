@@ -216,6 +216,14 @@ pub trait Store: Send + Sync + 'static {
         next_check_at: DateTime<Utc>,
         checks: u32,
     ) -> Result<(), StoreError>;
+    /// Extends a claim still held on an unfinished operation to `lease_until` (its check is
+    /// still running); whether it was still held.
+    async fn renew_claim(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Operations that changed, in this process or (PostgreSQL) any replica, as (tenant, id).
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)>;
 

@@ -518,6 +518,15 @@ impl Store for SqliteStore {
         sqlite_ops::schedule_check(&self.pool, tenant, id, next_check_at, checks).await
     }
 
+    async fn renew_claim(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlite_ops::renew_claim(&self.pool, tenant, id, lease_until).await
+    }
+
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
         self.pending.subscribe()
     }

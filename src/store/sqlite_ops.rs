@@ -368,3 +368,23 @@ pub async fn schedule_check(
     .await?;
     Ok(())
 }
+
+/// Extends a claim still held on an unfinished operation.
+pub async fn renew_claim(
+    pool: &SqlitePool,
+    tenant: &str,
+    id: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE operations SET lease_until = ? \
+         WHERE tenant = ? AND id = ? AND lease_until IS NOT NULL \
+         AND state IN ('pending', 'running')",
+    )
+    .bind(ts(lease_until))
+    .bind(tenant)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -230,3 +230,105 @@ async fn work_the_vendor_never_finishes_fails_at_its_deadline() {
     assert_eq!(op["error"]["code"], "operation_deadline_exceeded", "{op}");
     assert_eq!(op["error"]["status"], 504, "{op}");
 }
+
+/// Issue 21: checks are pipelined, so one slow vendor holds one slot of the reconciler, not
+/// every other tenant's operation behind a round that waits for it.
+#[tokio::test]
+async fn a_slow_vendor_check_does_not_hold_the_other_operations() {
+    let s = spawn_with_simulator_and(Duration::from_millis(300), |c| {
+        reconciling(c);
+        c.reconciler.max_concurrent_checks = 2;
+    })
+    .await;
+    let slow = start_create(&s, Vendor::Hyperstack).await;
+    // From now on every Hyperstack call takes 6 s: its checks are slow.
+    s.sim.set_fault(
+        Vendor::Hyperstack,
+        snapgate::simulator::Fault {
+            latency_ms: Some(6_000),
+            ..Default::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let fast = start_create(&s, Vendor::Koyeb).await;
+    let id = fast["id"].as_str().unwrap();
+    let op = loop {
+        let op = stored(&s, id).await;
+        if op["state"] != "running" {
+            break op;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the fast operation waited for the slow one: {op}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(op["state"], "succeeded", "{op}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "finished after {:?}, behind a 6 s check of another vendor",
+        started.elapsed()
+    );
+    assert_eq!(
+        stored(&s, slow["id"].as_str().unwrap()).await["state"],
+        "running"
+    );
+    s.sim.clear_faults();
+}
+
+/// Issue 21: a replica that dies holding claims frees them within the configured lease
+/// (default well under 10 s), and a live one renews its claims while its check runs.
+#[tokio::test]
+async fn claims_last_the_configured_lease_and_are_renewed_while_held() {
+    assert!(snapgate::service::ReconcilerConfig::default().claim_lease_secs <= 10);
+    let dir = tempfile::tempdir().unwrap();
+    let store = snapgate::store::SqliteStore::open(&dir.path().join("s.db").display().to_string())
+        .await
+        .unwrap();
+    use snapgate::store::Store;
+    let now = chrono::Utc::now();
+    let op = {
+        let mut op: snapgate::domain::Operation = serde_json::from_value(json!({
+            "id": "op_1", "kind": "create", "state": "running", "account": "a",
+            "provider": "koyeb", "snapshot_id": null, "result": null,
+            "vendor_ref": {"kind": "none", "id": null},
+            "created_at": now.to_rfc3339(), "updated_at": now.to_rfc3339(),
+            "finished_at": null, "error": null, "completion": "observed",
+            "completion_note": null, "next_check_at": now.to_rfc3339()
+        }))
+        .unwrap();
+        op.next_check_at = Some(now);
+        op
+    };
+    store.insert_operation("acme", &op, &[]).await.unwrap();
+    let lease = chrono::TimeDelta::seconds(2);
+    let first = store.claim_due(now, now + lease, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Held: nobody else gets it; renewed, it stays held past the first lease.
+    assert!(store
+        .claim_due(now, now + lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .renew_claim("acme", "op_1", now + lease * 3)
+        .await
+        .unwrap());
+    let later = now + lease + chrono::TimeDelta::milliseconds(500);
+    assert!(store
+        .claim_due(later, later + lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The holder dies (no more renewals): the claim lapses and another process takes it.
+    let after = now + lease * 3 + chrono::TimeDelta::milliseconds(100);
+    assert_eq!(
+        store
+            .claim_due(after, after + lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -869,6 +869,29 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn renew_claim(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (pool, tenant, id) = (self.pool.clone(), tenant.to_owned(), id.to_owned());
+        self.run(async move {
+            let done = sqlx::query(
+                "UPDATE operations SET lease_until = $1 \
+                 WHERE tenant = $2 AND id = $3 AND lease_until IS NOT NULL \
+                 AND state IN ('pending', 'running')",
+            )
+            .bind(ts(lease_until))
+            .bind(&tenant)
+            .bind(&id)
+            .execute(&pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
         self.pending.subscribe()
     }
