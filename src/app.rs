@@ -75,6 +75,11 @@ impl Application {
         )
         .with_reconciler(config.reconciler.clone())
         .with_webhooks(config.webhooks.clone());
+        // New records are sealed under a key every live replica holds (rollouts of a new
+        // key): known before the first request.
+        if let Err(e) = service.announce_keys_once().await {
+            tracing::warn!(error = %e, "could not announce this process's master keys");
+        }
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
             store,
@@ -123,10 +128,17 @@ impl Application {
             tokio::spawn(async move { state.service.deliver_forever().await })
         });
         let _stop_deliverer = AbortOnDrop(deliverer);
+        let announcer = Some({
+            let state = self.state.clone();
+            tokio::spawn(async move { state.service.announce_keys_forever().await })
+        });
+        let _stop_announcer = AbortOnDrop(announcer);
         let limit = ConnLimit::new(self.state.config.server.max_connections);
         let workers = worker_count(self.state.config.server.workers);
+        let state = self.state.clone();
         if workers <= 1 {
             serve_http1(self.listener, self.router, limit, shutdown).await;
+            state.service.retire_keys().await;
             return Ok(());
         }
         let listener = self.listener.into_std()?;
@@ -155,6 +167,7 @@ impl Application {
         }
         drop(listener);
         shutdown.await;
+        state.service.retire_keys().await;
         let _ = stop_tx.send(true);
         let joined = tokio::task::spawn_blocking(move || {
             threads

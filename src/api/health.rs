@@ -20,16 +20,32 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
 
-/// Readiness: answers `200` when the store is reachable, `503` otherwise.
+/// Readiness: answers `200` when this process can serve — the store is reachable **and** its
+/// master keys open every stored record — `503` otherwise (`store_unavailable`, or
+/// `master_key_missing` naming the key ids it lacks).
 #[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Store unreachable", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unreachable, or stored records sealed under a master key this process does not hold", body = super::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, axum::Json<Health>), ApiError> {
     state.store.ping().await?;
+    let missing = state.service.keys_missing().await?;
+    if !missing.is_empty() {
+        let mut problem = crate::domain::Problem::new(
+            503,
+            "master_key_missing",
+            format!(
+                "stored records are sealed under {}, which this process does not hold: add it \
+                 to SNAPGATE_PREVIOUS_MASTER_KEYS (or make it SNAPGATE_MASTER_KEY) and restart",
+                missing.join(", ")
+            ),
+        );
+        problem.retryable = Some(false);
+        return Err(ApiError::from_problem(problem, None));
+    }
     Ok((StatusCode::OK, axum::Json(Health { status: "ok" })))
 }
 

@@ -168,6 +168,8 @@ impl Service {
     }
 
     /// Makes (or, before its first attempt is due, postpones) one attempt and records it.
+    ///
+    /// A delivery this process cannot sign is no attempt: see [`UNSIGNED_RETRY_SECS`].
     async fn attempt(&self, claimed: Claimed) -> Result<(), ServiceError> {
         let Claimed {
             mut delivery,
@@ -182,15 +184,24 @@ impl Service {
             self.store.finish_delivery(&delivery, &token, None).await?;
             return Ok(());
         }
-        let attempt = match self.open_secrets(&webhook, &secrets) {
-            Ok(keys) => self.send(&webhook.url, &delivery, &keys).await,
-            Err(e) => Attempt {
-                at: Utc::now(),
-                status_code: None,
-                latency_ms: 0,
-                error: Some(format!("the endpoint's secret cannot be opened: {e}")),
-            },
+        let keys = match self.open_secrets(&webhook, &secrets) {
+            Ok(keys) => keys,
+            Err(e) => {
+                // This process lacks the key the secret is sealed under (a key rollout under
+                // way): nothing was sent, so it is no attempt. The delivery waits a little for
+                // a replica that holds the key, its retry schedule untouched.
+                tracing::warn!(
+                    delivery = %delivery.id, webhook = %webhook.id, error = %e,
+                    "cannot sign this delivery here; left to a replica that can"
+                );
+                metrics::counter!("snapgate_webhook_attempts_total", "status" => "unsigned")
+                    .increment(1);
+                delivery.next_attempt_at = Some(Utc::now() + secs(UNSIGNED_RETRY_SECS));
+                self.store.finish_delivery(&delivery, &token, None).await?;
+                return Ok(());
+            }
         };
+        let attempt = self.send(&webhook.url, &delivery, &keys).await;
         let outcome = match (attempt.status_code, &attempt.error) {
             (Some(code), _) => code.to_string(),
             (None, _) => "error".to_owned(),
@@ -344,6 +355,9 @@ fn describe(e: &reqwest::Error) -> String {
 pub(super) fn wake() -> Arc<tokio::sync::Notify> {
     Arc::new(tokio::sync::Notify::new())
 }
+
+/// How long a delivery this process cannot sign waits before any process takes it again.
+const UNSIGNED_RETRY_SECS: u64 = 10;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod delivery;
 mod error;
 mod idempotency;
 mod intent;
+mod keys;
 mod listing;
 mod operations;
 mod reconciler;
@@ -22,6 +23,7 @@ pub use delivery::{record as record_attempt, WebhooksConfig};
 pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
+pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
 pub use listing::{FanOut, Merged};
 pub use operations::new_operation;
 pub use reconciler::ReconcilerConfig;
@@ -46,6 +48,8 @@ pub struct Service {
     webhook_client: std::sync::OnceLock<reqwest::Client>,
     /// Wakes the webhook worker when a delivery is queued.
     wake: Arc<tokio::sync::Notify>,
+    /// This process, as it announces its master keys to the others.
+    replica: String,
 }
 
 /// How long records of work in flight are honoured.
@@ -96,6 +100,7 @@ impl Service {
             webhook_client: std::sync::OnceLock::new(),
             webhooks: WebhooksConfig::default(),
             wake: delivery::wake(),
+            replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 

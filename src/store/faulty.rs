@@ -260,6 +260,30 @@ impl Store for Faulty {
             self.inner.schedule_check(tenant, id, next_check_at, checks)
         )
     }
+    async fn announce_keys(
+        &self,
+        replica: &str,
+        key_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        gated!(
+            self,
+            "announce_keys",
+            self.inner.announce_keys(replica, key_ids, now)
+        )
+    }
+    async fn retire_replica(&self, replica: &str) -> Result<(), StoreError> {
+        gated!(self, "retire_replica", self.inner.retire_replica(replica))
+    }
+    async fn announced_keys(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        gated!(self, "announced_keys", self.inner.announced_keys(since))
+    }
+    async fn stored_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        gated!(self, "stored_key_ids", self.inner.stored_key_ids())
+    }
     async fn renew_claim(
         &self,
         tenant: &str,

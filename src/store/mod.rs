@@ -334,6 +334,23 @@ pub trait Store: Send + Sync + 'static {
         sealed: &Sealed,
     ) -> Result<bool, StoreError>;
 
+    /// Records that `replica` holds these master keys now (renewed while it lives).
+    async fn announce_keys(
+        &self,
+        replica: &str,
+        key_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets a process's announcement (it stops).
+    async fn retire_replica(&self, replica: &str) -> Result<(), StoreError>;
+    /// The keys of every process announced since `since`, as (replica, key id).
+    async fn announced_keys(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The master keys the stored records (credentials, webhook secrets) are sealed under.
+    async fn stored_key_ids(&self) -> Result<Vec<String>, StoreError>;
+
     /// Every record, as stored (credentials still sealed): what [`copy`] moves.
     async fn dump(&self) -> Result<Dump, StoreError>;
     /// Writes every record of `dump` in one transaction; a record already here (same tenant and
@@ -402,6 +419,8 @@ impl std::fmt::Display for Counts {
 pub enum CopyError {
     #[error("the target already holds {0}; copy into it anyway with --into-non-empty (records it has are kept)")]
     NotEmpty(Counts),
+    #[error("replica(s) {} serving now do not hold key {key}: restart every replica with it (as SNAPGATE_MASTER_KEY, or among SNAPGATE_PREVIOUS_MASTER_KEYS) before re-sealing under it", replicas.join(", "))]
+    ReplicasLackKey { key: String, replicas: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -434,6 +453,8 @@ pub enum RotateError {
         id: String,
         source: SealError,
     },
+    #[error("replica(s) {} serving now do not hold key {key}: restart every replica with it (as SNAPGATE_MASTER_KEY, or among SNAPGATE_PREVIOUS_MASTER_KEYS) before re-sealing under it", replicas.join(", "))]
+    ReplicasLackKey { key: String, replicas: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -442,6 +463,23 @@ pub enum RotateError {
 /// serving (each change is one row, and replicas reopen the account when notified). After it,
 /// the previous keys are no longer needed.
 pub async fn rotate(store: &dyn Store, sealer: &Sealer) -> Result<Rotation, RotateError> {
+    // Every replica serving now (announced within the last 20 s) must open what this seals.
+    let live = store
+        .announced_keys(Utc::now() - chrono::TimeDelta::seconds(20))
+        .await?;
+    let mut lacking: Vec<String> = live
+        .iter()
+        .map(|(r, _)| r.clone())
+        .filter(|r| !live.iter().any(|(rr, k)| rr == r && k == sealer.key_id()))
+        .collect();
+    lacking.sort();
+    lacking.dedup();
+    if !lacking.is_empty() {
+        return Err(RotateError::ReplicasLackKey {
+            key: sealer.key_id().to_owned(),
+            replicas: lacking,
+        });
+    }
     let mut done = Rotation::default();
     for (tenant, id, sealed) in store.sealed_credentials().await? {
         if sealed.key_id == sealer.key_id() {

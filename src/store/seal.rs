@@ -42,8 +42,12 @@ pub struct Sealer {
     key_id: String,
     cipher: Aes256Gcm,
     fingerprint_key: [u8; 32],
-    /// Earlier master keys by key id: they open records, never seal them.
+    /// Earlier master keys by key id: they open records, and seal them only while another
+    /// replica does not hold the active key yet (see [`Sealer::seal_with`]).
     previous: Vec<(String, Aes256Gcm)>,
+    /// The earlier key new records are sealed with while a rollout of the active key is under
+    /// way; `None`: the active key.
+    sealing: std::sync::RwLock<Option<usize>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -101,6 +105,7 @@ impl Sealer {
             cipher: Aes256Gcm::new(key.into()),
             fingerprint_key,
             previous: Vec::new(),
+            sealing: std::sync::RwLock::new(None),
         }
     }
 
@@ -113,6 +118,34 @@ impl Sealer {
 
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// Every key this process holds: the active one first, then the earlier ones.
+    pub fn key_ids(&self) -> Vec<String> {
+        std::iter::once(self.key_id.clone())
+            .chain(self.previous.iter().map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// Whether this process can open records sealed under `key_id`.
+    pub fn holds(&self, key_id: &str) -> bool {
+        key_id == self.key_id || self.previous.iter().any(|(id, _)| id == key_id)
+    }
+
+    /// Seals new records under `key_id` (one this process holds; the active key otherwise):
+    /// during a rollout, the newest key every live replica holds, so no replica meets a
+    /// record it cannot open.
+    pub fn seal_with(&self, key_id: &str) {
+        let index = self.previous.iter().position(|(id, _)| id == key_id);
+        *self.sealing.write().unwrap_or_else(|e| e.into_inner()) = index;
+    }
+
+    /// The key new records are sealed under now.
+    pub fn sealing_key_id(&self) -> String {
+        match *self.sealing.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(i) => self.previous[i].0.clone(),
+            None => self.key_id.clone(),
+        }
     }
 
     /// Seals an account's credentials, bound to the tenant and account (associated data) so a
@@ -183,8 +216,12 @@ impl Sealer {
         let plain = plaintext(creds);
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ciphertext = self
-            .cipher
+        let sealing = *self.sealing.read().unwrap_or_else(|e| e.into_inner());
+        let (key_id, cipher) = match sealing.and_then(|i| self.previous.get(i)) {
+            Some((id, cipher)) => (id, cipher),
+            None => (&self.key_id, &self.cipher),
+        };
+        let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -195,7 +232,7 @@ impl Sealer {
             // AES-GCM encryption only fails for messages over 64 GiB.
             .unwrap_or_default();
         Sealed {
-            key_id: self.key_id.clone(),
+            key_id: key_id.clone(),
             nonce: nonce.to_vec(),
             ciphertext,
         }

@@ -518,6 +518,34 @@ impl Store for SqliteStore {
         sqlite_ops::schedule_check(&self.pool, tenant, id, next_check_at, checks).await
     }
 
+    async fn announce_keys(
+        &self,
+        replica: &str,
+        key_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlite_ops::announce_keys(&self.pool, replica, key_ids, now).await
+    }
+
+    async fn retire_replica(&self, replica: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM replica_keys WHERE replica = ?")
+            .bind(replica)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn announced_keys(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        sqlite_ops::announced_keys(&self.pool, since).await
+    }
+
+    async fn stored_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        sqlite_ops::stored_key_ids(&self.pool).await
+    }
+
     async fn renew_claim(
         &self,
         tenant: &str,

@@ -388,3 +388,50 @@ pub async fn renew_claim(
     .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Records the keys a process holds now.
+pub async fn announce_keys(
+    pool: &SqlitePool,
+    replica: &str,
+    key_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for key in key_ids {
+        sqlx::query(
+            "INSERT INTO replica_keys (replica, key_id, seen_at) VALUES (?, ?, ?) \
+             ON CONFLICT (replica, key_id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .bind(key)
+        .bind(ts(now))
+        .execute(pool)
+        .await?;
+    }
+    sqlx::query("DELETE FROM replica_keys WHERE seen_at < ?")
+        .bind(ts(now - chrono::TimeDelta::hours(1)))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The keys announced since `since`.
+pub async fn announced_keys(
+    pool: &SqlitePool,
+    since: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT replica, key_id FROM replica_keys WHERE seen_at >= ?")
+            .bind(ts(since))
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The keys the stored records are sealed under.
+pub async fn stored_key_ids(pool: &SqlitePool) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT key_id FROM accounts UNION SELECT key_id FROM webhooks")
+            .fetch_all(pool)
+            .await?,
+    )
+}

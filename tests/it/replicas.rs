@@ -548,3 +548,84 @@ async fn two_reconciling_replicas_check_each_operation_alone() {
     drop((a, b));
     db.drop_database().await;
 }
+
+/// Issue 21 item 4: a master-key rollout nobody notices. Replica A restarts with a new key
+/// (the old one as previous) while replica B still has only the old key: A seals new
+/// credentials under the old key until B holds the new one too, so B opens everything A
+/// writes; a process that cannot open a stored record is not ready; `keys rotate` refuses to
+/// re-seal under a key a live replica lacks.
+#[tokio::test]
+async fn a_master_key_rollout_is_safe_while_replicas_restart_one_by_one() {
+    let Some(db) = TestDatabase::create("key rollout").await else {
+        return;
+    };
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/core/snapshots/1402"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"status": true, "snapshot":
+                {"id": 1402, "name": "n", "description": "", "vm_id": 1, "region_id": 1,
+                 "status": "COMPLETE", "is_image": false, "size": 1, "labels": "",
+                 "created_at": "2025-01-01T00:00:00", "updated_at": "2025-01-01T00:00:00"}})),
+        )
+        .mount(&mock)
+        .await;
+    use base64::Engine;
+    let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (old, new) = (key(1), key(2));
+    let spawn = |active: String, previous: Option<String>| {
+        let (url, uri) = (db.url.clone(), mock.uri());
+        spawn_app_with(move |c| {
+            c.store.url = url;
+            c.store.max_connections = 4;
+            c.master_key = Some(active.into());
+            c.previous_master_keys = previous.map(Into::into);
+            c.providers
+                .set(ProviderKind::Hyperstack, "base_url", format!("{uri}/v1"));
+        })
+    };
+    let b = spawn(old.clone(), None).await;
+    // A restarts first, with the new key; B still has only the old one.
+    let a = spawn(new.clone(), Some(old.clone())).await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        a.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    // B opens what A sealed: A sealed it under the key both hold.
+    let resp = b.get("/v1/snapshots/hs:1402", &t).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(b.get("/readyz", &t).await.status(), 200);
+
+    // `keys rotate` under the new key now would leave B unable to open anything: refused.
+    let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["keys", "rotate"])
+        .env("SNAPGATE_STORE__URL", &db.url)
+        .env("SNAPGATE_MASTER_KEY", &new)
+        .env("SNAPGATE_PREVIOUS_MASTER_KEYS", &old)
+        .output()
+        .unwrap();
+    assert!(!rotate.status.success());
+    let said = String::from_utf8_lossy(&rotate.stderr);
+    assert!(said.contains("do not hold key"), "{said}");
+
+    // B restarts with the new key too; once both announced it, A seals under it.
+    drop(b);
+    let b = spawn(new.clone(), Some(old.clone())).await;
+    // The stopped B withdrew its announcement; A hears the new B at its next announcement.
+    tokio::time::sleep(snapgate::service::KEY_ANNOUNCE_EVERY + Duration::from_secs(1)).await;
+    let body = json!({"id": "hs2", "provider": "hyperstack", "credentials": {"api_key": "k2"}});
+    assert_eq!(a.post("/v1/accounts", &t, &body).await.status(), 201);
+    assert_eq!(b.get("/v1/snapshots/hs2:1402", &t).await.status(), 200);
+
+    // A process holding only the old key is not ready now: the new account is sealed under a
+    // key it lacks.
+    let stale = spawn(old.clone(), None).await;
+    let resp = stale.get("/readyz", &t).await;
+    let p = assert_problem(resp, 503, "master_key_missing").await;
+    assert!(p["detail"].as_str().unwrap().contains("k-"), "{p}");
+    drop((a, b, stale));
+    db.drop_database().await;
+}

@@ -869,6 +869,74 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn announce_keys(
+        &self,
+        replica: &str,
+        key_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (pool, replica, keys) = (self.pool.clone(), replica.to_owned(), key_ids.to_vec());
+        self.run(async move {
+            for key in &keys {
+                sqlx::query(
+                    "INSERT INTO replica_keys (replica, key_id, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (replica, key_id) DO UPDATE SET seen_at = excluded.seen_at",
+                )
+                .bind(&replica)
+                .bind(key)
+                .bind(ts(now))
+                .execute(&pool)
+                .await?;
+            }
+            sqlx::query("DELETE FROM replica_keys WHERE seen_at < $1")
+                .bind(ts(now - chrono::TimeDelta::hours(1)))
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retire_replica(&self, replica: &str) -> Result<(), StoreError> {
+        let (pool, replica) = (self.pool.clone(), replica.to_owned());
+        self.run(async move {
+            sqlx::query("DELETE FROM replica_keys WHERE replica = $1")
+                .bind(&replica)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn announced_keys(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            Ok(
+                sqlx::query_as("SELECT replica, key_id FROM replica_keys WHERE seen_at >= $1")
+                    .bind(ts(since))
+                    .fetch_all(&pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+
+    async fn stored_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            Ok(
+                sqlx::query_scalar("SELECT key_id FROM accounts UNION SELECT key_id FROM webhooks")
+                    .fetch_all(&pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+
     async fn renew_claim(
         &self,
         tenant: &str,
