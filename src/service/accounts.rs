@@ -49,9 +49,17 @@ const ACCOUNT_CACHE_MAX: usize = 10_000;
 
 impl AccountCache {
     fn get(&self, tenant: &str, id: &AccountId, stamp: u64) -> Option<Arc<Opened>> {
+        self.unchanged(tenant, id, stamp)
+            .filter(|o| o.loaded.elapsed() < ACCOUNT_TTL)
+    }
+
+    /// The cached opening however old, as long as no change to the account was heard since:
+    /// what a replica serves while the store cannot be read (nobody can change the account
+    /// meanwhile; changes made before are caught when the store is back).
+    fn unchanged(&self, tenant: &str, id: &AccountId, stamp: u64) -> Option<Arc<Opened>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(tenant.to_owned(), id.clone()))
-            .filter(|o| o.stamp == stamp && o.loaded.elapsed() < ACCOUNT_TTL)
+            .filter(|o| o.stamp == stamp)
             .cloned()
     }
 
@@ -174,15 +182,34 @@ impl Service {
         let opened = match self.accounts.get(tenant, id, stamp) {
             Some(opened) => opened,
             None => {
-                let (account, sealed) = self
-                    .store
-                    .get_account_sealed(tenant, id)
-                    .await?
-                    .ok_or_else(|| ServiceError::AccountNotFound(id.clone()))?;
-                let credentials = self
-                    .sealer
-                    .open_account(tenant, id, &sealed)
-                    .map_err(|e| ServiceError::internal("cannot open sealed credentials", &e))?;
+                let read = match self.store.get_account_sealed(tenant, id).await {
+                    Ok(read) => read,
+                    Err(e) => match self.accounts.unchanged(tenant, id, stamp) {
+                        // The store is unreachable: the last opening stands (stale-if-error).
+                        Some(opened) if !matches!(e, StoreError::Conflict) => {
+                            tracing::info!(error = %e, "store unreachable; serving a cached account");
+                            return Ok(Resolved {
+                                adapter: self.registry.get(opened.account.provider).clone(),
+                                registry: self.registry.clone(),
+                                opened,
+                            });
+                        }
+                        _ => return Err(e.into()),
+                    },
+                };
+                let (account, sealed) =
+                    read.ok_or_else(|| ServiceError::AccountNotFound(id.clone()))?;
+                let credentials =
+                    self.sealer
+                        .open_account(tenant, id, &sealed)
+                        .map_err(|e| match e {
+                            crate::store::SealError::UnknownKey(key) => {
+                                ServiceError::KeyMissing(key)
+                            }
+                            other => {
+                                ServiceError::internal("cannot open sealed credentials", &other)
+                            }
+                        })?;
                 let opened = Arc::new(Opened {
                     account,
                     credentials,

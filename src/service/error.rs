@@ -36,6 +36,9 @@ pub enum ServiceError {
     KeyInFlight,
     #[error("store: {0}")]
     Store(StoreError),
+    /// A record is sealed under a master key this process does not hold (a key rollout).
+    #[error("the record is sealed under key {0}, which this process does not hold")]
+    KeyMissing(String),
     /// Ours, not the caller's: logged in full where it arose, answered generically.
     #[error("internal: {0}")]
     Internal(String),
@@ -127,6 +130,14 @@ impl ServiceError {
                 "store_unavailable",
                 "the gateway's store is unavailable; retry later",
             )),
+            ServiceError::KeyMissing(key) => retryable(Problem::new(
+                503,
+                "master_key_missing",
+                format!(
+                    "this gateway process does not hold master key {key}, which sealed the \
+                     record; retry (another replica may hold it) and tell the operator"
+                ),
+            )),
             ServiceError::Internal(_) => Problem::new(
                 500,
                 "internal_error",
@@ -140,6 +151,7 @@ impl ServiceError {
         match self {
             ServiceError::KeyInFlight => Some(1),
             ServiceError::Store(e) if !matches!(e, StoreError::Conflict) => Some(1),
+            ServiceError::KeyMissing(_) => Some(1),
             ServiceError::Provider(f) => match f.error {
                 ProviderError::RateLimited { retry_after }
                 | ProviderError::CircuitOpen { retry_after } => Some(retry_after),

@@ -23,6 +23,8 @@ use crate::domain::{
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     calls: Mutex<HashMap<&'static str, Planned>>,
+    /// Every call fails (the database is down).
+    down: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,6 +47,11 @@ impl FaultPlan {
         );
     }
 
+    /// Takes the whole store down (every call fails) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// How many calls of `method` failed on purpose so far (under its latest plan).
     pub fn failed(&self, method: &'static str) -> u32 {
         self.lock().get(method).map_or(0, |p| p.failed)
@@ -55,6 +62,9 @@ impl FaultPlan {
     }
 
     fn gate(&self, method: &'static str) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
         let mut calls = self.lock();
         let Some(p) = calls.get_mut(method) else {
             return Ok(());
@@ -208,21 +218,16 @@ impl Store for Faulty {
         tenant: &str,
         snapshot_id: &str,
     ) -> Result<bool, StoreError> {
-        gated!(
-            self,
-            "has_unfinished_operation",
-            self.inner.has_unfinished_operation(tenant, snapshot_id)
-        )
+        // Answered from memory by both back-ends: no database to fail.
+        self.inner
+            .has_unfinished_operation(tenant, snapshot_id)
+            .await
     }
     async fn pending_snapshots(
         &self,
         tenant: &str,
     ) -> Result<HashMap<String, crate::domain::OperationKind>, StoreError> {
-        gated!(
-            self,
-            "pending_snapshots",
-            self.inner.pending_snapshots(tenant)
-        )
+        self.inner.pending_snapshots(tenant).await
     }
     async fn list_operations(
         &self,

@@ -165,3 +165,190 @@ async fn a_store_failure_at_any_step_of_a_create_makes_one_snapshot_per_key() {
         );
     }
 }
+
+/// Issue 21 item 6: during a store outage, a snapshot read that needs no store (its account
+/// already opened) keeps working; everything else fails fast with `503 store_unavailable` and
+/// `Retry-After`, and readiness says so; when the store is back, so is everything.
+#[tokio::test]
+async fn a_store_outage_keeps_cached_reads_and_fails_the_rest_fast() {
+    let plan = Arc::new(FaultPlan::default());
+    let wrapped = plan.clone();
+    let s = spawn_with_store(
+        Duration::from_millis(50),
+        Variants::default(),
+        |_| {},
+        move |store| Faulty::wrap(store, wrapped),
+    )
+    .await;
+    let volume = s.sim.sources(Vendor::Koyeb)[0].clone();
+    let page: Value = s
+        .app
+        .get("/v1/snapshots?account=koyeb", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let snapshot = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/snapshots/{snapshot}");
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+
+    plan.set_down(true);
+    let started = Instant::now();
+    let read = s.app.get(&path, &s.token).await;
+    assert_eq!(read.status(), 200, "{}", read.text().await.unwrap());
+    let body = json!({"account": "koyeb", "source_id": volume, "name": "during-outage"});
+    let resp = post_with_key(&s, Some("outage-1"), &body).await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["code"], "store_unavailable", "{p}");
+    assert_eq!(s.app.get("/readyz", &s.token).await.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failing fast, not after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(koyeb_creates(&s.sim), 0, "nothing reached the vendor");
+
+    plan.set_down(false);
+    let resp = post_with_key(&s, Some("outage-1"), &body).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(s.app.get("/readyz", &s.token).await.status(), 200);
+}
+
+/// A TCP relay between the gateway and PostgreSQL that can be cut: every connection through
+/// it is dropped and new ones refused, as when the database host goes away.
+struct Relay {
+    addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    acceptor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut relay = Self {
+            addr,
+            target,
+            tasks: Arc::default(),
+            acceptor: None,
+        };
+        relay.accept(listener);
+        relay
+    }
+
+    fn accept(&mut self, listener: tokio::net::TcpListener) {
+        let (tasks, target) = (self.tasks.clone(), self.target);
+        self.acceptor = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(task);
+            }
+        }));
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            a.abort();
+        }
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Accepts again on the same address.
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.accept(listener);
+    }
+}
+
+/// Issue 21 item 6 on a real PostgreSQL outage (the database host gone): a snapshot read whose
+/// account is already opened keeps answering, without waiting on the pool; other requests fail
+/// within the short acquire timeout with `503` and `Retry-After`; after the database returns,
+/// everything works again.
+#[tokio::test]
+async fn a_postgresql_outage_keeps_cached_reads_and_fails_the_rest_fast() {
+    let Some(db) = crate::store_contract::TestDatabase::create("outage").await else {
+        return;
+    };
+    let url = url::Url::parse(&db.url).unwrap();
+    let target = (
+        url.host_str().unwrap().to_owned(),
+        url.port().unwrap_or(5432),
+    );
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .find(std::net::SocketAddr::is_ipv4)
+        .unwrap();
+    let mut relay = Relay::start(target).await;
+    let mut through = url.clone();
+    through.set_port(Some(relay.addr.port())).unwrap();
+    let through = through.to_string();
+    let s = spawn_with_store(
+        Duration::from_millis(50),
+        Variants::default(),
+        move |c| c.store.url = through,
+        |store| store,
+    )
+    .await;
+    let page: Value = s
+        .app
+        .get("/v1/snapshots?account=koyeb", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/snapshots/{}", page["items"][0]["id"].as_str().unwrap());
+    assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
+
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let read = s.app.get(&path, &s.token).await;
+        assert_eq!(read.status(), 200, "{}", read.text().await.unwrap());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let volume = s.sim.sources(Vendor::Koyeb)[0].clone();
+    let body = json!({"account": "koyeb", "source_id": volume, "name": "pg-outage"});
+    let resp = post_with_key(&s, Some("pg-outage"), &body).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(koyeb_creates(&s.sim), 0);
+
+    relay.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = post_with_key(&s, Some("pg-outage"), &body).await;
+        if resp.status() == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(s);
+    relay.cut();
+    db.drop_database().await;
+}

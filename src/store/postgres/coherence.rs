@@ -155,8 +155,9 @@ pub(super) async fn listen(store: PostgresStore, mut listener: PgListener) {
                 }
             }
             Err(e) => {
+                // The database is unreachable: nobody can change an account meanwhile, so the
+                // cached ones keep serving; what changed before is caught on reconnecting.
                 tracing::warn!(error = %e, "store notifications failed; retrying");
-                store.stamps.all_changed();
                 tokio::time::sleep(FALLBACK_CHECK).await;
             }
         }

@@ -67,7 +67,9 @@ impl PostgresStore {
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(5))
+            // Fail fast during an outage (`503 store_unavailable` with `Retry-After`) rather
+            // than hold every request for seconds.
+            .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await?;
         // sqlx's migrator takes `pg_advisory_lock` for the run.
