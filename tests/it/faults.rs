@@ -217,15 +217,15 @@ async fn a_store_outage_keeps_cached_reads_and_fails_the_rest_fast() {
 
 /// A TCP relay between the gateway and PostgreSQL that can be cut: every connection through
 /// it is dropped and new ones refused, as when the database host goes away.
-struct Relay {
-    addr: std::net::SocketAddr,
+pub(crate) struct Relay {
+    pub(crate) addr: std::net::SocketAddr,
     target: std::net::SocketAddr,
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     acceptor: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Relay {
-    async fn start(target: std::net::SocketAddr) -> Self {
+    pub(crate) async fn start(target: std::net::SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut relay = Self {
@@ -253,7 +253,7 @@ impl Relay {
     }
 
     /// Drops every connection and refuses new ones.
-    fn cut(&mut self) {
+    pub(crate) fn cut(&mut self) {
         if let Some(a) = self.acceptor.take() {
             a.abort();
         }
@@ -263,7 +263,7 @@ impl Relay {
     }
 
     /// Accepts again on the same address.
-    async fn restore(&mut self) {
+    pub(crate) async fn restore(&mut self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.accept(listener);
     }

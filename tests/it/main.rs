@@ -22,6 +22,7 @@ mod replicas;
 mod resilience;
 mod simulator;
 mod snapshots;
+mod soak;
 mod store_contract;
 mod variants;
 mod vendor_truth;
