@@ -415,3 +415,105 @@ async fn soak_two_replicas_under_load_and_faults_keep_every_promise() {
     admin.close().await;
     db.drop_database().await;
 }
+
+/// Operations of the account still unfinished, as stored (listing does not ask the vendor).
+async fn unfinished(app: &TestApp, t: &str) -> usize {
+    let page: Value = app
+        .get("/v1/operations?unfinished=true&limit=200", t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().map_or(0, Vec::len)
+}
+
+/// How long `replicas` reconciling processes take to finish `n` operations nobody reads, each
+/// check costing a vendor round trip of 150 ms.
+async fn drain(n: usize, replicas: usize) -> Duration {
+    let db = TestDatabase::create("drain")
+        .await
+        .expect("SNAPGATE_TEST_POSTGRES_URL");
+    let sim = simulator::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        SimulatorConfig {
+            async_delay: Duration::from_millis(20),
+            ..SimulatorConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let spawn = |reconcile: bool| {
+        let (url, sim_url) = (db.url.clone(), sim.base_url(Vendor::Koyeb));
+        spawn_app_with(move |c| {
+            c.store.url = url;
+            c.store.max_connections = 4;
+            c.providers
+                .set(snapgate::domain::ProviderKind::Koyeb, "base_url", sim_url);
+            c.reconciler.enabled = reconcile;
+            c.reconciler.tick_ms = 20;
+            c.reconciler.first_check_ms = 50;
+            c.reconciler.max_interval_secs = 1;
+            c.reconciler.max_concurrent_checks = 2;
+        })
+    };
+    // The work is started by a process that does not reconcile.
+    let starter = spawn(false).await;
+    let t = token("acme", ALL_SCOPES);
+    let credentials: serde_json::Map<String, Value> = sim
+        .credentials(Vendor::Koyeb)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    let body = json!({"id": "koyeb", "provider": "koyeb", "credentials": credentials});
+    assert_eq!(starter.post("/v1/accounts", &t, &body).await.status(), 201);
+    let volume = sim.sources(Vendor::Koyeb)[0].clone();
+    for i in 0..n {
+        let body = json!({"account": "koyeb", "source_id": volume, "name": format!("d-{i}")});
+        assert_eq!(starter.post("/v1/snapshots", &t, &body).await.status(), 202);
+    }
+    assert_eq!(unfinished(&starter, &t).await, n);
+    sim.set_fault(
+        Vendor::Koyeb,
+        snapgate::simulator::Fault {
+            latency_ms: Some(150),
+            ..Default::default()
+        },
+    );
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..replicas {
+        workers.push(spawn(true).await);
+    }
+    while unfinished(&starter, &t).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    drop((workers, starter));
+    db.drop_database().await;
+    took
+}
+
+/// Issue 21: the reconciler's drain rate grows with replicas (claims with `SKIP LOCKED`,
+/// pipelined checks): 120 operations, one replica, then two.
+#[tokio::test]
+#[ignore = "part of the soak; run with bench/soak.sh"]
+async fn soak_reconciler_drain_rate_doubles_with_a_second_replica() {
+    let n = 120;
+    let one = drain(n, 1).await;
+    let two = drain(n, 2).await;
+    let ratio = one.as_secs_f64() / two.as_secs_f64();
+    eprintln!(
+        "soak: reconciler drained {n} operations in {one:?} with one replica, {two:?} with two: \
+         {:.1} vs {:.1} operations/s ({ratio:.2}x)",
+        n as f64 / one.as_secs_f64(),
+        n as f64 / two.as_secs_f64()
+    );
+    assert!(
+        ratio >= 1.6,
+        "two replicas drain {ratio:.2}x as fast as one"
+    );
+}
