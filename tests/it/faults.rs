@@ -252,6 +252,23 @@ impl Relay {
         }));
     }
 
+    /// A relay to the PostgreSQL server of `db_url`, and that URL through the relay.
+    pub(crate) async fn to_database(db_url: &str) -> (Self, String) {
+        let url = url::Url::parse(db_url).unwrap();
+        let target = tokio::net::lookup_host((
+            url.host_str().unwrap().to_owned(),
+            url.port().unwrap_or(5432),
+        ))
+        .await
+        .unwrap()
+        .find(std::net::SocketAddr::is_ipv4)
+        .unwrap();
+        let relay = Self::start(target).await;
+        let mut through = url;
+        through.set_port(Some(relay.addr.port())).unwrap();
+        (relay, through.to_string())
+    }
+
     /// Drops every connection and refuses new ones.
     pub(crate) fn cut(&mut self) {
         if let Some(a) = self.acceptor.take() {
@@ -278,20 +295,7 @@ async fn a_postgresql_outage_keeps_cached_reads_and_fails_the_rest_fast() {
     let Some(db) = crate::store_contract::TestDatabase::create("outage").await else {
         return;
     };
-    let url = url::Url::parse(&db.url).unwrap();
-    let target = (
-        url.host_str().unwrap().to_owned(),
-        url.port().unwrap_or(5432),
-    );
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .find(std::net::SocketAddr::is_ipv4)
-        .unwrap();
-    let mut relay = Relay::start(target).await;
-    let mut through = url.clone();
-    through.set_port(Some(relay.addr.port())).unwrap();
-    let through = through.to_string();
+    let (mut relay, through) = Relay::to_database(&db.url).await;
     let s = spawn_with_store(
         Duration::from_millis(50),
         Variants::default(),

@@ -141,19 +141,7 @@ async fn soak_two_replicas_under_load_and_faults_keep_every_promise() {
     .await
     .unwrap();
     // The replicas reach PostgreSQL through a relay the soak can cut.
-    let parsed = url::Url::parse(&db.url).unwrap();
-    let target = tokio::net::lookup_host((
-        parsed.host_str().unwrap().to_owned(),
-        parsed.port().unwrap_or(5432),
-    ))
-    .await
-    .unwrap()
-    .find(std::net::SocketAddr::is_ipv4)
-    .unwrap();
-    let mut relay = Relay::start(target).await;
-    let mut through = parsed.clone();
-    through.set_port(Some(relay.addr.port())).unwrap();
-    let through = through.to_string();
+    let (mut relay, through) = Relay::to_database(&db.url).await;
 
     let a = serve(&through, &sim);
     let b = serve(&through, &sim);

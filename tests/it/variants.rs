@@ -12,13 +12,13 @@ use snapgate::simulator::{Fault, Variants, Vendor};
 use crate::helpers::*;
 use crate::lifecycle::{accepted, lifecycle, settle, spawn_with_variants, SimApp};
 
-fn played(spec: &str) -> Variants {
+pub(crate) fn played(spec: &str) -> Variants {
     let mut v = Variants::default();
     v.apply(spec).unwrap();
     v
 }
 
-async fn get_json(s: &SimApp, path: &str) -> Value {
+pub(crate) async fn get_json(s: &SimApp, path: &str) -> Value {
     let resp = s.app.get(path, &s.token).await;
     assert_eq!(resp.status(), 200, "{path}");
     resp.json().await.unwrap()

@@ -11,18 +11,7 @@ use snapgate::simulator::{Fault, Variants, Vendor};
 
 use crate::helpers::*;
 use crate::lifecycle::{accepted, settle, spawn_with_variants, SimApp};
-
-fn played(spec: &str) -> Variants {
-    let mut v = Variants::default();
-    v.apply(spec).unwrap();
-    v
-}
-
-async fn get_json(s: &SimApp, path: &str) -> Value {
-    let resp = s.app.get(path, &s.token).await;
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
-}
+use crate::variants::{get_json, played};
 
 /// The sorted native ids one account lists, with the page's `errors`.
 async fn listed_ids(s: &SimApp, account: &str) -> (Vec<String>, Value) {
