@@ -56,8 +56,10 @@ async fn created(s: &SimApp, vendor: Vendor, source: &str, name: &str) -> String
 }
 
 /// The variants under which the whole contract must hold unchanged.
-const CONTRACT_VARIANTS: [&str; 12] = [
+const CONTRACT_VARIANTS: [&str; 14] = [
     "hyperstack.page_cap=1",
+    "hyperstack.create_failed_status",
+    "hyperstack.undocumented_status",
     "hyperstack.page_cap=1,hyperstack.page_size_echoes_asked,hyperstack.count_is_page",
     "hyperstack.not_found_400",
     "koyeb.migrating",
