@@ -639,3 +639,56 @@ async fn a_master_key_rollout_is_safe_while_replicas_restart_one_by_one() {
     drop((a, b, stale));
     db.drop_database().await;
 }
+
+/// Issue 21 item 4: a replica that cannot open an endpoint's secret (it lacks the key) makes no
+/// attempt — nothing is sent unsigned and nothing is counted against the retry schedule — and a
+/// replica holding the key delivers it.
+#[tokio::test]
+async fn a_delivery_a_replica_cannot_sign_is_no_attempt() {
+    let Some(db) = TestDatabase::create("unsigned delivery").await else {
+        return;
+    };
+    let mock = MockServer::start().await;
+    let receiver = crate::webhooks::receiver().await;
+    use base64::Engine;
+    let other_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    // The endpoint is made (and its secret sealed) by a replica that does not deliver.
+    let maker = delivering_replica(&db, &mock, |c| c.webhooks.enabled = false).await;
+    let t = token("acme", ALL_SCOPES);
+    let hook =
+        crate::webhooks::create_webhook(&maker, &t, &format!("{}/hook", receiver.uri()), json!([]))
+            .await;
+    let id = hook["id"].as_str().unwrap();
+    // The only delivering replica holds another key.
+    let stranger = delivering_replica(&db, &mock, move |c| {
+        c.master_key = Some(other_key.into());
+    })
+    .await;
+    let resp = maker
+        .post(&format!("/v1/webhooks/{id}/test"), &t, &json!({}))
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ids_received(&receiver).await.is_empty(), "sent unsigned");
+    let log = crate::webhooks::deliveries(&maker, &t, id).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        log[0]["attempts"],
+        json!([]),
+        "no attempt recorded: {}",
+        log[0]
+    );
+    // A replica that holds the key delivers it.
+    drop(stranger);
+    let keeper = delivering_replica(&db, &mock, |_| {}).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids_received(&receiver).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never delivered by the replica holding the key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((maker, keeper));
+    db.drop_database().await;
+}
