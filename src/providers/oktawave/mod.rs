@@ -367,17 +367,13 @@ impl ProviderAdapter for Oktawave {
         let mut ids = std::collections::HashSet::new();
         // Nothing documents whether `pageNumber` starts at 0 or 1. The first request names no
         // number (the vendor's own first page either way); then numbers count from 1, where a
-        // 1-based API repeats the first page (nothing new, skipped) and a 0-based one goes on.
-        // The walk ends at an empty page, at `Meta.Total`, at a page shorter than the size the
-        // vendor applied (when it gives no total), or after two pages in a row that brought
-        // nothing new.
-        let mut nothing_new = 0;
-        // The page size the vendor applied: the largest page seen (it may cap the 100 asked).
-        let mut applied = 0;
-        for number in std::iter::once(None).chain((1..super::MAX_LIST_PAGES as usize).map(Some)) {
+        // 1-based API repeats the first page once (nothing new, tolerated) and a 0-based one
+        // goes on. The walk ends as every adapter's does (`ListWalk`): at an empty page or
+        // when `Meta.Total` agrees with what was read — never at a short page alone.
+        let mut walk = super::ListWalk::new(KIND);
+        for number in std::iter::once(None).chain((1..).map(Some)) {
             let page = self.page(ctx, "list", instance, number, PAGE_SIZE).await?;
             let n = page.items.len();
-            applied = applied.max(n);
             let mut new = 0;
             for raw in page.items {
                 let snapshot = to_domain(raw, region)?;
@@ -386,15 +382,21 @@ impl ProviderAdapter for Oktawave {
                     out.push(snapshot);
                 }
             }
-            nothing_new = if new == 0 { nothing_new + 1 } else { 0 };
-            let total = page.meta.and_then(|m| m.total);
-            let complete = total.is_some_and(|t| ids.len() as u64 >= t);
-            let short = n < applied && new > 0;
-            if n == 0 || complete || (short && total.is_none()) || nothing_new >= 2 {
-                return Ok(out.into());
+            let signals = super::PageSignals {
+                items: n,
+                new,
+                total: page
+                    .meta
+                    .and_then(|m| m.total)
+                    .and_then(|t| usize::try_from(t).ok()),
+                more: None,
+                asked: PAGE_SIZE,
+            };
+            if !walk.next(signals)? {
+                break;
             }
         }
-        Err(super::too_many_pages(KIND))
+        Ok(out.into())
     }
 
     async fn get(

@@ -149,24 +149,33 @@ impl Syminet {
         operation: &'static str,
         mut visit: impl FnMut(Box<RawValue>) -> Result<bool, ProviderError> + Send,
     ) -> Result<(), ProviderError> {
-        let mut page = 1;
-        loop {
+        // The page size is fixed and undocumented: the largest page seen stands for it. The
+        // walk ends as every adapter's does (`ListWalk`): at an empty page (an empty list is
+        // `page: 0, pages: 0`), when `results` agrees with what was read, or at a short page
+        // that `pages` agrees is the last.
+        let mut walk = super::ListWalk::new(KIND);
+        let mut size = 0;
+        for page in 1.. {
             let reply = self.page(ctx, operation, page).await?;
-            let empty = reply.data.is_empty();
+            let n = reply.data.len();
+            size = size.max(n);
             for raw in reply.data {
                 if visit(raw)? {
                     return Ok(());
                 }
             }
-            // An empty list is `page: 0, pages: 0`.
-            if empty || page >= reply.pages {
-                return Ok(());
+            let signals = super::PageSignals {
+                items: n,
+                new: n,
+                total: reply.results,
+                more: Some(page < reply.pages),
+                asked: size,
+            };
+            if !walk.next(signals)? {
+                break;
             }
-            if page >= super::MAX_LIST_PAGES {
-                return Err(super::too_many_pages(KIND));
-            }
-            page += 1;
         }
+        Ok(())
     }
 
     /// The item with this id, searched in the account-wide list (no get endpoint).
@@ -543,6 +552,9 @@ struct ListPage {
     data: Vec<Box<RawValue>>,
     #[serde(default)]
     pages: u32,
+    /// The whole list's size.
+    #[serde(default)]
+    results: Option<usize>,
 }
 
 #[derive(Deserialize)]

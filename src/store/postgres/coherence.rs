@@ -12,7 +12,7 @@ use std::{
 
 use sqlx::{postgres::PgListener, PgPool, Row};
 
-use super::{get_operation, list_unfinished, PostgresStore};
+use super::{list_unfinished, PostgresStore};
 use crate::store::StoreError;
 
 /// How often a replica checks that it heard every account change (whatever the notification
@@ -195,22 +195,10 @@ fn apply(store: &PostgresStore, channel: &str, payload: &str) {
                 field(3).and_then(|v| serde_json::from_value(v).ok());
             let state: Option<crate::domain::OperationState> =
                 field(4).and_then(|v| serde_json::from_value(v).ok());
-            match (kind, state) {
-                (Some(kind), Some(state)) => {
-                    store
-                        .pending
-                        .set_parts(&tenant, &id, text(2), kind, state.is_terminal());
-                }
-                // A notification of the older shape (a replica not yet upgraded): read the
-                // row, off the listener's path.
-                _ => {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        if let Ok(Some(op)) = get_operation(&store.pool, &tenant, &id).await {
-                            store.pending.set(&tenant, &op);
-                        }
-                    });
-                }
+            if let (Some(kind), Some(state)) = (kind, state) {
+                store
+                    .pending
+                    .set_parts(&tenant, &id, text(2), kind, state.is_terminal());
             }
         }
         _ => {}
