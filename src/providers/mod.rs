@@ -11,6 +11,7 @@ mod syminet;
 mod check;
 mod fields;
 mod http;
+mod walk;
 mod wire;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 
 pub use crate::domain::ProviderError;
 pub use fields::{validate_credentials, validate_settings, FieldError};
+pub(crate) use walk::{ListWalk, PageSignals};
 
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
@@ -409,93 +411,6 @@ impl Progress {
     }
 }
 
-/// Vendor list pages walked at most: a vendor that keeps answering full pages is broken, and
-/// following it forever would hold memory and the caller.
-pub(crate) const MAX_LIST_PAGES: u32 = 1000;
-
-/// The error for a list that did not end within [`MAX_LIST_PAGES`].
-pub(crate) fn too_many_pages(vendor: ProviderKind) -> ProviderError {
-    ProviderError::Upstream {
-        status: None,
-        message: format!(
-            "{vendor} kept returning pages past {MAX_LIST_PAGES}; listing stopped, so the list \
-             is incomplete"
-        ),
-    }
-}
-
-/// What one page of a vendor list showed, in the vendor's own signals.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PageSignals {
-    /// Items on this page.
-    pub items: usize,
-    /// Of them, items no earlier page had.
-    pub new: usize,
-    /// The whole list's size, where the vendor states one and it is known to be a total (a
-    /// count that may be the page's own is not one).
-    pub total: Option<usize>,
-    /// The vendor's "more pages follow" flag, when the reply carried one.
-    pub more: Option<bool>,
-    /// The page size asked for (or, where the vendor fixes it, the largest page seen).
-    pub asked: usize,
-}
-
-/// One rule for ending every vendor's list walk: **on evidence only** — an empty page, or a
-/// stated total that what was read agrees with, or a "no more" flag on a page shorter than
-/// asked (the two agreeing). A flag alone or a short page alone is not evidence: vendors cap
-/// page sizes silently, echo the size asked for, and leave flags out. When the signals
-/// disagree the walk keeps reading; a walk that cannot end within [`MAX_LIST_PAGES`], or
-/// whose pages stop bringing anything new, is an error — the account then shows in the
-/// list's `errors`, never as a short list that looks whole.
-#[derive(Debug)]
-pub(crate) struct ListWalk {
-    vendor: ProviderKind,
-    pages: u32,
-    read: usize,
-    stale: u32,
-}
-
-impl ListWalk {
-    pub(crate) fn new(vendor: ProviderKind) -> Self {
-        Self {
-            vendor,
-            pages: 0,
-            read: 0,
-            stale: 0,
-        }
-    }
-
-    /// Takes one page's signals: `Ok(true)` to read the next page, `Ok(false)` when the list
-    /// is known to be whole, an error when it cannot be.
-    pub(crate) fn next(&mut self, page: PageSignals) -> Result<bool, ProviderError> {
-        self.pages += 1;
-        self.read += page.new;
-        if page.items == 0 || page.total.is_some_and(|t| self.read >= t) {
-            return Ok(false);
-        }
-        if page.more == Some(false) && page.items < page.asked {
-            return Ok(false);
-        }
-        // A page of nothing new once is a vendor counting pages from another base; twice in
-        // a row it is not advancing, and what it has not shown cannot be known.
-        self.stale = if page.new == 0 { self.stale + 1 } else { 0 };
-        if self.stale >= 2 {
-            return Err(ProviderError::Upstream {
-                status: None,
-                message: format!(
-                    "{} repeated page {} of its list without anything new after {} items; \
-                     the list could not be read whole",
-                    self.vendor, self.pages, self.read
-                ),
-            });
-        }
-        if self.pages >= MAX_LIST_PAGES {
-            return Err(too_many_pages(self.vendor));
-        }
-        Ok(true)
-    }
-}
-
 fn unsupported<T>(capability: Capability) -> Result<T, ProviderError> {
     Err(ProviderError::Unsupported { capability })
 }
@@ -651,63 +566,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn walk(pages: &[PageSignals]) -> (usize, Result<bool, ProviderError>) {
-        let mut w = ListWalk::new(ProviderKind::Koyeb);
-        for (i, p) in pages.iter().enumerate() {
-            match w.next(*p) {
-                Ok(true) => continue,
-                other => return (i + 1, other),
-            }
-        }
-        (pages.len(), Ok(true))
-    }
-
-    fn page(items: usize, total: Option<usize>, more: Option<bool>) -> PageSignals {
-        PageSignals {
-            items,
-            new: items,
-            total,
-            more,
-            asked: 100,
-        }
-    }
-
-    #[test]
-    fn a_list_walk_ends_only_on_evidence() {
-        // A short page alone (a silent cap) and a full page flagged "no more" both go on.
-        assert_eq!(walk(&[page(20, None, None), page(0, None, None)]).0, 2);
-        let (read, end) = walk(&[page(100, None, Some(false)), page(30, None, Some(false))]);
-        assert_eq!((read, end), (2, Ok(false)));
-        // A "more" flag on a short page is believed over the shortness.
-        assert_eq!(walk(&[page(20, None, Some(true))]).1, Ok(true));
-        // A total agreeing with what was read ends it, however short the pages.
-        assert_eq!(
-            walk(&[page(20, Some(40), None), page(20, Some(40), None)]),
-            (2, Ok(false))
-        );
-        // An empty page ends it.
-        assert_eq!(walk(&[page(0, Some(40), Some(true))]), (1, Ok(false)));
-        // Pages that bring nothing new twice in a row: an error, never a short list.
-        let stale = PageSignals {
-            new: 0,
-            ..page(20, None, None)
-        };
-        let (_, end) = walk(&[page(20, None, None), stale, stale]);
-        let message = end.unwrap_err().to_string();
-        assert!(message.contains("could not be read whole"), "{message}");
-        // One repeat (a vendor counting pages from 0 or 1) is tolerated.
-        assert_eq!(
-            walk(&[
-                page(20, None, None),
-                stale,
-                page(5, None, None),
-                page(0, None, None)
-            ])
-            .1,
-            Ok(false)
-        );
-    }
 
     #[test]
     fn a_missing_credential_is_an_error_never_an_empty_value() {
