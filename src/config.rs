@@ -56,6 +56,12 @@ pub struct ServerConfig {
     /// `/v1` requests of one tenant handled at once; more of that tenant's wait (within their
     /// deadline) without taking a slot of `max_in_flight`, so one tenant cannot fill them all.
     pub max_in_flight_per_tenant: usize,
+    /// Long-polls (`GET /v1/operations/{id}?wait=`) held at once across the gateway. A
+    /// long-poll holds no slot of `max_in_flight`: waiting is not work. One more is answered
+    /// `429 too_many_waiters` with `Retry-After`.
+    pub max_waiters: usize,
+    /// Long-polls of one tenant held at once; one more is answered `429 too_many_waiters`.
+    pub max_waiters_per_tenant: usize,
     /// Open connections at once; one more is answered `503 too_many_connections` and closed.
     pub max_connections: usize,
     /// Threads serving connections, each with its own single-threaded runtime and vendor
@@ -71,6 +77,8 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             max_in_flight: 256,
             max_in_flight_per_tenant: 64,
+            max_waiters: 2048,
+            max_waiters_per_tenant: 128,
             max_connections: 4096,
             workers: 0,
         }

@@ -4,6 +4,7 @@
 //! reach this module.
 
 mod accounts;
+mod admission;
 mod events;
 pub mod extract;
 mod health;
@@ -74,7 +75,6 @@ pub struct Shared {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let deadline = state.config.server.request_timeout();
-    let max_in_flight = state.config.server.max_in_flight.max(1);
     let v1 = Router::new()
         .route("/v1/providers", get(providers::list))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
@@ -121,8 +121,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         );
-    let quotas = Arc::new(TenantQuotas::new(
-        state.config.server.max_in_flight_per_tenant.max(1),
+    let admission = Arc::new(admission::Admission::new(
+        state.auth.clone(),
+        &state.config.server,
     ));
     // The edge stack is applied as one layer: a request pays one boxed service for it, not one
     // per middleware. The two `/v1` limits stay separate layers: the global slot must be taken
@@ -139,16 +140,10 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panicked))
         .layer(DefaultBodyLimit::max(body_limit));
     v1.merge(swagger_ui())
-        // Requests beyond this wait here, as a small future, instead of each holding a full
-        // handler's state while queued for a vendor: 1,000 idle callers cost little memory.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            max_in_flight,
-        ))
-        // Outside the global limit: a tenant over its quota waits without holding a slot.
-        .layer(middleware::from_fn_with_state(
-            (state.auth.clone(), quotas),
-            tenant_quota,
-        ))
+        // Work takes a tenant slot, then a global one; a long-poll takes a waiter slot instead
+        // (`admission`). Requests beyond the limits wait here, as a small future, instead of
+        // each holding a full handler's state while queued for a vendor.
+        .layer(middleware::from_fn_with_state(admission, admission::admit))
         // Health, readiness and metrics answer however busy the API is: a probe that queues
         // behind a slow vendor would get a healthy gateway restarted.
         .route("/healthz", get(health::healthz))
@@ -231,63 +226,6 @@ async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response
         .with_retry_after(1)
         .into_response(),
     }
-}
-
-/// One semaphore per tenant: its share of the gateway.
-struct TenantQuotas {
-    per_tenant: usize,
-    tenants: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<tokio::sync::Semaphore>>>,
-}
-
-impl TenantQuotas {
-    fn new(per_tenant: usize) -> Self {
-        Self {
-            per_tenant,
-            tenants: Default::default(),
-        }
-    }
-
-    fn of(&self, tenant: &Arc<str>) -> Arc<tokio::sync::Semaphore> {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        if tenants.len() > 10_000 {
-            // Forget idle tenants (every permit back) so the map stays bounded.
-            tenants.retain(|_, s| s.available_permits() < self.per_tenant);
-        }
-        tenants
-            .entry(tenant.clone())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_tenant)))
-            .clone()
-    }
-}
-
-/// Holds a `/v1` request until its tenant has a free slot. Requests that do not authenticate
-/// pass straight on to their `401`.
-async fn tenant_quota(
-    axum::extract::State((auth, quotas)): axum::extract::State<(
-        Arc<Authenticator>,
-        Arc<TenantQuotas>,
-    )>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = match header {
-        Some(h) if req.uri().path().starts_with("/v1/") => auth.authenticate(Some(h)).await.ok(),
-        _ => None,
-    };
-    let _permit = match caller {
-        Some(caller) => {
-            let permit = quotas.of(&caller.tenant).acquire_owned().await.ok();
-            // The handler's `Caller` extractor takes it from here instead of verifying again.
-            req.extensions_mut().insert(caller);
-            permit
-        }
-        None => None,
-    };
-    next.run(req).await
 }
 
 /// A body whose `Content-Length` is over the limit is refused at once, before a byte of it is

@@ -58,8 +58,9 @@ pub fn decode<T: DeserializeOwned>(
     serde_json::from_str(raw.get()).map_err(|e| ProviderError::Upstream {
         status: None,
         message: format!(
-            "{} sent a snapshot snapgate could not read ({e})",
-            vendor.display_name()
+            "{} sent a snapshot snapgate could not read ({})",
+            vendor.display_name(),
+            crate::scrub::unreadable_json(&e)
         ),
     })
 }

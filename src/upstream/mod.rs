@@ -143,7 +143,10 @@ impl Reply {
     pub fn json<T: DeserializeOwned>(&self, vendor: ProviderKind) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body).map_err(|e| ProviderError::Upstream {
             status: Some(self.status.as_u16()),
-            message: format!("{vendor} answered with a body snapgate could not read ({e})"),
+            message: format!(
+                "{vendor} answered with a body snapgate could not read ({})",
+                crate::scrub::unreadable_json(&e)
+            ),
         })
     }
 }
@@ -410,6 +413,16 @@ impl Upstream {
             .await
             .map_err(|_| ProviderError::Timeout)??;
         if status.is_success() {
+            // A vendor that echoes what it was sent (the token, the Basic pair) in its data
+            // must not pass it on to names, messages, events or the store.
+            let body = match sent.scrubber().scrub_data(&body) {
+                Some(clean) => {
+                    metrics::counter!("snapgate_vendor_echoed_secret_total", "provider" => vendor.as_str())
+                        .increment(1);
+                    clean
+                }
+                None => body,
+            };
             return Ok(Reply {
                 status,
                 headers,

@@ -13,6 +13,7 @@ mod durability;
 mod errors;
 mod events;
 mod faults;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod listing;

@@ -1,0 +1,106 @@
+//! A hostile tenant's attacks, each bounded, each asserting what another tenant would see:
+//! waiting that holds no work slot, secrets a vendor echoes in a 2xx, address ranges, scopes
+//! that follow whoever made a webhook, bounded reads.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use snapgate::simulator::Vendor;
+
+use crate::{helpers::*, lifecycle::*};
+
+/// Tenant B's p99 on a store-only route over `n` calls.
+async fn p99_of(app: &TestApp, t: &str, n: usize) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let started = Instant::now();
+        assert_eq!(app.get("/v1/accounts", t).await.status(), 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() * 99 / 100]
+}
+
+#[tokio::test]
+async fn long_polls_hold_no_work_slot_and_have_their_own_caps() {
+    // Eight work slots for the whole gateway; a tenant may hold 12 long-polls, the gateway 12.
+    let s = spawn_with_simulator_and(Duration::from_secs(60), |c| {
+        c.server.max_in_flight = 8;
+        c.server.max_in_flight_per_tenant = 64;
+        c.server.max_waiters = 12;
+        c.server.max_waiters_per_tenant = 12;
+    })
+    .await;
+    let body =
+        json!({"account": "koyeb", "source_id": s.sim.sources(Vendor::Koyeb)[0], "name": "held"});
+    let op = accepted(s.app.post("/v1/snapshots", &s.token, &body).await, "create").await;
+    let id = op["operation"]["id"].as_str().unwrap().to_owned();
+    let b = token("tenant-b", ALL_SCOPES);
+    let alone = p99_of(&s.app, &b, 40).await;
+
+    // Tenant A holds 12 long-polls: more than every work slot of the gateway.
+    let polls: Vec<_> = (0..12)
+        .map(|_| {
+            let client = s.app.client.clone();
+            let url = format!("{}/v1/operations/{id}?wait=20s", s.app.url);
+            let t = s.token.clone();
+            tokio::spawn(async move { client.get(url).bearer_auth(t).send().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        polls.iter().all(|p| !p.is_finished()),
+        "the long-polls answered early"
+    );
+
+    let beside = p99_of(&s.app, &b, 40).await;
+    eprintln!("tenant B p99: alone {alone:?}, beside 12 long-polls {beside:?}");
+    assert!(
+        beside < alone + Duration::from_millis(100),
+        "tenant B waited behind tenant A's long-polls: p99 {beside:?} (alone {alone:?})"
+    );
+    // Tenant A's own work still runs; its thirteenth long-poll is refused at once.
+    assert_eq!(s.app.get("/v1/accounts", &s.token).await.status(), 200);
+    let started = Instant::now();
+    let resp = s
+        .app
+        .get(&format!("/v1/operations/{id}?wait=20s"), &s.token)
+        .await;
+    assert_eq!(
+        resp.headers()["retry-after"],
+        "1",
+        "a refused long-poll says when to ask again"
+    );
+    let p = assert_problem(resp, 429, "too_many_waiters").await;
+    assert!(p["detail"].as_str().unwrap().contains("this tenant"), "{p}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The gateway's waiters are all taken too: tenant B's long-poll is refused, naming it.
+    let p = assert_problem(
+        s.app.get("/v1/operations/op_missing?wait=5s", &b).await,
+        429,
+        "too_many_waiters",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("the gateway"), "{p}");
+    // A read without `wait` is work, not waiting: answered.
+    assert_eq!(
+        s.app
+            .get(&format!("/v1/operations/{id}"), &s.token)
+            .await
+            .status(),
+        200
+    );
+    for p in &polls {
+        p.abort();
+    }
+    // Slots come back when the long-polls end: tenant B's long-poll reaches its handler.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = s.app.get("/v1/operations/op_missing?wait=1s", &b).await;
+        if resp.status() == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "waiter slots never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
