@@ -140,6 +140,7 @@ pub async fn list(
         (status = 200, description = "The operation", body = Operation),
         (status = 400, description = "`wait` is not a duration of at most 60 s", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such operation for the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_waiters`: the tenant or the gateway already holds its maximum of long-polls (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(

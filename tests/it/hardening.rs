@@ -104,3 +104,44 @@ async fn long_polls_hold_no_work_slot_and_have_their_own_caps() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn special_purpose_addresses_are_refused_in_every_form_and_names_reveal_nothing() {
+    let app = spawn_app_with(|c| c.webhooks.allow_private_targets = false).await;
+    let t = token("acme", ALL_SCOPES);
+    for url in [
+        "https://[::7f00:1]/hook",
+        "https://[64:ff9b::a00:5]/hook",
+        "https://[64:ff9b::7f00:1]/hook",
+        "https://[fec0::1]/hook",
+        "https://[2002:c0a8:101::1]/hook",
+        "https://198.18.0.1/hook",
+        "https://198.19.3.4/hook",
+        "https://192.0.0.170/hook",
+        "https://168.63.129.16/hook",
+        "https://[::ffff:a9fe:a9fe]/latest/meta-data/",
+        "https://[2001:db8::5]/hook",
+    ] {
+        let resp = app.post("/v1/webhooks", &t, &json!({"url": url})).await;
+        let problem = assert_problem(resp, 422, "webhook_target_refused").await;
+        assert_eq!(problem["field"], "url", "{url}: {problem}");
+    }
+    // A name that resolves inward and one that does not resolve get the same answer, naming
+    // neither the address nor its kind: no tenant can map internal names through it.
+    let mut details = Vec::new();
+    for (url, host) in [
+        ("https://localhost:9000/hook", "localhost"),
+        ("https://no-such-host.invalid/hook", "no-such-host.invalid"),
+    ] {
+        let resp = app.post("/v1/webhooks", &t, &json!({"url": url})).await;
+        let problem = assert_problem(resp, 422, "webhook_target_refused").await;
+        let detail = problem["detail"].as_str().unwrap().to_owned();
+        for inside in ["127.0.0.1", "::1", "loopback", "a private"] {
+            assert!(!detail.contains(inside), "{url}: {detail}");
+        }
+        details.push(detail.replace(host, "HOST"));
+    }
+    assert_eq!(details[0], details[1]);
+    let listed: serde_json::Value = app.get("/v1/webhooks", &t).await.json().await.unwrap();
+    assert_eq!(listed["items"], json!([]));
+}
