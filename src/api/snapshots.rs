@@ -142,6 +142,23 @@ fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), Ap
     Ok(())
 }
 
+/// A snapshot or image name: [`check_text`], and no path separator or control character
+/// (`NAME_PATTERN` in the document): vendors put names in URL paths.
+fn check_name(field: &'static str, value: &str) -> Result<(), ApiError> {
+    check_text(field, value, true)?;
+    let bad = value
+        .chars()
+        .find(|c| matches!(c, '/' | '\\') || c.is_control());
+    match bad {
+        Some(c) => Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{field} must not contain `/`, `\\` or control characters (found {c:?})"),
+        )
+        .with_field(field)),
+        None => Ok(()),
+    }
+}
+
 /// Opens the account of a snapshot: an unknown account means an unknown snapshot.
 async fn open(state: &AppState, caller: &Caller, id: &SnapshotId) -> Result<Resolved, ApiError> {
     state
@@ -314,7 +331,7 @@ pub async fn create(
     Json(body): Json<CreateSnapshot>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
-    check_text("name", &body.name, true)?;
+    check_name("name", &body.name)?;
     check_text("source_id", &body.source_id, true)?;
     if let Some(d) = &body.description {
         check_text("description", d, false)?;
@@ -384,7 +401,7 @@ pub async fn update(
         ));
     }
     if let Some(n) = &body.name {
-        check_text("name", n, true)?;
+        check_name("name", n)?;
     }
     if let Some(d) = &body.description {
         check_text("description", d, false)?;
@@ -478,7 +495,7 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     if let Some(n) = &body.new_name {
-        check_text("new_name", n, true)?;
+        check_name("new_name", n)?;
     }
     let request = fingerprint(
         &format!("POST /v1/snapshots/{}/restore", path.snapshot),
@@ -528,7 +545,7 @@ pub async fn image(
     Json(body): Json<CreateImage>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
-    check_text("name", &body.name, true)?;
+    check_name("name", &body.name)?;
     let request = fingerprint(
         &format!("POST /v1/snapshots/{}/image", path.snapshot),
         &body,
@@ -570,6 +587,7 @@ pub async fn name_availability(
     Path(path): Path<NamePath>,
 ) -> Result<axum::Json<NameAvailability>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
+    check_name("name", &path.name)?;
     let resolved = state.service.resolve(&caller.tenant, &path.account).await?;
     resolved.require(Capability::NameAvailability)?;
     let available = resolved

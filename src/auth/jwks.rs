@@ -162,12 +162,38 @@ impl Jwks {
         if !response.status().is_success() {
             return Err(format!("JWKS fetch answered {}", response.status()));
         }
-        response
-            .json::<JwkSet>()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+        {
+            return Err(format!("JWKS is over {MAX_JWKS_BYTES} bytes"));
+        }
+        // Read chunk by chunk, never past the cap: a key set is a few kilobytes, and an
+        // identity provider (or whoever answers in its name) sending more is not trusted with
+        // the gateway's memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| format!("JWKS is not a key set: {e}"))
+            .map_err(|e| format!("JWKS fetch failed: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("JWKS is over {MAX_JWKS_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice::<JwkSet>(&body).map_err(|e| {
+            format!(
+                "JWKS is not a key set ({})",
+                crate::scrub::unreadable_json(&e)
+            )
+        })
     }
 }
+
+/// The largest key set read: real ones are a few kilobytes (a few keys of a few hundred bytes).
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 fn unknown(kid: &str) -> String {
     format!(

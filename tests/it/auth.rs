@@ -392,3 +392,45 @@ async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_endless_jwks_is_read_only_up_to_its_bound() {
+    use std::sync::{atomic::AtomicUsize, atomic::Ordering, Arc};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An identity provider (or whoever answers in its name) streaming a key set without end:
+    // up to 64 MB in 64 KB chunks, counting what the gateway takes before it hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                for _ in 0..1024 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(0x10000, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let app = spawn_app_with(|c| {
+        c.auth.hs256_secret = None;
+        c.auth.jwks_url = Some(url);
+    })
+    .await;
+    assert_rejected(&app, &ed25519_token("k1"), "a JWKS that never ends").await;
+    let taken = sent.load(Ordering::Relaxed);
+    eprintln!("the gateway took {taken} bytes of an endless JWKS");
+    // The bound is 256 KB; socket buffers on both sides hold a few MB more at most.
+    assert!(taken < 16 << 20, "read {taken} bytes of an endless JWKS");
+}

@@ -145,3 +145,76 @@ async fn special_purpose_addresses_are_refused_in_every_form_and_names_reveal_no
     let listed: serde_json::Value = app.get("/v1/webhooks", &t).await.json().await.unwrap();
     assert_eq!(listed["items"], json!([]));
 }
+
+#[tokio::test]
+async fn names_with_path_separators_or_control_characters_never_reach_a_vendor() {
+    use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&mock)
+        .await;
+    let uri = mock.uri();
+    let app = spawn_app_with(|c| {
+        c.providers
+            .set(snapgate::domain::ProviderKind::Hyperstack, "base_url", uri);
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    assert_eq!(
+        app.post("/v1/accounts", &t, &account_body("hs", "hyperstack"))
+            .await
+            .status(),
+        201
+    );
+    let before = mock.received_requests().await.unwrap().len();
+    for name in [
+        "a/b",
+        "a\\b",
+        "a\u{0}b",
+        "nightly\n",
+        "..\\..\\x",
+        "\u{1b}[31m",
+    ] {
+        let p = assert_problem(
+            app.post(
+                "/v1/snapshots",
+                &t,
+                &json!({"account": "hs", "source_id": "1402", "name": name}),
+            )
+            .await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], "name", "{name:?}: {p}");
+        let p = assert_problem(
+            app.patch("/v1/snapshots/hs:1402", &t, &json!({"name": name}))
+                .await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], "name", "{name:?}: {p}");
+    }
+    for encoded in ["a%2Fb", "a%5Cb", "a%00b", "%2E%2E%2F"] {
+        let resp = app
+            .get(&format!("/v1/accounts/hs/snapshot-names/{encoded}"), &t)
+            .await;
+        let p = assert_problem(resp, 422, "invalid_field").await;
+        assert_eq!(p["field"], "name", "{encoded}: {p}");
+    }
+    assert_eq!(
+        mock.received_requests().await.unwrap().len(),
+        before,
+        "a refused name reached the vendor"
+    );
+    // An ordinary name with spaces, dots and non-ASCII letters is still a name.
+    let resp = app
+        .get(
+            "/v1/accounts/hs/snapshot-names/nightly%20v1.2%20%C3%A9t%C3%A9",
+            &t,
+        )
+        .await;
+    assert_ne!(resp.status(), 422);
+}

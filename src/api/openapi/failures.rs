@@ -75,7 +75,7 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 27] = [
     ("restoreSnapshot", VENDOR_WRITE),
     ("createImageFromSnapshot", VENDOR_WRITE),
     ("listOperations", &[]),
-    ("getOperation", &["404"]),
+    ("getOperation", &["404", "429"]),
     ("listEvents", &[]),
     ("listWebhooks", &[]),
     ("createWebhook", &[]),

@@ -91,6 +91,9 @@ pub const NOT_BLANK_PATTERN: &str = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u16
 pub const HEADER_TEXT_PATTERN: &str = "^[ -~]*[!-~][ -~]*$";
 /// Any other account field: no control characters, not blank.
 pub const PLAIN_TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// A snapshot or image name: as [`PLAIN_TEXT_PATTERN`], and no `/` or `\\` (vendors put names
+/// in URL paths, where they would be a separator, or an escape a vendor decodes to one).
+pub const NAME_PATTERN: &str = "^[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*[^/\\\\\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]*$";
 /// `Idempotency-Key`: 1–255 visible ASCII characters.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 

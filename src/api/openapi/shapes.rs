@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     for_each_operation, merge, ACCOUNT_ID_PATTERN, HEADER_TEXT_PATTERN, IDEMPOTENCY_KEY_PATTERN,
-    NOT_BLANK_PATTERN, PLAIN_TEXT_PATTERN, SNAPSHOT_ID_PATTERN,
+    NAME_PATTERN, NOT_BLANK_PATTERN, PLAIN_TEXT_PATTERN, SNAPSHOT_ID_PATTERN,
 };
 use crate::{
     api::{accounts, listing, operations, snapshots, webhooks},
@@ -16,7 +16,7 @@ use crate::{
 /// The limits the server enforces, stated where a client can see them.
 pub(super) fn constrain(doc: &mut Value) {
     let text = |max: usize| json!({"minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN});
-    let name = text(snapshots::MAX_NAME);
+    let name = json!({"minLength": 1, "maxLength": snapshots::MAX_NAME, "pattern": NAME_PATTERN});
     let webhook_url = json!({
         "maxLength": webhooks::MAX_URL,
         "pattern": *webhooks::URL_PATTERN,
@@ -28,7 +28,7 @@ pub(super) fn constrain(doc: &mut Value) {
             "account",
             json!({"pattern": ACCOUNT_ID_PATTERN}),
         ),
-        ("CreateSnapshot", "source_id", name.clone()),
+        ("CreateSnapshot", "source_id", text(snapshots::MAX_NAME)),
         ("CreateSnapshot", "name", name.clone()),
         (
             "CreateSnapshot",
@@ -95,7 +95,7 @@ pub(super) fn constrain(doc: &mut Value) {
                     json!({"pattern": webhooks::DELIVERY_ID_PATTERN})
                 }
                 (Some("query"), Some("before")) => json!({"pattern": "^[0-9]{1,18}$"}),
-                (Some("path"), Some("name")) => text(snapshots::MAX_NAME),
+                (Some("path"), Some("name")) => name.clone(),
                 (Some("header"), Some("Idempotency-Key")) => json!({
                     "type": "string", "minLength": 1, "maxLength": 255,
                     "pattern": IDEMPOTENCY_KEY_PATTERN,
