@@ -93,6 +93,21 @@ pub async fn list(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // The log shows only what the caller may read: account health needs `accounts:read`.
+    let types = match caller.readable_events() {
+        None => types,
+        Some(readable) => match types.iter().find(|k| !readable.contains(k)) {
+            Some(kind) => {
+                let scope = crate::auth::event_scope(*kind);
+                return Err(ApiError::missing_scope(
+                    scope,
+                    format!("event type `{}` needs {}", kind.as_str(), scope.as_str()),
+                ));
+            }
+            None if types.is_empty() => readable,
+            None => types,
+        },
+    };
     let page = state
         .service
         .events(&caller.tenant, after, &types, limit)

@@ -146,6 +146,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// `403 insufficient_scope` for `scope`, saying why this request needs it.
+    pub fn missing_scope(scope: crate::auth::Scope, detail: impl Into<String>) -> Self {
+        let mut err = ApiError::from(AuthError::MissingScope(scope));
+        err.problem.detail = detail.into();
+        err
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

@@ -271,13 +271,14 @@ pub async fn create(
     caller.require(Scope::WebhooksWrite)?;
     check_url(&body.url)?;
     check_description(body.description.as_ref())?;
+    let event_types = deliverable(&caller, &body.event_types)?;
     let (webhook, secret) = state
         .service
         .create_webhook(
             &caller.tenant,
             NewWebhook {
                 url: body.url,
-                event_types: body.event_types,
+                event_types,
                 description: body.description,
             },
         )
@@ -289,6 +290,42 @@ pub async fn create(
         axum::Json(with_secret(webhook, secret)),
     )
         .into_response())
+}
+
+/// The event types an endpoint may deliver when `caller` creates or points it: only what the
+/// caller may read itself (`auth::event_scope`), so `webhooks:write` alone never receives what
+/// `snapshots:read` protects. Asking for a type the caller cannot read is a `403`; asking for
+/// all (`[]`) gives all the caller can read, listed when that is not every type.
+fn deliverable(caller: &Caller, requested: &[EventType]) -> Result<Vec<EventType>, ApiError> {
+    let readable = caller.readable_events();
+    let Some(readable) = readable else {
+        return Ok(requested.to_vec());
+    };
+    if requested.is_empty() {
+        if readable.is_empty() {
+            return Err(ApiError::missing_scope(
+                Scope::SnapshotsRead,
+                "a webhook delivers events, and this token may read none: it needs \
+                 snapshots:read (operations and snapshots) or accounts:read (account health)",
+            ));
+        }
+        return Ok(readable);
+    }
+    match requested.iter().find(|k| !readable.contains(k)) {
+        Some(kind) => {
+            let scope = crate::auth::event_scope(*kind);
+            Err(ApiError::missing_scope(
+                scope,
+                format!(
+                    "event type `{}` needs {}: a webhook delivers only events whoever points \
+                     it may read",
+                    kind.as_str(),
+                    scope.as_str()
+                ),
+            ))
+        }
+        None => Ok(requested.to_vec()),
+    }
 }
 
 /// Reads one endpoint.
@@ -333,9 +370,24 @@ pub async fn update(
         check_url(url)?;
     }
     check_description(body.description.as_ref().and_then(Option::as_ref))?;
+    let event_types = match &body.event_types {
+        Some(types) => Some(deliverable(&caller, types)?),
+        // Pointing an endpoint somewhere (or turning it back on) sends it what it delivers:
+        // the caller must be able to read all of that itself.
+        None if body.url.is_some() || body.enabled == Some(true) => {
+            let current = state.service.webhook(&caller.tenant, id).await?;
+            let delivered = match current.event_types.is_empty() {
+                true => EventType::ALL.to_vec(),
+                false => current.event_types,
+            };
+            deliverable(&caller, &delivered)?;
+            None
+        }
+        None => None,
+    };
     let changes = WebhookChanges {
         url: body.url,
-        event_types: body.event_types,
+        event_types,
         description: body.description,
         enabled: body.enabled,
     };

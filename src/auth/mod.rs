@@ -71,6 +71,17 @@ impl Caller {
         self.scopes & scope.bit() != 0
     }
 
+    /// The event types this caller may read: an event is read with the scope of what it is
+    /// about (`account.*` with `accounts:read`, the rest with `snapshots:read`). `None`: all.
+    pub fn readable_events(&self) -> Option<Vec<crate::domain::EventType>> {
+        use crate::domain::EventType;
+        let readable: Vec<EventType> = EventType::ALL
+            .into_iter()
+            .filter(|k| self.has(event_scope(*k)))
+            .collect();
+        (readable.len() < EventType::ALL.len()).then_some(readable)
+    }
+
     /// Succeeds when the caller holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
         if self.has(scope) {
@@ -78,6 +89,14 @@ impl Caller {
         } else {
             Err(AuthError::MissingScope(scope))
         }
+    }
+}
+
+/// The scope that reads events of `kind`, in the event log and through a webhook alike.
+pub fn event_scope(kind: crate::domain::EventType) -> Scope {
+    match kind {
+        crate::domain::EventType::AccountHealthChanged => Scope::AccountsRead,
+        _ => Scope::SnapshotsRead,
     }
 }
 

@@ -24,6 +24,15 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::OperationSucceeded,
+        EventType::OperationFailed,
+        EventType::SnapshotCreated,
+        EventType::SnapshotDeleted,
+        EventType::SnapshotRestored,
+        EventType::AccountHealthChanged,
+    ];
+
     /// The wire name (`operation.succeeded`, …).
     pub fn as_str(self) -> &'static str {
         match self {

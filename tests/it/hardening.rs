@@ -218,3 +218,84 @@ async fn names_with_path_separators_or_control_characters_never_reach_a_vendor()
         .await;
     assert_ne!(resp.status(), 422);
 }
+
+#[tokio::test]
+async fn a_webhook_delivers_only_what_whoever_points_it_may_read() {
+    let app = spawn_app_with(|c| c.webhooks.allow_private_targets = true).await;
+    let url = "http://127.0.0.1:9/hook";
+    // `webhooks:write` alone may read no event: it cannot make an endpoint that receives them.
+    let hooks_only = token("acme", "webhooks:read webhooks:write");
+    let resp = app
+        .post("/v1/webhooks", &hooks_only, &json!({"url": url}))
+        .await;
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"snapshots:read\""
+    );
+    assert_problem(resp, 403, "insufficient_scope").await;
+    let resp = app
+        .post(
+            "/v1/webhooks",
+            &hooks_only,
+            &json!({"url": url, "event_types": ["operation.succeeded"]}),
+        )
+        .await;
+    let p = assert_problem(resp, 403, "insufficient_scope").await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("operation.succeeded"),
+        "{p}"
+    );
+
+    // With `accounts:read`, "everything" is everything it may read: account health, listed.
+    let health_reader = token("acme", "webhooks:read webhooks:write accounts:read");
+    let resp = app
+        .post("/v1/webhooks", &health_reader, &json!({"url": url}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let made: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(made["event_types"], json!(["account.health_changed"]));
+    let resp = app
+        .patch(
+            &format!("/v1/webhooks/{}", made["id"].as_str().unwrap()),
+            &health_reader,
+            &json!({"event_types": ["snapshot.created"]}),
+        )
+        .await;
+    assert_problem(resp, 403, "insufficient_scope").await;
+
+    // An endpoint delivering everything cannot be pointed elsewhere, or turned back on, by a
+    // caller who could not read all of it.
+    let everything = token("acme", ALL_SCOPES);
+    let resp = app
+        .post("/v1/webhooks", &everything, &json!({"url": url}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let all: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(all["event_types"], json!([]));
+    let path = format!("/v1/webhooks/{}", all["id"].as_str().unwrap());
+    for change in [
+        json!({"url": "http://127.0.0.1:10/elsewhere"}),
+        json!({"enabled": true}),
+    ] {
+        let resp = app.patch(&path, &health_reader, &change).await;
+        assert_problem(resp, 403, "insufficient_scope").await;
+    }
+    let kept: serde_json::Value = app.get(&path, &everything).await.json().await.unwrap();
+    assert_eq!(kept["url"], url);
+    // Its description is not what it delivers: any webhook writer may change it.
+    let resp = app
+        .patch(&path, &health_reader, &json!({"description": "ops"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // The event log follows the same rule: account health needs `accounts:read`.
+    let snapshots_only = token("acme", "snapshots:read");
+    assert_eq!(app.get("/v1/events", &snapshots_only).await.status(), 200);
+    let resp = app
+        .get("/v1/events?type=account.health_changed", &snapshots_only)
+        .await;
+    assert_problem(resp, 403, "insufficient_scope").await;
+}
