@@ -15,7 +15,8 @@ use crate::{
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
-    /// `next_cursor` of the previous page; omit to start at the oldest event.
+    /// `next_cursor` of the previous page; omit to start at the oldest event. Opaque, and
+    /// valid for its own tenant only.
     pub after: Option<String>,
     /// Only these types, comma-separated (e.g. `operation.succeeded,operation.failed`).
     #[serde(rename = "type")]
@@ -57,15 +58,12 @@ pub async fn list(
     };
     let after: i64 = match query.after.as_deref() {
         None => 0,
-        Some(c) => (!c.is_empty() && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| c.parse::<i64>().ok())
-            .flatten()
-            .ok_or_else(|| {
-                bad(
-                    "after",
-                    "after must be a next_cursor this API returned".into(),
-                )
-            })?,
+        Some(c) => state.sealer.open_cursor(&caller.tenant, c).ok_or_else(|| {
+            bad(
+                "after",
+                "after must be a next_cursor this API returned to this tenant".into(),
+            )
+        })?,
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -115,6 +113,6 @@ pub async fn list(
     let next = page.last().map_or(after, |(seq, _)| *seq);
     Ok(axum::Json(EventPage {
         items: page.into_iter().map(|(_, e)| e).collect(),
-        next_cursor: next.to_string(),
+        next_cursor: state.sealer.seal_cursor(&caller.tenant, next),
     }))
 }

@@ -42,6 +42,9 @@ pub struct Sealer {
     key_id: String,
     cipher: Aes256Gcm,
     fingerprint_key: [u8; 32],
+    /// Event-log cursors: the active key's, then each earlier key's, so a follower's cursor
+    /// outlives a key rotation.
+    cursor_keys: Vec<aes::Aes256>,
     /// Earlier master keys by key id: they open records, and seal them only while another
     /// replica does not hold the active key yet (see [`Sealer::seal_with`]).
     previous: Vec<(String, Aes256Gcm)>,
@@ -89,6 +92,7 @@ impl Sealer {
             let old = Self::from_bytes(&bytes);
             if old.key_id != self.key_id {
                 self.previous.push((old.key_id, old.cipher));
+                self.cursor_keys.extend(old.cursor_keys);
             }
         }
         Ok(self)
@@ -100,10 +104,15 @@ impl Sealer {
         let key_id = format!("k-{}", hex::encode(&digest[..6]));
         let fingerprint_key: [u8; 32] =
             Sha256::digest([b"snapgate-fingerprint:".as_slice(), key].concat()).into();
+        let cursor_key: [u8; 32] =
+            Sha256::digest([b"snapgate-event-cursor:".as_slice(), key].concat()).into();
         Self {
             key_id,
             cipher: Aes256Gcm::new(key.into()),
             fingerprint_key,
+            cursor_keys: vec![<aes::Aes256 as aes::cipher::KeyInit>::new(
+                &cursor_key.into(),
+            )],
             previous: Vec::new(),
             sealing: std::sync::RwLock::new(None),
         }
@@ -279,6 +288,32 @@ impl Sealer {
         mac.finalize().into_bytes().into()
     }
 
+    /// A tenant's event-log cursor for position `seq` of the log: one AES block holding the
+    /// position and a hash of the tenant. Positions are one sequence for every tenant; sealed,
+    /// a cursor says nothing of how many events other tenants had between two of them, and it
+    /// opens for its own tenant only.
+    pub fn seal_cursor(&self, tenant: &str, seq: i64) -> String {
+        use aes::cipher::BlockEncrypt;
+        let mut block = cursor_block(tenant, seq);
+        self.cursor_keys[0].encrypt_block(&mut block);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(block)
+    }
+
+    /// The position a cursor of [`Sealer::seal_cursor`] holds, if it is one of this tenant's.
+    pub fn open_cursor(&self, tenant: &str, cursor: &str) -> Option<i64> {
+        use aes::cipher::BlockDecrypt;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?;
+        let sealed: [u8; 16] = bytes.try_into().ok()?;
+        self.cursor_keys.iter().find_map(|key| {
+            let mut block = aes::Block::from(sealed);
+            key.decrypt_block(&mut block);
+            let seq = i64::from_be_bytes(block[..8].try_into().ok()?);
+            (cursor_block(tenant, seq) == block && seq >= 0).then_some(seq)
+        })
+    }
+
     /// A keyed, non-reversible fingerprint: equal credentials give equal fingerprints.
     pub fn fingerprint(&self, creds: &Credentials) -> String {
         let plain = plaintext(creds);
@@ -290,6 +325,13 @@ impl Sealer {
             hex::encode(&mac.finalize().into_bytes()[..8])
         )
     }
+}
+
+fn cursor_block(tenant: &str, seq: i64) -> aes::Block {
+    let mut block = [0u8; 16];
+    block[..8].copy_from_slice(&seq.to_be_bytes());
+    block[8..].copy_from_slice(&Sha256::digest(tenant.as_bytes())[..8]);
+    block.into()
 }
 
 fn plaintext(creds: &Credentials) -> SecretString {

@@ -103,15 +103,23 @@ async fn finished_work_is_logged_once_with_its_actor_and_only_for_its_tenant() {
         "{all}"
     );
 
-    // Another tenant sees none of it; bad queries are 400s naming the field.
+    // Another tenant sees none of it, and cannot use this tenant's cursor; a cursor is opaque
+    // (it says nothing of how many events other tenants had); bad queries are 400s.
     let other = token("globex", ALL_SCOPES);
     assert_eq!(events(&s, &other, "").await["items"], json!([]));
+    let mine = all["next_cursor"].as_str().unwrap();
+    assert!(mine.parse::<u64>().is_err(), "{mine}");
+    let resp = s.app.get(&format!("/v1/events?after={mine}"), &other).await;
+    let p = assert_problem(resp, 400, "invalid_query").await;
+    assert_eq!(p["field"], "after");
     for (query, field) in [
         ("?type=snapshot.exploded", "type"),
         ("?type=", "type"),
         ("?type=operation.failed,,snapshot.created", "type"),
         ("?after=-3", "after"),
         ("?after=%2B3", "after"),
+        // Positions are one sequence across tenants: a bare number is never a cursor.
+        ("?after=3", "after"),
         ("?limit=0", "limit"),
     ] {
         let resp = s.app.get(&format!("/v1/events{query}"), &s.token).await;

@@ -107,7 +107,7 @@ pub(super) fn constrain(doc: &mut Value) {
                     "type": "integer", "minimum": 1, "maximum": operations::MAX_LIMIT,
                 }),
                 // The event log's cursor and type filter.
-                (Some("query"), Some("after")) => json!({"pattern": "^[0-9]{1,18}$"}),
+                (Some("query"), Some("after")) => json!({"pattern": "^[A-Za-z0-9_-]{22}$"}),
                 (Some("query"), Some("type")) => json!({"pattern": EVENT_TYPES_PATTERN}),
                 _ => continue,
             };
