@@ -50,9 +50,23 @@ impl Application {
     /// [`Application::build`] with the opened store passed through `wrap` first (tests and the
     /// soak wrap it in [`store::faulty::Faulty`] to fail calls on purpose).
     pub async fn build_with_store(
-        config: Config,
+        mut config: Config,
         wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
     ) -> Result<Self, StartError> {
+        // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
+        // connection cap under it, so the cap answers 503 before accept fails with EMFILE.
+        let open_files = raise_open_files_limit();
+        let reserve = config.store.max_connections as usize + FD_RESERVE;
+        let cap = connection_cap(config.server.max_connections, open_files, reserve);
+        if cap < config.server.max_connections {
+            tracing::warn!(
+                configured = config.server.max_connections,
+                open_files_limit = open_files,
+                using = cap,
+                "server.max_connections is over what the open-files limit allows; using less"
+            );
+            config.server.max_connections = cap;
+        }
         let sealer = Sealer::from_base64(config.master_key.as_ref())?
             .with_previous(config.previous_master_keys.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
@@ -208,6 +222,9 @@ pub fn worker_count(configured: usize) -> usize {
 struct ConnLimit {
     open: Arc<std::sync::atomic::AtomicUsize>,
     max: usize,
+    /// Connections over the cap being served a probe answer (`/healthz`, `/readyz`,
+    /// `/metrics`) or a `503`, one request each: a few, so the cap still holds.
+    probes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One open connection, counted until dropped.
@@ -218,7 +235,19 @@ impl ConnLimit {
         Self {
             open: Arc::default(),
             max: max.max(1),
+            probes: Arc::default(),
         }
+    }
+
+    /// A slot for a connection over the cap that gets one probe answer, or `None`.
+    fn take_probe(&self) -> Option<ConnSlot> {
+        use std::sync::atomic::Ordering;
+        self.probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PROBE_CONNECTIONS).then_some(n + 1)
+            })
+            .is_ok()
+            .then(|| ConnSlot(self.probes.clone()))
     }
 
     /// A slot for a new connection, or `None` when `max` are open.
@@ -237,6 +266,79 @@ impl ConnLimit {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Descriptors kept for what is not a caller's connection: the listener, vendor and webhook
+/// pools, log files, the store's pool on top (added where it is known).
+const FD_RESERVE: usize = 128;
+
+/// Raises the soft open-files limit to the hard one; the limit in force after (`None` where
+/// it cannot be read).
+fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the open-files limit");
+            None
+        }
+    }
+}
+
+/// The connection cap that fits the open-files limit with `reserve` descriptors to spare (at
+/// least 1); the configured one when it fits or the limit is unknown.
+fn connection_cap(configured: usize, open_files: Option<u64>, reserve: usize) -> usize {
+    match open_files {
+        Some(limit) => {
+            let room = usize::try_from(limit).unwrap_or(usize::MAX);
+            configured.min(room.saturating_sub(reserve).max(1))
+        }
+        None => configured,
+    }
+}
+
+/// Accept failures (EMFILE, ENFILE, ENOBUFS) back off exponentially, 5 ms to 1 s, and are
+/// logged once per second for the whole process (every serving thread's loop), with a count,
+/// instead of once per try.
+struct AcceptBackoff {
+    delay: std::time::Duration,
+}
+
+/// Accept failures since the last warning, and when that was, across serving threads.
+static ACCEPT_FAILURES: std::sync::Mutex<(u64, Option<std::time::Instant>)> =
+    std::sync::Mutex::new((0, None));
+
+impl AcceptBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(5);
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self { delay: Self::FIRST }
+    }
+
+    async fn failed(&mut self, e: &std::io::Error) {
+        metrics::counter!("snapgate_accept_errors_total").increment(1);
+        let report = {
+            let mut failures = ACCEPT_FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+            failures.0 += 1;
+            let due = failures
+                .1
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+            due.then(|| {
+                let count = std::mem::take(&mut failures.0);
+                failures.1 = Some(std::time::Instant::now());
+                count
+            })
+        };
+        if let Some(failures) = report {
+            tracing::warn!(error = %e, failures, backoff_ms = self.delay.as_millis() as u64, "accept failed");
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Self::LONGEST);
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Self::FIRST;
     }
 }
 
@@ -259,13 +361,22 @@ async fn serve_http1(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = AcceptBackoff::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    backoff.succeeded();
                     let Some(slot) = limit.take() else {
-                        tokio::spawn(refuse(stream));
+                        match limit.take_probe() {
+                            Some(probe) => {
+                                tokio::spawn(serve_over_cap(stream, router.clone(), probe));
+                            }
+                            None => {
+                                tokio::spawn(refuse(stream));
+                            }
+                        }
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
@@ -288,11 +399,8 @@ async fn serve_http1(
                         let _ = conn.await;
                     });
                 }
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+                // Typically EMFILE: back off instead of spinning.
+                Err(e) => backoff.failed(&e).await,
             },
             () = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -309,19 +417,64 @@ async fn serve_http1(
     }
 }
 
-/// Answers a connection over `server.max_connections` with a `503` problem and closes it
-/// (within a second whatever the caller does; its request is read and discarded, so the close
-/// does not reset the answer away).
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = format!(
+/// Connections over the cap served at once (beyond them a connection is refused unread).
+const MAX_PROBE_CONNECTIONS: usize = 32;
+
+/// Serves one request of a connection over `server.max_connections`, then closes it: health,
+/// readiness and metrics are answered (an orchestrator's probe must not fail because callers
+/// hold every connection), anything else gets the `503 too_many_connections` problem.
+async fn serve_over_cap(stream: tokio::net::TcpStream, router: axum::Router, _probe: ConnSlot) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    tracing::warn!("connection over server.max_connections: answering probes only");
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        async move {
+            if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+                return router.oneshot(req.map(axum::body::Body::new)).await;
+            }
+            Ok(over_cap_response())
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(false)
+        .header_read_timeout(std::time::Duration::from_secs(1))
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+}
+
+fn over_cap_body() -> String {
+    format!(
         concat!(
             r#"{{"type":"https://snapgate.dev/problems/too_many_connections","title":"Service Unavailable","#,
             r#""status":503,"detail":"the gateway has as many open connections as it accepts; retry shortly","#,
             r#""code":"too_many_connections","request_id":"{}","retryable":true}}"#
         ),
         crate::telemetry::new_request_id()
+    )
+}
+
+fn over_cap_response() -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    let mut response = axum::response::Response::new(axum::body::Body::from(over_cap_body()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
     );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Answers a connection over `server.max_connections` with a `503` problem and closes it
+/// (within a second whatever the caller does; its request is read and discarded, so the close
+/// does not reset the answer away).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = over_cap_body();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
          retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
@@ -368,5 +521,46 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_under_the_open_files_limit() {
+        assert_eq!(connection_cap(4096, Some(1024), 138), 886);
+        assert_eq!(connection_cap(100, Some(1024), 138), 100);
+        assert_eq!(connection_cap(4096, Some(100), 138), 1);
+        assert_eq!(connection_cap(4096, None, 138), 4096);
+        assert_eq!(connection_cap(4096, Some(u64::MAX), 138), 4096);
+    }
+
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let raised = raise_open_files_limit().unwrap();
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(raised, soft);
+        assert_eq!(soft, hard.min(raised));
+    }
+
+    #[tokio::test]
+    async fn accept_failures_back_off_to_a_second_and_log_once_a_second() {
+        let mut backoff = AcceptBackoff::new();
+        let e = std::io::Error::from_raw_os_error(24);
+        let started = std::time::Instant::now();
+        for _ in 0..6 {
+            backoff.failed(&e).await;
+        }
+        // 5 + 10 + 20 + 40 + 80 + 160 ms, and the next waits 320 ms.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(315));
+        assert_eq!(backoff.delay, std::time::Duration::from_millis(320));
+        for _ in 0..4 {
+            backoff.delay = (backoff.delay * 2).min(AcceptBackoff::LONGEST);
+        }
+        assert_eq!(backoff.delay, AcceptBackoff::LONGEST);
+        backoff.succeeded();
+        assert_eq!(backoff.delay, AcceptBackoff::FIRST);
     }
 }

@@ -482,17 +482,31 @@ async fn connections_over_the_cap_get_a_503_problem_and_are_closed() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         held.push(s);
     }
-    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
-        .await
-        .expect("refused promptly")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    // Over the cap, a probe is still answered (an orchestrator must not restart a gateway
+    // whose callers hold every connection), and the API is refused with a 503 problem.
+    let exchange = |request: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            third.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+                .await
+                .expect("answered and closed promptly")
+                .unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let request = match probe {
+            "/healthz" => "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+            "/readyz" => "GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n",
+            _ => "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n",
+        };
+        let answer = exchange(request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{probe}: {answer}");
+    }
+    let answer = exchange("GET /v1/providers HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(
         answer.contains("\"code\":\"too_many_connections\""),
@@ -571,4 +585,65 @@ async fn vendor_calls_speak_tls_and_refuse_a_certificate_no_authority_signed() {
     // handshake completed, so no request (and no credential) was sent.
     assert!(hellos.load(Ordering::SeqCst) >= 1);
     assert_eq!(completed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn past_the_open_files_limit_accept_backs_off_and_recovers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(&dir.path().join("db.sqlite"), &[]);
+    // Lower the running process's limit under what its connections will need.
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &serve.child.id().to_string(), "--nofile=48:48"])
+        .status()
+        .unwrap();
+    assert!(limited.success());
+    let addr = serve.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        {
+            held.push(s);
+        }
+    }
+    // Accept fails with EMFILE for the rest for 2.5 s.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    drop(held);
+    // Descriptors come back: within the longest backoff (1 s), health is answered again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answered = async {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await.ok()?;
+            String::from_utf8_lossy(&answer)
+                .starts_with("HTTP/1.1 200")
+                .then_some(())
+        };
+        if tokio::time::timeout(Duration::from_secs(2), answered)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered from EMFILE");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, logs) = serve.stop("TERM");
+    let warnings = logs.matches("accept failed").count();
+    eprintln!("{warnings} accept warnings over ~2.5 s of EMFILE");
+    assert!(warnings >= 1, "the failure was logged: {logs}");
+    assert!(
+        warnings <= 6,
+        "accept failures logged {warnings} times, not once a second"
+    );
 }
