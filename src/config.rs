@@ -76,7 +76,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 30_000,
             max_in_flight: 256,
-            max_in_flight_per_tenant: 64,
+            max_in_flight_per_tenant: 32,
             max_waiters: 2048,
             max_waiters_per_tenant: 128,
             max_connections: 4096,

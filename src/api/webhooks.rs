@@ -260,6 +260,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Created; the secret is shown this once", body = WebhookWithSecret,
          headers(("Location" = String, description = "URL of the new endpoint"))),
+        (status = 409, description = "`webhook_limit_reached`: the tenant has `webhooks.max_endpoints_per_tenant` endpoints", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The URL is not one a webhook may have, or reaches a refused address", body = Problem, content_type = "application/problem+json"),
     )
 )]

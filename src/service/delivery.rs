@@ -42,6 +42,11 @@ pub struct WebhooksConfig {
     pub max_concurrent_per_endpoint: u32,
     /// Attempts in flight at once in this process.
     pub max_in_flight: u32,
+    /// Attempts for one tenant's endpoints in flight at once, across every replica; tenants'
+    /// due deliveries take turns, so one tenant's fan-out does not hold another's delivery.
+    pub max_in_flight_per_tenant: u32,
+    /// Endpoints one tenant may have; one more is refused (`409 webhook_limit_reached`).
+    pub max_endpoints_per_tenant: u32,
     /// How often due deliveries are looked for, in milliseconds (new events wake the worker
     /// of the process that wrote them at once).
     pub tick_ms: u64,
@@ -61,7 +66,9 @@ impl Default for WebhooksConfig {
             allow_private_targets: false,
             timeout_ms: 10_000,
             max_concurrent_per_endpoint: 4,
-            max_in_flight: 32,
+            max_in_flight: 64,
+            max_in_flight_per_tenant: 8,
+            max_endpoints_per_tenant: 50,
             tick_ms: 500,
             lease_ms: 60_000,
             rotation_grace_secs: 24 * 3600,
@@ -116,14 +123,35 @@ pub fn delivery_client(config: &WebhooksConfig) -> reqwest::Client {
 
 impl Service {
     /// Delivers until the process stops.
+    ///
+    /// A pipeline of at most `max_in_flight` attempts, refilled as each one ends (not rounds
+    /// that wait for their slowest receiver): a receiver that times out holds one slot, and a
+    /// new delivery of another tenant is claimed as soon as a slot is free.
     pub async fn deliver_forever(&self) {
         let tick = Duration::from_millis(self.webhooks.tick_ms.max(10));
+        let slots = self.webhooks.max_in_flight.max(1) as usize;
         let mut changes = self.store.operation_changes();
+        let mut running = futures::stream::FuturesUnordered::new();
         loop {
-            if let Err(e) = self.deliver_once().await {
-                tracing::warn!(error = %e, "webhook round failed");
+            let free = slots.saturating_sub(running.len());
+            let mut claimed_any = false;
+            if free > 0 {
+                let claim = self.claim_deliveries(u32::try_from(free).unwrap_or(u32::MAX));
+                match super::worker::driving(claim, &mut running, |()| {}).await {
+                    Ok(claimed) => {
+                        claimed_any = !claimed.is_empty();
+                        for c in claimed {
+                            running.push(self.attempt_logged(c));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
+                }
+            }
+            if claimed_any && running.len() < slots {
+                continue;
             }
             tokio::select! {
+                Some(()) = running.next(), if !running.is_empty() => {}
                 _ = self.wake.notified() => {}
                 changed = changes.recv() => {
                     // Closed only when the store is gone: fall back to the tick.
@@ -141,30 +169,43 @@ impl Service {
         self.wake.notify_one();
     }
 
-    /// One round: makes one attempt of every due delivery it can claim; how many.
-    pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
+    /// Claims up to `limit` due deliveries for this process (fair across tenants).
+    async fn claim_deliveries(&self, limit: u32) -> Result<Vec<Claimed>, ServiceError> {
         let cfg = &self.webhooks;
         let now = Utc::now();
         let lease = now + TimeDelta::milliseconds(cfg.lease_ms.max(1) as i64);
-        let claimed = self
+        Ok(self
             .store
             .claim_deliveries(
                 now,
                 lease,
-                cfg.max_in_flight.max(1),
+                limit,
                 cfg.max_concurrent_per_endpoint.max(1),
+                cfg.max_in_flight_per_tenant.max(1),
             )
+            .await?)
+    }
+
+    /// One round: makes one attempt of every due delivery it can claim; how many.
+    pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
+        let claimed = self
+            .claim_deliveries(self.webhooks.max_in_flight.max(1))
             .await?;
         let count = claimed.len();
         stream::iter(claimed)
-            .for_each_concurrent(cfg.max_in_flight.max(1) as usize, |c| async move {
-                let (id, webhook) = (c.delivery.id.clone(), c.webhook.id.clone());
-                if let Err(e) = self.attempt(c).await {
-                    tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
-                }
+            .for_each_concurrent(self.webhooks.max_in_flight.max(1) as usize, |c| {
+                self.attempt_logged(c)
             })
             .await;
         Ok(count)
+    }
+
+    /// [`Service::attempt`], its failure to record logged.
+    async fn attempt_logged(&self, claimed: Claimed) {
+        let (id, webhook) = (claimed.delivery.id.clone(), claimed.webhook.id.clone());
+        if let Err(e) = self.attempt(claimed).await {
+            tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
+        }
     }
 
     /// Makes (or, before its first attempt is due, postpones) one attempt and records it.

@@ -24,6 +24,9 @@ pub enum ServiceError {
     TargetRefused(crate::webhooks::target::TargetError),
     #[error("an account with id `{0}` already exists")]
     AccountExists(AccountId),
+    /// The tenant has as many webhook endpoints as it may.
+    #[error("this tenant already has {0} webhook endpoints, the most it may have (webhooks.max_endpoints_per_tenant): delete one first")]
+    WebhookLimit(u32),
     /// Caller input that cannot be used (an account's fields).
     #[error("{message}")]
     Invalid { field: String, message: String },
@@ -104,6 +107,9 @@ impl ServiceError {
             }
             ServiceError::SnapshotNotFound => {
                 Problem::new(404, "snapshot_not_found", "the snapshot does not exist")
+            }
+            ServiceError::WebhookLimit(_) => {
+                Problem::new(409, "webhook_limit_reached", self.to_string())
             }
             ServiceError::AccountExists(_) => {
                 let mut p = Problem::new(409, "account_exists", self.to_string());

@@ -15,6 +15,7 @@ mod operations;
 mod reconciler;
 mod snapshots;
 mod webhooks;
+mod worker;
 
 use std::{sync::Arc, time::Duration};
 

@@ -35,6 +35,10 @@ pub struct ReconcilerConfig {
     /// Vendor checks in flight at once in this process. Checks are pipelined: as soon as one
     /// ends, the next due operation is claimed, so a slow vendor holds one slot, not a round.
     pub max_concurrent_checks: usize,
+    /// Checks of one tenant's operations in flight at once, across every replica; the due
+    /// operations of all tenants take turns, so one tenant's backlog on a slow vendor does not
+    /// hold another's operation.
+    pub max_checks_per_tenant: usize,
     /// How long a claim on an operation lasts, in seconds: renewed every third of it while its
     /// check runs, so a replica that dies frees its operations within this time.
     pub claim_lease_secs: u64,
@@ -52,7 +56,8 @@ impl Default for ReconcilerConfig {
             first_check_ms: 2_000,
             max_interval_secs: 300,
             deadline_secs: 24 * 3600,
-            max_concurrent_checks: 4,
+            max_concurrent_checks: 16,
+            max_checks_per_tenant: 3,
             claim_lease_secs: 6,
             unknown_status_secs: 15 * 60,
         }
@@ -95,18 +100,12 @@ impl Service {
         // The checks in flight are polled while anything else is awaited: one of them may hold
         // the store (a SQLite write) that the other call needs.
         macro_rules! driving {
-            ($work:expr) => {{
-                let work = $work;
-                tokio::pin!(work);
-                loop {
-                    tokio::select! {
-                        out = &mut work => break out,
-                        Some(done) = running.next(), if !running.is_empty() => {
-                            held.remove(&done);
-                        }
-                    }
-                }
-            }};
+            ($work:expr) => {
+                super::worker::driving($work, &mut running, |done| {
+                    held.remove(&done);
+                })
+                .await
+            };
         }
         loop {
             let free = slots.saturating_sub(running.len());
@@ -155,7 +154,8 @@ impl Service {
         let now = Utc::now();
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let lease = now + delta(self.reconciler.claim_lease());
-        Ok(self.store.claim_due(now, lease, limit).await?)
+        let per_tenant = u32::try_from(self.reconciler.max_checks_per_tenant.max(1)).unwrap_or(1);
+        Ok(self.store.claim_due(now, lease, limit, per_tenant).await?)
     }
 
     /// Extends the claims of the checks still running.

@@ -40,6 +40,11 @@ impl Service {
         new: NewWebhook,
     ) -> Result<(Webhook, SecretString), ServiceError> {
         self.check_target(&new.url).await?;
+        // A bound on fan-out: each event becomes one delivery per endpoint.
+        let most = self.webhooks.max_endpoints_per_tenant.max(1);
+        if self.store.list_webhooks(tenant).await?.len() >= most as usize {
+            return Err(ServiceError::WebhookLimit(most));
+        }
         let now = Utc::now();
         let webhook = Webhook {
             id: format!("wh_{}", uuid::Uuid::now_v7().simple()),

@@ -245,11 +245,12 @@ impl Store for Faulty {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
     ) -> Result<Vec<(String, Operation)>, StoreError> {
         gated!(
             self,
             "claim_due",
-            self.inner.claim_due(now, lease_until, limit)
+            self.inner.claim_due(now, lease_until, limit, per_tenant)
         )
     }
     async fn schedule_check(
@@ -425,12 +426,13 @@ impl Store for Faulty {
         lease_until: DateTime<Utc>,
         limit: u32,
         per_endpoint: u32,
+        per_tenant: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
         gated!(
             self,
             "claim_deliveries",
             self.inner
-                .claim_deliveries(now, lease_until, limit, per_endpoint)
+                .claim_deliveries(now, lease_until, limit, per_endpoint, per_tenant)
         )
     }
     async fn finish_delivery(

@@ -201,11 +201,16 @@ pub trait Store: Send + Sync + 'static {
     /// Takes up to `limit` unfinished operations whose next check is due (never checked ones
     /// first), holding each until `lease_until` so no other process checks it meanwhile (a
     /// process that dies frees them when the lease ends).
+    ///
+    /// Fair across tenants: each tenant's due operations take turns (every tenant's first
+    /// before anyone's second), and a tenant with `per_tenant` operations already claimed by
+    /// any process gets no more until one is released.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
     ) -> Result<Vec<(String, Operation)>, StoreError>;
     /// Sets when an unfinished operation is next checked, and how many checks it has had;
     /// releases its claim.
@@ -291,14 +296,17 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<Delivery>, StoreError>;
     /// Takes up to `limit` due deliveries of enabled endpoints until `lease_until`, never more
-    /// than `per_endpoint` in flight to one endpoint across every process; no two processes
-    /// ever hold one delivery (a process that dies frees its claims when the lease ends).
+    /// than `per_endpoint` in flight to one endpoint, nor `per_tenant` for one tenant, across
+    /// every process; tenants take turns (every tenant's oldest due before anyone's second), so
+    /// one tenant's fan-out does not hold another's delivery. No two processes ever hold one
+    /// delivery (a process that dies frees its claims when the lease ends).
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
         per_endpoint: u32,
+        per_tenant: u32,
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Records a claimed delivery's attempts and state and releases it, disabling its
     /// endpoint with `disable` as the reason (unless a delivery queued after this one has

@@ -427,11 +427,13 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
         per_endpoint: u32,
+        per_tenant: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
         // One writer at a time: no other claim runs beside this one.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let claimed =
-            webhooks::sqlite::claim(&mut tx, now, lease_until, limit, per_endpoint).await?;
+            webhooks::sqlite::claim(&mut tx, now, lease_until, limit, per_endpoint, per_tenant)
+                .await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -504,8 +506,9 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
     ) -> Result<Vec<(String, Operation)>, StoreError> {
-        sqlite_ops::claim_due(&self.pool, now, lease_until, limit).await
+        sqlite_ops::claim_due(&self.pool, now, lease_until, limit, per_tenant).await
     }
 
     async fn schedule_check(

@@ -327,19 +327,32 @@ pub async fn claim_due(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
+    per_tenant: u32,
 ) -> Result<Vec<(String, Operation)>, StoreError> {
     let now = ts(now);
+    // Each tenant's due operations take turns (its first, then everyone's second, …), and a
+    // tenant with `per_tenant` checks already claimed anywhere gets no more this time.
     let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
         "UPDATE operations SET lease_until = ? WHERE rowid IN ( \
-             SELECT rowid FROM operations WHERE state IN ('pending', 'running') \
-             AND (next_check_at IS NULL OR next_check_at <= ?) \
-             AND (lease_until IS NULL OR lease_until < ?) \
-             ORDER BY next_check_at IS NOT NULL, next_check_at LIMIT ?) \
+             SELECT due.rid FROM ( \
+                 SELECT rowid AS rid, tenant, next_check_at, ROW_NUMBER() OVER ( \
+                     PARTITION BY tenant ORDER BY next_check_at IS NOT NULL, next_check_at, id \
+                 ) AS turn FROM operations WHERE state IN ('pending', 'running') \
+                 AND (next_check_at IS NULL OR next_check_at <= ?) \
+                 AND (lease_until IS NULL OR lease_until < ?) \
+             ) due LEFT JOIN ( \
+                 SELECT tenant, COUNT(*) AS busy FROM operations \
+                 WHERE state IN ('pending', 'running') AND lease_until >= ? GROUP BY tenant \
+             ) held ON held.tenant = due.tenant \
+             WHERE due.turn + COALESCE(held.busy, 0) <= ? \
+             ORDER BY due.turn, due.next_check_at IS NOT NULL, due.next_check_at LIMIT ?) \
          RETURNING tenant, {COLUMNS}"
     ))
     .bind(ts(lease_until))
     .bind(&now)
     .bind(&now)
+    .bind(&now)
+    .bind(i64::from(per_tenant))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;

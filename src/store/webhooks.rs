@@ -150,24 +150,32 @@ pub struct Claimed {
     pub token: String,
 }
 
-/// Which due deliveries to claim: oldest due first, at most `per_endpoint` in flight for any
-/// endpoint counting those already in flight anywhere.
+/// Which due deliveries to claim, from `due` in turn order (each tenant's oldest first, then
+/// everyone's second, …): at most `per_endpoint` in flight for any endpoint and `per_tenant`
+/// for any tenant, counting those already in flight anywhere.
 fn choose(
     due: Vec<DeliveryRow>,
     in_flight: Vec<(String, String, i64)>,
     per_endpoint: u32,
+    per_tenant: u32,
 ) -> Vec<DeliveryRow> {
+    let mut tenants: HashMap<String, i64> = HashMap::new();
+    for (tenant, _, n) in &in_flight {
+        *tenants.entry(tenant.clone()).or_default() += n;
+    }
     let mut busy: HashMap<(String, String), i64> = in_flight
         .into_iter()
         .map(|(tenant, webhook, n)| ((tenant, webhook), n))
         .collect();
     due.into_iter()
         .filter(|d| {
+            let tenant = tenants.entry(d.tenant.clone()).or_default();
             let n = busy
                 .entry((d.tenant.clone(), d.webhook_id.clone()))
                 .or_default();
-            let take = *n < i64::from(per_endpoint);
+            let take = *n < i64::from(per_endpoint) && *tenant < i64::from(per_tenant);
             *n += i64::from(take);
+            *tenant += i64::from(take);
             take
         })
         .collect()
@@ -427,6 +435,7 @@ macro_rules! queries {
             lease_until: DateTime<Utc>,
             limit: u32,
             per_endpoint: u32,
+            per_tenant: u32,
         ) -> Result<Vec<Claimed>, StoreError> {
             let now = ts(now);
             let in_flight: Vec<(String, String, i64)> = sqlx::query_as(
@@ -436,14 +445,22 @@ macro_rules! queries {
             .bind(&now)
             .fetch_all(&mut *conn)
             .await?;
+            // Tenants take turns: each one's due deliveries are numbered oldest first, and the
+            // candidates are every tenant's first, then everyone's second, ….
             let due: Vec<DeliveryRow> = sqlx::query_as(
-                "SELECT d.seq, d.id, d.tenant, d.webhook_id, d.event_id, d.event_type, \
-                 d.payload, d.state, d.attempts, d.next_attempt_at, d.created_at \
-                 FROM deliveries d JOIN webhooks w ON w.tenant = d.tenant AND w.id = d.webhook_id \
-                 WHERE d.state = 'pending' AND (w.enabled OR d.event_type = $3) \
-                 AND d.next_attempt_at <= $1 \
-                 AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-                 ORDER BY d.next_attempt_at LIMIT $2",
+                "SELECT seq, id, tenant, webhook_id, event_id, event_type, payload, state, \
+                 attempts, next_attempt_at, created_at FROM ( \
+                     SELECT d.seq, d.id, d.tenant, d.webhook_id, d.event_id, d.event_type, \
+                     d.payload, d.state, d.attempts, d.next_attempt_at, d.created_at, \
+                     ROW_NUMBER() OVER ( \
+                         PARTITION BY d.tenant ORDER BY d.next_attempt_at, d.seq \
+                     ) AS turn \
+                     FROM deliveries d JOIN webhooks w \
+                     ON w.tenant = d.tenant AND w.id = d.webhook_id \
+                     WHERE d.state = 'pending' AND (w.enabled OR d.event_type = $3) \
+                     AND d.next_attempt_at <= $1 \
+                     AND (d.lease_until IS NULL OR d.lease_until <= $1) \
+                 ) due ORDER BY turn, next_attempt_at, seq LIMIT $2",
             )
             .bind(&now)
             .bind(i64::from(limit) * 4)
@@ -453,7 +470,10 @@ macro_rules! queries {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let mut claimed = Vec::new();
             let mut endpoints: HashMap<(String, String), (Webhook, Sealed)> = HashMap::new();
-            for row in choose(due, in_flight, per_endpoint).into_iter().take(limit as usize) {
+            for row in choose(due, in_flight, per_endpoint, per_tenant)
+                .into_iter()
+                .take(limit as usize)
+            {
                 sqlx::query("UPDATE deliveries SET lease_until = $1, lease_token = $2 WHERE id = $3")
                     .bind(ts(lease_until))
                     .bind(&token)

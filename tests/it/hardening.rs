@@ -299,3 +299,222 @@ async fn a_webhook_delivers_only_what_whoever_points_it_may_read() {
         .await;
     assert_problem(resp, 403, "insufficient_scope").await;
 }
+
+#[tokio::test]
+async fn webhook_endpoints_per_tenant_are_capped() {
+    let app = spawn_app_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.max_endpoints_per_tenant = 3;
+    })
+    .await;
+    let t = token("acme", ALL_SCOPES);
+    for i in 0..3 {
+        let url = format!("http://127.0.0.1:9/hook-{i}");
+        assert_eq!(
+            app.post("/v1/webhooks", &t, &json!({"url": url}))
+                .await
+                .status(),
+            201
+        );
+    }
+    let resp = app
+        .post(
+            "/v1/webhooks",
+            &t,
+            &json!({"url": "http://127.0.0.1:9/one-more"}),
+        )
+        .await;
+    let p = assert_problem(resp, 409, "webhook_limit_reached").await;
+    assert!(p["detail"].as_str().unwrap().contains('3'), "{p}");
+    let other = token("globex", ALL_SCOPES);
+    assert_eq!(
+        app.post(
+            "/v1/webhooks",
+            &other,
+            &json!({"url": "http://127.0.0.1:9/theirs"})
+        )
+        .await
+        .status(),
+        201
+    );
+}
+
+/// The attack run of issue 23, bounded: four hostile tenants each hold the maximum of
+/// long-polls, a flood of slow requests, a backlog of operations on a slow vendor and a
+/// fan-out of webhooks to a receiver that never answers in time. A fifth tenant's plain
+/// requests keep their p99, its operation is checked at once and its webhook arrives at once.
+#[tokio::test]
+async fn four_hostile_tenants_at_every_limit_leave_a_fifth_unchanged() {
+    use snapgate::simulator::Fault;
+    use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+    let black_hole = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&black_hole)
+        .await;
+    let receiver = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    const HOSTILE: usize = 4;
+    const WAITERS: usize = 10;
+    const ENDPOINTS: usize = 10;
+    const OPERATIONS: usize = 10;
+    const FLOOD: usize = 40;
+    let s = spawn_with_simulator_and(Duration::from_secs(120), |c| {
+        c.server.max_waiters_per_tenant = WAITERS;
+        c.reconciler.enabled = true;
+        c.reconciler.tick_ms = 20;
+        c.reconciler.first_check_ms = 300;
+        c.webhooks.enabled = true;
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.timeout_ms = 3_000;
+        c.webhooks.tick_ms = 50;
+        c.webhooks.max_endpoints_per_tenant = ENDPOINTS as u32;
+        c.upstream.max_concurrency_per_account = 64;
+        c.upstream.max_retries = 0;
+    })
+    .await;
+    let victim = token("victim", ALL_SCOPES);
+    add_simulator_accounts(&s.app, &s.sim, &victim).await;
+    let alone = p99_of(&s.app, &victim, 60).await;
+
+    // Each hostile tenant: a backlog of Koyeb operations, and endpoints to the black hole.
+    let mut hostile = Vec::new();
+    for h in 0..HOSTILE {
+        let t = token(&format!("hostile-{h}"), ALL_SCOPES);
+        add_simulator_accounts(&s.app, &s.sim, &t).await;
+        let mut ops = Vec::new();
+        for i in 0..OPERATIONS {
+            let body = json!({"account": "koyeb", "source_id": s.sim.sources(Vendor::Koyeb)[0], "name": format!("backlog-{i}")});
+            let op = accepted(s.app.post("/v1/snapshots", &t, &body).await, "create").await;
+            ops.push(op["operation"]["id"].as_str().unwrap().to_owned());
+        }
+        let mut hooks = Vec::new();
+        for i in 0..ENDPOINTS {
+            let url = format!("{}/hostile-{h}-{i}", black_hole.uri());
+            let made = s.app.post("/v1/webhooks", &t, &json!({"url": url})).await;
+            assert_eq!(made.status(), 201);
+            let made: serde_json::Value = made.json().await.unwrap();
+            hooks.push(made["id"].as_str().unwrap().to_owned());
+        }
+        hostile.push((t, ops, hooks));
+    }
+    // Koyeb turns slow: every check of the backlog, and every flooding request, takes 2 s.
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            latency_ms: Some(2_000),
+            ..Fault::default()
+        },
+    );
+    let mut attack = Vec::new();
+    for (t, ops, hooks) in &hostile {
+        for _ in 0..WAITERS {
+            let url = format!("{}/v1/operations/{}?wait=30s", s.app.url, ops[0]);
+            let (client, t) = (s.app.client.clone(), t.clone());
+            attack.push(tokio::spawn(async move {
+                let _ = client.get(url).bearer_auth(t).send().await;
+            }));
+        }
+        for i in 0..FLOOD {
+            let url = format!("{}/v1/snapshots/koyeb:flood-{i}", s.app.url);
+            let (client, t) = (s.app.client.clone(), t.clone());
+            attack.push(tokio::spawn(async move {
+                let _ = client.get(url).bearer_auth(t).send().await;
+            }));
+        }
+        // Twice the gateway's delivery slots in all (4 × 10 × 2 = 80 against 64).
+        for hook in hooks.iter().chain(hooks) {
+            let resp = s
+                .app
+                .post(&format!("/v1/webhooks/{hook}/test"), t, &json!({}))
+                .await;
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The victim, meanwhile: plain requests, an operation, a webhook.
+    let beside = p99_of(&s.app, &victim, 60).await;
+    let body = json!({"account": "hyperstack", "source_id": s.sim.sources(Vendor::Hyperstack)[0], "name": "mine"});
+    let created = Instant::now();
+    let op = accepted(s.app.post("/v1/snapshots", &victim, &body).await, "create").await;
+    let id = op["operation"]["id"].as_str().unwrap().to_owned();
+    let first_check = op["operation"]["next_check_at"].clone();
+    let checked = loop {
+        let listed: serde_json::Value = s
+            .app
+            .get("/v1/operations?account=hyperstack", &victim)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mine = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .cloned()
+            .unwrap();
+        if mine["next_check_at"] != first_check {
+            break created.elapsed();
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(20),
+            "the victim's operation was never checked"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let made = s
+        .app
+        .post(
+            "/v1/webhooks",
+            &victim,
+            &json!({"url": format!("{}/victim", receiver.uri())}),
+        )
+        .await;
+    let made: serde_json::Value = made.json().await.unwrap();
+    let sent = Instant::now();
+    let resp = s
+        .app
+        .post(
+            &format!("/v1/webhooks/{}/test", made["id"].as_str().unwrap()),
+            &victim,
+            &json!({}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let delivered = loop {
+        if !receiver.received_requests().await.unwrap().is_empty() {
+            break sent.elapsed();
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "the victim's webhook never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "victim beside {HOSTILE} hostile tenants: p99 {beside:?} (alone {alone:?}), \
+         operation checked after {checked:?}, webhook after {delivered:?}"
+    );
+    for a in attack {
+        a.abort();
+    }
+    s.sim.clear_faults();
+    assert!(
+        beside < alone * 2 + Duration::from_millis(100),
+        "p99 {beside:?}, alone {alone:?}"
+    );
+    // First check due 300 ms after the create; a reconciler tick is 20 ms.
+    assert!(
+        checked < Duration::from_millis(1_500),
+        "the victim's operation waited {checked:?} behind the hostile backlog"
+    );
+    assert!(
+        delivered < Duration::from_millis(1_000),
+        "the victim's webhook waited {delivered:?} behind the hostile fan-out"
+    );
+}

@@ -67,6 +67,12 @@ pub async fn spawn_with_store(
     adjust(&mut config);
     let app = spawn_config_wrapping(config, dir, wrap).await;
     let token = token("acme", ALL_SCOPES);
+    add_simulator_accounts(&app, &sim, &token).await;
+    SimApp { app, sim, token }
+}
+
+/// Gives the caller of `token` one account per vendor of `sim`, named after the vendor.
+pub async fn add_simulator_accounts(app: &TestApp, sim: &RunningSimulator, token: &str) {
     for vendor in Vendor::ALL {
         let credentials: serde_json::Map<String, Value> = sim
             .credentials(vendor)
@@ -74,7 +80,7 @@ pub async fn spawn_with_store(
             .map(|(k, v)| (k.to_owned(), Value::String(v)))
             .collect();
         // A setting with a fixed set of values (a region) gets the first of them.
-        let provider = declared(&app, &token, vendor).await;
+        let provider = declared(app, token, vendor).await;
         let settings: serde_json::Map<String, Value> = provider["setting_fields"]
             .as_array()
             .unwrap()
@@ -83,9 +89,8 @@ pub async fn spawn_with_store(
             .filter(|(_, v)| !v.is_null())
             .collect();
         let body = json!({"id": vendor.as_str(), "provider": vendor.as_str(), "credentials": credentials, "settings": settings});
-        assert_eq!(app.post("/v1/accounts", &token, &body).await.status(), 201);
+        assert_eq!(app.post("/v1/accounts", token, &body).await.status(), 201);
     }
-    SimApp { app, sim, token }
 }
 
 /// Polls an operation until it is terminal; returns it.

@@ -303,11 +303,11 @@ async fn claims_last_the_configured_lease_and_are_renewed_while_held() {
     };
     store.insert_operation("acme", &op, &[]).await.unwrap();
     let lease = chrono::TimeDelta::seconds(2);
-    let first = store.claim_due(now, now + lease, 10).await.unwrap();
+    let first = store.claim_due(now, now + lease, 10, 10).await.unwrap();
     assert_eq!(first.len(), 1);
     // Held: nobody else gets it; renewed, it stays held past the first lease.
     assert!(store
-        .claim_due(now, now + lease, 10)
+        .claim_due(now, now + lease, 10, 10)
         .await
         .unwrap()
         .is_empty());
@@ -317,7 +317,7 @@ async fn claims_last_the_configured_lease_and_are_renewed_while_held() {
         .unwrap());
     let later = now + lease + chrono::TimeDelta::milliseconds(500);
     assert!(store
-        .claim_due(later, later + lease, 10)
+        .claim_due(later, later + lease, 10, 10)
         .await
         .unwrap()
         .is_empty());
@@ -325,7 +325,7 @@ async fn claims_last_the_configured_lease_and_are_renewed_while_held() {
     let after = now + lease * 3 + chrono::TimeDelta::milliseconds(100);
     assert_eq!(
         store
-            .claim_due(after, after + lease, 10)
+            .claim_due(after, after + lease, 10, 10)
             .await
             .unwrap()
             .len(),

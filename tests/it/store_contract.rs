@@ -1034,11 +1034,17 @@ async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() 
         }
         let now = Utc::now();
         let lease = now + chrono::TimeDelta::seconds(30);
-        let first = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        let first = store
+            .claim_deliveries(now, lease, 10, 2, 100)
+            .await
+            .unwrap();
         assert_eq!(first.len(), 2);
         assert!(first.iter().all(|c| c.webhook.id == all.id));
         // Held: a second claimer gets none of them, and still no more than two in flight.
-        let second = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        let second = store
+            .claim_deliveries(now, lease, 10, 2, 100)
+            .await
+            .unwrap();
         assert!(second.is_empty(), "{second:?}");
         // A finished attempt frees a place; a stale token records nothing.
         let mut done = first[0].delivery.clone();
@@ -1052,13 +1058,16 @@ async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() 
             .finish_delivery(&done, &first[0].token, None)
             .await
             .unwrap());
-        let third = store.claim_deliveries(now, lease, 10, 2).await.unwrap();
+        let third = store
+            .claim_deliveries(now, lease, 10, 2, 100)
+            .await
+            .unwrap();
         assert_eq!(third.len(), 1);
         assert!(first.iter().all(|c| c.delivery.id != third[0].delivery.id));
         // A lapsed lease is claimed again (the process holding it died).
         let later = lease + chrono::TimeDelta::seconds(1);
         let retaken = store
-            .claim_deliveries(later, later + chrono::TimeDelta::seconds(30), 10, 2)
+            .claim_deliveries(later, later + chrono::TimeDelta::seconds(30), 10, 2, 100)
             .await
             .unwrap();
         assert_eq!(retaken.len(), 2);
@@ -1106,7 +1115,7 @@ async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() 
         store.insert_delivery(&newer).await.unwrap();
         let now = Utc::now() + chrono::TimeDelta::minutes(10);
         let claims = store
-            .claim_deliveries(now, now + chrono::TimeDelta::seconds(30), 10, 2)
+            .claim_deliveries(now, now + chrono::TimeDelta::seconds(30), 10, 2, 100)
             .await
             .unwrap();
         assert_eq!(claims.len(), 2);
@@ -1124,6 +1133,78 @@ async fn events_fill_the_outbox_in_their_transaction_and_claims_never_overlap() 
             .unwrap());
         let (after, _) = store.get_webhook("acme", &flaky.id).await.unwrap().unwrap();
         assert!(after.enabled, "{after:?}");
+    })
+    .await;
+}
+
+/// Issue 23: one tenant's backlog never holds another's work. Claims take turns across
+/// tenants (every tenant's first before anyone's second) and cap each tenant's work in flight
+/// across replicas, for the reconciler's checks and for webhook deliveries alike.
+#[tokio::test]
+async fn claims_take_turns_across_tenants_and_cap_each_tenant() {
+    on_both("fair claims", |store| async move {
+        let earlier = Utc::now() - chrono::TimeDelta::seconds(60);
+        for i in 0..12 {
+            let mut op = operation("prod", &format!("hog-{i}"), OperationKind::Create);
+            op.next_check_at = Some(earlier + chrono::TimeDelta::seconds(i));
+            store.insert_operation("hog", &op, &[]).await.unwrap();
+        }
+        // The quiet tenant's one operation is the last due.
+        let quiet = operation("prod", "quiet-1", OperationKind::Create);
+        store.insert_operation("quiet", &quiet, &[]).await.unwrap();
+        let now = Utc::now();
+        let lease = now + chrono::TimeDelta::seconds(30);
+        let first = store.claim_due(now, lease, 3, 2).await.unwrap();
+        let tenants: Vec<&str> = first.iter().map(|(t, _)| t.as_str()).collect();
+        assert!(tenants.contains(&"quiet"), "{tenants:?}");
+        assert_eq!(tenants.iter().filter(|t| **t == "hog").count(), 2);
+        // The hog has its two in flight: nothing more of it until one is released.
+        let second = store.claim_due(now, lease, 10, 2).await.unwrap();
+        assert!(second.is_empty(), "{second:?}");
+        let (_, held) = first.iter().find(|(t, _)| t == "hog").unwrap();
+        store
+            .schedule_check("hog", &held.id, now + chrono::TimeDelta::seconds(60), 1)
+            .await
+            .unwrap();
+        let third = store.claim_due(now, lease, 10, 2).await.unwrap();
+        assert_eq!(third.len(), 1);
+        assert_eq!(third[0].0, "hog");
+
+        // Deliveries: the hog's fan-out (3 endpoints, 10 deliveries each) is queued first.
+        let hooks: Vec<_> = (0..3).map(|_| webhook("hog", vec![])).collect();
+        let theirs = webhook("quiet", vec![]);
+        for w in hooks.iter().chain([&theirs]) {
+            let sealed = sealer().seal_webhook(&w.tenant, &w.id, &credentials("whsec_AAAA"));
+            store.insert_webhook(w, &sealed).await.unwrap();
+        }
+        for i in 0..10 {
+            for w in &hooks {
+                let d = snapgate::domain::Delivery::new(
+                    "hog",
+                    &w.id,
+                    &format!("evt_{i}"),
+                    "webhook.test",
+                    "{}".into(),
+                );
+                store.insert_delivery(&d).await.unwrap();
+            }
+        }
+        let mine = snapgate::domain::Delivery::new(
+            "quiet",
+            &theirs.id,
+            "evt_q",
+            "webhook.test",
+            "{}".into(),
+        );
+        store.insert_delivery(&mine).await.unwrap();
+        let now = Utc::now() + chrono::TimeDelta::seconds(1);
+        let lease = now + chrono::TimeDelta::seconds(30);
+        let claimed = store.claim_deliveries(now, lease, 4, 4, 3).await.unwrap();
+        let tenants: Vec<&str> = claimed.iter().map(|c| c.delivery.tenant.as_str()).collect();
+        assert!(tenants.contains(&"quiet"), "{tenants:?}");
+        assert_eq!(tenants.iter().filter(|t| **t == "hog").count(), 3);
+        let more = store.claim_deliveries(now, lease, 10, 4, 3).await.unwrap();
+        assert!(more.is_empty(), "the hog is at its cap: {more:?}");
     })
     .await;
 }

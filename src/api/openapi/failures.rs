@@ -78,7 +78,7 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 27] = [
     ("getOperation", &["404", "429"]),
     ("listEvents", &[]),
     ("listWebhooks", &[]),
-    ("createWebhook", &[]),
+    ("createWebhook", &["409"]),
     ("getWebhook", &["404"]),
     ("updateWebhook", &["404"]),
     ("deleteWebhook", &["404"]),

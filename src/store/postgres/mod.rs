@@ -757,6 +757,7 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
         per_endpoint: u32,
+        per_tenant: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {
@@ -767,8 +768,15 @@ impl Store for PostgresStore {
                 .bind(CLAIM_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            let claimed =
-                webhooks::postgres::claim(&mut tx, now, lease_until, limit, per_endpoint).await?;
+            let claimed = webhooks::postgres::claim(
+                &mut tx,
+                now,
+                lease_until,
+                limit,
+                per_endpoint,
+                per_tenant,
+            )
+            .await?;
             tx.commit().await?;
             Ok(claimed)
         })
@@ -822,22 +830,38 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        per_tenant: u32,
     ) -> Result<Vec<(String, Operation)>, StoreError> {
         let pool = self.pool.clone();
         self.run(async move {
             let now = ts(now);
-            // SKIP LOCKED: replicas claiming at once take different operations.
+            // Turns across tenants and a per-tenant cap (see the trait); SKIP LOCKED: replicas
+            // claiming at once take different operations, and the lease is checked again on
+            // the row itself, so one claimed a moment ago by another replica is not taken.
             let rows: Vec<TenantOperationRow> = sqlx::query_as(&format!(
                 "UPDATE operations SET lease_until = $1 WHERE (tenant, id) IN ( \
-                     SELECT tenant, id FROM operations WHERE state IN ('pending', 'running') \
-                     AND (next_check_at IS NULL OR next_check_at <= $2) \
-                     AND (lease_until IS NULL OR lease_until < $2) \
-                     ORDER BY next_check_at NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     SELECT o.tenant, o.id FROM operations o WHERE (o.tenant, o.id) IN ( \
+                         SELECT due.tenant, due.id FROM ( \
+                             SELECT tenant, id, next_check_at, ROW_NUMBER() OVER ( \
+                                 PARTITION BY tenant ORDER BY next_check_at NULLS FIRST, id \
+                             ) AS turn FROM operations WHERE state IN ('pending', 'running') \
+                             AND (next_check_at IS NULL OR next_check_at <= $2) \
+                             AND (lease_until IS NULL OR lease_until < $2) \
+                         ) due LEFT JOIN ( \
+                             SELECT tenant, COUNT(*) AS busy FROM operations \
+                             WHERE state IN ('pending', 'running') AND lease_until >= $2 \
+                             GROUP BY tenant \
+                         ) held ON held.tenant = due.tenant \
+                         WHERE due.turn + COALESCE(held.busy, 0) <= $4 \
+                         ORDER BY due.turn, due.next_check_at NULLS FIRST LIMIT $3 \
+                     ) FOR UPDATE OF o SKIP LOCKED \
+                 ) AND (lease_until IS NULL OR lease_until < $2) \
                  RETURNING tenant, {OPERATION_COLUMNS}"
             ))
             .bind(ts(lease_until))
             .bind(&now)
             .bind(i64::from(limit))
+            .bind(i64::from(per_tenant))
             .fetch_all(&pool)
             .await?;
             rows.into_iter()
