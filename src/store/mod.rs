@@ -20,7 +20,7 @@ use crate::domain::{
     Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, ProviderKind, Webhook,
 };
 
-pub use postgres::PostgresStore;
+pub use postgres::{connect_options as postgres_options, PostgresStore};
 pub use seal::{SealError, Sealed, Sealer};
 pub use sqlite::SqliteStore;
 pub use webhooks::Claimed;
@@ -569,14 +569,38 @@ pub fn redacted(url: &str) -> String {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
+    let path = redacted_query(path);
     match authority.rsplit_once('@') {
         Some((user_info, host)) => {
             let user = user_info.split(':').next().unwrap_or_default();
             let hidden = if user_info.contains(':') { ":***" } else { "" };
             format!("{scheme}://{user}{hidden}@{host}{path}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{authority}{path}"),
     }
+}
+
+/// A URL's path and query with the value of every parameter naming a password (`password`,
+/// `sslpassword`, in any case or escape) replaced by `***`.
+fn redacted_query(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+            let name: String = url::form_urlencoded::parse(key.as_bytes())
+                .map(|(k, _)| k.to_ascii_lowercase())
+                .collect();
+            if name.contains("password") || name.contains("passwd") {
+                format!("{key}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -591,6 +615,14 @@ mod url_tests {
         );
         assert_eq!(redacted("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
         assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
+        assert_eq!(
+            redacted("postgres://u@db/x?sslmode=require&password=hunter2&application_name=a"),
+            "postgres://u@db/x?sslmode=require&password=***&application_name=a"
+        );
+        assert_eq!(
+            redacted("postgres://db/x?PassWord=hunter2&sslpassword=k3y&pass%77ord=x"),
+            "postgres://db/x?PassWord=***&sslpassword=***&pass%77ord=***"
+        );
         assert_eq!(redacted("postgres://u@db/x"), "postgres://u@db/x");
         assert_eq!(
             redacted("/var/lib/snapgate/db.sqlite"),

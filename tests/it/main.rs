@@ -18,6 +18,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod openapi;
+mod pg_tls;
 mod reconciler;
 mod replicas;
 mod resilience;

@@ -65,12 +65,13 @@ impl PostgresStore {
     /// (replicas starting together take turns), loads the unfinished operations and starts
     /// listening for other replicas' changes.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = connect_options(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             // Fail fast during an outage (`503 store_unavailable` with `Retry-After`) rather
             // than hold every request for seconds.
             .acquire_timeout(Duration::from_secs(2))
-            .connect(url)
+            .connect_with(options.clone())
             .await?;
         // sqlx's migrator takes `pg_advisory_lock` for the run.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -84,7 +85,12 @@ impl PostgresStore {
         let heard = account_version(&store.pool).await?;
         store.stamps.heard_up_to(heard);
         // Its own connection: never one of the pool's, which load may keep busy.
-        let listener = PgListener::connect(url).await?;
+        // (A pool of one, with the same TLS settings, that the listener reconnects through.)
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let listener = PgListener::connect_with(&own).await?;
         tokio::spawn(listen(store.clone(), listener));
         tokio::spawn(check_forever(store.clone()));
         Ok(store)
@@ -1037,4 +1043,31 @@ impl Store for PostgresStore {
         );
         Ok(written)
     }
+}
+
+/// The connection options of a store URL, TLS decided: an `sslmode` in the URL (or
+/// `PGSSLMODE`) is honoured as written (`disable`, `prefer`, `require`, `verify-ca`,
+/// `verify-full`, with `sslrootcert`); without one, a host other than loopback or a Unix
+/// socket is `require`d — never a silent fall back to plaintext across a network. Loopback
+/// keeps PostgreSQL's `prefer`.
+pub fn connect_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, StoreError> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let options: PgConnectOptions = url.parse()?;
+    let explicit = url::Url::parse(url).ok().is_some_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+    }) || std::env::var_os("PGSSLMODE").is_some();
+    let host = options.get_host();
+    let local = host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    Ok(if explicit || local {
+        options
+    } else {
+        options.ssl_mode(PgSslMode::Require)
+    })
 }
