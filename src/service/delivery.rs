@@ -132,34 +132,46 @@ impl Service {
         let slots = self.webhooks.max_in_flight.max(1) as usize;
         let mut changes = self.store.operation_changes();
         let mut running = futures::stream::FuturesUnordered::new();
+        // A claim is a write transaction: made when something may be due (woken, a tick, a
+        // backlog) and, while a backlog lasts, for a batch of freed slots at a time, never once
+        // per finished attempt.
+        let batch = (slots / 8).max(1);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wanted = true;
+        let mut backlog = false;
         loop {
             let free = slots.saturating_sub(running.len());
-            let mut claimed_any = false;
-            if free > 0 {
+            if wanted && free > 0 {
+                wanted = false;
                 let claim = self.claim_deliveries(u32::try_from(free).unwrap_or(u32::MAX));
                 match super::worker::driving(claim, &mut running, |()| {}).await {
                     Ok(claimed) => {
-                        claimed_any = !claimed.is_empty();
+                        // A full claim: more may be due than there was room for.
+                        backlog = claimed.len() == free;
                         for c in claimed {
                             running.push(self.attempt_logged(c));
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
+                    Err(e) => {
+                        backlog = false;
+                        tracing::warn!(error = %e, "could not claim webhook deliveries");
+                    }
                 }
             }
-            if claimed_any && running.len() < slots {
-                continue;
-            }
             tokio::select! {
-                Some(()) = running.next(), if !running.is_empty() => {}
-                _ = self.wake.notified() => {}
+                Some(()) = running.next(), if !running.is_empty() => {
+                    wanted |= backlog && slots - running.len() >= batch;
+                }
+                _ = self.wake.notified() => wanted = true,
                 changed = changes.recv() => {
+                    wanted = true;
                     // Closed only when the store is gone: fall back to the tick.
                     if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                         tokio::time::sleep(tick).await;
                     }
                 }
-                _ = tokio::time::sleep(tick) => {}
+                _ = ticker.tick() => wanted = true,
             }
         }
     }

@@ -32,6 +32,11 @@ use crate::private_files;
 pub struct SqliteStore {
     pool: SqlitePool,
     pending: Pending,
+    /// This process's writers, one at a time in arrival order. SQLite has one writer anyway;
+    /// left to its busy handler, waiting writers retry at random and one can lose for
+    /// seconds under a steady stream of others (a `503 store_unavailable` at its 5 s busy
+    /// timeout). The busy timeout remains for other processes (`store copy`).
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -70,6 +75,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             pending: Default::default(),
+            write: Default::default(),
         };
         store
             .pending
@@ -95,6 +101,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_account(&self, new: NewAccount) -> Result<Account, StoreError> {
+        let _write = self.write.lock().await;
         let result = bind_account(
             sqlx::query(&format!(
                 "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -155,6 +162,7 @@ impl Store for SqliteStore {
         patch: AccountPatch,
         now: DateTime<Utc>,
     ) -> Result<Option<Account>, StoreError> {
+        let _write = self.write.lock().await;
         // IMMEDIATE: take the write lock before reading. A deferred transaction that reads and
         // then writes fails at once ("database is locked") when another writer went first,
         // which the busy timeout cannot wait out.
@@ -214,6 +222,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_account(&self, tenant: &str, id: &AccountId) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let done = sqlx::query("DELETE FROM accounts WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(id.as_str())
@@ -228,6 +237,7 @@ impl Store for SqliteStore {
         id: &AccountId,
         health: &AccountHealth,
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlx::query("UPDATE accounts SET health = ? WHERE tenant = ? AND id = ?")
             .bind(to_json(health))
             .bind(tenant)
@@ -243,6 +253,7 @@ impl Store for SqliteStore {
         op: &Operation,
         events: &[Event],
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlite_ops::insert(&mut tx, tenant, op).await?;
         let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
@@ -253,6 +264,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_events(&self, tenant: &str, events: &[Event]) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let events: Vec<EventRow> = events.iter().map(|e| EventRow::of(tenant, e)).collect();
         sqlite_ops::insert_events(&mut tx, &events, false).await?;
@@ -300,6 +312,7 @@ impl Store for SqliteStore {
         op: &Operation,
         events: &[Event],
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlite_ops::update(&mut tx, tenant, op).await?;
         if updated {
@@ -329,6 +342,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<IdempotencyBegin, StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::begin_idempotent(&self.pool, tenant, key, fingerprint, now, lease).await
     }
 
@@ -338,6 +352,7 @@ impl Store for SqliteStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlx::query(
             "UPDATE idempotency SET created_at = ? WHERE tenant = ? AND key = ? AND status IS NULL",
         )
@@ -356,14 +371,17 @@ impl Store for SqliteStore {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::finish_idempotent(&self.pool, tenant, key, status, body).await
     }
 
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::abandon_idempotent(&self.pool, tenant, key).await
     }
 
     async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         let mut conn = self.pool.acquire().await?;
         webhooks::sqlite::insert_webhook(&mut conn, webhooks::WebhookRow::of(webhook, secrets))
             .await
@@ -386,10 +404,12 @@ impl Store for SqliteStore {
         webhook: &Webhook,
         secrets: Option<&Sealed>,
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         webhooks::sqlite::update_webhook(&mut *self.pool.acquire().await?, webhook, secrets).await
     }
 
     async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let deleted = webhooks::sqlite::delete_webhook(&mut tx, tenant, id).await?;
         tx.commit().await?;
@@ -397,6 +417,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         webhooks::sqlite::insert_delivery(&mut *self.pool.acquire().await?, delivery).await
     }
 
@@ -429,6 +450,7 @@ impl Store for SqliteStore {
         per_endpoint: u32,
         per_tenant: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
+        let _write = self.write.lock().await;
         // One writer at a time: no other claim runs beside this one.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let claimed =
@@ -444,6 +466,7 @@ impl Store for SqliteStore {
         token: &str,
         disable: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let held = webhooks::sqlite::finish(&mut tx, delivery, token, disable).await?;
         tx.commit().await?;
@@ -461,6 +484,7 @@ impl Store for SqliteStore {
         from_key_id: &str,
         sealed: &Sealed,
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let mut conn = self.pool.acquire().await?;
         webhooks::sqlite::reseal(&mut conn, tenant, id, from_key_id, sealed).await
     }
@@ -486,6 +510,7 @@ impl Store for SqliteStore {
         from_key_id: &str,
         sealed: &Sealed,
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         let done = sqlx::query(
             "UPDATE accounts SET key_id = ?, nonce = ?, ciphertext = ? \
              WHERE tenant = ? AND id = ? AND key_id = ?",
@@ -508,6 +533,7 @@ impl Store for SqliteStore {
         limit: u32,
         per_tenant: u32,
     ) -> Result<Vec<(String, Operation)>, StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::claim_due(&self.pool, now, lease_until, limit, per_tenant).await
     }
 
@@ -518,6 +544,7 @@ impl Store for SqliteStore {
         next_check_at: DateTime<Utc>,
         checks: u32,
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::schedule_check(&self.pool, tenant, id, next_check_at, checks).await
     }
 
@@ -527,10 +554,12 @@ impl Store for SqliteStore {
         key_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::announce_keys(&self.pool, replica, key_ids, now).await
     }
 
     async fn retire_replica(&self, replica: &str) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
         sqlx::query("DELETE FROM replica_keys WHERE replica = ?")
             .bind(replica)
             .execute(&self.pool)
@@ -555,6 +584,7 @@ impl Store for SqliteStore {
         id: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _write = self.write.lock().await;
         sqlite_ops::renew_claim(&self.pool, tenant, id, lease_until).await
     }
 
@@ -567,6 +597,7 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, dump: Dump) -> Result<Counts, StoreError> {
+        let _write = self.write.lock().await;
         let written = sqlite_ops::load(&self.pool, dump).await?;
         self.pending
             .replace(sqlite_ops::list_unfinished(&self.pool).await?);
