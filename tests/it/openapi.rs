@@ -271,3 +271,27 @@ async fn swagger_ui_never_asks_an_online_validator() {
     );
     assert!(init.contains("/openapi.json"), "{init}");
 }
+
+/// Generators write one file per tag: the requests snapgate sends to receivers (`webhooks`)
+/// must not share a tag with the API callers use, or one file overwrites the other
+/// (openapi-generator's `python` client then does not even import).
+#[test]
+fn the_events_sent_to_receivers_share_no_tag_with_the_api() {
+    let doc = committed_document();
+    let api_tags: std::collections::BTreeSet<String> = operations(&doc)
+        .iter()
+        .flat_map(|(_, _, op)| op["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let hooks = doc["webhooks"].as_object().unwrap();
+    assert!(!hooks.is_empty());
+    for (name, hook) in hooks {
+        for tag in hook["post"]["tags"].as_array().unwrap() {
+            let tag = tag.as_str().unwrap();
+            assert!(
+                !api_tags.contains(tag),
+                "webhook event {name} is tagged `{tag}`, a tag of the API"
+            );
+        }
+    }
+}

@@ -49,6 +49,7 @@ pub use failures::ROUTE_FAILURES;
         (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
         (name = "events", description = "The tenant's event log: operations finishing, snapshots created, deleted and restored, account health"),
         (name = "webhooks", description = "Endpoints the tenant's events are POSTed to, signed per Standard Webhooks 1.0, with their delivery logs"),
+        (name = "webhook-events", description = "What snapgate POSTs to a webhook endpoint, one request per event type (OpenAPI `webhooks`): for receivers, not called by clients"),
         (name = "service", description = "Health and readiness"),
     )
 )]

@@ -68,6 +68,15 @@ pub(super) fn constrain(doc: &mut Value) {
     ] {
         merge(&mut schemas[schema]["properties"][property], constraint);
     }
+    // Free-form JSON objects say so: a generator otherwise warns of a map of undefined type.
+    for (schema, property) in [
+        ("AccountView", "settings"),
+        ("Event", "data"),
+        ("Operation", "result"),
+        ("Snapshot", "vendor"),
+    ] {
+        schemas[schema]["properties"][property]["additionalProperties"] = json!(true);
+    }
     // `PATCH /v1/snapshots/{id}` needs something to change; a member is a string or absent.
     schemas["UpdateSnapshot"]["minProperties"] = json!(1);
     for property in ["name", "description"] {
@@ -367,7 +376,9 @@ pub(super) fn describe_webhooks(doc: &mut Value) {
                 "summary": format!("`{kind}` delivered to a webhook endpoint"),
                 "description": format!("{description}. The body is signed: verify `webhook-signature` (any Standard Webhooks 1.0 library does) before trusting it. Answer 2xx within the timeout; anything else is retried on the schedule."),
                 "operationId": format!("on_{}", kind.replace('.', "_")),
-                "tags": ["webhooks"],
+                // Not `webhooks`: generators write one file per tag, and these requests (sent
+                // *to* a receiver) would overwrite the webhook management API's.
+                "tags": ["webhook-events"],
                 "parameters": parameters.clone(),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}}},
                 "responses": {"200": {"description": "Received (any 2xx ends the delivery)"}},
@@ -391,7 +402,7 @@ pub(super) fn describe_webhooks(doc: &mut Value) {
                     "actor": {"type": "string", "description": "The caller's `sub`, or `reconciler` for what the gateway saw by itself"},
                     "operation": {"$ref": "#/components/schemas/Operation"},
                     "snapshot_id": {"type": ["string", "null"]},
-                    "account": {"type": "object"},
+                    "account": {"type": "object", "additionalProperties": true},
                 },
             },
         },
