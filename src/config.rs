@@ -233,6 +233,34 @@ impl ProvidersConfig {
     }
 }
 
+/// The sections (and top-level keys) a configuration may have.
+pub const SECTIONS: [&str; 10] = [
+    "server",
+    "store",
+    "auth",
+    "providers",
+    "listing",
+    "reconciler",
+    "upstream",
+    "webhooks",
+    "master_key",
+    "previous_master_keys",
+];
+
+/// Refuses a section name that is not one of [`SECTIONS`], naming where it came from.
+fn unknown_section<'a>(
+    mut names: impl Iterator<Item = &'a str>,
+    source: &str,
+) -> Result<(), ConfigError> {
+    match names.find(|name| !SECTIONS.contains(name)) {
+        Some(name) => Err(ConfigError(Box::new(figment::Error::from(format!(
+            "{source}: unknown section `{name}` (known: {})",
+            SECTIONS.join(", ")
+        ))))),
+        None => Ok(()),
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -246,6 +274,27 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("SNAPGATE_").split("__"));
+        // Unknown keys inside a section are refused by its type; an unknown *section* would
+        // be dropped silently (`[sever]`, `SNAPGATE_SEVER__LISTEN`), the setting with it.
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if let Ok(toml::Value::Table(table)) = text.parse::<toml::Value>() {
+                let keys = table.keys().map(String::as_str);
+                unknown_section(keys, &path.display().to_string())?;
+            }
+        }
+        let nested: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter_map(|k| {
+                let rest = k.strip_prefix("SNAPGATE_")?;
+                let (section, _) = rest.split_once("__")?;
+                Some(section.to_ascii_lowercase())
+            })
+            .collect();
+        unknown_section(
+            nested.iter().map(String::as_str),
+            "the environment (SNAPGATE_*__*)",
+        )?;
         let mut config: Config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
         config.drop_empty_values();
         Ok(config)

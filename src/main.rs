@@ -28,7 +28,8 @@ enum Command {
         /// Tenant the token acts for.
         #[arg(long)]
         tenant: String,
-        /// Scopes (repeat or space-separate); default: all four.
+        /// Scopes (repeat or space-separate): snapshots:read, snapshots:write, accounts:read,
+        /// accounts:write, webhooks:read, webhooks:write; default: all six.
         #[arg(long = "scope", num_args = 1..)]
         scopes: Vec<String>,
         /// Lifetime in seconds.
@@ -57,7 +58,9 @@ enum Command {
         #[arg(long = "variant", value_name = "NAME[=VALUE]")]
         variants: Vec<String>,
     },
-    /// Gateway + simulator + one seeded account per provider: the newcomer's command.
+    /// Gateway + simulator + one seeded account per provider: the newcomer's command. It makes
+    /// its own configuration (in --data-dir): it takes no --config file and no SNAPGATE_*
+    /// settings; use `serve` for those.
     Demo {
         /// Gateway address (port 0 picks one; the printed URL is the real one).
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -127,9 +130,33 @@ async fn keys_rotate(config_path: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// The name of a command that makes its own configuration (and so ignores `--config`).
+fn own_configuration(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Demo { .. } => Some("demo"),
+        Command::Simulate { .. } => Some("simulate"),
+        Command::Openapi => Some("openapi"),
+        _ => None,
+    }
+}
+
 async fn store_copy(from: &str, to: &str, into_non_empty: bool) -> Result<(), String> {
     use snapgate::store::{connect, copy, redacted};
     let (shown_from, shown_to) = (redacted(from), redacted(to));
+    // A source is read, never made: a mistyped SQLite path would otherwise be created empty
+    // and "copied" as nothing.
+    if !snapgate::store::is_postgres(from) {
+        let path = from
+            .strip_prefix("sqlite://")
+            .or_else(|| from.strip_prefix("sqlite:"))
+            .unwrap_or(from);
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).is_file() {
+            return Err(format!(
+                "--from {shown_from}: there is no SQLite database at `{path}`"
+            ));
+        }
+    }
     let source = connect(from, 2)
         .await
         .map_err(|e| format!("{shown_from}: {e}"))?;
@@ -154,6 +181,15 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that make their own configuration refuse a file they would ignore.
+    if let (Some(path), Some(name)) = (&cli.config, own_configuration(&cli.command)) {
+        eprintln!(
+            "snapgate: `{name}` makes its own configuration and would ignore --config {} \
+             (or SNAPGATE_CONFIG): use `snapgate serve` with a config file",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve => serve(cli.config).await,
         Command::Token {

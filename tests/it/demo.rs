@@ -238,3 +238,63 @@ fn serve_prints_its_real_address_and_stops_cleanly_on_sigterm() {
         "ANSI escape in piped logs: {logs:?}"
     );
 }
+
+/// Issue 24: the command line refuses what it cannot honour, naming the cause, and exits
+/// non-zero; it never runs with a setting silently dropped.
+#[test]
+fn the_command_line_refuses_what_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env(
+                "SNAPGATE_MASTER_KEY",
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=",
+            )
+            .env(
+                "SNAPGATE_STORE__URL",
+                format!("sqlite://{}", dir.path().join("s.db").display()),
+            )
+            .env("SNAPGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // An unknown section, in the environment or in the file, names itself.
+    let (ok, err) = run(&["serve"], &[("SNAPGATE_SEVER__LISTEN", "127.0.0.1:0")]);
+    assert!(!ok);
+    assert!(err.contains("unknown section `sever`"), "{err}");
+    let file = dir.path().join("snapgate.toml");
+    std::fs::write(&file, "[sever]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let (ok, err) = run(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(err.contains("unknown section `sever`"), "{err}");
+    // Commands that make their own configuration refuse a file they would ignore.
+    for command in ["demo", "simulate", "openapi"] {
+        let (ok, err) = run(&[command, "--config", file.to_str().unwrap()], &[]);
+        assert!(!ok, "{command}");
+        assert!(err.contains("would ignore --config"), "{command}: {err}");
+    }
+    // A copy from a mistyped path neither succeeds nor creates the file.
+    let missing = dir.path().join("typo.db");
+    let from = format!("sqlite://{}", missing.display());
+    let to = format!("sqlite://{}", dir.path().join("to.db").display());
+    let (ok, err) = run(&["store", "copy", "--from", &from, "--to", &to], &[]);
+    assert!(!ok);
+    assert!(err.contains("there is no SQLite database"), "{err}");
+    assert!(!missing.exists());
+    // The token command's help lists every scope it accepts.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
+        .args(["token", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for scope in snapgate::auth::all_scopes() {
+        assert!(help.contains(&scope), "{scope} missing from token --help");
+    }
+}
