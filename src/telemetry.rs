@@ -129,6 +129,31 @@ fn describe() {
         "snapgate_webhook_attempts_total",
         "Webhook delivery attempts, by outcome"
     );
+    metrics::describe_gauge!(
+        "snapgate_http_requests_in_flight",
+        "Gateway requests being worked on now (long-polls waiting are not work)"
+    );
+    metrics::describe_gauge!(
+        "snapgate_long_polls_waiting",
+        "Long-polls (GET /v1/operations/{id}?wait=) holding their answer now"
+    );
+    metrics::describe_counter!(
+        "snapgate_long_polls_refused_total",
+        "Long-polls refused with 429 too_many_waiters, by whose limit was full"
+    );
+    metrics::describe_counter!(
+        "snapgate_vendor_echoed_secret_total",
+        "Vendor 2xx bodies that echoed a secret the call sent (scrubbed before use), by provider"
+    );
+    metrics::describe_counter!(
+        "snapgate_accept_errors_total",
+        "Failed accepts of new connections (EMFILE and the like), each backed off"
+    );
+    metrics::describe_gauge!(
+        "snapgate_build_info",
+        "Always 1; the build's version as a label"
+    );
+    metrics::gauge!("snapgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ pub async fn admit(
         }
         None => (None, admission.work.clone().acquire_owned().await.ok()),
     };
+    let _working = (!waits).then(Working::start);
     let response = next.run(req).await;
     if waits {
         drop(_permits);
@@ -155,4 +156,21 @@ fn waiter_slots(
         .try_acquire_owned()
         .map_err(|_| refused("the gateway", admission.max_waiters))?;
     Ok((tenant_slot, global_slot))
+}
+
+/// A request being worked on, counted in `snapgate_http_requests_in_flight` until dropped
+/// (also when the caller goes away mid-request).
+struct Working;
+
+impl Working {
+    fn start() -> Self {
+        metrics::gauge!("snapgate_http_requests_in_flight").increment(1.0);
+        Working
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        metrics::gauge!("snapgate_http_requests_in_flight").decrement(1.0);
+    }
 }

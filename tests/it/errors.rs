@@ -152,14 +152,47 @@ async fn metrics_are_served_in_prometheus_format_without_a_token() {
         .unwrap()
         .starts_with("text/plain"));
     let body = resp.text().await.unwrap();
+    // By method, route template (never the caller's path) and status.
     assert!(
-        body.contains("snapgate_http_requests_total{method=\"GET\",status=\"200\"}"),
+        body.contains(
+            "snapgate_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"
+        ),
         "{body}"
     );
     assert!(
-        body.contains("snapgate_http_request_duration_seconds_bucket"),
+        body.contains(
+            "snapgate_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\","
+        ),
         "{body}"
     );
+    let t = token("acme", ALL_SCOPES);
+    let _ = app.get("/v1/snapshots/nope:1", &t).await;
+    let _ = app.get("/no/such/route", &t).await;
+    let body = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("route=\"/v1/snapshots/{snapshot}\""),
+        "{body}"
+    );
+    assert!(body.contains("route=\"other\""), "{body}");
+    assert!(!body.contains("nope:1") && !body.contains("/no/such/route"));
+    assert!(body.contains("snapgate_build_info{version=\""), "{body}");
+    // Every family has its help and type (what `promtool check metrics` asks; .ci/clients
+    // runs promtool itself on the demo's metrics).
+    for line in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            body.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP"
+        );
+    }
 }
 
 #[tokio::test]
