@@ -150,6 +150,19 @@ impl Application {
         let limit = ConnLimit::new(self.state.config.server.max_connections);
         let workers = worker_count(self.state.config.server.workers);
         let state = self.state.clone();
+        // Draining first: readiness 503 and long-polls answered while connections are still
+        // served, for `server.drain_delay_ms`; then the listener closes and in-flight requests
+        // finish (within DRAIN_TIMEOUT).
+        let shutdown = {
+            let state = state.clone();
+            let delay = std::time::Duration::from_millis(state.config.server.drain_delay_ms);
+            async move {
+                shutdown.await;
+                tracing::info!(delay_ms = delay.as_millis() as u64, "draining");
+                state.service.start_draining();
+                tokio::time::sleep(delay).await;
+            }
+        };
         if workers <= 1 {
             serve_http1(self.listener, self.router, limit, shutdown).await;
             state.service.retire_keys().await;

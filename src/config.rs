@@ -62,6 +62,10 @@ pub struct ServerConfig {
     pub max_waiters: usize,
     /// Long-polls of one tenant held at once; one more is answered `429 too_many_waiters`.
     pub max_waiters_per_tenant: usize,
+    /// On SIGTERM, how long the process keeps serving with `/readyz` answering `503 draining`
+    /// (long-polls answered at once) before it stops accepting connections, in milliseconds:
+    /// the time a load balancer needs to take it out of rotation.
+    pub drain_delay_ms: u64,
     /// Open connections at once; one more is answered `503 too_many_connections` and closed.
     pub max_connections: usize,
     /// Threads serving connections, each with its own single-threaded runtime and vendor
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             max_in_flight_per_tenant: 32,
             max_waiters: 2048,
             max_waiters_per_tenant: 128,
+            drain_delay_ms: 2_000,
             max_connections: 4096,
             workers: 0,
         }

@@ -26,11 +26,20 @@ pub async fn healthz() -> axum::Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "service", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Store unreachable, or stored records sealed under a master key this process does not hold", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`draining`: the process is shutting down; or the store is unreachable, or stored records are sealed under a master key this process does not hold", body = super::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, axum::Json<Health>), ApiError> {
+    if state.service.is_draining() {
+        let mut problem = crate::domain::Problem::new(
+            503,
+            "draining",
+            "this process is shutting down: send new requests elsewhere",
+        );
+        problem.retryable = Some(true);
+        return Err(ApiError::from_problem(problem, Some(1)));
+    }
     state.store.ping().await?;
     let missing = state.service.keys_missing().await?;
     if !missing.is_empty() {

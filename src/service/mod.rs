@@ -51,6 +51,9 @@ pub struct Service {
     wake: Arc<tokio::sync::Notify>,
     /// This process, as it announces its master keys to the others.
     replica: String,
+    /// Set when the process is shutting down: readiness answers 503 and long-polls answer
+    /// with the operation as it stands instead of waiting on.
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// How long records of work in flight are honoured.
@@ -102,7 +105,18 @@ impl Service {
             webhooks: WebhooksConfig::default(),
             wake: delivery::wake(),
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
+            draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// The process is shutting down: readiness says so, and every long-poll answers now.
+    pub fn start_draining(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Whether the process is shutting down.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
     }
 
     /// Paces the background reconciler (and schedules new operations' first check) so.

@@ -161,8 +161,14 @@ impl Service {
         }
         let seen = (op.state, op.updated_at);
         let until = tokio::time::Instant::now() + wait;
+        let mut draining = self.draining.subscribe();
         loop {
             tokio::select! {
+                // Shutting down: the caller gets the operation as it stands, not a cut
+                // connection; it asks again (another replica) for what comes next.
+                () = async { let _ = draining.wait_for(|d| *d).await; } => {
+                    return Ok(self.store.get_operation(tenant, id).await?);
+                }
                 change = changes.recv() => match change {
                     Ok((t, i)) if t == tenant && i == id => {}
                     Ok(_) => continue,

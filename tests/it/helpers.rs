@@ -41,6 +41,8 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
     config.reconciler.enabled = false;
     // Likewise the webhook worker: the webhook tests turn it on.
     config.webhooks.enabled = false;
+    // A test's server stops at once when dropped; the drain test sets its own delay.
+    config.server.drain_delay_ms = 0;
     config
 }
 
@@ -101,6 +103,13 @@ pub fn token(tenant: &str, scopes: &str) -> String {
 }
 
 impl TestApp {
+    /// Sends the shutdown signal (SIGTERM's in-process equivalent) without dropping the app.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("snapgate.db")
     }

@@ -332,3 +332,64 @@ async fn claims_last_the_configured_lease_and_are_renewed_while_held() {
         1
     );
 }
+
+/// Issue 24: on shutdown the process drains: readiness answers `503 draining` at once, a
+/// long-poll in flight is answered with the operation as it stands (not an empty reply), and
+/// only after `server.drain_delay_ms` does the listener close.
+#[tokio::test]
+async fn on_shutdown_readiness_drains_first_and_long_polls_get_their_operation() {
+    let mut s = spawn_with_simulator_and(Duration::from_secs(60), |c| {
+        c.server.drain_delay_ms = 1_500;
+    })
+    .await;
+    let op = start_create(&s, Vendor::Koyeb).await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    let poll = {
+        let url = format!("{}/v1/operations/{id}?wait=30s", s.app.url);
+        let (client, t) = (s.app.client.clone(), s.token.clone());
+        tokio::spawn(async move { client.get(url).bearer_auth(t).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished());
+    s.app.begin_shutdown();
+    let started = Instant::now();
+    let answered = poll.await.unwrap().expect("the long-poll got an answer");
+    assert_eq!(answered.status(), 200);
+    let op: Value = answered.json().await.unwrap();
+    assert_eq!(op["id"], id.as_str());
+    assert_eq!(op["state"], "running");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the long-poll waited {:?} into the shutdown",
+        started.elapsed()
+    );
+    // Still serving, but not ready: a load balancer takes it out of rotation.
+    let ready = s
+        .app
+        .client
+        .get(format!("{}/readyz", s.app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.headers()["retry-after"], "1");
+    assert_problem(ready, 503, "draining").await;
+    assert_eq!(
+        s.app.get("/v1/accounts", &s.token).await.status(),
+        200,
+        "requests are still served while draining"
+    );
+    // After the delay the listener closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s
+        .app
+        .client
+        .get(format!("{}/healthz", s.app.url))
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1_400));
+}
