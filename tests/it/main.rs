@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod canary;
 mod demo;
+mod deploy;
 mod durability;
 mod errors;
 mod events;
