@@ -27,6 +27,10 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Providers(#[from] crate::config::ProviderConfigError),
+    /// Stored records exist and this process holds the key of none of them: the wrong
+    /// SNAPGATE_MASTER_KEY (failures would otherwise appear only when a record is used).
+    #[error("the master key {held} opens none of the stored records, which are sealed under {stored}: set SNAPGATE_MASTER_KEY (or SNAPGATE_PREVIOUS_MASTER_KEYS) to the key they were sealed with")]
+    WrongMasterKey { held: String, stored: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -72,6 +76,13 @@ impl Application {
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
         let store = wrap(store::connect(&config.store.url, config.store.max_connections).await?);
+        let stored = store.stored_key_ids().await?;
+        if !stored.is_empty() && !stored.iter().any(|k| sealer.holds(k)) {
+            return Err(StartError::WrongMasterKey {
+                held: sealer.key_ids().join(", "),
+                stored: stored.join(", "),
+            });
+        }
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

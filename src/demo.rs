@@ -43,6 +43,11 @@ pub enum DemoError {
     },
     #[error("{path} is not a valid secrets file: {message}")]
     Secrets { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("seeding accounts: {0}")]
@@ -248,11 +253,18 @@ async fn first_available_snapshot(url: &str, token: &str, account: &AccountId) -
 
 /// Runs only the simulator until Ctrl-C / SIGTERM, printing its shell lines first.
 pub async fn simulate(listen: SocketAddr, config: SimulatorConfig) -> Result<(), DemoError> {
-    let here = Path::new(".");
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(io(here))?;
-    let sim = simulator::start(listener, config).await.map_err(io(here))?;
+        .map_err(|source| DemoError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let sim = simulator::start(listener, config)
+        .await
+        .map_err(|source| DemoError::Bind {
+            addr: listen,
+            source,
+        })?;
     let shutdown = shutdown_signal();
     print!("{}", sim.env_lines());
     println!(

@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported store URL `{0}`: expected a SQLite path, sqlite:// or postgres:// URL")]
     UnsupportedUrl(String),
+    /// The database could not be reached at start: where, and why.
+    #[error("cannot connect to PostgreSQL at {at}: {cause}")]
+    Unreachable { at: String, cause: String },
 }
 
 /// A new account to insert, credentials already sealed.

@@ -288,6 +288,13 @@ fn the_command_line_refuses_what_it_would_ignore() {
     assert!(!ok);
     assert!(err.contains("there is no SQLite database"), "{err}");
     assert!(!missing.exists());
+    // A simulator on a port that is taken names the address, not a data directory.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, err) = run(&["simulate", "--listen", &addr], &[]);
+    assert!(!ok);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!err.contains("data directory"), "{err}");
     // The token command's help lists every scope it accepts.
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_snapgate"))
         .args(["token", "--help"])

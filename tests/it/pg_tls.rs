@@ -253,3 +253,17 @@ async fn connect_retrying(url: &str) -> std::sync::Arc<dyn Store> {
         }
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_cause() {
+    let port = free_port();
+    let url = format!("postgres://snapgate:hunter2@127.0.0.1:{port}/snapgate");
+    let err = snapgate::store::connect(&url, 2)
+        .await
+        .err()
+        .expect("nothing listens there");
+    let said = err.to_string();
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    assert!(said.to_lowercase().contains("refused"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+}

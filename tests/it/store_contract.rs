@@ -1208,3 +1208,36 @@ async fn claims_take_turns_across_tenants_and_cap_each_tenant() {
     })
     .await;
 }
+
+/// Issue 24: a process started with a master key that opens none of the stored records is
+/// refused at start, naming both keys, instead of failing each request that uses a record.
+#[tokio::test]
+async fn a_master_key_that_opens_nothing_stored_is_refused_at_start() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    {
+        let store = snapgate::store::connect(&url, 2).await.unwrap();
+        store
+            .insert_account(account("acme", "prod", "tok-k"))
+            .await
+            .unwrap();
+    }
+    let start = |key: [u8; 32]| {
+        let mut config = snapgate::Config::defaults();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.store.url = url.clone();
+        config.auth.hs256_secret = Some("a-test-secret-that-is-long-enough".to_owned().into());
+        config.master_key = Some(base64::engine::general_purpose::STANDARD.encode(key).into());
+        snapgate::Application::build(config)
+    };
+    let refused = start([8u8; 32])
+        .await
+        .err()
+        .expect("a wrong key must not start");
+    let said = refused.to_string();
+    assert!(said.contains("opens none of the stored records"), "{said}");
+    assert!(said.contains(sealer().key_id()), "{said}");
+    // The key the records were sealed with starts.
+    assert!(start([7u8; 32]).await.is_ok());
+}

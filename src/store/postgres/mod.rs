@@ -66,6 +66,31 @@ impl PostgresStore {
     /// listening for other replicas' changes.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options = connect_options(url)?;
+        // One connection first, for its own error: a pool that cannot connect only says it
+        // timed out, naming neither the host nor the cause.
+        let at = format!("{}:{}", options.get_host(), options.get_port());
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await;
+        match probe {
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    at,
+                    cause: "no answer within 10 s".to_owned(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Unreachable {
+                    at,
+                    cause: e.to_string(),
+                })
+            }
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             // Fail fast during an outage (`503 store_unavailable` with `Retry-After`) rather
