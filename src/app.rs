@@ -36,6 +36,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Another process serves this SQLite file (SQLite serves one process; replicas share
+    /// PostgreSQL).
+    #[error("another snapgate process is serving the SQLite store {path} (its lock {path}.lock is held): stop it first, or use PostgreSQL for several processes")]
+    StoreInUse { path: String },
 }
 
 /// A built, bound, not yet running gateway.
@@ -43,6 +47,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    /// Held while this process serves a SQLite store: a second `serve` on the file is refused.
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -75,6 +81,7 @@ impl Application {
             .with_previous(config.previous_master_keys.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
+        let sqlite_lock = lock_sqlite(&config.store.url).await?;
         let store = wrap(store::connect(&config.store.url, config.store.max_connections).await?);
         let stored = store.stored_key_ids().await?;
         if !stored.is_empty() && !stored.iter().any(|k| sealer.holds(k)) {
@@ -117,6 +124,7 @@ impl Application {
             listener,
             router: api::router(state.clone()),
             state,
+            _sqlite_lock: sqlite_lock,
         })
     }
 
@@ -219,6 +227,54 @@ impl Application {
         .await
         .map_err(std::io::Error::other)?;
         joined.map(|_| ())
+    }
+}
+
+/// Takes the serving lock of a SQLite store (`<file>.lock`, an OS file lock the process holds
+/// until it ends, released by the kernel even on `kill -9`). A process that is still shutting
+/// down on the same file is waited for a few seconds; one that keeps serving is refused.
+async fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StartError> {
+    if store::is_postgres(url) {
+        return Ok(None);
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path == ":memory:" {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        crate::private_files::create_dir_all(dir)
+            .map_err(|e| StartError::Store(StoreError::Database(e.into())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StartError::Store(StoreError::Database(e.into())))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StartError::StoreInUse {
+                    path: path.to_owned(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StartError::Store(StoreError::Database(e.into())))
+            }
+        }
     }
 }
 

@@ -435,3 +435,25 @@ async fn concurrent_patches_of_one_account_all_succeed() {
         assert_eq!(p.await.unwrap(), 200);
     }
 }
+
+/// Issue 24: SQLite serves one process. A second `serve` on the same file is refused, naming
+/// the file (a restart on it, once the first has stopped, is not: see above).
+#[tokio::test]
+async fn a_second_process_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir);
+    let _first = spawn_config(config.clone(), tempfile::tempdir().unwrap()).await;
+    let started = std::time::Instant::now();
+    let refused = snapgate::Application::build(config)
+        .await
+        .err()
+        .expect("a second process on the file must not start");
+    let said = refused.to_string();
+    assert!(
+        said.contains("another snapgate process is serving"),
+        "{said}"
+    );
+    assert!(said.contains("snapgate.db"), "{said}");
+    // It waited a little for a process that might be shutting down, not forever.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
