@@ -174,7 +174,7 @@ pub(super) async fn check_forever(store: PostgresStore) {
     loop {
         tick.tick().await;
         ticks = ticks.wrapping_add(1);
-        check_missed(&store, ticks % INDEX_REBUILD_EVERY == 0).await;
+        check_missed(&store, ticks.is_multiple_of(INDEX_REBUILD_EVERY)).await;
     }
 }
 
