@@ -659,7 +659,30 @@ async fn a_delivery_a_replica_cannot_sign_is_no_attempt() {
         crate::webhooks::create_webhook(&maker, &t, &format!("{}/hook", receiver.uri()), json!([]))
             .await;
     let id = hook["id"].as_str().unwrap();
-    // The only delivering replica holds another key.
+    // Another record is sealed under a second key (a process refuses to start when its keys
+    // open none of the stored records: this one opens that record, not the endpoint's secret).
+    {
+        use snapgate::{domain::Credentials, store::Sealer};
+        let store = snapgate::store::connect(&db.url, 2).await.unwrap();
+        let account: snapgate::domain::AccountId = "sealed-elsewhere".parse().unwrap();
+        let creds = Credentials::new(std::collections::BTreeMap::from([(
+            "token".to_owned(),
+            secrecy::SecretString::from("tok-elsewhere".to_owned()),
+        )]));
+        store
+            .insert_account(snapgate::store::NewAccount {
+                tenant: "acme".to_owned(),
+                credentials: Sealer::from_bytes(&[9u8; 32]).seal_account("acme", &account, &creds),
+                id: account,
+                provider: ProviderKind::Koyeb,
+                display_name: None,
+                settings: serde_json::Map::new(),
+                now: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    // The only delivering replica holds that other key alone.
     let stranger = delivering_replica(&db, &mock, move |c| {
         c.master_key = Some(other_key.into());
     })
