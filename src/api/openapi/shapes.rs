@@ -379,6 +379,9 @@ pub(super) fn describe_webhooks(doc: &mut Value) {
                 // Not `webhooks`: generators write one file per tag, and these requests (sent
                 // *to* a receiver) would overwrite the webhook management API's.
                 "tags": ["webhook-events"],
+                // Sent to receivers, never called by a client: generators leave it out
+                // (typescript-fetch otherwise writes an API for it that does not compile).
+                "x-internal": true,
                 "parameters": parameters.clone(),
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}}},
                 "responses": {"200": {"description": "Received (any 2xx ends the delivery)"}},
