@@ -237,11 +237,7 @@ async fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, StartError> {
     if store::is_postgres(url) {
         return Ok(None);
     }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = path.split('?').next().unwrap_or(path);
+    let path = store::sqlite_path(url);
     if path == ":memory:" {
         return Ok(None);
     }

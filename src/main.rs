@@ -146,11 +146,7 @@ async fn store_copy(from: &str, to: &str, into_non_empty: bool) -> Result<(), St
     // A source is read, never made: a mistyped SQLite path would otherwise be created empty
     // and "copied" as nothing.
     if !snapgate::store::is_postgres(from) {
-        let path = from
-            .strip_prefix("sqlite://")
-            .or_else(|| from.strip_prefix("sqlite:"))
-            .unwrap_or(from);
-        let path = path.split('?').next().unwrap_or(path);
+        let path = snapgate::store::sqlite_path(from);
         if !std::path::Path::new(path).is_file() {
             return Err(format!(
                 "--from {shown_from}: there is no SQLite database at `{path}`"

@@ -105,6 +105,11 @@ impl Scrubber {
                 }
             }
         }
+        self.settle();
+    }
+
+    /// Each needle once, and the automatons rebuilt on next use.
+    fn settle(&mut self) {
         self.needles.sort();
         self.needles.dedup();
         self.data_needles.sort();
@@ -148,12 +153,7 @@ impl Scrubber {
     pub fn extend(&mut self, other: &Scrubber) {
         self.needles.extend(other.needles.iter().cloned());
         self.data_needles.extend(other.data_needles.iter().cloned());
-        self.needles.sort();
-        self.needles.dedup();
-        self.data_needles.sort();
-        self.data_needles.dedup();
-        self.messages = OnceLock::new();
-        self.data = OnceLock::new();
+        self.settle();
     }
 
     /// `text` with every known form of every secret replaced by [`REDACTED`].

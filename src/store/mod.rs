@@ -558,6 +558,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
     Ok(Arc::new(SqliteStore::open(url).await?))
 }
 
+/// The file a SQLite store URL (a path, `sqlite:` or `sqlite://`, any `?options` dropped)
+/// names.
+pub fn sqlite_path(url: &str) -> &str {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    path.split('?').next().unwrap_or(path)
+}
+
 /// Whether a store URL names PostgreSQL.
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")

@@ -42,11 +42,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at a path or `sqlite://` URL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        let path = path.split('?').next().unwrap_or(path);
+        let path = super::sqlite_path(url);
         if path != ":memory:" {
             let file = Path::new(path);
             if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
