@@ -82,7 +82,9 @@ impl Application {
         let _ = crate::telemetry::metrics_handle();
         let auth = Authenticator::from_config(&config.auth)?;
         let sqlite_lock = lock_sqlite(&config.store.url).await?;
-        let store = wrap(store::connect(&config.store.url, config.store.max_connections).await?);
+        let store = wrap(store::faulty::Faulty::traced(
+            store::connect(&config.store.url, config.store.max_connections).await?,
+        ));
         let stored = store.stored_key_ids().await?;
         if !stored.is_empty() && !stored.iter().any(|k| sealer.holds(k)) {
             return Err(StartError::WrongMasterKey {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod otel;
 pub mod private_files;
 pub mod providers;
 pub mod scrub;

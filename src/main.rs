@@ -255,6 +255,8 @@ async fn main() -> ExitCode {
             store_copy(&from, &to, into_non_empty).await
         }
     };
+    // Spans still buffered go out before the process ends (no-op when traces are off).
+    snapgate::otel::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

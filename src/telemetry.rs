@@ -50,24 +50,28 @@ pub fn current_actor() -> String {
         .unwrap_or_else(|| "reconciler".to_owned())
 }
 
-/// Installs the global subscriber; logs go to stderr so stdout stays for `export` lines.
+/// Installs the global subscriber; logs go to stderr so stdout stays for `export` lines. With
+/// an OTLP endpoint configured, spans are exported too (see [`crate::otel`]).
 pub fn init(default_filter: &str) {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Colour codes only for a person at a terminal: a file, a pipe or a log collector gets
     // plain text (`NO_COLOR` is honoured too).
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
     let json = std::env::var("SNAPGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let _ = if json {
-        builder.json().try_init()
+    let logs = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let logs = if json {
+        logs.json().boxed()
     } else {
-        builder.try_init()
+        logs.boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(crate::otel::layer())
+        .try_init();
 }
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -149,6 +153,19 @@ fn describe() {
         "snapgate_accept_errors_total",
         "Failed accepts of new connections (EMFILE and the like), each backed off"
     );
+    metrics::describe_gauge!(
+        "snapgate_operations_unfinished",
+        "Operations pending or running across every replica (read from the store at scrape time)"
+    );
+    metrics::describe_gauge!(
+        "snapgate_webhook_deliveries_pending",
+        "Webhook deliveries waiting to be sent or retried across every replica (read from the store at scrape time)"
+    );
+    metrics::describe_gauge!(
+        "snapgate_upstream_breakers_open",
+        "Vendor identities (account credentials) whose circuit breaker is open in this process"
+    );
+    metrics::gauge!("snapgate_upstream_breakers_open").set(0.0);
     metrics::describe_gauge!(
         "snapgate_build_info",
         "Always 1; the build's version as a label"

@@ -73,7 +73,10 @@ impl From<Account> for AccountView {
 /// A page of accounts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountList {
+    /// By id.
     pub items: Vec<AccountView>,
+    /// Pass as `page_token` for the next page; `null` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// Body of `POST /v1/accounts`.
@@ -116,8 +119,14 @@ pub struct UpdateAccount {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountFilter {
-    /// Only accounts of this provider.
-    pub provider: Option<ProviderKind>,
+    /// Only accounts of these providers (repeatable).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<ProviderKind>>)]
+    pub provider: Vec<ProviderKind>,
+    /// Items per page: default 50, max 200.
+    pub page_size: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
 }
 
 /// Path of account routes.
@@ -164,13 +173,24 @@ pub async fn list(
     Query(filter): Query<AccountFilter>,
 ) -> Result<axum::Json<AccountList>, ApiError> {
     caller.require(Scope::AccountsRead)?;
-    let accounts = state.service.list_accounts(&caller.tenant).await?;
-    let items = accounts
-        .into_iter()
-        .filter(|a| filter.provider.is_none_or(|p| p == a.provider))
-        .map(AccountView::from)
-        .collect();
-    Ok(axum::Json(AccountList { items }))
+    let size = super::paging::page_size(filter.page_size)?;
+    let mut providers: Vec<&str> = filter.provider.iter().map(|p| p.as_str()).collect();
+    providers.sort_unstable();
+    let paging = super::paging::query_id(&caller.tenant, "accounts", &providers);
+    let after = filter
+        .page_token
+        .as_deref()
+        .map(|t| super::paging::open::<String>(&state, &paging, t))
+        .transpose()?;
+    let mut accounts = state.service.list_accounts(&caller.tenant).await?;
+    accounts.retain(|a| filter.provider.is_empty() || filter.provider.contains(&a.provider));
+    accounts.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let (items, next) =
+        super::paging::page_of(accounts, |a| a.id.as_str().to_owned(), after.as_ref(), size);
+    Ok(axum::Json(AccountList {
+        items: items.into_iter().map(AccountView::from).collect(),
+        next_page_token: next.map(|position| super::paging::seal(&state, &paging, position)),
+    }))
 }
 
 /// Creates an account; its credentials are sealed and never shown again.

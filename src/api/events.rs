@@ -18,12 +18,12 @@ pub struct EventQuery {
     /// `next_cursor` of the previous page; omit to start at the oldest event. Opaque, and
     /// valid for its own tenant only.
     pub after: Option<String>,
-    /// Only these types, comma-separated (e.g. `operation.succeeded,operation.failed`).
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    pub types: Option<String>,
+    /// Only these types (repeatable: `?type=operation.succeeded&type=operation.failed`).
+    #[serde(rename = "type", default)]
+    #[param(rename = "type", value_type = Option<Vec<EventType>>)]
+    pub types: Vec<EventType>,
     /// At most this many (default 50, 1 to 200).
-    pub limit: Option<u32>,
+    pub page_size: Option<u32>,
 }
 
 /// A page of the event log.
@@ -34,8 +34,6 @@ pub struct EventPage {
     /// Pass as `after` to read on (also when `items` is empty: new events come after it).
     pub next_cursor: String,
 }
-
-const MAX_LIMIT: u32 = 200;
 
 /// Reads the tenant's events: each state change a caller cares about, with the operation or
 /// account as the API returns it and the actor that caused it.
@@ -65,32 +63,10 @@ pub async fn list(
             )
         })?,
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad(
-            "limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    // Exactly the documented form: known types, comma-separated, none empty.
-    let types = query
-        .types
-        .as_deref()
-        .map(|list| list.split(',').collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| {
-            serde_json::from_value::<EventType>(t.into()).map_err(|_| {
-                bad(
-                    "type",
-                    format!(
-                        "unknown event type `{}`",
-                        t.chars().take(40).collect::<String>()
-                    ),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let limit = super::paging::page_size(query.page_size)?;
+    let mut types = query.types;
+    types.sort_unstable_by_key(|t| t.as_str());
+    types.dedup();
     // The log shows only what the caller may read: account health needs `accounts:read`.
     let types = match caller.readable_events() {
         None => types,

@@ -3,7 +3,7 @@
 use axum::{
     body::Bytes,
     extract::{
-        rejection::{BytesRejection, PathRejection, QueryRejection},
+        rejection::{BytesRejection, PathRejection},
         FromRequest, FromRequestParts, Request,
     },
     http::{header, request::Parts, StatusCode},
@@ -142,17 +142,45 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// Query parameters: a `400` problem when they do not parse.
+/// Query parameters: a `400` problem when they do not parse. A parameter that takes several
+/// values repeats (`?type=a&type=b`), as every list filter does.
 pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        // An empty value is no value: refused, not read as absent.
+        if let Some((key, _)) =
+            url::form_urlencoded::parse(raw.as_bytes()).find(|(_, value)| value.is_empty())
+        {
+            let key: String = key.chars().take(40).collect();
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter `{key}` is empty"),
+            )
+            .with_field(key));
+        }
+        let form = serde_html_form::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
+        serde_path_to_error::deserialize(form)
+            .map(Query)
+            .map_err(|e| {
+                // The parameter at fault (`type`, not `type[1]`), where one is.
+                let path = e.path().to_string();
+                let name = path.split('[').next().unwrap_or_default().to_owned();
+                let message = redact_values(&e.into_inner().to_string());
+                match name.as_str() {
+                    "." | "" => {
+                        ApiError::bad_request("invalid_query", format!("invalid query: {message}"))
+                    }
+                    _ => ApiError::bad_request(
+                        "invalid_query",
+                        format!("invalid value for `{name}`: {message}"),
+                    )
+                    .with_field(name),
+                }
+            })
     }
 }
 

@@ -87,6 +87,17 @@ pub async fn metrics(
             .into_response();
         }
     }
+    // The backlog is the store's, shared by every replica: read at scrape time. A store that
+    // does not answer leaves the gauges out rather than showing a stale or zero backlog.
+    match state.service.backlog().await {
+        Ok(backlog) => {
+            metrics::gauge!("snapgate_operations_unfinished")
+                .set(backlog.unfinished_operations as f64);
+            metrics::gauge!("snapgate_webhook_deliveries_pending")
+                .set(backlog.pending_deliveries as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: the store did not say its backlog"),
+    }
     let body = crate::telemetry::metrics_handle()
         .map(|h| h.render())
         .unwrap_or_default();

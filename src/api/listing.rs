@@ -11,7 +11,6 @@ use axum::{
     extract::{RawQuery, State},
     http::StatusCode,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -23,9 +22,6 @@ use crate::{
     providers::ListFilter,
     service::{FanOut, ServiceError},
 };
-
-const DEFAULT_PAGE_SIZE: usize = 50;
-pub(crate) const MAX_PAGE_SIZE: usize = 200;
 
 /// Query of `GET /v1/snapshots` (repeatable members may be given several times).
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -45,7 +41,7 @@ pub struct ListQuery {
     /// Case-insensitive substring of the name.
     pub name: Option<String>,
     /// Items per page: default 50, max 200.
-    pub page_size: Option<usize>,
+    pub page_size: Option<u32>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
     /// `true`: any account failure fails the request with `502`.
@@ -95,15 +91,8 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             "source_id" => q.source_id = Some(v.to_owned()),
             "name" => q.name = Some(v.to_owned()),
             "page_size" => {
-                let n: usize = v.parse().map_err(|_| bad("page_size", v))?;
-                if n == 0 || n > MAX_PAGE_SIZE {
-                    return Err(ApiError::bad_request(
-                        "invalid_query",
-                        format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
-                    )
-                    .with_field("page_size"));
-                }
-                q.page_size = Some(n);
+                let n: u32 = v.parse().map_err(|_| bad("page_size", v))?;
+                q.page_size = Some(super::paging::page_size(Some(n))?);
             }
             "page_token" => q.page_token = Some(v.to_owned()),
             "strict" => q.strict = Some(v.parse().map_err(|_| bad("strict", v))?),
@@ -122,79 +111,30 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
-/// Where the previous page ended, bound to the tenant and filters that produced it.
+/// Where the previous page ended.
 #[derive(Serialize, Deserialize)]
 struct Cursor {
     /// `created_at` of the last item (RFC 3339), or null when it had none.
     t: Option<String>,
     /// Id of the last item.
     id: String,
-    /// Hash of tenant + filters.
-    f: String,
 }
 
 fn filters_hash(tenant: &str, q: &ListQuery) -> String {
-    use sha2::{Digest, Sha256};
     let mut accounts = q.account.clone();
     accounts.sort();
     let mut providers: Vec<&str> = q.provider.iter().map(|p| p.as_str()).collect();
     providers.sort_unstable();
     let mut statuses: Vec<String> = q.status.iter().map(|s| format!("{s:?}")).collect();
     statuses.sort();
-    let canonical = serde_json::json!([
-        tenant,
+    let filters = serde_json::json!([
         accounts,
         providers,
         statuses,
         q.source_id,
         q.name.as_ref().map(|n| n.to_lowercase())
     ]);
-    hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..12])
-}
-
-fn encode_token(state: &AppState, cursor: &Cursor) -> String {
-    let payload = serde_json::to_vec(cursor).unwrap_or_default();
-    let tag = state.sealer.tag(&payload);
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(&payload),
-        URL_SAFE_NO_PAD.encode(&tag[..16])
-    )
-}
-
-fn decode_token(state: &AppState, token: &str, expected_filters: &str) -> Result<Cursor, ApiError> {
-    let invalid = |why: &str| {
-        ApiError::bad_request(
-            "invalid_page_token",
-            format!("page_token is not valid: {why}"),
-        )
-        .with_field("page_token")
-    };
-    let (payload, tag) = token.split_once('.').ok_or_else(|| invalid("malformed"))?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| invalid("malformed"))?;
-    let tag = URL_SAFE_NO_PAD
-        .decode(tag)
-        .map_err(|_| invalid("malformed"))?;
-    let expected = state.sealer.tag(&payload);
-    // Constant-time enough for a 16-byte tag compare: fold with XOR.
-    if tag.len() != 16
-        || tag
-            .iter()
-            .zip(&expected[..16])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            != 0
-    {
-        return Err(invalid("it was modified"));
-    }
-    let cursor: Cursor = serde_json::from_slice(&payload).map_err(|_| invalid("malformed"))?;
-    if cursor.f != expected_filters {
-        return Err(invalid(
-            "it belongs to a different query; keep the same filters while paging",
-        ));
-    }
-    Ok(cursor)
+    super::paging::query_id(tenant, "snapshots", &filters)
 }
 
 /// Newest first, snapshots without a date last, ties by id ascending.
@@ -229,9 +169,9 @@ pub async fn list(
     let cursor = q
         .page_token
         .as_deref()
-        .map(|t| decode_token(&state, t, &filters))
+        .map(|t| super::paging::open::<Cursor>(&state, &filters, t))
         .transpose()?;
-    let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    let page_size = super::paging::page_size(q.page_size)? as usize;
 
     let include = q.include == Some(Include::Vendor);
     let source = q.source_id.as_deref();
@@ -283,13 +223,13 @@ pub async fn list(
     keyed.truncate(page_size);
     let next_page_token = if more {
         keyed.last().map(|(id, s)| {
-            encode_token(
+            super::paging::seal(
                 &state,
-                &Cursor {
+                &filters,
+                Cursor {
                     t: s.created_at
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
                     id: id.clone(),
-                    f: filters.clone(),
                 },
             )
         })

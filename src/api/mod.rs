@@ -11,6 +11,7 @@ mod health;
 mod listing;
 pub mod openapi;
 mod operations;
+mod paging;
 pub mod problem;
 mod providers;
 pub mod request_id;

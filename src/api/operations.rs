@@ -1,6 +1,7 @@
 //! `/v1/operations`: async work the gateway tracks, advanced from the vendor on read.
 
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,17 +29,19 @@ pub struct OperationQuery {
     /// Only pending and running operations.
     #[serde(default)]
     pub unfinished: bool,
-    /// At most this many (default 50, 1 to 200), newest first.
-    pub limit: Option<u32>,
+    /// Items per page: default 50, max 200.
+    pub page_size: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
 }
 
-/// Largest `limit` of `GET /v1/operations`.
-pub(crate) const MAX_LIMIT: u32 = 200;
-
-/// A list of operations, newest first.
+/// A page of operations, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OperationList {
+    /// Newest first (`created_at` descending, ties by `id` descending).
     pub items: Vec<Operation>,
+    /// Pass as `page_token` for the next page; `null` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// Path of an operation.
@@ -55,15 +58,15 @@ pub struct OperationPath {
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: when the operation is unfinished, answer as soon as it changes, or after
-    /// this long (`30s`, `500ms`, or seconds); longer than `60s` waits 60 s.
-    #[param(example = "30s", pattern = r"^[0-9]{1,9}(ms|s)?$")]
+    /// this many seconds (0 to 60). `30s` and `500ms` are accepted too.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 60, example = 30)]
     pub wait: Option<String>,
 }
 
 /// The longest long-poll.
 pub(crate) const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A `wait` value: `30s`, `500ms` or bare seconds; longer than [`MAX_WAIT`] waits that long.
+/// A `wait` value: bare seconds, `30s` or `500ms`, at most [`MAX_WAIT`].
 pub(crate) fn parse_wait(value: &str) -> Result<std::time::Duration, String> {
     let (number, unit_ms) = if let Some(ms) = value.strip_suffix("ms") {
         (ms, 1)
@@ -81,11 +84,17 @@ pub(crate) fn parse_wait(value: &str) -> Result<std::time::Duration, String> {
         .map(std::time::Duration::from_millis)
         .ok_or_else(|| {
             format!(
-                "wait must be like `30s` or `500ms`, not `{}`",
+                "wait must be a number of seconds (or like `30s`, `500ms`), not `{}`",
                 value.chars().take(20).collect::<String>()
             )
         })?;
-    Ok(wait.min(MAX_WAIT))
+    if wait > MAX_WAIT {
+        return Err(format!(
+            "wait must be at most {} seconds",
+            MAX_WAIT.as_secs()
+        ));
+    }
+    Ok(wait)
 }
 
 /// The long-poll wait a request asks for, if any (for the gateway's deadline).
@@ -111,22 +120,36 @@ pub async fn list(
     Query(query): Query<OperationQuery>,
 ) -> Result<axum::Json<OperationList>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        )
-        .with_field("limit"));
-    }
+    let size = super::paging::page_size(query.page_size)?;
+    let paging = super::paging::query_id(
+        &caller.tenant,
+        "operations",
+        &(&query.account, &query.snapshot, query.unfinished),
+    );
+    let before = query
+        .page_token
+        .as_deref()
+        .map(|t| super::paging::open::<(DateTime<Utc>, String)>(&state, &paging, t))
+        .transpose()?;
     let filter = OperationFilter {
         account: query.account,
         snapshot_id: query.snapshot,
         unfinished_only: query.unfinished,
-        limit,
+        before,
+        // One more than the page: whether another page follows.
+        limit: size + 1,
     };
-    let items = state.service.operations(&caller.tenant, &filter).await?;
-    Ok(axum::Json(OperationList { items }))
+    let mut items = state.service.operations(&caller.tenant, &filter).await?;
+    let more = items.len() > size as usize;
+    items.truncate(size as usize);
+    let next_page_token = more
+        .then(|| items.last())
+        .flatten()
+        .map(|op| super::paging::seal(&state, &paging, (op.created_at, op.id.clone())));
+    Ok(axum::Json(OperationList {
+        items,
+        next_page_token,
+    }))
 }
 
 /// Shows an operation, first asking the vendor how it is going when unfinished; with `wait`,

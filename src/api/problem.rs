@@ -124,6 +124,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut problem = *self.problem;
         problem.request_id = request_id::current();
+        problem.trace_id = crate::otel::trace_id(&tracing::Span::current());
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();

@@ -36,19 +36,33 @@ where
     if let Some(v) = &header {
         req.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let method = req.method().clone();
     let route = route_label(&req);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", method_label(&method)),
+        otel.kind = "server",
+        request_id = %id,
+        method = %method,
+        path = %req.uri().path(),
+        route,
+        status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace_id) = crate::otel::accept(&span, req.headers()) {
+        span.record("trace_id", trace_id.as_str());
+    }
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(
             id,
             crate::telemetry::ACTOR.scope(
                 std::cell::RefCell::new(None),
-                tracing::Instrument::instrument(inner(req), span),
+                tracing::Instrument::instrument(inner(req), span.clone()),
             ),
         )
         .await;
+    span.record("status", response.status().as_u16());
     if let Some(v) = header {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

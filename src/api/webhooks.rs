@@ -88,6 +88,8 @@ fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S:
 pub struct WebhookList {
     /// Oldest first.
     pub items: Vec<WebhookView>,
+    /// Pass as `page_token` for the next page; `null` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// Body of `POST /v1/webhooks`.
@@ -145,10 +147,10 @@ pub struct DeliveryPath {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
-    /// `next_cursor` of the previous page; omit to start at the newest delivery.
-    pub before: Option<String>,
-    /// At most this many (default 50, 1 to 200).
-    pub limit: Option<u32>,
+    /// Items per page: default 50, max 200.
+    pub page_size: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
 }
 
 /// A page of an endpoint's delivery log.
@@ -156,8 +158,8 @@ pub struct DeliveryQuery {
 pub struct DeliveryPage {
     /// Newest first.
     pub items: Vec<Delivery>,
-    /// Pass as `before` for older deliveries; absent on the last page.
-    pub next_cursor: Option<String>,
+    /// Pass as `page_token` for older deliveries; `null` on the last page.
+    pub next_page_token: Option<String>,
 }
 
 /// Longest description.
@@ -238,17 +240,29 @@ fn with_secret(webhook: Webhook, secret: SecretString) -> WebhookWithSecret {
 /// Lists the caller's webhook endpoints.
 #[utoipa::path(
     get, path = "/v1/webhooks", tag = "webhooks", operation_id = "listWebhooks",
+    params(super::paging::PageQuery),
     security(("bearer" = ["webhooks:read"])),
     responses((status = 200, description = "The tenant's endpoints, oldest first", body = WebhookList))
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<super::paging::PageQuery>,
 ) -> Result<axum::Json<WebhookList>, ApiError> {
     caller.require(Scope::WebhooksRead)?;
-    let items = state.service.webhooks(&caller.tenant).await?;
+    let size = super::paging::page_size(query.page_size)?;
+    let paging = super::paging::query_id(&caller.tenant, "webhooks", &());
+    let after = query
+        .page_token
+        .as_deref()
+        .map(|t| super::paging::open::<(DateTime<Utc>, String)>(&state, &paging, t))
+        .transpose()?;
+    let all = state.service.webhooks(&caller.tenant).await?;
+    let (items, next) =
+        super::paging::page_of(all, |w| (w.created_at, w.id.clone()), after.as_ref(), size);
     Ok(axum::Json(WebhookList {
         items: items.into_iter().map(WebhookView::from).collect(),
+        next_page_token: next.map(|position| super::paging::seal(&state, &paging, position)),
     }))
 }
 
@@ -475,43 +489,27 @@ pub async fn deliveries(
 ) -> Result<axum::Json<DeliveryPage>, ApiError> {
     caller.require(Scope::WebhooksRead)?;
     let id = webhook_id(&path.webhook)?;
-    let bad = |field: &str, detail: String| {
-        ApiError::bad_request("invalid_query", detail).with_field(field.to_owned())
-    };
-    let before = match query.before.as_deref() {
-        None => None,
-        Some(c) => Some(
-            (!c.is_empty() && c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| c.parse::<i64>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    bad(
-                        "before",
-                        "before must be a next_cursor this API returned".into(),
-                    )
-                })?,
-        ),
-    };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=super::operations::MAX_LIMIT).contains(&limit) {
-        return Err(bad(
-            "limit",
-            format!(
-                "limit must be between 1 and {}",
-                super::operations::MAX_LIMIT
-            ),
-        ));
-    }
-    let page = state
+    let size = super::paging::page_size(query.page_size)?;
+    let paging = super::paging::query_id(&caller.tenant, "deliveries", &id.to_string());
+    let before = query
+        .page_token
+        .as_deref()
+        .map(|t| super::paging::open::<i64>(&state, &paging, t))
+        .transpose()?;
+    // One more than the page: whether another page follows.
+    let mut page = state
         .service
-        .deliveries(&caller.tenant, id, before, limit)
+        .deliveries(&caller.tenant, id, before, size + 1)
         .await?;
-    let next_cursor = (page.len() == limit as usize)
-        .then(|| page.last().map(|(seq, _)| seq.to_string()))
-        .flatten();
+    let more = page.len() > size as usize;
+    page.truncate(size as usize);
+    let next_page_token = more
+        .then(|| page.last())
+        .flatten()
+        .map(|(seq, _)| super::paging::seal(&state, &paging, *seq));
     Ok(axum::Json(DeliveryPage {
         items: page.into_iter().map(|(_, d)| d).collect(),
-        next_cursor,
+        next_page_token,
     }))
 }
 

@@ -23,6 +23,9 @@ pub struct Problem {
     pub code: String,
     /// The request id (also in the `x-request-id` header).
     pub request_id: String,
+    /// The request's OpenTelemetry trace id (32 hex digits), when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The input field at fault, where one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -78,6 +81,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             request_id: String::new(),
+            trace_id: None,
             field: None,
             provider: None,
             account: None,

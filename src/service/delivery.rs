@@ -215,7 +215,15 @@ impl Service {
     /// [`Service::attempt`], its failure to record logged.
     async fn attempt_logged(&self, claimed: Claimed) {
         let (id, webhook) = (claimed.delivery.id.clone(), claimed.webhook.id.clone());
-        if let Err(e) = self.attempt(claimed).await {
+        let span = tracing::info_span!(
+            "webhook delivery",
+            otel.kind = "client",
+            delivery = %id,
+            %webhook,
+            event_type = claimed.delivery.event_type.as_str(),
+        );
+        let attempted = tracing::Instrument::instrument(self.attempt(claimed), span).await;
+        if let Err(e) = attempted {
             tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
         }
     }
@@ -298,6 +306,9 @@ impl Service {
         let timestamp = at.timestamp();
         let body = delivery.payload.as_bytes();
         let signature = sign::header(keys, &delivery.event_id, timestamp, body);
+        // The receiver can join the delivery's trace (`traceparent`), when traces are on.
+        let mut trace = http::HeaderMap::new();
+        crate::otel::inject(&tracing::Span::current(), &mut trace);
         let sent = self
             .webhook_client
             .get_or_init(|| delivery_client(&self.webhooks))
@@ -306,6 +317,7 @@ impl Service {
             .header("webhook-id", &delivery.event_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
+            .headers(trace)
             .body(delivery.payload.clone())
             .send()
             .await;

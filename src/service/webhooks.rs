@@ -72,6 +72,11 @@ impl Service {
         Ok(self.store.list_webhooks(tenant).await?)
     }
 
+    /// What waits on the reconciler and the delivery worker, across tenants and replicas.
+    pub async fn backlog(&self) -> Result<crate::store::Backlog, ServiceError> {
+        Ok(self.store.backlog().await?)
+    }
+
     pub async fn update_webhook(
         &self,
         tenant: &str,

@@ -1,6 +1,9 @@
 //! A store that fails on purpose: it wraps a real one and makes chosen calls fail as a lost
 //! database connection would (`PoolTimedOut`). Tests and the soak use it to prove that every
 //! guarantee holds when the store fails at the worst moment — after a vendor call, say.
+//!
+//! The same wrapper, with no faults planned, is how store calls become trace spans (one per
+//! call, named by the method) when traces are exported: [`Faulty::traced`].
 
 use std::{
     collections::HashMap,
@@ -86,19 +89,48 @@ impl FaultPlan {
 pub struct Faulty {
     inner: Arc<dyn Store>,
     plan: Arc<FaultPlan>,
+    /// Each call is a `store` span (traces are on).
+    traced: bool,
 }
 
 impl Faulty {
     pub fn wrap(inner: Arc<dyn Store>, plan: Arc<FaultPlan>) -> Arc<dyn Store> {
-        Arc::new(Self { inner, plan })
+        Arc::new(Self {
+            inner,
+            plan,
+            traced: crate::otel::enabled(),
+        })
+    }
+
+    /// `inner` with each call a trace span, when traces are exported; else `inner` itself.
+    pub fn traced(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+        if !crate::otel::enabled() {
+            return inner;
+        }
+        Arc::new(Self {
+            inner,
+            plan: Arc::default(),
+            traced: true,
+        })
     }
 }
 
-/// Each call asks the plan first, then goes to the real store.
+/// Each call asks the plan first, then goes to the real store (in a span of its own when
+/// traces are on).
 macro_rules! gated {
     ($self:ident, $name:literal, $call:expr) => {{
         $self.plan.gate($name)?;
-        $call.await
+        if $self.traced {
+            let span = tracing::info_span!(
+                "store",
+                otel.name = concat!("store ", $name),
+                otel.kind = "client",
+                db.operation = $name
+            );
+            tracing::Instrument::instrument($call, span).await
+        } else {
+            $call.await
+        }
     }};
 }
 
@@ -368,6 +400,10 @@ impl Store for Faulty {
     }
     async fn list_webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
         gated!(self, "list_webhooks", self.inner.list_webhooks(tenant))
+    }
+
+    async fn backlog(&self) -> Result<super::Backlog, StoreError> {
+        gated!(self, "backlog", self.inner.backlog())
     }
     async fn update_webhook(
         &self,

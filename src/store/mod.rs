@@ -71,12 +71,23 @@ pub struct AccountPatch {
     pub credentials: Option<SealedCredentials>,
 }
 
+/// What waits on the workers, across tenants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Operations pending or running (the reconciler's work).
+    pub unfinished_operations: u64,
+    /// Deliveries not yet answered with a 2xx nor given up (the delivery worker's).
+    pub pending_deliveries: u64,
+}
+
 /// Which operations to list.
 #[derive(Clone, Debug, Default)]
 pub struct OperationFilter {
     pub account: Option<AccountId>,
     pub snapshot_id: Option<String>,
     pub unfinished_only: bool,
+    /// Only operations older than this `(created_at, id)` position (the next page).
+    pub before: Option<(DateTime<Utc>, String)>,
     pub limit: u32,
 }
 
@@ -272,6 +283,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(Webhook, Sealed)>, StoreError>;
     /// Oldest first.
     async fn list_webhooks(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError>;
+    /// What waits on the workers, across tenants (for the backlog gauges).
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
     /// Saves an endpoint's url, description, filter and state, and its secrets when given
     /// (`None` keeps them, so a concurrent rotation is not undone); whether it exists.
     async fn update_webhook(

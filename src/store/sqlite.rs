@@ -395,6 +395,10 @@ impl Store for SqliteStore {
         webhooks::sqlite::list_webhooks(&mut *self.pool.acquire().await?, tenant).await
     }
 
+    async fn backlog(&self) -> Result<super::Backlog, StoreError> {
+        webhooks::sqlite::backlog(&mut *self.pool.acquire().await?).await
+    }
+
     async fn update_webhook(
         &self,
         webhook: &Webhook,

@@ -89,6 +89,9 @@ pub async fn list(
     if filter.unfinished_only {
         sql.push_str(" AND state IN ('pending', 'running')");
     }
+    if filter.before.is_some() {
+        sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+    }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
     let mut q = sqlx::query_as::<_, OperationRow>(&sql).bind(tenant);
     if let Some(a) = &filter.account {
@@ -96,6 +99,12 @@ pub async fn list(
     }
     if let Some(s) = &filter.snapshot_id {
         q = q.bind(s);
+    }
+    if let Some((at, id)) = &filter.before {
+        q = q
+            .bind(super::rows::ts(*at))
+            .bind(super::rows::ts(*at))
+            .bind(id);
     }
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
     let rows = q.bind(i64::from(limit)).fetch_all(pool).await?;

@@ -289,6 +289,20 @@ macro_rules! queries {
             .transpose()
         }
 
+        /// Unfinished operations and deliveries not yet sent, across tenants (the gauges).
+        pub async fn backlog(conn: &mut Conn) -> Result<super::super::Backlog, StoreError> {
+            let (operations, deliveries): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM operations WHERE state IN ('pending', 'running')), \
+                        (SELECT count(*) FROM deliveries WHERE state = 'pending')",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(super::super::Backlog {
+                unfinished_operations: operations.max(0) as u64,
+                pending_deliveries: deliveries.max(0) as u64,
+            })
+        }
+
         pub async fn list_webhooks(
             conn: &mut Conn,
             tenant: &str,

@@ -86,6 +86,9 @@ impl Guard {
     /// A call reached the vendor and it answered sanely (any non-5xx).
     pub fn success(&self) {
         let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if b.open_until.is_some() {
+            metrics::gauge!("snapgate_upstream_breakers_open").decrement(1.0);
+        }
         let rate_limited_until = b.rate_limited_until;
         *b = BreakerState {
             rate_limited_until,
@@ -113,6 +116,9 @@ impl Guard {
         let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
         b.consecutive_failures += 1;
         if b.probing || b.consecutive_failures >= self.config.failure_threshold {
+            if b.open_until.is_none() {
+                metrics::gauge!("snapgate_upstream_breakers_open").increment(1.0);
+            }
             b.open_until = Some(Instant::now() + self.config.cooldown);
             b.probing = false;
             tracing::warn!(failures = b.consecutive_failures, "circuit opened");

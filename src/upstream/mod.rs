@@ -325,13 +325,31 @@ impl Upstream {
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
         let started = Instant::now();
-        let Some(this_try) = request.try_clone() else {
+        let Some(mut this_try) = request.try_clone() else {
             return Err(ProviderError::Upstream {
                 status: None,
                 message: "request body cannot be resent".into(),
             });
         };
-        let result = self.attempt(vendor, this_try, message).await;
+        let span = tracing::info_span!(
+            "vendor call",
+            otel.name = %format_args!("{vendor} {operation}"),
+            otel.kind = "client",
+            provider = %vendor,
+            operation,
+            attempt,
+            status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        crate::otel::inject(&span, this_try.headers_mut());
+        let result =
+            tracing::Instrument::instrument(self.attempt(vendor, this_try, message), span.clone())
+                .await;
+        span.record("outcome", outcome(&result));
+        match &result {
+            Ok(reply) => span.record("status", reply.status.as_u16()),
+            Err(e) => span.record("status", upstream_status(e)),
+        };
         let ms = started.elapsed().as_millis() as u64;
         metrics::counter!(
             "snapgate_upstream_requests_total",

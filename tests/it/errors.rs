@@ -214,19 +214,20 @@ async fn a_body_declared_over_the_limit_is_refused_before_it_is_sent() {
 }
 
 #[tokio::test]
-async fn an_operations_limit_outside_1_to_200_is_a_400_naming_it() {
+async fn an_operations_page_size_outside_1_to_200_is_a_400_naming_it() {
     let app = spawn_app().await;
     let t = token("acme", ALL_SCOPES);
     for bad in ["0", "201", "4294967296", "-1"] {
         let p = assert_problem(
-            app.get(&format!("/v1/operations?limit={bad}"), &t).await,
+            app.get(&format!("/v1/operations?page_size={bad}"), &t)
+                .await,
             400,
             "invalid_query",
         )
         .await;
-        assert!(p["detail"].as_str().unwrap().contains("limit"), "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("page_size"), "{p}");
     }
-    let resp = app.get("/v1/operations?limit=200", &t).await;
+    let resp = app.get("/v1/operations?page_size=200", &t).await;
     assert_eq!(resp.status(), 200);
 }
 

@@ -120,7 +120,7 @@ async fn finished_work_is_logged_once_with_its_actor_and_only_for_its_tenant() {
         ("?after=%2B3", "after"),
         // Positions are one sequence across tenants: a bare number is never a cursor.
         ("?after=3", "after"),
-        ("?limit=0", "limit"),
+        ("?page_size=0", "page_size"),
     ] {
         let resp = s.app.get(&format!("/v1/events{query}"), &s.token).await;
         let p = assert_problem(resp, 400, "invalid_query").await;

@@ -34,7 +34,7 @@ async fn post_with_key(s: &SimApp, key: Option<&str>, body: &Value) -> reqwest::
 async fn events_of(s: &SimApp, op_id: &str) -> Vec<String> {
     let page: Value = s
         .app
-        .get("/v1/events?limit=200", &s.token)
+        .get("/v1/events?page_size=200", &s.token)
         .await
         .json()
         .await
@@ -113,7 +113,7 @@ async fn a_store_failure_at_any_step_of_a_create_makes_one_snapshot_per_key() {
         } else {
             let ops: Value = s
                 .app
-                .get("/v1/operations?account=koyeb&limit=1", &s.token)
+                .get("/v1/operations?account=koyeb&page_size=1", &s.token)
                 .await
                 .json()
                 .await

@@ -381,3 +381,8 @@ pub fn hyperstack_created(id: u64) -> Value {
         "id": id, "name": "n", "description": "", "vm_id": 2058, "region_id": 3, "status": "CREATING",
         "is_image": false, "size": 0, "labels": [], "created_at": "2025-03-11T09:15:42", "updated_at": "2025-03-11T09:15:42"}})
 }
+
+/// The JSON body of a response.
+pub async fn json_of(resp: reqwest::Response) -> Value {
+    resp.json().await.unwrap()
+}

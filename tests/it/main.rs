@@ -19,6 +19,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod openapi;
+mod paging;
 mod pg_tls;
 mod reconciler;
 mod replicas;

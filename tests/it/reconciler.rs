@@ -34,7 +34,7 @@ async fn start_create(s: &SimApp, vendor: Vendor) -> Value {
 async fn stored(s: &SimApp, id: &str) -> Value {
     let list: Value = s
         .app
-        .get("/v1/operations?limit=200", &s.token)
+        .get("/v1/operations?page_size=200", &s.token)
         .await
         .json()
         .await
@@ -127,7 +127,9 @@ async fn a_long_poll_answers_as_soon_as_the_operation_changes() {
         .await;
     assert_eq!(resp.status(), 200);
     assert!(again.elapsed() < Duration::from_millis(500));
-    for bad in ["soon", "-1", "1h", "%2B5s", "%205s", ""] {
+    for bad in [
+        "soon", "-1", "1h", "%2B5s", "%205s", "", "61", "61s", "60001ms",
+    ] {
         let resp = s
             .app
             .get(&format!("/v1/operations/{id}?wait={bad}"), &s.token)

@@ -101,7 +101,7 @@ async fn whole_log(client: &reqwest::Client, urls: &Urls, t: &str) -> Vec<(Strin
         let url = urls.read().unwrap()[0].clone();
         let Some(page) = get_json(
             client,
-            &format!("{url}/v1/events?after={cursor}&limit=200"),
+            &format!("{url}/v1/events?after={cursor}&page_size=200"),
             t,
         )
         .await
@@ -198,7 +198,7 @@ async fn soak_two_replicas_under_load_and_faults_keep_every_promise() {
                 let url = urls.read().unwrap()[0].clone();
                 if let Some(page) = get_json(
                     &client,
-                    &format!("{url}/v1/events?after={cursor}&limit=200"),
+                    &format!("{url}/v1/events?after={cursor}&page_size=200"),
                     &t,
                 )
                 .await
@@ -407,7 +407,7 @@ async fn soak_two_replicas_under_load_and_faults_keep_every_promise() {
 /// Operations of the account still unfinished, as stored (listing does not ask the vendor).
 async fn unfinished(app: &TestApp, t: &str) -> usize {
     let page: Value = app
-        .get("/v1/operations?unfinished=true&limit=200", t)
+        .get("/v1/operations?unfinished=true&page_size=200", t)
         .await
         .json()
         .await

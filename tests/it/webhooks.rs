@@ -113,10 +113,6 @@ pub fn verify(secret: &str, r: &Request) -> Result<(), String> {
         .ok_or_else(|| format!("no signature in `{sigs}` matches"))
 }
 
-async fn json_of(resp: reqwest::Response) -> Value {
-    resp.json().await.unwrap()
-}
-
 /// The webhook's deliveries (newest first).
 pub async fn deliveries(app: &TestApp, token: &str, webhook: &str) -> Vec<Value> {
     let page = json_of(
@@ -535,26 +531,26 @@ async fn a_webhook_is_changed_paged_and_deleted() {
     }
     wait_received(&mock, 3, Duration::from_secs(5)).await;
     let first = json_of(
-        app.get(&format!("/v1/webhooks/{id}/deliveries?limit=2"), &t)
+        app.get(&format!("/v1/webhooks/{id}/deliveries?page_size=2"), &t)
             .await,
     )
     .await;
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
-    let cursor = first["next_cursor"].as_str().unwrap();
+    let cursor = first["next_page_token"].as_str().unwrap();
     let rest = json_of(
         app.get(
-            &format!("/v1/webhooks/{id}/deliveries?limit=2&before={cursor}"),
+            &format!("/v1/webhooks/{id}/deliveries?page_size=2&page_token={cursor}"),
             &t,
         )
         .await,
     )
     .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1, "{rest}");
-    assert!(rest["next_cursor"].is_null());
+    assert!(rest["next_page_token"].is_null());
     let bad = app
-        .get(&format!("/v1/webhooks/{id}/deliveries?before=x"), &t)
+        .get(&format!("/v1/webhooks/{id}/deliveries?page_token=x"), &t)
         .await;
-    assert_problem(bad, 400, "invalid_query").await;
+    assert_problem(bad, 400, "invalid_page_token").await;
 
     assert_eq!(
         app.delete(&format!("/v1/webhooks/{id}"), &t).await.status(),

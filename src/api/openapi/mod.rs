@@ -100,6 +100,12 @@ pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
 /// Completes the derived document (see the module comment).
 fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
+    // Relative: Swagger UI and other readers call the gateway that served the document; a
+    // generated client is given its gateway's base URL.
+    doc["servers"] = serde_json::json!([{
+        "url": "/",
+        "description": "The gateway that serves this document (`snapgate serve` listens on 127.0.0.1:8080 by default)",
+    }]);
     failures::add_failure_responses(doc);
     failures::type_nested_problems(doc);
     shapes::constrain(doc);

@@ -8,7 +8,7 @@ use super::{
     NAME_PATTERN, NOT_BLANK_PATTERN, PLAIN_TEXT_PATTERN, SNAPSHOT_ID_PATTERN,
 };
 use crate::{
-    api::{accounts, listing, operations, snapshots, webhooks},
+    api::{accounts, paging, snapshots, webhooks},
     domain::FieldSpec,
     providers::ProviderInfo,
 };
@@ -103,21 +103,16 @@ pub(super) fn constrain(doc: &mut Value) {
                 (Some("path"), Some("delivery")) => {
                     json!({"pattern": webhooks::DELIVERY_ID_PATTERN})
                 }
-                (Some("query"), Some("before")) => json!({"pattern": "^[0-9]{1,18}$"}),
                 (Some("path"), Some("name")) => name.clone(),
                 (Some("header"), Some("Idempotency-Key")) => json!({
                     "type": "string", "minLength": 1, "maxLength": 255,
                     "pattern": IDEMPOTENCY_KEY_PATTERN,
                 }),
                 (Some("query"), Some("page_size")) => json!({
-                    "type": "integer", "minimum": 1, "maximum": listing::MAX_PAGE_SIZE,
-                }),
-                (Some("query"), Some("limit")) => json!({
-                    "type": "integer", "minimum": 1, "maximum": operations::MAX_LIMIT,
+                    "type": "integer", "minimum": 1, "maximum": paging::MAX_PAGE_SIZE,
                 }),
                 // The event log's cursor and type filter.
                 (Some("query"), Some("after")) => json!({"pattern": "^[A-Za-z0-9_-]{22}$"}),
-                (Some("query"), Some("type")) => json!({"pattern": EVENT_TYPES_PATTERN}),
                 _ => continue,
             };
             // Integers are declared plainly: the derived `format` (uint32, …) is not the limit.
@@ -128,9 +123,6 @@ pub(super) fn constrain(doc: &mut Value) {
         }
     });
 }
-
-/// One or more event types, comma-separated.
-const EVENT_TYPES_PATTERN: &str = "^(operation\\.succeeded|operation\\.failed|snapshot\\.created|snapshot\\.deleted|snapshot\\.restored|account\\.health_changed)(,(operation\\.succeeded|operation\\.failed|snapshot\\.created|snapshot\\.deleted|snapshot\\.restored|account\\.health_changed))*$";
 
 fn with_example(schema: &Value, example: &str) -> Value {
     let mut schema = schema.clone();

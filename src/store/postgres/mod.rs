@@ -513,6 +513,15 @@ impl Store for PostgresStore {
             if filter.unfinished_only {
                 sql.push_str(" AND state IN ('pending', 'running')");
             }
+            if filter.before.is_some() {
+                sql.push_str(&format!(
+                    " AND (created_at < ${} OR (created_at = ${} AND id < ${}))",
+                    n + 1,
+                    n + 1,
+                    n + 2
+                ));
+                n += 2;
+            }
             sql.push_str(&format!(
                 " ORDER BY created_at DESC, id DESC LIMIT ${}",
                 n + 1
@@ -523,6 +532,9 @@ impl Store for PostgresStore {
             }
             if let Some(s) = &filter.snapshot_id {
                 q = q.bind(s);
+            }
+            if let Some((at, id)) = &filter.before {
+                q = q.bind(super::rows::ts(*at)).bind(id);
             }
             let limit = if filter.limit == 0 { 100 } else { filter.limit };
             let rows = q.bind(i64::from(limit)).fetch_all(&pool).await?;
@@ -718,6 +730,12 @@ impl Store for PostgresStore {
             webhooks::postgres::list_webhooks(&mut *pool.acquire().await?, &tenant).await
         })
         .await
+    }
+
+    async fn backlog(&self) -> Result<super::Backlog, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move { webhooks::postgres::backlog(&mut *pool.acquire().await?).await })
+            .await
     }
 
     async fn update_webhook(
