@@ -28,6 +28,7 @@ mod simulator;
 mod snapshots;
 mod soak;
 mod store_contract;
+mod tracing;
 mod variants;
 mod vendor_truth;
 mod webhooks;
