@@ -24,7 +24,7 @@ use crate::{
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
     /// Slug chosen at creation, immutable.
-    #[schema(value_type = String, example = "prod-hyperstack")]
+    #[schema(value_type = String, example = "demo-hyperstack")]
     pub id: AccountId,
     pub provider: ProviderKind,
     pub display_name: Option<String>,

@@ -49,6 +49,7 @@ pub struct OperationList {
 #[into_params(parameter_in = Path)]
 pub struct OperationPath {
     /// Operation id.
+    #[param(example = "op_0192f8a4c3d27b1e9f6a5b4c3d2e1f00")]
     pub operation: String,
 }
 

@@ -26,7 +26,7 @@ use crate::{
 #[into_params(parameter_in = Path)]
 pub struct SnapshotPath {
     /// Snapshot id, `{account}:{native_id}`.
-    #[param(value_type = String, example = "prod-hyperstack:1402")]
+    #[param(value_type = String, example = "demo-hyperstack:1402")]
     pub snapshot: SnapshotId,
 }
 
@@ -51,7 +51,7 @@ pub enum Include {
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     /// Account to create the snapshot in.
-    #[schema(value_type = String, example = "prod-hyperstack")]
+    #[schema(value_type = String, example = "demo-hyperstack")]
     pub account: AccountId,
     /// The VM, volume, instance or slice to snapshot (vendor id).
     #[schema(example = "2058")]

@@ -4,7 +4,7 @@
 
 mod account;
 mod event;
-mod problem;
+pub mod problem;
 mod provider;
 mod provider_error;
 mod snapshot;

@@ -113,7 +113,7 @@ pub struct VendorSnapshot {
 /// A normalized snapshot as the API returns it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Snapshot {
-    #[schema(value_type = String, example = "prod-hyperstack:8812")]
+    #[schema(value_type = String, example = "demo-hyperstack:1402")]
     pub id: SnapshotId,
     #[schema(value_type = String)]
     pub account: AccountId,

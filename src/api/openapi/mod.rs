@@ -106,6 +106,9 @@ fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
         "url": "/",
         "description": "The gateway that serves this document (`snapgate serve` listens on 127.0.0.1:8080 by default)",
     }]);
+    // A closed set, so a typed client can switch on it.
+    doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"] =
+        serde_json::json!(crate::domain::problem::CODES.as_slice());
     failures::add_failure_responses(doc);
     failures::type_nested_problems(doc);
     shapes::constrain(doc);
