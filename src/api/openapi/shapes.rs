@@ -147,11 +147,19 @@ pub(super) fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo])
         properties["id"]["pattern"] = json!(ACCOUNT_ID_PATTERN);
         properties["provider"] = json!({"type": "string", "enum": [kind]});
         properties["display_name"]["maxLength"] = json!(accounts::MAX_DISPLAY_NAME);
-        properties["credentials"] = fields_schema(
-            info.credential_fields,
+        let name = capitalized(kind);
+        properties["credentials"] = component(
+            schemas,
+            &format!("{name}Credentials"),
+            fields_schema(info.credential_fields),
             "Credential fields; write-only, sealed at rest",
         );
-        properties["settings"] = fields_schema(info.setting_fields, "Non-secret settings");
+        properties["settings"] = component(
+            schemas,
+            &format!("{name}Settings"),
+            fields_schema(info.setting_fields),
+            "Non-secret settings",
+        );
         let mut required = vec![json!("id"), json!("provider"), json!("credentials")];
         if info.setting_fields.iter().any(|f| f.required) {
             required.push(json!("settings"));
@@ -190,8 +198,12 @@ pub(super) fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo])
         "oneOf": variants,
         "discriminator": {"propertyName": "provider", "mapping": mapping},
     });
-    // A PATCH does not name the provider: its members are those of any provider, and the
-    // server checks them against the account's own (422 naming the field otherwise).
+    model_account_patch(schemas, providers);
+}
+
+/// `UpdateAccount`: a PATCH does not name the provider, so its members are those of any
+/// provider, and the server checks them against the account's own (422 naming the field).
+fn model_account_patch(schemas: &mut Value, providers: &[&ProviderInfo]) {
     let union = |section: fn(&ProviderInfo) -> &'static [FieldSpec]| {
         let mut all: Vec<FieldSpec> = Vec::new();
         for info in providers {
@@ -210,31 +222,53 @@ pub(super) fn model_account_bodies(doc: &mut Value, providers: &[&ProviderInfo])
         }
         all
     };
-    for (section, fields, what) in [
+    for (section, name, fields, what) in [
         (
             "credentials",
+            "AccountCredentialsPatch",
             union(|i| i.credential_fields),
             "Replaces all credentials: every field the account's provider requires must be given",
         ),
         (
             "settings",
+            "AccountSettingsPatch",
             union(|i| i.setting_fields),
             "Replaces all settings (those of the account's provider)",
         ),
     ] {
-        let mut schema = fields_schema(&fields, what);
+        let mut schema = fields_schema(&fields);
         if section == "credentials" {
             schema["minProperties"] = json!(1);
         }
-        schemas["UpdateAccount"]["properties"][section] =
-            json!({"oneOf": [{"type": "null"}, schema]});
+        let reference = component(schemas, name, schema, what);
+        schemas["UpdateAccount"]["properties"][section] = json!({
+            "description": what,
+            "oneOf": [{"type": "null"}, {"$ref": reference["$ref"]}],
+        });
     }
     schemas["UpdateAccount"]["properties"]["display_name"]["maxLength"] =
         json!(accounts::MAX_DISPLAY_NAME);
     schemas["UpdateAccount"]["example"] = json!({"display_name": "Production (EU)"});
 }
 
-fn fields_schema(fields: &[FieldSpec], description: &str) -> Value {
+/// `schema` as the component `name` (described), and a described reference to it. An object of
+/// no fields stays inline, as an object that takes no members: generators give a closed object
+/// nested in another a name of their own (or warn that it has none), and give an empty closed
+/// object no value type.
+fn component(schemas: &mut Value, name: &str, mut schema: Value, description: &str) -> Value {
+    if schema["properties"].as_object().is_some_and(Map::is_empty) {
+        return json!({
+            "type": "object",
+            "description": description,
+            "additionalProperties": {"not": {}},
+        });
+    }
+    schema["description"] = json!(description);
+    schemas[name] = schema;
+    json!({"$ref": format!("#/components/schemas/{name}"), "description": description})
+}
+
+fn fields_schema(fields: &[FieldSpec]) -> Value {
     let mut properties = Map::new();
     for f in fields {
         let pattern = if f.visible_ascii {
@@ -255,7 +289,6 @@ fn fields_schema(fields: &[FieldSpec], description: &str) -> Value {
         .collect();
     json!({
         "type": "object",
-        "description": description,
         "properties": properties,
         "required": required,
         "additionalProperties": false,

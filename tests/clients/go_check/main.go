@@ -114,7 +114,11 @@ func main() {
 	// A 404 comes back as an error carrying the decoded problem.
 	_, resp, err = api.SnapshotsAPI.GetSnapshot(ctx, account+":go-no-such-snapshot").Execute()
 	check(err != nil, "a missing snapshot was found")
-	check(resp != nil && resp.StatusCode == http.StatusNotFound, "status %v", resp)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	check(status == http.StatusNotFound, "status %d: %v", status, err)
 	var apiErr *snapgate.GenericOpenAPIError
 	check(errors.As(err, &apiErr), "error %T: %v", err, err)
 	problem, ok := apiErr.Model().(snapgate.Problem)
