@@ -1,5 +1,7 @@
 //! Bad input always gets a problem+json answer, never a 500.
 
+use std::time::Duration;
+
 use serde_json::json;
 use snapgate::domain::ProviderKind;
 
@@ -387,4 +389,71 @@ async fn a_body_that_is_not_a_json_object_is_refused_even_when_serde_could_fill_
             "{path}"
         );
     }
+}
+
+/// The value of an unlabelled gauge in a scrape.
+fn gauge(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_backlog_and_open_breakers_are_gauges() {
+    use crate::lifecycle::spawn_with_simulator_and;
+    use snapgate::simulator::{Fault, Vendor};
+    // Nothing finishes by itself here: the reconciler is off and the vendor is slow.
+    let s = spawn_with_simulator_and(Duration::from_secs(60), |c| {
+        c.reconciler.enabled = false;
+        c.upstream.breaker_failures = 2;
+        c.upstream.max_retries = 0;
+        c.upstream.breaker_cooldown_ms = 60_000;
+    })
+    .await;
+    let source = s.sim.sources(Vendor::Koyeb)[0].clone();
+    for name in ["g1", "g2"] {
+        let resp = s
+            .app
+            .post(
+                "/v1/snapshots",
+                &s.token,
+                &json!({"account": "koyeb", "source_id": source, "name": name}),
+            )
+            .await;
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    }
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", s.app.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Other tests in this process scrape their own stores into the same gauges: read until a
+    // scrape shows this store's count (each scrape sets it from the store, then renders).
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let body = scrape().await;
+        let unfinished = gauge(&body, "snapgate_operations_unfinished");
+        seen.push(unfinished);
+        if unfinished == Some(2.0) {
+            assert!(gauge(&body, "snapgate_webhook_deliveries_pending").is_some());
+            break;
+        }
+    }
+    assert_eq!(seen.last().copied().flatten(), Some(2.0), "{seen:?}");
+
+    // Two failed calls open this account's breaker: the gauge counts it while it is open.
+    s.sim.set_fault(
+        Vendor::Syminet,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    for _ in 0..3 {
+        let _ = s.app.get("/v1/snapshots?account=syminet", &s.token).await;
+    }
+    let open = gauge(&scrape().await, "snapgate_upstream_breakers_open").unwrap();
+    assert!(open >= 1.0, "{open}");
 }
