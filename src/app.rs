@@ -154,13 +154,17 @@ impl Application {
         // Operations finish whether or not anyone reads them.
         let reconciler = self.state.config.reconciler.enabled.then(|| {
             let state = self.state.clone();
-            tokio::spawn(async move { state.service.reconcile_forever().await })
+            tokio::spawn(async move {
+                crate::service::supervised("reconciler", || state.service.reconcile_forever()).await
+            })
         });
         let _stop_reconciler = AbortOnDrop(reconciler);
         // Webhooks are delivered from the outbox whichever replica wrote the event.
         let deliverer = self.state.config.webhooks.enabled.then(|| {
             let state = self.state.clone();
-            tokio::spawn(async move { state.service.deliver_forever().await })
+            tokio::spawn(async move {
+                crate::service::supervised("webhooks", || state.service.deliver_forever()).await
+            })
         });
         let _stop_deliverer = AbortOnDrop(deliverer);
         let announcer = Some({

@@ -10,7 +10,7 @@ use figment::{
     Figment,
 };
 use secrecy::SecretString;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
 
 use crate::domain::ProviderKind;
 
@@ -28,11 +28,11 @@ pub struct Config {
     #[serde(default)]
     pub listing: ListingConfig,
     #[serde(default)]
-    pub reconciler: crate::service::ReconcilerConfig,
+    pub reconciler: ReconcilerConfig,
     #[serde(default)]
     pub upstream: crate::upstream::UpstreamConfig,
     #[serde(default)]
-    pub webhooks: crate::service::WebhooksConfig,
+    pub webhooks: WebhooksConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -353,6 +353,138 @@ impl Config {
 /// Where the demo and the default SQLite file keep their data.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+
+/// How the reconciler paces itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcilerConfig {
+    /// Whether this process checks operations in the background (reads refresh them anyway).
+    pub enabled: bool,
+    /// How often due operations are looked for, in milliseconds.
+    pub tick_ms: u64,
+    /// First check after an operation starts, in milliseconds; each later one waits twice as
+    /// long as the one before.
+    pub first_check_ms: u64,
+    /// The longest wait between two checks of one operation, in seconds.
+    pub max_interval_secs: u64,
+    /// An operation still unfinished this long after it started fails
+    /// (`operation_deadline_exceeded`), in seconds.
+    pub deadline_secs: u64,
+    /// Vendor checks in flight at once in this process. Checks are pipelined: as soon as one
+    /// ends, the next due operation is claimed, so a slow vendor holds one slot, not a round.
+    pub max_concurrent_checks: usize,
+    /// Checks of one tenant's operations in flight at once, across every replica; the due
+    /// operations of all tenants take turns, so one tenant's backlog on a slow vendor does not
+    /// hold another's operation.
+    pub max_checks_per_tenant: usize,
+    /// How long a claim on an operation lasts, in seconds: renewed every third of it while its
+    /// check runs, so a replica that dies frees its operations within this time.
+    pub claim_lease_secs: u64,
+    /// A create or restore whose vendor keeps reporting a status nobody documented fails
+    /// (`vendor_status_unknown`, naming the status) this long after it started, in seconds,
+    /// instead of waiting for `deadline_secs`.
+    pub unknown_status_secs: u64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 500,
+            first_check_ms: 2_000,
+            max_interval_secs: 300,
+            deadline_secs: 24 * 3600,
+            max_concurrent_checks: 16,
+            max_checks_per_tenant: 3,
+            claim_lease_secs: 6,
+            unknown_status_secs: 15 * 60,
+        }
+    }
+}
+
+/// How webhooks are delivered (`webhooks.*`, `SNAPGATE_WEBHOOKS__*`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Whether this process delivers (any replica may; the store keeps them from colliding).
+    pub enabled: bool,
+    /// Seconds before each attempt: the first (from the event), then after each failure.
+    /// Comma-separated in the environment. An endpoint whose delivery fails every attempt is
+    /// disabled.
+    #[serde(deserialize_with = "seconds_list")]
+    pub retry_schedule_secs: Vec<u64>,
+    /// Whether endpoints may point at loopback, private, link-local or metadata addresses (and
+    /// use plain HTTP).
+    pub allow_private_targets: bool,
+    /// One attempt's limit, connecting to the end of the answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts in flight to one endpoint at once, across every replica.
+    pub max_concurrent_per_endpoint: u32,
+    /// Attempts in flight at once in this process.
+    pub max_in_flight: u32,
+    /// Attempts for one tenant's endpoints in flight at once, across every replica; tenants'
+    /// due deliveries take turns, so one tenant's fan-out does not hold another's delivery.
+    pub max_in_flight_per_tenant: u32,
+    /// Endpoints one tenant may have; one more is refused (`409 webhook_limit_reached`).
+    pub max_endpoints_per_tenant: u32,
+    /// How often due deliveries are looked for, in milliseconds (new events wake the worker
+    /// of the process that wrote them at once).
+    pub tick_ms: u64,
+    /// How long a claimed attempt is reserved for the process that claimed it, in
+    /// milliseconds; after that (the process died) another makes it.
+    pub lease_ms: u64,
+    /// How long the previous secret keeps signing after a rotation, in seconds.
+    pub rotation_grace_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            // Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+            retry_schedule_secs: vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000],
+            allow_private_targets: false,
+            timeout_ms: 10_000,
+            max_concurrent_per_endpoint: 4,
+            max_in_flight: 64,
+            max_in_flight_per_tenant: 8,
+            max_endpoints_per_tenant: 50,
+            tick_ms: 500,
+            lease_ms: 60_000,
+            rotation_grace_secs: 24 * 3600,
+        }
+    }
+}
+
+/// `0,5,300` (the environment's form) or a list.
+fn seconds_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        One(u64),
+        List(Vec<u64>),
+    }
+    let list = match Form::deserialize(d)? {
+        Form::List(list) => list,
+        Form::One(n) => vec![n],
+        Form::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "retry_schedule_secs: expected comma-separated seconds, got `{text}`"
+                ))
+            })?,
+    };
+    if list.is_empty() {
+        return Err(serde::de::Error::custom(
+            "retry_schedule_secs: at least one attempt is needed",
+        ));
+    }
+    Ok(list)
 }
 
 #[cfg(test)]

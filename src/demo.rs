@@ -237,6 +237,10 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
 
 /// The id of one available snapshot of a seeded account, asked of the running gateway itself
 /// (so the printed id is exactly what the API answers), for the README's examples.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the demo calls its own gateway once, as a client would"
+)]
 async fn first_available_snapshot(url: &str, token: &str, account: &AccountId) -> Option<String> {
     let page: serde_json::Value = reqwest::Client::new()
         .get(format!("{url}/v1/snapshots"))

@@ -481,6 +481,10 @@ impl std::fmt::Debug for Sent {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build the requests they scrub"
+)]
 mod tests {
     use super::*;
 

@@ -153,6 +153,10 @@ fn describe() {
         "snapgate_accept_errors_total",
         "Failed accepts of new connections (EMFILE and the like), each backed off"
     );
+    metrics::describe_counter!(
+        "snapgate_worker_panics_total",
+        "Panics contained in a background worker (reconciler, webhooks), which went on"
+    );
     metrics::describe_gauge!(
         "snapgate_operations_unfinished",
         "Operations pending or running across every replica (read from the store at scrape time)"

@@ -8,7 +8,6 @@ use axum::{
 use super::request_id;
 use crate::{
     auth::AuthError,
-    domain::ProviderKind,
     service::{AsProblem, ServiceError},
     store::StoreError,
 };
@@ -49,10 +48,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, detail)
     }
 
-    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
-    }
-
     /// A failure that is ours, not the caller's: logged in full, answered generically.
     pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "{context}");
@@ -68,26 +63,9 @@ impl ApiError {
         self
     }
 
-    pub fn with_account(mut self, provider: ProviderKind, account: impl Into<String>) -> Self {
-        self.problem.provider = Some(provider);
-        self.problem.account = Some(account.into());
-        self
-    }
-
-    /// Names the source (VM) a failure concerns, when one source of an account failed.
-    pub fn for_source(mut self, source_id: impl Into<String>) -> Self {
-        self.problem.source_id = Some(source_id.into());
-        self
-    }
-
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self.problem.retryable = Some(true);
-        self
-    }
-
-    pub fn with_supported_by(mut self, providers: Vec<ProviderKind>) -> Self {
-        self.problem.supported_by = Some(providers);
         self
     }
 
@@ -113,10 +91,6 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    pub fn code(&self) -> &str {
-        &self.problem.code
     }
 }
 

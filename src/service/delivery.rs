@@ -13,103 +13,23 @@ use std::{sync::Arc, time::Duration};
 use chrono::{TimeDelta, Utc};
 use futures::{stream, StreamExt};
 use rand::Rng;
-use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Service, ServiceError};
+use super::{Service, ServiceError, WebhooksConfig};
 use crate::{
     domain::{Attempt, Delivery, DeliveryState},
     store::Claimed,
     webhooks::{sign, target},
 };
 
-/// How webhooks are delivered (`webhooks.*`, `SNAPGATE_WEBHOOKS__*`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebhooksConfig {
-    /// Whether this process delivers (any replica may; the store keeps them from colliding).
-    pub enabled: bool,
-    /// Seconds before each attempt: the first (from the event), then after each failure.
-    /// Comma-separated in the environment. An endpoint whose delivery fails every attempt is
-    /// disabled.
-    #[serde(deserialize_with = "seconds_list")]
-    pub retry_schedule_secs: Vec<u64>,
-    /// Whether endpoints may point at loopback, private, link-local or metadata addresses (and
-    /// use plain HTTP).
-    pub allow_private_targets: bool,
-    /// One attempt's limit, connecting to the end of the answer, in milliseconds.
-    pub timeout_ms: u64,
-    /// Attempts in flight to one endpoint at once, across every replica.
-    pub max_concurrent_per_endpoint: u32,
-    /// Attempts in flight at once in this process.
-    pub max_in_flight: u32,
-    /// Attempts for one tenant's endpoints in flight at once, across every replica; tenants'
-    /// due deliveries take turns, so one tenant's fan-out does not hold another's delivery.
-    pub max_in_flight_per_tenant: u32,
-    /// Endpoints one tenant may have; one more is refused (`409 webhook_limit_reached`).
-    pub max_endpoints_per_tenant: u32,
-    /// How often due deliveries are looked for, in milliseconds (new events wake the worker
-    /// of the process that wrote them at once).
-    pub tick_ms: u64,
-    /// How long a claimed attempt is reserved for the process that claimed it, in
-    /// milliseconds; after that (the process died) another makes it.
-    pub lease_ms: u64,
-    /// How long the previous secret keeps signing after a rotation, in seconds.
-    pub rotation_grace_secs: u64,
-}
-
-impl Default for WebhooksConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            // Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-            retry_schedule_secs: vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000],
-            allow_private_targets: false,
-            timeout_ms: 10_000,
-            max_concurrent_per_endpoint: 4,
-            max_in_flight: 64,
-            max_in_flight_per_tenant: 8,
-            max_endpoints_per_tenant: 50,
-            tick_ms: 500,
-            lease_ms: 60_000,
-            rotation_grace_secs: 24 * 3600,
-        }
-    }
-}
-
-/// `0,5,300` (the environment's form) or a list.
-fn seconds_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        Text(String),
-        One(u64),
-        List(Vec<u64>),
-    }
-    let list = match Form::deserialize(d)? {
-        Form::List(list) => list,
-        Form::One(n) => vec![n],
-        Form::Text(text) => text
-            .split(',')
-            .map(|s| s.trim().parse::<u64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "retry_schedule_secs: expected comma-separated seconds, got `{text}`"
-                ))
-            })?,
-    };
-    if list.is_empty() {
-        return Err(serde::de::Error::custom(
-            "retry_schedule_secs: at least one attempt is needed",
-        ));
-    }
-    Ok(list)
-}
 
 /// Response bytes read at most (the rest is dropped with the connection).
 const MAX_RESPONSE_BYTES: usize = 4096;
 
 /// The HTTP client of deliveries: no redirects, short timeouts, only permitted addresses.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one of the places HTTP clients are built (clippy.toml)"
+)]
 pub fn delivery_client(config: &WebhooksConfig) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -144,8 +64,14 @@ impl Service {
             let free = slots.saturating_sub(running.len());
             if wanted && free > 0 {
                 wanted = false;
-                let claim = self.claim_deliveries(u32::try_from(free).unwrap_or(u32::MAX));
-                match super::worker::driving(claim, &mut running, |()| {}).await {
+                let claim = super::worker::contained(
+                    "webhooks",
+                    self.claim_deliveries(u32::try_from(free).unwrap_or(u32::MAX)),
+                );
+                match super::worker::driving(claim, &mut running, |()| {})
+                    .await
+                    .unwrap_or_else(|| Ok(Vec::new()))
+                {
                     Ok(claimed) => {
                         // A full claim: more may be due than there was room for.
                         backlog = claimed.len() == free;
@@ -222,8 +148,8 @@ impl Service {
             %webhook,
             event_type = claimed.delivery.event_type.as_str(),
         );
-        let attempted = tracing::Instrument::instrument(self.attempt(claimed), span).await;
-        if let Err(e) = attempted {
+        let attempt = tracing::Instrument::instrument(self.attempt(claimed), span);
+        if let Some(Err(e)) = super::worker::contained("webhooks", attempt).await {
             tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
         }
     }
@@ -262,7 +188,7 @@ impl Service {
                 return Ok(());
             }
         };
-        let attempt = self.send(&webhook.url, &delivery, &keys).await;
+        let (attempt, retry_after) = self.send(&webhook.url, &delivery, &keys).await;
         let outcome = match (attempt.status_code, &attempt.error) {
             (Some(code), _) => code.to_string(),
             (None, _) => "error".to_owned(),
@@ -273,27 +199,31 @@ impl Service {
             status = ?attempt.status_code, latency_ms = attempt.latency_ms,
             error = attempt.error.as_deref().unwrap_or(""), "webhook attempt"
         );
-        let disable = record(&mut delivery, attempt, schedule);
+        let disable = record(&mut delivery, attempt, schedule, retry_after);
         self.store
             .finish_delivery(&delivery, &token, disable.as_deref())
             .await?;
         Ok(())
     }
 
-    /// POSTs the delivery, signed; the attempt as it went.
+    /// POSTs the delivery, signed; the attempt as it went, and the `Retry-After` (seconds) of
+    /// a receiver that answered 429 or 503 with one.
     async fn send(
         &self,
         url: &str,
         delivery: &Delivery,
         keys: &[secrecy::SecretString],
-    ) -> Attempt {
+    ) -> (Attempt, Option<u64>) {
         let at = Utc::now();
         let started = std::time::Instant::now();
-        let failed = |error: String| Attempt {
-            at,
-            status_code: None,
-            latency_ms: started.elapsed().as_millis() as u64,
-            error: Some(error),
+        let failed = |error: String| {
+            let attempt = Attempt {
+                at,
+                status_code: None,
+                latency_ms: started.elapsed().as_millis() as u64,
+                error: Some(error),
+            };
+            (attempt, None)
         };
         // The resolver guards names; an address written in the URL is checked here.
         let parsed = match target::parse(url) {
@@ -326,6 +256,11 @@ impl Service {
             Err(e) => return failed(describe(&e)),
         };
         let status = response.status().as_u16();
+        let retry_after = matches!(status, 429 | 503)
+            .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let latency_ms = started.elapsed().as_millis() as u64;
         // Read a little of the answer (so the connection can be reused), never more.
         let mut read = 0;
@@ -338,20 +273,36 @@ impl Service {
         let error = (300..400)
             .contains(&status)
             .then(|| "redirects are not followed".to_owned());
-        Attempt {
+        let attempt = Attempt {
             at,
             status_code: Some(status),
             latency_ms,
             error,
-        }
+        };
+        (attempt, retry_after)
     }
 }
 
+/// The longest `Retry-After` a receiver is granted, in seconds (a day).
+const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
+
 /// Adds an attempt to a delivery and sets what comes next: done on a 2xx, the next attempt
 /// per the schedule, or failed when the schedule is spent — then the endpoint's disabling
-/// reason.
-pub fn record(delivery: &mut Delivery, attempt: Attempt, schedule: &[u64]) -> Option<String> {
+/// reason. A receiver that asked for time or did not answer in time gets more of it than the
+/// schedule's wait: its `Retry-After` (429 or 503, up to a day) when it said one, else twice
+/// the wait after a 429 or a timeout.
+pub fn record(
+    delivery: &mut Delivery,
+    attempt: Attempt,
+    schedule: &[u64],
+    retry_after: Option<u64>,
+) -> Option<String> {
     let ok = attempt.succeeded();
+    let overwhelmed = attempt.status_code == Some(429)
+        || attempt
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("timed out"));
     let last = match (attempt.status_code, &attempt.error) {
         (Some(code), _) => format!("HTTP {code}"),
         (None, Some(e)) => e.clone(),
@@ -366,6 +317,11 @@ pub fn record(delivery: &mut Delivery, attempt: Attempt, schedule: &[u64]) -> Op
     }
     match schedule.get(made) {
         Some(&wait) => {
+            let wait = match retry_after {
+                Some(asked) => wait.max(asked.min(MAX_RETRY_AFTER_SECS)),
+                None if overwhelmed => wait.saturating_mul(2),
+                None => wait,
+            };
             delivery.next_attempt_at = Some(Utc::now() + jittered(wait));
             None
         }
@@ -438,16 +394,45 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_asks_for_time_or_times_out_is_given_more() {
+        let schedule = [0, 10, 10];
+        let wait_after = |attempt: Attempt, retry_after: Option<u64>| {
+            let mut d = Delivery::new("t", "wh_1", "evt_1", "operation.succeeded", "{}".into());
+            assert_eq!(record(&mut d, attempt, &schedule, retry_after), None);
+            (d.next_attempt_at.unwrap() - Utc::now()).num_seconds()
+        };
+        // The schedule's wait, give or take a tenth.
+        assert!((8..=11).contains(&wait_after(failed(500), None)));
+        // Its Retry-After, when longer than the schedule's wait; capped at a day.
+        assert!((530..=661).contains(&wait_after(failed(429), Some(600))));
+        assert!((530..=661).contains(&wait_after(failed(503), Some(600))));
+        assert!((8..=11).contains(&wait_after(failed(429), Some(2))));
+        let day = wait_after(failed(429), Some(10 * 24 * 3600));
+        assert!(
+            (0.9 * 86400.0..=1.1 * 86400.0).contains(&(day as f64)),
+            "{day}"
+        );
+        // Twice the wait after a 429 without one, or a timeout.
+        assert!((17..=22).contains(&wait_after(failed(429), None)));
+        let timed_out = Attempt {
+            status_code: None,
+            error: Some("timed out".into()),
+            ..failed(0)
+        };
+        assert!((17..=22).contains(&wait_after(timed_out, None)));
+    }
+
+    #[test]
     fn a_delivery_is_retried_on_the_schedule_then_fails_and_disables() {
         let schedule = [0, 5, 300];
         let mut d = Delivery::new("t", "wh_1", "evt_1", "operation.succeeded", "{}".into());
-        assert_eq!(record(&mut d, failed(500), &schedule), None);
+        assert_eq!(record(&mut d, failed(500), &schedule, None), None);
         let wait = d.next_attempt_at.unwrap() - Utc::now();
         assert!((4..=6).contains(&wait.num_seconds()), "{wait}");
-        assert_eq!(record(&mut d, failed(503), &schedule), None);
+        assert_eq!(record(&mut d, failed(503), &schedule, None), None);
         let wait = d.next_attempt_at.unwrap() - Utc::now();
         assert!((260..=331).contains(&wait.num_seconds()), "{wait}");
-        let reason = record(&mut d, failed(500), &schedule).expect("disabled");
+        let reason = record(&mut d, failed(500), &schedule, None).expect("disabled");
         assert!(
             reason.contains("all 3 attempts") && reason.contains("HTTP 500"),
             "{reason}"
@@ -459,7 +444,7 @@ mod tests {
     #[test]
     fn a_2xx_ends_a_delivery() {
         let mut d = Delivery::new("t", "wh_1", "evt_1", "operation.succeeded", "{}".into());
-        assert_eq!(record(&mut d, failed(204), &[0]), None);
+        assert_eq!(record(&mut d, failed(204), &[0], None), None);
         assert_eq!(d.state, DeliveryState::Succeeded);
         assert_eq!(d.attempts.len(), 1);
     }

@@ -20,15 +20,16 @@ mod worker;
 use std::{sync::Arc, time::Duration};
 
 pub use accounts::{AccountChanges, AccountRequest, Resolved};
-pub use delivery::{record as record_attempt, WebhooksConfig};
+pub use crate::config::{ReconcilerConfig, WebhooksConfig};
+pub use delivery::record as record_attempt;
 pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
 pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
 pub use listing::{FanOut, Merged};
 pub use operations::new_operation;
-pub use reconciler::ReconcilerConfig;
 pub use webhooks::{NewWebhook, WebhookChanges};
+pub use worker::supervised;
 
 use crate::{
     domain::Problem,

@@ -11,58 +11,9 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use futures::{stream, StreamExt};
-use serde::{Deserialize, Serialize};
 
-use super::{operations::finish, stamped, Service, ServiceError};
+use super::{operations::finish, stamped, ReconcilerConfig, Service, ServiceError};
 use crate::domain::{Operation, OperationState, Problem};
-
-/// How the reconciler paces itself.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReconcilerConfig {
-    /// Whether this process checks operations in the background (reads refresh them anyway).
-    pub enabled: bool,
-    /// How often due operations are looked for, in milliseconds.
-    pub tick_ms: u64,
-    /// First check after an operation starts, in milliseconds; each later one waits twice as
-    /// long as the one before.
-    pub first_check_ms: u64,
-    /// The longest wait between two checks of one operation, in seconds.
-    pub max_interval_secs: u64,
-    /// An operation still unfinished this long after it started fails
-    /// (`operation_deadline_exceeded`), in seconds.
-    pub deadline_secs: u64,
-    /// Vendor checks in flight at once in this process. Checks are pipelined: as soon as one
-    /// ends, the next due operation is claimed, so a slow vendor holds one slot, not a round.
-    pub max_concurrent_checks: usize,
-    /// Checks of one tenant's operations in flight at once, across every replica; the due
-    /// operations of all tenants take turns, so one tenant's backlog on a slow vendor does not
-    /// hold another's operation.
-    pub max_checks_per_tenant: usize,
-    /// How long a claim on an operation lasts, in seconds: renewed every third of it while its
-    /// check runs, so a replica that dies frees its operations within this time.
-    pub claim_lease_secs: u64,
-    /// A create or restore whose vendor keeps reporting a status nobody documented fails
-    /// (`vendor_status_unknown`, naming the status) this long after it started, in seconds,
-    /// instead of waiting for `deadline_secs`.
-    pub unknown_status_secs: u64,
-}
-
-impl Default for ReconcilerConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            tick_ms: 500,
-            first_check_ms: 2_000,
-            max_interval_secs: 300,
-            deadline_secs: 24 * 3600,
-            max_concurrent_checks: 16,
-            max_checks_per_tenant: 3,
-            claim_lease_secs: 6,
-            unknown_status_secs: 15 * 60,
-        }
-    }
-}
 
 impl ReconcilerConfig {
     /// The wait before check number `checks + 1`.
@@ -110,12 +61,13 @@ impl Service {
         loop {
             let free = slots.saturating_sub(running.len());
             let claimed = if free > 0 {
-                match driving!(self.claim(free)) {
-                    Ok(due) => due,
-                    Err(e) => {
+                match driving!(super::worker::contained("reconciler", self.claim(free))) {
+                    Some(Ok(due)) => due,
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "reconciler could not claim operations");
                         Vec::new()
                     }
+                    None => Vec::new(),
                 }
             } else {
                 Vec::new()
@@ -125,7 +77,8 @@ impl Service {
                 held.insert((tenant.clone(), op.id.clone()));
                 running.push(async move {
                     let key = (tenant.clone(), op.id.clone());
-                    if let Err(e) = self.check(&tenant, op).await {
+                    let checked = super::worker::contained("reconciler", self.check(&tenant, op));
+                    if let Some(Err(e)) = checked.await {
                         tracing::info!(error = %e, "reconciler check failed");
                     }
                     key
@@ -178,7 +131,8 @@ impl Service {
             .for_each_concurrent(
                 cfg.max_concurrent_checks.max(1),
                 |(tenant, op)| async move {
-                    if let Err(e) = self.check(&tenant, op).await {
+                    let checked = super::worker::contained("reconciler", self.check(&tenant, op));
+                    if let Some(Err(e)) = checked.await {
                         tracing::info!(error = %e, "reconciler check failed");
                     }
                 },

@@ -4,7 +4,7 @@
 use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 
-use super::{delivery::WebhooksConfig, Service, ServiceError};
+use super::{Service, ServiceError, WebhooksConfig};
 use crate::{
     domain::{Credentials, Delivery, EventType, Webhook, TEST_EVENT_TYPE},
     store::Sealed,

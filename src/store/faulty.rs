@@ -28,6 +28,8 @@ pub struct FaultPlan {
     calls: Mutex<HashMap<&'static str, Planned>>,
     /// Every call fails (the database is down).
     down: std::sync::atomic::AtomicBool,
+    /// Calls that panic instead (a bug met mid-work), by method: how many more.
+    panics: Mutex<HashMap<&'static str, u32>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -50,6 +52,14 @@ impl FaultPlan {
         );
     }
 
+    /// Makes the next `times` calls of `method` panic, as a bug met mid-work would.
+    pub fn panic_on(&self, method: &'static str, times: u32) {
+        self.panics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(method, times);
+    }
+
     /// Takes the whole store down (every call fails) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::SeqCst);
@@ -65,6 +75,14 @@ impl FaultPlan {
     }
 
     fn gate(&self, method: &'static str) -> Result<(), StoreError> {
+        {
+            let mut panics = self.panics.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(left) = panics.get_mut(method).filter(|left| **left > 0) {
+                *left -= 1;
+                drop(panics);
+                panic!("injected panic in store call {method}");
+            }
+        }
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
         }

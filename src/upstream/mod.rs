@@ -159,6 +159,10 @@ impl Upstream {
 
     /// One pool per serving thread. A client that cannot be built (no TLS backend) is an error,
     /// never a silent fallback to a client without the configured timeouts.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "one of the places HTTP clients are built (clippy.toml)"
+    )]
     pub fn for_workers(config: UpstreamConfig, workers: usize) -> Result<Self, reqwest::Error> {
         // One TLS configuration (root store parsed once) shared by every thread's pool.
         let tls = tls_config();
@@ -524,6 +528,10 @@ fn outcome(result: &Result<Reply, ProviderError>) -> &'static str {
 
 /// A small client for the gateway's own control-plane fetches (e.g. an identity provider's
 /// JWKS): short timeouts, no redirects.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one of the places HTTP clients are built (clippy.toml)"
+)]
 pub fn control_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))

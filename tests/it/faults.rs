@@ -356,3 +356,136 @@ async fn a_postgresql_outage_keeps_cached_reads_and_fails_the_rest_fast() {
     relay.cut();
     db.drop_database().await;
 }
+
+/// Reads `GET /v1/operations/{id}` until it is finished (at most `within`).
+async fn finished(s: &SimApp, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let op: Value = s
+            .app
+            .get(&format!("/v1/operations/{id}?wait=1"), &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if op["state"] == "succeeded" || op["state"] == "failed" {
+            return op;
+        }
+        assert!(Instant::now() < deadline, "{op}");
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_reconciler_check_or_a_delivery_leaves_both_workers_running() {
+    let plan = Arc::new(FaultPlan::default());
+    let wrapped = plan.clone();
+    let s = spawn_with_store(
+        Duration::from_millis(300),
+        Variants::default(),
+        |c| {
+            c.reconciler.enabled = true;
+            c.webhooks.enabled = true;
+            c.reconciler.first_check_ms = 100;
+            c.reconciler.tick_ms = 50;
+            c.reconciler.claim_lease_secs = 1;
+            c.webhooks.lease_ms = 1_000;
+            c.webhooks.retry_schedule_secs = vec![0, 1, 1];
+            c.webhooks.allow_private_targets = true;
+        },
+        move |store| Faulty::wrap(store, wrapped),
+    )
+    .await;
+    // The reconciler's next two steps that schedule a check panic mid-work.
+    plan.panic_on("schedule_check", 2);
+    let source = s.sim.sources(Vendor::Koyeb)[0].clone();
+    let mut ops = Vec::new();
+    for name in ["p1", "p2", "p3"] {
+        let accepted: Value = post_with_key(
+            &s,
+            None,
+            &json!({"account": "koyeb", "source_id": source, "name": name}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        ops.push(accepted["operation"]["id"].as_str().unwrap().to_owned());
+    }
+    // Nobody reads them until they are done: the reconciler finished them, panics and all.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in &ops {
+        let page: Value = s
+            .app
+            .get("/v1/operations?page_size=200", &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let op = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id.as_str())
+            .cloned()
+            .unwrap();
+        // As stored (listing does not refresh): the reconciler's work, not a read's.
+        assert_eq!(op["state"], "succeeded", "{op}");
+        let _ = finished(&s, id, Duration::from_secs(1)).await;
+    }
+
+    // The delivery worker: the first attempt's record panics; the delivery is made again once
+    // its lease lapses, and later deliveries go out too.
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let hook: Value = s
+        .app
+        .post(
+            "/v1/webhooks",
+            &s.token,
+            &json!({"url": format!("{}/hook", receiver.uri())}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = hook["id"].as_str().unwrap();
+    plan.panic_on("finish_delivery", 1);
+    for _ in 0..2 {
+        s.app
+            .post(&format!("/v1/webhooks/{id}/test"), &s.token, &json!({}))
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page: Value = s
+            .app
+            .get(&format!("/v1/webhooks/{id}/deliveries"), &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        if items.len() == 2 && items.iter().all(|d| d["state"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", s.app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for worker in ["reconciler", "webhooks"] {
+        assert!(
+            metrics.contains(&format!(
+                "snapgate_worker_panics_total{{worker=\"{worker}\"}}"
+            )),
+            "{worker}: {metrics}"
+        );
+    }
+}

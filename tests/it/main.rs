@@ -1,4 +1,9 @@
 //! Integration tests: one binary, one shared helper that spawns the gateway on port 0.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "tests are clients and servers of their own"
+)]
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -569,3 +569,39 @@ async fn a_webhook_is_changed_paged_and_deleted() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_receiver_asking_for_time_with_retry_after_is_given_it() {
+    let app = spawn_app_with(delivering).await;
+    let t = token("acme", ALL_SCOPES);
+    let busy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+        .mount(&busy)
+        .await;
+    let hook = create_webhook(&app, &t, &format!("{}/hook", busy.uri()), json!([])).await;
+    let id = hook["id"].as_str().unwrap();
+    app.post(&format!("/v1/webhooks/{id}/test"), &t, &json!({}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        let list = deliveries(&app, &t, id).await;
+        if let Some(d) = list
+            .first()
+            .filter(|d| !d["attempts"].as_array().unwrap().is_empty())
+        {
+            break d.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivery["attempts"][0]["status_code"], 429);
+    assert_eq!(delivery["state"], "pending");
+    // The schedule says 1 s; the receiver asked for an hour, and gets it (give or take a tenth).
+    let next = chrono::DateTime::parse_from_rfc3339(delivery["next_attempt_at"].as_str().unwrap())
+        .unwrap();
+    let wait = (next.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    assert!((3000..=3961).contains(&wait), "{wait} s: {delivery}");
+    assert_eq!(busy.received_requests().await.unwrap().len(), 1);
+}
