@@ -21,7 +21,6 @@ use crate::{
     webhooks::{sign, target},
 };
 
-
 /// Response bytes read at most (the rest is dropped with the connection).
 const MAX_RESPONSE_BYTES: usize = 4096;
 

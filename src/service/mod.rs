@@ -19,8 +19,8 @@ mod worker;
 
 use std::{sync::Arc, time::Duration};
 
-pub use accounts::{AccountChanges, AccountRequest, Resolved};
 pub use crate::config::{ReconcilerConfig, WebhooksConfig};
+pub use accounts::{AccountChanges, AccountRequest, Resolved};
 pub use delivery::record as record_attempt;
 pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};

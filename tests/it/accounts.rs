@@ -8,7 +8,7 @@ use crate::helpers::*;
 async fn accounts_of_every_provider_can_be_created_read_listed_updated_and_deleted() {
     let app = spawn_app().await;
     let t = token("acme", ALL_SCOPES);
-    for provider in PROVIDERS {
+    for provider in providers() {
         let id = format!("{provider}-main");
         let resp = app
             .post("/v1/accounts", &t, &account_body(&id, provider))
@@ -72,7 +72,7 @@ async fn accounts_of_every_provider_can_be_created_read_listed_updated_and_delet
         .unwrap();
     assert_eq!(koyeb["items"].as_array().unwrap().len(), 1);
 
-    for provider in PROVIDERS {
+    for provider in providers() {
         let path = format!("/v1/accounts/{provider}-main");
         assert_eq!(app.delete(&path, &t).await.status(), 204);
         assert_problem(app.get(&path, &t).await, 404, "account_not_found").await;
@@ -252,7 +252,7 @@ async fn credentials_never_appear_in_responses_or_in_the_database_file() {
     let app = spawn_app().await;
     let t = token("acme", ALL_SCOPES);
     let mut seen = String::new();
-    for provider in PROVIDERS {
+    for provider in providers() {
         let id = format!("{provider}-x");
         seen += &app
             .post("/v1/accounts", &t, &account_body(&id, provider))

@@ -256,6 +256,24 @@ fn canaries() -> Vec<Canary> {
     ]
 }
 
+#[test]
+fn every_provider_has_a_canary_and_a_simulated_vendor() {
+    let mut with_canary: Vec<&str> = canaries().iter().map(|c| c.provider).collect();
+    with_canary.sort_unstable();
+    let mut declared = providers();
+    declared.sort_unstable();
+    assert_eq!(
+        with_canary, declared,
+        "a provider without a canary leaks unseen"
+    );
+    let mut simulated: Vec<&str> = snapgate::simulator::Vendor::ALL
+        .iter()
+        .map(|v| v.as_str())
+        .collect();
+    simulated.sort_unstable();
+    assert_eq!(simulated, declared, "every provider is simulated");
+}
+
 impl Canary {
     fn account(&self, id: &str) -> Value {
         json!({"id": id, "provider": self.provider, "credentials": self.credentials, "settings": self.settings})

@@ -80,7 +80,10 @@ async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_seco
         .json()
         .await
         .unwrap();
-    assert_eq!(providers["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        providers["items"].as_array().unwrap().len(),
+        snapgate::domain::ProviderKind::ALL.len()
+    );
     for p in ["HYPERSTACK", "KOYEB", "OKTAWAVE", "HOSTINGER", "SYMINET"] {
         assert_eq!(
             get(&exports, &format!("SNAPGATE_DEMO_{p}_ACCOUNT")),
@@ -118,7 +121,10 @@ async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_seco
         .json()
         .await
         .unwrap();
-    assert_eq!(accounts["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        accounts["items"].as_array().unwrap().len(),
+        snapgate::domain::ProviderKind::ALL.len()
+    );
     let page: Value = client
         .get(format!("{url}/v1/snapshots"))
         .bearer_auth(&token)
@@ -168,7 +174,10 @@ async fn the_demo_prints_a_url_and_token_that_work_and_reuses_its_data_on_a_seco
         .json()
         .await
         .unwrap();
-    assert_eq!(accounts["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        accounts["items"].as_array().unwrap().len(),
+        snapgate::domain::ProviderKind::ALL.len()
+    );
 }
 
 #[test]

@@ -206,7 +206,13 @@ pub const SECRET_VALUES: [&str; 7] = [
     "okta-client",
 ];
 
-pub const PROVIDERS: [&str; 5] = ["hyperstack", "koyeb", "oktawave", "hostinger", "syminet"];
+/// Every provider, as the gateway declares them (a new provider is in every test that walks them).
+pub fn providers() -> Vec<&'static str> {
+    snapgate::domain::ProviderKind::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect()
+}
 
 /// A vendor fixture file (`tests/fixtures/vendors/<vendor>/<file>`) as JSON.
 pub fn vendor_fixture(vendor: &str, file: &str) -> Value {

@@ -410,7 +410,7 @@ mod simulated {
             .iter()
             .map(|i| i["provider"].as_str().unwrap())
             .collect();
-        assert_eq!(providers.len(), 5);
+        assert_eq!(providers.len(), snapgate::domain::ProviderKind::ALL.len());
         // One timestamp format from every provider: UTC, six fractional digits, so the
         // strings sort as the times do.
         for item in &items {

@@ -86,7 +86,11 @@ async fn the_lifecycle_and_the_listing_hold_under_every_variant() {
     let results = futures::future::join_all(runs).await;
     let (_, (baseline, errors)) = &results[0];
     assert_eq!(*errors, json!([]));
-    assert_eq!(baseline.len(), 5, "every provider lists: {baseline:?}");
+    assert_eq!(
+        baseline.len(),
+        snapgate::domain::ProviderKind::ALL.len(),
+        "every provider lists: {baseline:?}"
+    );
     for (spec, (listed, errors)) in &results[1..] {
         assert_eq!(*errors, json!([]), "{spec:?}");
         assert_eq!(
