@@ -112,6 +112,7 @@ fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
     failures::add_failure_responses(doc);
     failures::type_nested_problems(doc);
     shapes::constrain(doc);
+    shapes::no_empty_query_values(doc);
     shapes::model_account_bodies(doc, providers);
     shapes::link(doc);
     shapes::describe_webhooks(doc);

@@ -124,6 +124,37 @@ pub(super) fn constrain(doc: &mut Value) {
     });
 }
 
+/// A query value is never empty: the server refuses `?snapshot=` (`400` naming it) rather than
+/// read it as absent, so free-text parameters declare `minLength: 1`. The merged list's
+/// `source_id` and `name` filters read an empty value as given (matching nothing and
+/// everything), and keep their plain declaration. Integers are declared plainly: the derived
+/// `format` (int32, …) is not the limit.
+pub(super) fn no_empty_query_values(doc: &mut Value) {
+    for_each_operation(doc, |_, _, op| {
+        let merged_list = op["operationId"] == "listSnapshots";
+        // `get_mut`: indexing a missing member mutably would add it as `null`.
+        let parameters = op.get_mut("parameters").and_then(Value::as_array_mut);
+        for p in parameters.into_iter().flatten() {
+            if p["in"] != "query" {
+                continue;
+            }
+            let name = p["name"].as_str().unwrap_or_default().to_owned();
+            let Some(schema) = p["schema"].as_object_mut() else {
+                continue;
+            };
+            if schema.get("type") == Some(&json!("integer")) {
+                schema.remove("format");
+            }
+            let free_text = schema.get("type") == Some(&json!("string"))
+                && !schema.contains_key("pattern")
+                && !schema.contains_key("enum");
+            if free_text && !(merged_list && matches!(name.as_str(), "source_id" | "name")) {
+                schema.insert("minLength".to_owned(), json!(1));
+            }
+        }
+    });
+}
+
 fn with_example(schema: &Value, example: &str) -> Value {
     let mut schema = schema.clone();
     schema["example"] = json!(example);
