@@ -116,9 +116,6 @@ impl Application {
         }
         let state = AppState::new(api::Shared {
             auth: Arc::new(auth),
-            store,
-            sealer,
-            registry,
             config: Arc::new(config),
             service,
         });

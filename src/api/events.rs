@@ -56,12 +56,15 @@ pub async fn list(
     };
     let after: i64 = match query.after.as_deref() {
         None => 0,
-        Some(c) => state.sealer.open_cursor(&caller.tenant, c).ok_or_else(|| {
-            bad(
-                "after",
-                "after must be a next_cursor this API returned to this tenant".into(),
-            )
-        })?,
+        Some(c) => state
+            .service
+            .open_cursor(&caller.tenant, c)
+            .ok_or_else(|| {
+                bad(
+                    "after",
+                    "after must be a next_cursor this API returned to this tenant".into(),
+                )
+            })?,
     };
     let limit = super::paging::page_size(query.page_size)?;
     let mut types = query.types;
@@ -89,6 +92,6 @@ pub async fn list(
     let next = page.last().map_or(after, |(seq, _)| *seq);
     Ok(axum::Json(EventPage {
         items: page.into_iter().map(|(_, e)| e).collect(),
-        next_cursor: state.sealer.seal_cursor(&caller.tenant, next),
+        next_cursor: state.service.seal_cursor(&caller.tenant, next),
     }))
 }

@@ -40,7 +40,7 @@ pub async fn readyz(
         problem.retryable = Some(true);
         return Err(ApiError::from_problem(problem, Some(1)));
     }
-    state.store.ping().await?;
+    state.service.ping().await?;
     let missing = state.service.keys_missing().await?;
     if !missing.is_empty() {
         let mut problem = crate::domain::Problem::new(

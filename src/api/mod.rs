@@ -34,12 +34,7 @@ use tower_http::{
 };
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{
-    auth::Authenticator,
-    config::Config,
-    providers::Registry,
-    store::{Sealer, Store},
-};
+use crate::{auth::Authenticator, config::Config};
 use problem::ApiError;
 
 /// What every handler can reach: one `Arc`, so the clone and drop axum makes per request and
@@ -64,9 +59,6 @@ impl std::ops::Deref for AppState {
 /// The state behind [`AppState`].
 pub struct Shared {
     pub auth: Arc<Authenticator>,
-    pub store: Arc<dyn Store>,
-    pub sealer: Arc<Sealer>,
-    pub registry: Registry,
     pub config: Arc<Config>,
     /// Accounts, operations, idempotency: everything below the edge.
     pub service: crate::service::Service,

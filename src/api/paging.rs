@@ -48,7 +48,7 @@ pub(crate) fn seal<P: Serialize>(state: &AppState, query: &str, position: P) -> 
         p: position,
     })
     .unwrap_or_default();
-    let tag = state.sealer.tag(&payload);
+    let tag = state.service.page_tag(&payload);
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(&payload),
@@ -76,7 +76,7 @@ pub(crate) fn open<P: DeserializeOwned>(
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| invalid("malformed"))?;
-    let expected = state.sealer.tag(&payload);
+    let expected = state.service.page_tag(&payload);
     // A fixed-time compare of the 16-byte tag.
     if tag.len() != 16
         || tag

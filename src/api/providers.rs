@@ -39,18 +39,16 @@ pub async fn list(
     _caller: Caller,
 ) -> Result<axum::Json<ProviderList>, ApiError> {
     let items = state
-        .registry
-        .all()
-        .map(|adapter| {
-            let info = adapter.info();
-            ProviderView {
-                name: info.kind,
-                display_name: info.display_name,
-                source_kind: info.source_kind,
-                credential_fields: info.credential_fields.to_vec(),
-                setting_fields: info.setting_fields.to_vec(),
-                capabilities: info.capabilities,
-            }
+        .service
+        .providers()
+        .into_iter()
+        .map(|info| ProviderView {
+            name: info.kind,
+            display_name: info.display_name,
+            source_kind: info.source_kind,
+            credential_fields: info.credential_fields.to_vec(),
+            setting_fields: info.setting_fields.to_vec(),
+            capabilities: info.capabilities,
         })
         .collect();
     Ok(axum::Json(ProviderList { items }))

@@ -18,7 +18,7 @@ use crate::{
     auth::{Caller, Scope},
     domain::{AccountId, Capability, Operation, OperationKind, Snapshot, SnapshotId},
     providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
-    service::{Answer, Intent, Outcome, Resolved, ServiceError},
+    service::{Answer, Intent, Outcome, Resolved},
 };
 
 /// Path of snapshot routes.
@@ -161,15 +161,7 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ApiError> {
 
 /// Opens the account of a snapshot: an unknown account means an unknown snapshot.
 async fn open(state: &AppState, caller: &Caller, id: &SnapshotId) -> Result<Resolved, ApiError> {
-    state
-        .service
-        .resolve(&caller.tenant, &id.account)
-        .await
-        .map_err(|e| match e {
-            ServiceError::AccountNotFound(_) => ServiceError::SnapshotNotFound,
-            other => other,
-        })
-        .map_err(ApiError::from)
+    Ok(state.service.resolve_snapshot(&caller.tenant, id).await?)
 }
 
 async fn accept(
@@ -290,20 +282,11 @@ pub async fn get(
     Query(query): Query<IncludeQuery>,
 ) -> Result<JsonBody<Snapshot>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
-    let resolved = open(&state, &caller, &path.snapshot).await?;
-    let vendor = resolved
-        .adapter
-        .get(&resolved.ctx(), &path.snapshot.native_id)
-        .await
-        .map_err(|e| resolved.fail(e))?;
     let include = query.include == Some(Include::Vendor);
-    let mut snapshot = Snapshot::from_vendor(
-        &resolved.account().id,
-        resolved.account().provider,
-        vendor,
-        include,
-    );
-    state.service.overlay(&caller.tenant, &mut snapshot).await?;
+    let snapshot = state
+        .service
+        .snapshot(&caller.tenant, &path.snapshot, include)
+        .await?;
     Ok(JsonBody(snapshot))
 }
 
@@ -588,13 +571,10 @@ pub async fn name_availability(
 ) -> Result<axum::Json<NameAvailability>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
     check_name("name", &path.name)?;
-    let resolved = state.service.resolve(&caller.tenant, &path.account).await?;
-    resolved.require(Capability::NameAvailability)?;
-    let available = resolved
-        .adapter
-        .name_available(&resolved.ctx(), &path.name)
-        .await
-        .map_err(|e| resolved.fail(e))?;
+    let available = state
+        .service
+        .name_available(&caller.tenant, &path.account, &path.name)
+        .await?;
     Ok(axum::Json(NameAvailability {
         name: path.name,
         available,

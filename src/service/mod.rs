@@ -144,6 +144,31 @@ impl Service {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// Every provider the gateway speaks to, as each declares itself.
+    pub fn providers(&self) -> Vec<&'static crate::providers::ProviderInfo> {
+        self.registry.all().map(|adapter| adapter.info()).collect()
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// An event-log position as the tenant's opaque cursor.
+    pub fn seal_cursor(&self, tenant: &str, position: i64) -> String {
+        self.sealer.seal_cursor(tenant, position)
+    }
+
+    /// The position a cursor holds, if it is one this gateway gave this tenant.
+    pub fn open_cursor(&self, tenant: &str, cursor: &str) -> Option<i64> {
+        self.sealer.open_cursor(tenant, cursor)
+    }
+
+    /// The keyed tag that makes a page token tamper-evident.
+    pub fn page_tag(&self, payload: &[u8]) -> [u8; 32] {
+        self.sealer.tag(payload)
+    }
 }
 
 /// A problem naming the request it arose in.

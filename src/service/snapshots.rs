@@ -1,14 +1,69 @@
-//! Snapshot use cases the service owns: a create, with the guards that need the gateway's
-//! own records as well as the vendor's answer.
+//! Snapshot use cases the service owns: reading one snapshot (its status advanced from the
+//! operations the gateway tracks), checking a name, and a create, with the guards that need the
+//! gateway's own records as well as the vendor's answer.
 
 use super::{Journal, Resolved, Service, ServiceError};
 use crate::{
-    domain::{Operation, OperationKind, ProviderError},
+    domain::{
+        AccountId, Capability, Operation, OperationKind, ProviderError, Snapshot, SnapshotId,
+    },
     providers::{CreateRequest, Submitted},
     store::OperationFilter,
 };
 
 impl Service {
+    /// The account a snapshot id names, opened: a snapshot of an account the tenant does not
+    /// have is a snapshot it does not have (`404 snapshot_not_found`, never naming accounts).
+    pub async fn resolve_snapshot(
+        &self,
+        tenant: &str,
+        id: &SnapshotId,
+    ) -> Result<Resolved, ServiceError> {
+        self.resolve(tenant, &id.account)
+            .await
+            .map_err(|e| match e {
+                ServiceError::AccountNotFound(_) => ServiceError::SnapshotNotFound,
+                other => other,
+            })
+    }
+
+    /// One snapshot as the vendor has it now, its status advanced from any operation the
+    /// gateway is tracking on it; with `include_vendor`, the vendor's own object too.
+    pub async fn snapshot(
+        &self,
+        tenant: &str,
+        id: &SnapshotId,
+        include_vendor: bool,
+    ) -> Result<Snapshot, ServiceError> {
+        let resolved = self.resolve_snapshot(tenant, id).await?;
+        let vendor = resolved
+            .adapter
+            .get(&resolved.ctx(), &id.native_id)
+            .await
+            .map_err(|e| resolved.fail(e))?;
+        let account = resolved.account();
+        let mut snapshot =
+            Snapshot::from_vendor(&account.id, account.provider, vendor, include_vendor);
+        self.overlay(tenant, &mut snapshot).await?;
+        Ok(snapshot)
+    }
+
+    /// Whether `name` is free for a new snapshot in `account` (where the vendor can tell).
+    pub async fn name_available(
+        &self,
+        tenant: &str,
+        account: &AccountId,
+        name: &str,
+    ) -> Result<bool, ServiceError> {
+        let resolved = self.resolve(tenant, account).await?;
+        resolved.require(Capability::NameAvailability)?;
+        resolved
+            .adapter
+            .name_available(&resolved.ctx(), name)
+            .await
+            .map_err(|e| resolved.fail(e))
+    }
+
     /// Starts a snapshot of `request.source_id`, after `journal` has stored the intent.
     ///
     /// Where a create replaces the source's snapshot (Hostinger keeps one per VM), the vendor's
