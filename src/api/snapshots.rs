@@ -18,7 +18,7 @@ use crate::{
     auth::{Caller, Scope},
     domain::{AccountId, Capability, Operation, OperationKind, Snapshot, SnapshotId},
     providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
-    service::{Answer, Intent, Outcome, Resolved},
+    service::{Answer, Intent, Outcome, Resolved, SnapshotAction},
 };
 
 /// Path of snapshot routes.
@@ -207,9 +207,9 @@ async fn accept(
 /// it needs (if any) and the kind of operation it records.
 struct Action {
     request: String,
-    needs: Option<Capability>,
     kind: OperationKind,
     intent: Intent,
+    what: SnapshotAction,
 }
 
 /// The shared path of delete, restore and image: idempotency, account, capability check,
@@ -220,7 +220,6 @@ async fn act_on_snapshot(
     headers: &HeaderMap,
     id: &SnapshotId,
     action: Action,
-    call: impl AsyncFnOnce(&Resolved, &str) -> Result<Submitted, crate::providers::ProviderError>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     let key = idempotency_key(headers)?;
@@ -230,16 +229,12 @@ async fn act_on_snapshot(
         &action.request,
         async |journal| {
             let resolved = open(state, caller, id).await?;
-            if let Some(capability) = action.needs {
-                resolved.require(capability)?;
-            }
+            state.service.check_action(&resolved, &action.what)?;
             let native = &id.native_id;
             journal
                 .intend(&resolved, action.kind, Some(native), action.intent)
                 .await?;
-            let submitted = call(&resolved, native)
-                .await
-                .map_err(|e| resolved.fail(e))?;
+            let submitted = state.service.act(&resolved, native, &action.what).await?;
             accept(
                 state,
                 caller,
@@ -390,25 +385,13 @@ pub async fn update(
         check_text("description", d, false)?;
     }
     let resolved = open(&state, &caller, &path.snapshot).await?;
-    if body.name.is_some() {
-        resolved.require(Capability::Rename)?;
-    }
-    if body.description.is_some() {
-        resolved.require(Capability::Describe)?;
-    }
+    let update = SnapshotAction::Update(UpdateRequest {
+        name: body.name,
+        description: body.description,
+    });
+    state.service.check_action(&resolved, &update)?;
     let native = &path.snapshot.native_id;
-    let submitted = resolved
-        .adapter
-        .update(
-            &resolved.ctx(),
-            native,
-            &UpdateRequest {
-                name: body.name,
-                description: body.description,
-            },
-        )
-        .await
-        .map_err(|e| resolved.fail(e))?;
+    let submitted = state.service.act(&resolved, native, &update).await?;
     let answer = accept(
         &state,
         &caller,
@@ -448,11 +431,10 @@ pub async fn delete(
         &path.snapshot,
         Action {
             request,
-            needs: None,
             kind: OperationKind::Delete,
             intent: Intent::Delete,
+            what: SnapshotAction::Delete,
         },
-        async |r: &Resolved, native: &str| r.adapter.delete(&r.ctx(), native).await,
     )
     .await
 }
@@ -495,13 +477,9 @@ pub async fn restore(
         &path.snapshot,
         Action {
             request,
-            needs: Some(Capability::Restore),
             kind: OperationKind::Restore,
             intent: Intent::Restore,
-        },
-        async |r: &Resolved, native: &str| {
-            restore.check(r.adapter.info())?;
-            r.adapter.restore(&r.ctx(), native, &restore).await
+            what: SnapshotAction::Restore(restore),
         },
     )
     .await
@@ -544,11 +522,10 @@ pub async fn image(
         &path.snapshot,
         Action {
             request,
-            needs: Some(Capability::CreateImage),
             kind: OperationKind::Image,
             intent: Intent::Image,
+            what: SnapshotAction::Image(image),
         },
-        async |r: &Resolved, native: &str| r.adapter.create_image(&r.ctx(), native, &image).await,
     )
     .await
 }

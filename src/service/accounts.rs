@@ -90,7 +90,7 @@ impl std::fmt::Debug for AccountCache {
 /// An account opened for a provider call.
 pub struct Resolved {
     opened: Arc<Opened>,
-    pub adapter: Arc<dyn ProviderAdapter>,
+    pub(super) adapter: Arc<dyn ProviderAdapter>,
     registry: Registry,
 }
 
@@ -99,7 +99,7 @@ impl Resolved {
         &self.opened.account
     }
 
-    pub fn ctx(&self) -> CallContext<'_> {
+    pub(super) fn ctx(&self) -> CallContext<'_> {
         CallContext {
             account: &self.opened.account,
             credentials: &self.opened.credentials,

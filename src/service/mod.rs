@@ -28,6 +28,7 @@ pub use intent::{Intent, Journal};
 pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
 pub use listing::{FanOut, Merged};
 pub use operations::new_operation;
+pub use snapshots::SnapshotAction;
 pub use webhooks::{NewWebhook, WebhookChanges};
 pub use worker::supervised;
 

@@ -7,9 +7,35 @@ use crate::{
     domain::{
         AccountId, Capability, Operation, OperationKind, ProviderError, Snapshot, SnapshotId,
     },
-    providers::{CreateRequest, Submitted},
+    providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
     store::OperationFilter,
 };
+
+/// What can be done to an existing snapshot through the vendor.
+pub enum SnapshotAction {
+    Delete,
+    Restore(RestoreRequest),
+    Image(ImageRequest),
+    Update(UpdateRequest),
+}
+
+impl SnapshotAction {
+    /// The capabilities the provider must declare for it.
+    fn needs(&self) -> Vec<Capability> {
+        match self {
+            SnapshotAction::Delete => Vec::new(),
+            SnapshotAction::Restore(_) => vec![Capability::Restore],
+            SnapshotAction::Image(_) => vec![Capability::CreateImage],
+            SnapshotAction::Update(u) => [
+                u.name.as_ref().map(|_| Capability::Rename),
+                u.description.as_ref().map(|_| Capability::Describe),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }
+    }
+}
 
 impl Service {
     /// The account a snapshot id names, opened: a snapshot of an account the tenant does not
@@ -46,6 +72,41 @@ impl Service {
             Snapshot::from_vendor(&account.id, account.provider, vendor, include_vendor);
         self.overlay(tenant, &mut snapshot).await?;
         Ok(snapshot)
+    }
+
+    /// `unsupported_operation` unless the account's provider can do `action`.
+    pub fn check_action(
+        &self,
+        resolved: &Resolved,
+        action: &SnapshotAction,
+    ) -> Result<(), ServiceError> {
+        for capability in action.needs() {
+            resolved.require(capability)?;
+        }
+        if let SnapshotAction::Restore(restore) = action {
+            restore
+                .check(resolved.adapter.info())
+                .map_err(|e| resolved.fail(e))?;
+        }
+        Ok(())
+    }
+
+    /// Asks the vendor to do `action` to the snapshot `native_id` (after
+    /// [`Service::check_action`]); what it answered.
+    pub async fn act(
+        &self,
+        resolved: &Resolved,
+        native_id: &str,
+        action: &SnapshotAction,
+    ) -> Result<Submitted, ServiceError> {
+        let (adapter, ctx) = (&resolved.adapter, resolved.ctx());
+        match action {
+            SnapshotAction::Delete => adapter.delete(&ctx, native_id).await,
+            SnapshotAction::Restore(restore) => adapter.restore(&ctx, native_id, restore).await,
+            SnapshotAction::Image(image) => adapter.create_image(&ctx, native_id, image).await,
+            SnapshotAction::Update(update) => adapter.update(&ctx, native_id, update).await,
+        }
+        .map_err(|e| resolved.fail(e))
     }
 
     /// Whether `name` is free for a new snapshot in `account` (where the vendor can tell).
