@@ -198,7 +198,24 @@ pub async fn list(
         .list_snapshots(&caller.tenant, selected, &filter, include, fan_out)
         .await?;
     let errors = page_errors(merged.failures, q.strict == Some(true))?;
-    let mut items = merged.snapshots;
+    let (items, last) = page_of(merged.snapshots, &q, cursor.as_ref(), page_size);
+    let next_page_token = last.map(|c| super::paging::seal(&state, &filters, c));
+    Ok(axum::Json(SnapshotPage {
+        items,
+        next_page_token,
+        errors,
+    }))
+}
+
+/// The page after `cursor` of the snapshots that match `q`'s filters, in the list's order, and
+/// where it ended when more follow.
+fn page_of(
+    mut items: Vec<Snapshot>,
+    q: &ListQuery,
+    cursor: Option<&Cursor>,
+    page_size: usize,
+) -> (Vec<Snapshot>, Option<Cursor>) {
+    let source = q.source_id.as_deref();
     let name = q.name.as_ref().map(|n| n.to_lowercase());
     items.retain(|s| {
         (q.status.is_empty() || q.status.contains(&s.status))
@@ -212,7 +229,7 @@ pub async fn list(
     let mut keyed: Vec<(String, Snapshot)> =
         items.into_iter().map(|s| (s.id.to_string(), s)).collect();
     keyed.sort_by(|a, b| order((a.1.created_at, &a.0), (b.1.created_at, &b.0)));
-    if let Some(c) = &cursor {
+    if let Some(c) = cursor {
         let t =
             c.t.as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -221,26 +238,12 @@ pub async fn list(
     }
     let more = keyed.len() > page_size;
     keyed.truncate(page_size);
-    let next_page_token = if more {
-        keyed.last().map(|(id, s)| {
-            super::paging::seal(
-                &state,
-                &filters,
-                Cursor {
-                    t: s.created_at
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
-                    id: id.clone(),
-                },
-            )
-        })
-    } else {
-        None
-    };
-    Ok(axum::Json(SnapshotPage {
-        items: keyed.into_iter().map(|(_, s)| s).collect(),
-        next_page_token,
-        errors,
-    }))
+    let last = more.then(|| keyed.last()).flatten().map(|(id, s)| Cursor {
+        t: s.created_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        id: id.clone(),
+    });
+    (keyed.into_iter().map(|(_, s)| s).collect(), last)
 }
 
 /// The failures of a list as its page's `errors`, ordered by account and source; with

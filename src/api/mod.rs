@@ -68,7 +68,44 @@ pub struct Shared {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let deadline = state.config.server.request_timeout();
-    let v1 = Router::new()
+    let admission = Arc::new(admission::Admission::new(
+        state.auth.clone(),
+        &state.config.server,
+    ));
+    // The edge stack is applied as one layer: a request pays one boxed service for it, not one
+    // per middleware. The two `/v1` limits stay separate layers: the global slot must be taken
+    // inside the tenant's (a `ServiceBuilder` would take it in `poll_ready`, before the tenant
+    // waits, and a flooding tenant would hold every slot).
+    let edge = tower::ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        // Request id, declared-size refusal and deadline: one middleware, one boxed future.
+        .layer(middleware::from_fn(move |req, next| {
+            edge(body_limit, deadline, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(DefaultBodyLimit::max(body_limit));
+    v1_routes()
+        .merge(swagger_ui())
+        // Work takes a tenant slot, then a global one; a long-poll takes a waiter slot instead
+        // (`admission`). Requests beyond the limits wait here, as a small future, instead of
+        // each holding a full handler's state while queued for a vendor.
+        .layer(middleware::from_fn_with_state(admission, admission::admit))
+        // Health, readiness and metrics answer however busy the API is: a probe that queues
+        // behind a slow vendor would get a healthy gateway restarted.
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(edge)
+        .with_state(state)
+}
+
+/// Every `/v1` route.
+fn v1_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/providers", get(providers::list))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route(
@@ -113,39 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
-        );
-    let admission = Arc::new(admission::Admission::new(
-        state.auth.clone(),
-        &state.config.server,
-    ));
-    // The edge stack is applied as one layer: a request pays one boxed service for it, not one
-    // per middleware. The two `/v1` limits stay separate layers: the global slot must be taken
-    // inside the tenant's (a `ServiceBuilder` would take it in `poll_ready`, before the tenant
-    // waits, and a flooding tenant would hold every slot).
-    let edge = tower::ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            axum::http::header::AUTHORIZATION,
-        ]))
-        // Request id, declared-size refusal and deadline: one middleware, one boxed future.
-        .layer(middleware::from_fn(move |req, next| {
-            edge(body_limit, deadline, req, next)
-        }))
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(DefaultBodyLimit::max(body_limit));
-    v1.merge(swagger_ui())
-        // Work takes a tenant slot, then a global one; a long-poll takes a waiter slot instead
-        // (`admission`). Requests beyond the limits wait here, as a small future, instead of
-        // each holding a full handler's state while queued for a vendor.
-        .layer(middleware::from_fn_with_state(admission, admission::admit))
-        // Health, readiness and metrics answer however busy the API is: a probe that queues
-        // behind a slow vendor would get a healthy gateway restarted.
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(edge)
-        .with_state(state)
+        )
 }
 
 /// Swagger UI at `/docs`, served from the binary (vendored), reading `/openapi.json`. It never

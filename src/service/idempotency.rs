@@ -101,36 +101,45 @@ impl Service {
                 Ok(Outcome::Done(answer))
             }
             Err(e) => {
-                let problem = e.as_problem();
-                // Once the intent is stored the vendor may have been called: a failure of the
-                // gateway's own store from then on is as uncertain as a dropped connection.
-                let uncertain = if journal.intended().is_some() {
-                    problem.outcome_uncertain_after_call()
-                } else {
-                    problem.outcome_uncertain()
-                };
-                if uncertain {
-                    // The vendor may have done the work (timeout, reset, 5xx mid-way): a retry
-                    // with this key must not do it again. With an intended operation the key
-                    // already answers its `202` (the operation is settled from the vendor);
-                    // otherwise the failure is the recorded answer.
-                    if journal.intended().is_none() {
-                        let body = serde_json::to_string(&problem).unwrap_or_default();
-                        self.store
-                            .finish_idempotent(tenant, key, problem.status, &body)
-                            .await
-                            .map_err(ServiceError::from)?;
-                    }
-                } else {
-                    // Refused with nothing done at the vendor: a retry may run again.
-                    journal.failed(&problem).await?;
-                    self.store
-                        .abandon_idempotent(tenant, key)
-                        .await
-                        .map_err(ServiceError::from)?;
-                }
+                self.settle_key(tenant, key, &journal, &e.as_problem())
+                    .await?;
                 Err(e)
             }
         }
+    }
+
+    /// What a key answers after its work failed with `problem`: kept when the vendor may have
+    /// done the work, freed (a retry runs again) when it surely did not.
+    async fn settle_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        journal: &Journal<'_>,
+        problem: &Problem,
+    ) -> Result<(), ServiceError> {
+        // Once the intent is stored the vendor may have been called: a failure of the
+        // gateway's own store from then on is as uncertain as a dropped connection.
+        let uncertain = if journal.intended().is_some() {
+            problem.outcome_uncertain_after_call()
+        } else {
+            problem.outcome_uncertain()
+        };
+        if uncertain {
+            // The vendor may have done the work (timeout, reset, 5xx mid-way): a retry with
+            // this key must not do it again. With an intended operation the key already
+            // answers its `202` (the operation is settled from the vendor); otherwise the
+            // failure is the recorded answer.
+            if journal.intended().is_none() {
+                let body = serde_json::to_string(problem).unwrap_or_default();
+                self.store
+                    .finish_idempotent(tenant, key, problem.status, &body)
+                    .await?;
+            }
+        } else {
+            // Refused with nothing done at the vendor: a retry may run again.
+            journal.failed(problem).await?;
+            self.store.abandon_idempotent(tenant, key).await?;
+        }
+        Ok(())
     }
 }

@@ -155,48 +155,7 @@ pub async fn settle(
     let unknown = |what: String| stamped(Problem::new(502, "outcome_unknown", what));
     let verdict: Option<(OperationState, Option<Problem>)> = match &intent {
         Intent::Create { source_id, name } => {
-            let filter = ListFilter {
-                source_id: Some(source_id),
-                statuses: &[],
-            };
-            let listed = resolved.adapter.list(&ctx, &filter).await?;
-            // Only a snapshot that appeared after the request (give or take the vendor's clock
-            // skew) can be its result. A vendor whose snapshots have no names (Hostinger) is
-            // matched by that time alone, so it must state one, and the skew allowed is
-            // narrower: an earlier snapshot of the same source has no name to tell it apart.
-            let named_since = op.created_at - TimeDelta::minutes(10);
-            let nameless_since = op.created_at - TimeDelta::minutes(1);
-            let found = listed.complete()?.into_iter().find(|s| match s.name.as_deref() {
-                Some(n) => n == name && s.created_at.is_none_or(|t| t >= named_since),
-                None => s.created_at.is_some_and(|t| t >= nameless_since),
-            });
-            match found {
-                Some(s) => {
-                    op.snapshot_id = Some(SnapshotId::new(&op.account, &s.native_id));
-                    match s.status {
-                        SnapshotStatus::Available => Some((OperationState::Succeeded, None)),
-                        SnapshotStatus::Error => Some((
-                            OperationState::Failed,
-                            Some(unknown(format!("the provider reports snapshot `{name}` in error"))),
-                        )),
-                        _ => None,
-                    }
-                }
-                // A vendor may list a new snapshot only once its ticket or action ends, so a
-                // create is given longer to show than the call itself took.
-                None if Utc::now() - op.created_at
-                    > TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX) + CREATE_LISTING_WAIT =>
-                {
-                    Some((
-                        OperationState::Failed,
-                        Some(unknown(format!(
-                            "the request was interrupted (gateway store, deadline or restart) and, {} minutes later, the provider lists no snapshot `{name}` of `{source_id}` taken since: it most likely was not created, but the gateway cannot be sure — check `{source_id}` at the provider before creating it again",
-                            CREATE_LISTING_WAIT.num_minutes()
-                        ))),
-                    ))
-                }
-                None => None,
-            }
+            settle_create(resolved, &mut op, source_id, name, grace).await?
         }
         Intent::Delete => {
             let native = op
@@ -232,4 +191,61 @@ pub async fn settle(
         finish(&mut op, state, error);
     }
     Ok(op)
+}
+
+/// The verdict on an interrupted create: the snapshot it made, found in the source's list by
+/// its name (or, for vendors without names, its time), or none after a while.
+async fn settle_create(
+    resolved: &Resolved,
+    op: &mut Operation,
+    source_id: &str,
+    name: &str,
+    grace: std::time::Duration,
+) -> Result<Option<(OperationState, Option<Problem>)>, ProviderError> {
+    let unknown = |what: String| stamped(Problem::new(502, "outcome_unknown", what));
+    let filter = ListFilter {
+        source_id: Some(source_id),
+        statuses: &[],
+    };
+    let listed = resolved.adapter.list(&resolved.ctx(), &filter).await?;
+    // Only a snapshot that appeared after the request (give or take the vendor's clock
+    // skew) can be its result. A vendor whose snapshots have no names (Hostinger) is
+    // matched by that time alone, so it must state one, and the skew allowed is
+    // narrower: an earlier snapshot of the same source has no name to tell it apart.
+    let named_since = op.created_at - TimeDelta::minutes(10);
+    let nameless_since = op.created_at - TimeDelta::minutes(1);
+    let found = listed
+        .complete()?
+        .into_iter()
+        .find(|s| match s.name.as_deref() {
+            Some(n) => n == name && s.created_at.is_none_or(|t| t >= named_since),
+            None => s.created_at.is_some_and(|t| t >= nameless_since),
+        });
+    Ok(match found {
+            Some(s) => {
+                op.snapshot_id = Some(SnapshotId::new(&op.account, &s.native_id));
+                match s.status {
+                    SnapshotStatus::Available => Some((OperationState::Succeeded, None)),
+                    SnapshotStatus::Error => Some((
+                        OperationState::Failed,
+                        Some(unknown(format!("the provider reports snapshot `{name}` in error"))),
+                    )),
+                    _ => None,
+                }
+            }
+            // A vendor may list a new snapshot only once its ticket or action ends, so a
+            // create is given longer to show than the call itself took.
+            None if Utc::now() - op.created_at
+                > TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX) + CREATE_LISTING_WAIT =>
+            {
+                Some((
+                    OperationState::Failed,
+                    Some(unknown(format!(
+                        "the request was interrupted (gateway store, deadline or restart) and, {} minutes later, the provider lists no snapshot `{name}` of `{source_id}` taken since: it most likely was not created, but the gateway cannot be sure — check `{source_id}` at the provider before creating it again",
+                        CREATE_LISTING_WAIT.num_minutes()
+                    ))),
+                ))
+            }
+            None => None,
+        })
 }

@@ -13,15 +13,25 @@ use crate::{
     providers::ProviderInfo,
 };
 
-/// The limits the server enforces, stated where a client can see them.
+/// A snapshot or image name, as the server checks it.
+fn name_schema() -> Value {
+    json!({"minLength": 1, "maxLength": snapshots::MAX_NAME, "pattern": NAME_PATTERN})
+}
+
+/// The limits the server enforces, stated where a client can see them: in bodies, then in
+/// parameters.
 pub(super) fn constrain(doc: &mut Value) {
+    constrain_bodies(&mut doc["components"]["schemas"]);
+    constrain_parameters(doc);
+}
+
+fn constrain_bodies(schemas: &mut Value) {
     let text = |max: usize| json!({"minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN});
-    let name = json!({"minLength": 1, "maxLength": snapshots::MAX_NAME, "pattern": NAME_PATTERN});
+    let name = name_schema();
     let webhook_url = json!({
         "maxLength": webhooks::MAX_URL,
         "pattern": *webhooks::URL_PATTERN,
     });
-    let schemas = &mut doc["components"]["schemas"];
     for (schema, property, constraint) in [
         (
             "CreateSnapshot",
@@ -82,7 +92,10 @@ pub(super) fn constrain(doc: &mut Value) {
     for property in ["name", "description"] {
         schemas["UpdateSnapshot"]["properties"][property]["type"] = json!("string");
     }
+}
 
+fn constrain_parameters(doc: &mut Value) {
+    let name = name_schema();
     for_each_operation(doc, |_, _, op| {
         // `GET /v1/operations?account=` takes one account id; the snapshot list's `account`
         // filter takes any text (an unknown id simply matches nothing).
