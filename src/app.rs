@@ -144,31 +144,38 @@ impl Application {
     /// Thread per core: `server.workers` threads each run a single-threaded runtime that
     /// accepts from the shared listening socket and serves its connections to the end, with its
     /// own vendor connection pool, so a request is never handed between threads.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        // Operations finish whether or not anyone reads them.
+    /// The background work of a `serve` process, stopped when the returned guards drop:
+    /// operations finish whether or not anyone reads them, webhooks are delivered from the
+    /// outbox whichever replica wrote the event, and this process announces its master keys.
+    fn spawn_background(&self) -> [AbortOnDrop; 3] {
         let reconciler = self.state.config.reconciler.enabled.then(|| {
             let state = self.state.clone();
             tokio::spawn(async move {
                 crate::service::supervised("reconciler", || state.service.reconcile_forever()).await
             })
         });
-        let _stop_reconciler = AbortOnDrop(reconciler);
-        // Webhooks are delivered from the outbox whichever replica wrote the event.
         let deliverer = self.state.config.webhooks.enabled.then(|| {
             let state = self.state.clone();
             tokio::spawn(async move {
                 crate::service::supervised("webhooks", || state.service.deliver_forever()).await
             })
         });
-        let _stop_deliverer = AbortOnDrop(deliverer);
         let announcer = Some({
             let state = self.state.clone();
             tokio::spawn(async move { state.service.announce_keys_forever().await })
         });
-        let _stop_announcer = AbortOnDrop(announcer);
+        [
+            AbortOnDrop(reconciler),
+            AbortOnDrop(deliverer),
+            AbortOnDrop(announcer),
+        ]
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let _background = self.spawn_background();
         let limit = ConnLimit::new(self.state.config.server.max_connections);
         let workers = worker_count(self.state.config.server.workers);
         let state = self.state.clone();

@@ -199,34 +199,7 @@ async fn main() -> ExitCode {
             token_ttl_secs,
             faults,
             variants,
-        } => {
-            snapgate::telemetry::init("warn");
-            let faults = match faults {
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|e| format!("--faults is not a vendor → fault JSON map: {e}")),
-                None => Ok(Default::default()),
-            };
-            let mut played = snapgate::simulator::Variants::default();
-            let variants = variants
-                .iter()
-                .try_for_each(|spec| played.apply(spec))
-                .map_err(|e| format!("--variant: {e}"));
-            match faults.and_then(|f| variants.map(|()| f)) {
-                Ok(faults) => {
-                    let config = snapgate::simulator::SimulatorConfig {
-                        async_delay: std::time::Duration::from_millis(async_delay_ms),
-                        token_ttl: std::time::Duration::from_secs(token_ttl_secs),
-                        seed: true,
-                        faults,
-                        variants: played,
-                    };
-                    snapgate::demo::simulate(listen, config)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            }
-        }
+        } => simulate(listen, async_delay_ms, token_ttl_secs, faults, variants).await,
         Command::Demo { listen, data_dir } => {
             snapgate::telemetry::init("warn,snapgate=info");
             snapgate::demo::run(listen, &data_dir)
@@ -264,6 +237,37 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `snapgate simulate`: the simulated vendors alone, with the faults and variants asked for.
+async fn simulate(
+    listen: std::net::SocketAddr,
+    async_delay_ms: u64,
+    token_ttl_secs: u64,
+    faults: Option<String>,
+    variants: Vec<String>,
+) -> Result<(), String> {
+    snapgate::telemetry::init("warn");
+    let faults = match faults {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| format!("--faults is not a vendor → fault JSON map: {e}"))?,
+        None => Default::default(),
+    };
+    let mut played = snapgate::simulator::Variants::default();
+    variants
+        .iter()
+        .try_for_each(|spec| played.apply(spec))
+        .map_err(|e| format!("--variant: {e}"))?;
+    let config = snapgate::simulator::SimulatorConfig {
+        async_delay: std::time::Duration::from_millis(async_delay_ms),
+        token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        seed: true,
+        faults,
+        variants: played,
+    };
+    snapgate::demo::simulate(listen, config)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn serve(config_path: Option<PathBuf>) -> Result<(), String> {
