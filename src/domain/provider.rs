@@ -38,17 +38,6 @@ impl ProviderKind {
             ProviderKind::Syminet => "syminet",
         }
     }
-
-    /// The name people know the provider by, for messages.
-    pub const fn display_name(self) -> &'static str {
-        match self {
-            ProviderKind::Hyperstack => "Hyperstack",
-            ProviderKind::Koyeb => "Koyeb",
-            ProviderKind::Oktawave => "Oktawave",
-            ProviderKind::Hostinger => "Hostinger",
-            ProviderKind::Syminet => "Syminet",
-        }
-    }
 }
 
 impl fmt::Display for ProviderKind {

@@ -29,7 +29,7 @@ pub fn name(
             field,
             message: format!(
                 "{field} must be 1 to {max} characters for {}",
-                vendor.display_name()
+                super::display_name(vendor)
             ),
         });
     }
@@ -44,7 +44,10 @@ pub fn no_description(
     if description.is_some_and(|d| !d.trim().is_empty()) {
         return Err(ProviderError::Invalid {
             field: "description",
-            message: format!("{} snapshots have no description", vendor.display_name()),
+            message: format!(
+                "{} snapshots have no description",
+                super::display_name(vendor)
+            ),
         });
     }
     Ok(())
@@ -59,7 +62,7 @@ pub fn decode<T: DeserializeOwned>(
         status: None,
         message: format!(
             "{} sent a snapshot snapgate could not read ({})",
-            vendor.display_name(),
+            super::display_name(vendor),
             crate::scrub::unreadable_json(&e)
         ),
     })

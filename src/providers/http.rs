@@ -166,7 +166,7 @@ impl VendorHttp {
             field: "credentials",
             message: format!(
                 "the stored {} {field} contains characters no HTTP header can carry; replace it with PATCH",
-                self.vendor.display_name()
+                super::display_name(self.vendor)
             ),
         })?;
         Ok(Some((name, value)))

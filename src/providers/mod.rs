@@ -112,7 +112,7 @@ impl RestoreRequest {
     /// `target_id` unless it restores onto other targets, a `new_name` unless it makes a new
     /// resource. Adapters check only what their vendor adds (a name's length, a required name).
     pub fn check(&self, info: &ProviderInfo) -> Result<(), ProviderError> {
-        let vendor = info.kind.display_name();
+        let vendor = info.display_name;
         let resource = match info.source_kind {
             "vm" => "VM",
             other => other,
@@ -538,6 +538,15 @@ pub fn infos() -> [&'static ProviderInfo; 5] {
     ]
 }
 
+/// The name people know `kind` by, for messages: its declaration's, the one place it is
+/// written.
+pub fn display_name(kind: ProviderKind) -> &'static str {
+    infos()
+        .into_iter()
+        .find(|info| info.kind == kind)
+        .map_or(kind.as_str(), |info| info.display_name)
+}
+
 impl Registry {
     /// Builds every adapter against its configured vendor endpoint.
     pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Result<Self, ProviderConfigError> {
@@ -636,7 +645,7 @@ mod tests {
         );
         assert_eq!(
             refused(Hostinger, None, Some("copy")).map(|r| r.1),
-            Some("Hostinger restores in place; new_name is not accepted".to_owned())
+            Some("Hostinger VPS restores in place; new_name is not accepted".to_owned())
         );
         assert_eq!(refused(Koyeb, None, Some("copy")), None);
         assert_eq!(refused(Syminet, Some("4000"), None), None);

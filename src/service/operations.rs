@@ -279,7 +279,7 @@ impl Service {
         if waited < i64::try_from(bound).unwrap_or(i64::MAX) {
             return progress;
         }
-        let vendor = op.provider.display_name();
+        let vendor = crate::providers::display_name(op.provider);
         Progress {
             native_id: progress.native_id.clone(),
             ..Progress::failed(ProviderError::StatusUnknown {
