@@ -170,15 +170,7 @@ async fn metrics_are_served_in_prometheus_format_without_a_token() {
     let t = token("acme", ALL_SCOPES);
     let _ = app.get("/v1/snapshots/nope:1", &t).await;
     let _ = app.get("/no/such/route", &t).await;
-    let body = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = app.metrics().await;
     assert!(
         body.contains("route=\"/v1/snapshots/{snapshot}\""),
         "{body}"
@@ -421,19 +413,11 @@ async fn the_backlog_and_open_breakers_are_gauges() {
             .await;
         assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     }
-    let scrape = || async {
-        reqwest::get(format!("{}/metrics", s.app.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     // Other tests in this process scrape their own stores into the same gauges: read until a
     // scrape shows this store's count (each scrape sets it from the store, then renders).
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let body = scrape().await;
+        let body = s.app.metrics().await;
         let unfinished = gauge(&body, "snapgate_operations_unfinished");
         seen.push(unfinished);
         if unfinished == Some(2.0) {
@@ -454,6 +438,6 @@ async fn the_backlog_and_open_breakers_are_gauges() {
     for _ in 0..3 {
         let _ = s.app.get("/v1/snapshots?account=syminet", &s.token).await;
     }
-    let open = gauge(&scrape().await, "snapgate_upstream_breakers_open").unwrap();
+    let open = gauge(&s.app.metrics().await, "snapgate_upstream_breakers_open").unwrap();
     assert!(open >= 1.0, "{open}");
 }

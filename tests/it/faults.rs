@@ -474,12 +474,7 @@ async fn a_panic_in_a_reconciler_check_or_a_delivery_leaves_both_workers_running
         assert!(Instant::now() < deadline, "{page}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = reqwest::get(format!("{}/metrics", s.app.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.app.metrics().await;
     for worker in ["reconciler", "webhooks"] {
         assert!(
             metrics.contains(&format!(

@@ -114,6 +114,17 @@ impl TestApp {
         self.dir.path().join("snapgate.db")
     }
 
+    /// The Prometheus text `/metrics` serves now.
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.url))

@@ -49,6 +49,20 @@ async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, spans)
 }
 
+/// A Koyeb vendor that accepts every create.
+async fn koyeb_accepting_creates() -> MockServer {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/snapshots"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(vendor_fixture("koyeb", "create.response.json")),
+        )
+        .mount(&vendor)
+        .await;
+    vendor
+}
+
 /// A span attribute's value, whatever its OTLP type.
 fn attribute(span: &Value, key: &str) -> Value {
     span["attributes"]
@@ -87,15 +101,7 @@ async fn span_where(spans: &Arc<Mutex<Vec<Value>>>, pick: impl Fn(&Value) -> boo
 #[tokio::test]
 async fn a_create_under_a_callers_traceparent_is_one_trace_down_to_the_vendor() {
     let (otlp, spans) = collector().await;
-    let vendor = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/snapshots"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(vendor_fixture("koyeb", "create.response.json")),
-        )
-        .mount(&vendor)
-        .await;
+    let vendor = koyeb_accepting_creates().await;
     let receiver = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hook"))
@@ -253,15 +259,7 @@ async fn a_create_under_a_callers_traceparent_is_one_trace_down_to_the_vendor() 
 
 #[tokio::test]
 async fn without_an_endpoint_nothing_is_traced_or_propagated() {
-    let vendor = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/snapshots"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(vendor_fixture("koyeb", "create.response.json")),
-        )
-        .mount(&vendor)
-        .await;
+    let vendor = koyeb_accepting_creates().await;
     let app = spawn_app_with(|c| {
         c.providers.set(
             snapgate::domain::ProviderKind::Koyeb,
