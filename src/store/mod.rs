@@ -2,13 +2,21 @@
 //! one trait with two back-ends chosen by URL in [`connect`]: SQLite (embedded, one process)
 //! and PostgreSQL (any number of replicas on one database). Nothing here knows HTTP or vendors.
 
+#[macro_use]
+mod sql;
+
+mod accounts;
+mod copy;
+mod events;
 pub mod faulty;
+mod idempotency;
+mod keys;
+mod operations;
 mod pending;
 mod postgres;
 mod rows;
 mod seal;
 mod sqlite;
-mod sqlite_ops;
 mod webhooks;
 
 use std::sync::Arc;
