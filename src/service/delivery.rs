@@ -8,13 +8,12 @@
 //! schedule disables its endpoint with the reason. A process killed mid-attempt loses nothing:
 //! its lease ends and another process makes the attempt, with the same `webhook-id`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use futures::{stream, StreamExt};
 use rand::Rng;
 
-use super::{Service, ServiceError, WebhooksConfig};
+use super::{worker::Worker, Service, ServiceError, WebhooksConfig};
 use crate::{
     domain::{Attempt, Delivery, DeliveryState},
     store::Claimed,
@@ -41,116 +40,29 @@ pub fn delivery_client(config: &WebhooksConfig) -> reqwest::Client {
 }
 
 impl Service {
-    /// Delivers until the process stops.
-    ///
-    /// A pipeline of at most `max_in_flight` attempts, refilled as each one ends (not rounds
-    /// that wait for their slowest receiver): a receiver that times out holds one slot, and a
-    /// new delivery of another tenant is claimed as soon as a slot is free.
+    /// Delivers until the process stops (see [`super::worker`]): a pipeline of at most
+    /// `max_in_flight` attempts, refilled as each one ends (not rounds that wait for their
+    /// slowest receiver), woken when deliveries are queued here or by a replica.
     pub async fn deliver_forever(&self) {
-        let tick = Duration::from_millis(self.webhooks.tick_ms.max(10));
-        let slots = self.webhooks.max_in_flight.max(1) as usize;
-        let mut changes = self.store.operation_changes();
-        let mut running = futures::stream::FuturesUnordered::new();
-        // A claim is a write transaction: made when something may be due (woken, a tick, a
-        // backlog) and, while a backlog lasts, for a batch of freed slots at a time, never once
-        // per finished attempt.
-        let batch = (slots / 8).max(1);
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut wanted = true;
-        let mut backlog = false;
-        loop {
-            let free = slots.saturating_sub(running.len());
-            if wanted && free > 0 {
-                wanted = false;
-                let claim = super::worker::contained(
-                    "webhooks",
-                    self.claim_deliveries(u32::try_from(free).unwrap_or(u32::MAX)),
-                );
-                match super::worker::driving(claim, &mut running, |()| {})
-                    .await
-                    .unwrap_or_else(|| Ok(Vec::new()))
-                {
-                    Ok(claimed) => {
-                        // A full claim: more may be due than there was room for.
-                        backlog = claimed.len() == free;
-                        for c in claimed {
-                            running.push(self.attempt_logged(c));
-                        }
-                    }
-                    Err(e) => {
-                        backlog = false;
-                        tracing::warn!(error = %e, "could not claim webhook deliveries");
-                    }
-                }
-            }
-            tokio::select! {
-                Some(()) = running.next(), if !running.is_empty() => {
-                    wanted |= backlog && slots - running.len() >= batch;
-                }
-                _ = self.wake.notified() => wanted = true,
-                changed = changes.recv() => {
-                    wanted = true;
-                    // Closed only when the store is gone: fall back to the tick.
-                    if matches!(changed, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        tokio::time::sleep(tick).await;
-                    }
-                }
-                _ = ticker.tick() => wanted = true,
-            }
-        }
-    }
-
-    /// Wakes this process's worker: a delivery was queued.
-    pub(super) fn wake_deliveries(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Claims up to `limit` due deliveries for this process (fair across tenants).
-    async fn claim_deliveries(&self, limit: u32) -> Result<Vec<Claimed>, ServiceError> {
-        let cfg = &self.webhooks;
-        let now = Utc::now();
-        let lease = now + TimeDelta::milliseconds(cfg.lease_ms.max(1) as i64);
-        Ok(self
-            .store
-            .claim_deliveries(
-                now,
-                lease,
-                limit,
-                cfg.max_concurrent_per_endpoint.max(1),
-                cfg.max_in_flight_per_tenant.max(1),
-            )
-            .await?)
+        super::worker::run(&Deliverer::new(self)).await
     }
 
     /// One round: makes one attempt of every due delivery it can claim; how many.
     pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
-        let claimed = self
-            .claim_deliveries(self.webhooks.max_in_flight.max(1))
-            .await?;
-        let count = claimed.len();
-        stream::iter(claimed)
-            .for_each_concurrent(self.webhooks.max_in_flight.max(1) as usize, |c| {
-                self.attempt_logged(c)
-            })
-            .await;
-        Ok(count)
+        let limit = self.webhooks.max_in_flight.max(1) as usize;
+        super::worker::run_once(&Deliverer::new(self), limit).await
     }
 
-    /// [`Service::attempt`], its failure to record logged.
-    async fn attempt_logged(&self, claimed: Claimed) {
-        let (id, webhook) = (claimed.delivery.id.clone(), claimed.webhook.id.clone());
+    /// [`Service::attempt`] in a span of its own.
+    async fn attempt_traced(&self, claimed: Claimed) -> Result<(), ServiceError> {
         let span = tracing::info_span!(
             "webhook delivery",
             otel.kind = "client",
-            delivery = %id,
-            %webhook,
+            delivery = %claimed.delivery.id,
+            webhook = %claimed.webhook.id,
             event_type = claimed.delivery.event_type.as_str(),
         );
-        let attempt = tracing::Instrument::instrument(self.attempt(claimed), span);
-        if let Some(Err(e)) = super::worker::contained("webhooks", attempt).await {
-            tracing::warn!(delivery = %id, %webhook, error = %e, "webhook attempt not recorded");
-        }
+        tracing::Instrument::instrument(self.attempt(claimed), span).await
     }
 
     /// Makes (or, before its first attempt is due, postpones) one attempt and records it.
@@ -372,8 +284,67 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Shared by the worker and the service's constructor.
-pub(super) fn wake() -> Arc<tokio::sync::Notify> {
-    Arc::new(tokio::sync::Notify::new())
+/// The delivery worker as a [`Worker`]: its items are claimed deliveries; its signal is the
+/// store's [`crate::store::Store::deliveries_queued`].
+struct Deliverer<'a> {
+    service: &'a Service,
+    queued: tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl<'a> Deliverer<'a> {
+    fn new(service: &'a Service) -> Self {
+        let queued = tokio::sync::Mutex::new(service.store.deliveries_queued());
+        Self { service, queued }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Deliverer<'_> {
+    type Item = Claimed;
+    type Key = String;
+    const NAME: &'static str = "webhooks";
+
+    fn slots(&self) -> usize {
+        self.service.webhooks.max_in_flight as usize
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(self.service.webhooks.tick_ms)
+    }
+
+    fn key(&self, item: &Claimed) -> String {
+        item.delivery.id.clone()
+    }
+
+    /// Claims up to `limit` due deliveries for this process (fair across tenants).
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, ServiceError> {
+        let cfg = &self.service.webhooks;
+        let now = Utc::now();
+        let lease = now + TimeDelta::milliseconds(cfg.lease_ms.max(1) as i64);
+        Ok(self
+            .service
+            .store
+            .claim_deliveries(
+                now,
+                lease,
+                u32::try_from(limit).unwrap_or(u32::MAX),
+                cfg.max_concurrent_per_endpoint.max(1),
+                cfg.max_in_flight_per_tenant.max(1),
+            )
+            .await?)
+    }
+
+    async fn work(&self, item: Claimed) -> Result<(), ServiceError> {
+        self.service.attempt_traced(item).await
+    }
+
+    async fn signalled(&self) {
+        let mut queued = self.queued.lock().await;
+        if queued.changed().await.is_err() {
+            // The store is gone: the tick is all there is.
+            std::future::pending::<()>().await
+        }
+    }
 }
 
 /// How long a delivery this process cannot sign waits before any process takes it again.

@@ -49,8 +49,6 @@ pub struct Service {
     webhooks: WebhooksConfig,
     /// Built on the first delivery: a process that never delivers never loads its TLS roots.
     webhook_client: std::sync::OnceLock<reqwest::Client>,
-    /// Wakes the webhook worker when a delivery is queued.
-    wake: Arc<tokio::sync::Notify>,
     /// This process, as it announces its master keys to the others.
     replica: String,
     /// Set when the process is shutting down: readiness answers 503 and long-polls answer
@@ -105,7 +103,6 @@ impl Service {
             reconciler: ReconcilerConfig::default(),
             webhook_client: std::sync::OnceLock::new(),
             webhooks: WebhooksConfig::default(),
-            wake: delivery::wake(),
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }

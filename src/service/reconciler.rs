@@ -2,18 +2,15 @@
 //! truth on its own, so an operation finishes whether or not anyone reads it.
 //!
 //! Level-triggered: each round claims the operations whose next check is due (a claim is a
-//! short lease in the store, so one process checks a given operation at a time — PostgreSQL
-//! claims with `SKIP LOCKED`), asks the vendor once per operation through the same adapters,
+//! short lease in the store, so one process checks a given operation at a time), asks the vendor once per operation through the same adapters,
 //! breakers, concurrency caps and retry budget as caller traffic, and schedules the next check
 //! with a per-operation backoff. An operation past its deadline fails with a clear problem.
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
-use futures::{stream, StreamExt};
-
-use super::{operations::finish, stamped, ReconcilerConfig, Service, ServiceError};
+use super::{operations::finish, stamped, worker::Worker, ReconcilerConfig, Service, ServiceError};
 use crate::domain::{Operation, OperationState, Problem};
+use chrono::{TimeDelta, Utc};
 
 impl ReconcilerConfig {
     /// The wait before check number `checks + 1`.
@@ -37,108 +34,17 @@ impl Service {
         }
     }
 
-    /// Runs the reconciler until the process stops: a pipeline of at most
-    /// `max_concurrent_checks` checks, refilled from the due operations as each one ends, every
-    /// claim renewed while its check runs.
+    /// Runs the reconciler until the process stops (see [`super::worker`]): a pipeline of at
+    /// most `max_concurrent_checks` checks, every claim renewed while its check runs.
     pub async fn reconcile_forever(&self) {
-        let cfg = &self.reconciler;
-        let tick = Duration::from_millis(cfg.tick_ms.max(10));
-        let slots = cfg.max_concurrent_checks.max(1);
-        let mut running = futures::stream::FuturesUnordered::new();
-        let mut held: std::collections::HashSet<(String, String)> = Default::default();
-        let mut renew = tokio::time::interval(cfg.claim_lease() / 3);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The checks in flight are polled while anything else is awaited: one of them may hold
-        // the store (a SQLite write) that the other call needs.
-        macro_rules! driving {
-            ($work:expr) => {
-                super::worker::driving($work, &mut running, |done| {
-                    held.remove(&done);
-                })
-                .await
-            };
-        }
-        loop {
-            let free = slots.saturating_sub(running.len());
-            let claimed = if free > 0 {
-                match driving!(super::worker::contained("reconciler", self.claim(free))) {
-                    Some(Ok(due)) => due,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "reconciler could not claim operations");
-                        Vec::new()
-                    }
-                    None => Vec::new(),
-                }
-            } else {
-                Vec::new()
-            };
-            let idle = claimed.is_empty();
-            for (tenant, op) in claimed {
-                held.insert((tenant.clone(), op.id.clone()));
-                running.push(async move {
-                    let key = (tenant.clone(), op.id.clone());
-                    let checked = super::worker::contained("reconciler", self.check(&tenant, op));
-                    if let Some(Err(e)) = checked.await {
-                        tracing::info!(error = %e, "reconciler check failed");
-                    }
-                    key
-                });
-            }
-            if !idle && running.len() < slots {
-                continue;
-            }
-            let renewing = tokio::select! {
-                Some(done) = running.next(), if !running.is_empty() => {
-                    held.remove(&done);
-                    false
-                }
-                _ = renew.tick() => true,
-                _ = tokio::time::sleep(tick), if idle || running.is_empty() => false,
-            };
-            if renewing && !held.is_empty() {
-                let claims: Vec<(String, String)> = held.iter().cloned().collect();
-                driving!(self.renew_claims(&claims));
-            }
-        }
-    }
-
-    /// Claims up to `limit` due operations for this process.
-    async fn claim(&self, limit: usize) -> Result<Vec<(String, Operation)>, ServiceError> {
-        let now = Utc::now();
-        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let lease = now + delta(self.reconciler.claim_lease());
-        let per_tenant = u32::try_from(self.reconciler.max_checks_per_tenant.max(1)).unwrap_or(1);
-        Ok(self.store.claim_due(now, lease, limit, per_tenant).await?)
-    }
-
-    /// Extends the claims of the checks still running.
-    async fn renew_claims(&self, held: &[(String, String)]) {
-        let until = Utc::now() + delta(self.reconciler.claim_lease());
-        for (tenant, id) in held {
-            if let Err(e) = self.store.renew_claim(tenant, id, until).await {
-                tracing::warn!(error = %e, "could not renew a reconciler claim");
-            }
-        }
+        super::worker::run(&Reconciler(self)).await
     }
 
     /// One round: checks every due operation once (at most a pipeline's worth); how many were
     /// checked. Tests and tools drive the reconciler with it.
     pub async fn reconcile_once(&self) -> Result<usize, ServiceError> {
-        let cfg = &self.reconciler;
-        let due = self.claim(cfg.max_concurrent_checks.max(1) * 4).await?;
-        let checked = due.len();
-        stream::iter(due)
-            .for_each_concurrent(
-                cfg.max_concurrent_checks.max(1),
-                |(tenant, op)| async move {
-                    let checked = super::worker::contained("reconciler", self.check(&tenant, op));
-                    if let Some(Err(e)) = checked.await {
-                        tracing::info!(error = %e, "reconciler check failed");
-                    }
-                },
-            )
-            .await;
-        Ok(checked)
+        let limit = self.reconciler.max_concurrent_checks.max(1) * 4;
+        super::worker::run_once(&Reconciler(self), limit).await
     }
 
     /// Advances one operation from the vendor, or fails it past its deadline; schedules its
@@ -171,6 +77,58 @@ impl Service {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The reconciler as a [`Worker`]: its items are claimed unfinished operations.
+struct Reconciler<'a>(&'a Service);
+
+#[async_trait::async_trait]
+impl Worker for Reconciler<'_> {
+    type Item = (String, Operation);
+    type Key = (String, String);
+    const NAME: &'static str = "reconciler";
+
+    fn slots(&self) -> usize {
+        self.0.reconciler.max_concurrent_checks
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(self.0.reconciler.tick_ms)
+    }
+
+    fn renew_every(&self) -> Option<Duration> {
+        Some(self.0.reconciler.claim_lease() / 3)
+    }
+
+    fn key(&self, (tenant, op): &Self::Item) -> Self::Key {
+        (tenant.clone(), op.id.clone())
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Self::Item>, ServiceError> {
+        let cfg = &self.0.reconciler;
+        let now = Utc::now();
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let lease = now + delta(cfg.claim_lease());
+        let per_tenant = u32::try_from(cfg.max_checks_per_tenant.max(1)).unwrap_or(1);
+        Ok(self
+            .0
+            .store
+            .claim_due(now, lease, limit, per_tenant)
+            .await?)
+    }
+
+    async fn work(&self, (tenant, op): Self::Item) -> Result<(), ServiceError> {
+        self.0.check(&tenant, op).await
+    }
+
+    async fn renew(&self, held: &[Self::Key]) {
+        let until = Utc::now() + delta(self.0.reconciler.claim_lease());
+        for (tenant, id) in held {
+            if let Err(e) = self.0.store.renew_claim(tenant, id, until).await {
+                tracing::warn!(error = %e, "could not renew a reconciler claim");
+            }
+        }
     }
 }
 

@@ -191,7 +191,6 @@ impl Service {
         if !webhook.enabled {
             tracing::info!(webhook = %webhook.id, "delivery queued to a disabled endpoint: it waits until the endpoint is enabled");
         }
-        self.wake_deliveries();
         Ok(())
     }
 

@@ -36,7 +36,9 @@ macro_rules! queries {
             for k in dump.idempotency {
                 written.idempotency_keys += idempotency::$backend::load(conn, k).await?;
             }
-            written.events += events::$backend::insert(conn, &dump.events, true).await?;
+            written.events += events::$backend::insert(conn, &dump.events, true)
+                .await?
+                .events;
             (written.webhooks, written.deliveries) =
                 webhooks::$backend::load(conn, dump.webhooks, dump.deliveries).await?;
             Ok(written)

@@ -6,6 +6,14 @@ use super::{
     StoreError,
 };
 
+/// What an append wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Appended {
+    pub events: usize,
+    /// Deliveries queued for the events (the delivery worker's signal).
+    pub deliveries: usize,
+}
+
 /// The advisory lock event writers take turns on across PostgreSQL replicas ("sg-event").
 const EVENTS_LOCK: i64 = 0x7367_2d65_7665_6e74;
 
@@ -17,14 +25,14 @@ macro_rules! queries {
 
         /// Appends events and queues their deliveries, in the caller's transaction (with
         /// `keep_existing`, for copies, events already here are kept and nothing is queued);
-        /// how many were written.
+        /// what was written.
         pub async fn insert(
             conn: &mut Conn,
             events: &[EventRow],
             keep_existing: bool,
-        ) -> Result<usize, StoreError> {
+        ) -> Result<Appended, StoreError> {
             if events.is_empty() {
-                return Ok(0);
+                return Ok(Appended::default());
             }
             if $advisory {
                 // Positions come from a sequence at insert but become visible at commit; were
@@ -51,10 +59,15 @@ macro_rules! queries {
                 .await?
                 .rows_affected() as usize;
             }
-            if !keep_existing {
-                super::super::webhooks::$backend::enqueue(conn, events).await?;
-            }
-            Ok(written)
+            let deliveries = if keep_existing {
+                0
+            } else {
+                super::super::webhooks::$backend::enqueue(conn, events).await?
+            };
+            Ok(Appended {
+                events: written,
+                deliveries,
+            })
         }
 
         /// A tenant's events after a position, of the given types (all when empty).

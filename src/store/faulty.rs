@@ -355,6 +355,9 @@ impl Store for Faulty {
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
         self.inner.operation_changes()
     }
+    fn deliveries_queued(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.deliveries_queued()
+    }
     async fn begin_idempotent(
         &self,
         tenant: &str,

@@ -254,6 +254,10 @@ pub trait Store: Send + Sync + 'static {
     /// Operations that changed, in this process or (PostgreSQL) any replica, as (tenant, id).
     fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)>;
 
+    /// Moves whenever deliveries may have been queued, here or (PostgreSQL) by a replica: the
+    /// delivery worker's wake-up. Its value means nothing; only that it changed.
+    fn deliveries_queued(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Records `key` as in flight, or reports what an earlier use of it decided. An in-flight
     /// record older than `lease` is taken over (its request died without finishing).
     async fn begin_idempotent(

@@ -9,6 +9,28 @@ use std::{
 
 use crate::domain::{Operation, OperationKind};
 
+/// The delivery worker's signal: a counter bumped whenever deliveries may have been queued
+/// (by this process, or by a replica as PostgreSQL notifies it). A watch: a worker busy when
+/// it moved sees it at its next look, and many moves between two looks are one wake-up.
+#[derive(Clone, Debug)]
+pub(super) struct Queued(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Queued {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+impl Queued {
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
 /// The index, shared by the store's clones, and the announcement of every change it applies.
 #[derive(Clone, Debug)]
 pub(super) struct Pending {

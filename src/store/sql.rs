@@ -6,7 +6,8 @@
 //! - `read`, `write` and `transaction`: how work gets a connection (SQLite: its one writer at
 //!   a time, `BEGIN IMMEDIATE`; PostgreSQL: on the store's own runtime);
 //! - whether claims and event writers take PostgreSQL advisory locks (replicas) or not;
-//! - `pending`: its in-memory index of unfinished operations, kept on every write;
+//! - `pending`: its in-memory index of unfinished operations, kept on every write, and
+//!   `queued`: the delivery worker's signal, moved on every write that queues deliveries;
 //! - any trait method it answers otherwise (PostgreSQL's `account_stamp`), as extra items.
 
 /// The advisory lock delivery claims take turns on across PostgreSQL replicas ("snapgate").
@@ -30,6 +31,15 @@ macro_rules! sql_store {
 
         fn event_rows(tenant: &str, events: &[Event]) -> Vec<EventRow> {
             events.iter().map(|e| EventRow::of(tenant, e)).collect()
+        }
+
+        impl $store {
+            /// After an append commits: the delivery worker is woken if it queued any.
+            fn appended(&self, appended: $crate::store::events::Appended) {
+                if appended.deliveries > 0 {
+                    self.queued.bump();
+                }
+            }
         }
 
         #[async_trait::async_trait]
@@ -148,13 +158,14 @@ macro_rules! sql_store {
             ) -> Result<(), StoreError> {
                 let (owner, row) = (tenant.to_owned(), OperationRow::of(op));
                 let events = event_rows(tenant, events);
-                self.transaction(move |c| Box::pin(async move {
-                    operations::insert(c, owner, row, false).await?;
-                    events::insert(c, &events, false).await?;
-                    Ok(())
-                }))
-                .await?;
+                let appended = self
+                    .transaction(move |c| Box::pin(async move {
+                        operations::insert(c, owner, row, false).await?;
+                        events::insert(c, &events, false).await
+                    }))
+                    .await?;
                 self.pending.set(tenant, op);
+                self.appended(appended);
                 Ok(())
             }
 
@@ -178,19 +189,20 @@ macro_rules! sql_store {
             ) -> Result<bool, StoreError> {
                 let (owner, row) = (tenant.to_owned(), OperationRow::of(op));
                 let events = event_rows(tenant, events);
-                let updated = self
+                let appended = self
                     .transaction(move |c| Box::pin(async move {
-                        let updated = operations::update(c, &owner, row).await?;
-                        if updated {
-                            events::insert(c, &events, false).await?;
+                        if !operations::update(c, &owner, row).await? {
+                            return Ok(None);
                         }
-                        Ok(updated)
+                        events::insert(c, &events, false).await.map(Some)
                     }))
                     .await?;
-                if updated {
-                    self.pending.set(tenant, op);
-                }
-                Ok(updated)
+                let Some(appended) = appended else {
+                    return Ok(false);
+                };
+                self.pending.set(tenant, op);
+                self.appended(appended);
+                Ok(true)
             }
 
             async fn list_operations(
@@ -222,6 +234,10 @@ macro_rules! sql_store {
 
             fn operation_changes(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
                 self.pending.subscribe()
+            }
+
+            fn deliveries_queued(&self) -> tokio::sync::watch::Receiver<u64> {
+                self.queued.subscribe()
             }
 
             async fn claim_due(
@@ -270,10 +286,13 @@ macro_rules! sql_store {
                 events: &[Event],
             ) -> Result<(), StoreError> {
                 let events = event_rows(tenant, events);
-                self.transaction(move |c| Box::pin(async move {
-                    events::insert(c, &events, false).await.map(drop)
-                }))
-                .await
+                let appended = self
+                    .transaction(move |c| Box::pin(async move {
+                        events::insert(c, &events, false).await
+                    }))
+                    .await?;
+                self.appended(appended);
+                Ok(())
             }
 
             async fn list_events(
@@ -406,7 +425,9 @@ macro_rules! sql_store {
                 self.write(move |c| Box::pin(async move {
                     webhooks::insert_delivery(c, &delivery).await
                 }))
-                .await
+                .await?;
+                self.queued.bump();
+                Ok(())
             }
 
             async fn list_deliveries(

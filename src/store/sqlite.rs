@@ -8,7 +8,7 @@ use sqlx::{
     SqlitePool,
 };
 
-use super::pending::Pending;
+use super::pending::{Pending, Queued};
 use crate::private_files;
 
 /// SQLite-backed [`Store`].
@@ -20,6 +20,7 @@ use crate::private_files;
 pub struct SqliteStore {
     pool: SqlitePool,
     pending: Pending,
+    queued: Queued,
     /// This process's writers, one at a time in arrival order. SQLite has one writer anyway;
     /// left to its busy handler, waiting writers retry at random and one can lose for
     /// seconds under a steady stream of others (a `503 store_unavailable` at its 5 s busy
@@ -59,6 +60,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             pending: Default::default(),
+            queued: Default::default(),
             write: Default::default(),
         };
         let unfinished = operations::unfinished(&mut *store.pool.acquire().await?).await?;

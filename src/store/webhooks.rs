@@ -380,7 +380,7 @@ macro_rules! queries {
 
         /// The outbox: a delivery of each of `events` to every enabled endpoint of its tenant
         /// that wants it, on the connection (and so in the transaction) writing the events.
-        pub async fn enqueue(conn: &mut Conn, events: &[EventRow]) -> Result<(), StoreError> {
+        pub async fn enqueue(conn: &mut Conn, events: &[EventRow]) -> Result<usize, StoreError> {
             let tenants: HashSet<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
             let mut endpoints = Vec::new();
             for tenant in tenants {
@@ -393,10 +393,11 @@ macro_rules! queries {
                 .await?;
                 endpoints.extend(found);
             }
-            for d in deliveries_for(events, &endpoints) {
-                insert_delivery(&mut *conn, &d).await?;
+            let deliveries = deliveries_for(events, &endpoints);
+            for d in &deliveries {
+                insert_delivery(&mut *conn, d).await?;
             }
-            Ok(())
+            Ok(deliveries.len())
         }
 
         /// An endpoint's deliveries before position `before` (none: the newest), newest first.

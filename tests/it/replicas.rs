@@ -408,6 +408,43 @@ async fn two_replicas_deliver_each_attempt_once() {
 }
 
 #[tokio::test]
+async fn a_delivery_queued_on_one_replica_wakes_the_others_worker_at_once() {
+    let Some(db) = TestDatabase::create("delivery wake-ups across replicas").await else {
+        return;
+    };
+    let vendor = MockServer::start().await;
+    let receiver = crate::webhooks::receiver().await;
+    // A queues and never delivers; B delivers, but would look on its own only once a minute:
+    // only the store's signal (PostgreSQL's notification of the queued delivery) wakes it.
+    let (a, b) = tokio::join!(
+        delivering_replica(&db, &vendor, |c| c.webhooks.enabled = false),
+        delivering_replica(&db, &vendor, |c| c.webhooks.tick_ms = 60_000)
+    );
+    let t = token("acme", ALL_SCOPES);
+    let hook =
+        crate::webhooks::create_webhook(&a, &t, &format!("{}/hook", receiver.uri()), json!([]))
+            .await;
+    let id = hook["id"].as_str().unwrap();
+    // B's first look (at its start) is over before anything is queued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 1..=3 {
+        let queued = Instant::now();
+        let resp = a
+            .post(&format!("/v1/webhooks/{id}/test"), &t, &json!({}))
+            .await;
+        assert_eq!(resp.status(), 202);
+        crate::webhooks::wait_received(&receiver, round, Duration::from_secs(5)).await;
+        let took = queued.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "delivery {round} took {took:?}: B waited for its tick, not the signal"
+        );
+    }
+    drop((a, b));
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn a_replica_killed_mid_delivery_loses_no_event() {
     let Some(db) = TestDatabase::create("webhook delivery across a crash").await else {
         return;

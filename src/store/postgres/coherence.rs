@@ -139,7 +139,11 @@ impl Stamps {
 /// memory write, never a query, and account changes never queue behind operation traffic. On
 /// a lost connection, drops every cached account and rebuilds the index once listening again.
 pub(super) async fn listen(store: PostgresStore, mut listener: PgListener) {
-    let channels = ["snapgate_accounts", "snapgate_operations"];
+    let channels = [
+        "snapgate_accounts",
+        "snapgate_operations",
+        "snapgate_deliveries",
+    ];
     if let Err(e) = listener.listen_all(channels).await {
         tracing::error!(error = %e, "cannot listen for store changes; relying on periodic checks");
     }
@@ -150,6 +154,7 @@ pub(super) async fn listen(store: PostgresStore, mut listener: PgListener) {
                 // The connection dropped and was re-established: anything may have changed.
                 tracing::warn!("store notifications interrupted; reloading shared state");
                 store.stamps.all_changed();
+                store.queued.bump();
                 if let Ok(ops) = list_unfinished(&store.pool).await {
                     store.pending.replace(ops);
                 }
@@ -180,6 +185,10 @@ pub(super) async fn check_forever(store: PostgresStore) {
 
 /// Applies one notification.
 fn apply(store: &PostgresStore, channel: &str, payload: &str) {
+    if channel == "snapgate_deliveries" {
+        store.queued.bump();
+        return;
+    }
     let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(payload) else {
         return;
     };

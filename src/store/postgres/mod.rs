@@ -23,7 +23,7 @@ use sqlx::{
     PgConnection, PgPool,
 };
 
-use super::pending::Pending;
+use super::pending::{Pending, Queued};
 
 use coherence::{account_version, check_forever, listen, Stamps};
 
@@ -32,6 +32,7 @@ use coherence::{account_version, check_forever, listen, Stamps};
 pub struct PostgresStore {
     pool: PgPool,
     pending: Pending,
+    queued: Queued,
     stamps: Stamps,
     runtime: tokio::runtime::Handle,
 }
@@ -84,6 +85,7 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self {
             pending: Pending::default(),
+            queued: Queued::default(),
             stamps: Stamps::default(),
             runtime: tokio::runtime::Handle::current(),
             pool,
