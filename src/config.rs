@@ -504,17 +504,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("snapgate-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("snapgate.toml");
+        let [one, two, ..] = ProviderKind::ALL;
         std::fs::write(
             &path,
-            "[providers.oktawave]\npl2_base_url = \"http://pl2.example\"\nbase_url = \"\"\n\n\
-             [providers.syminet]\nrestore_settle_secs = 30\n",
+            format!(
+                "[providers.{one}]\npl2_base_url = \"http://pl2.example\"\nbase_url = \"\"\n\n\
+                 [providers.{two}]\nrestore_settle_secs = 30\n"
+            ),
         )
         .unwrap();
         let config = Config::load(Some(&path)).unwrap();
         std::fs::remove_dir_all(&dir).ok();
-        let oktawave: Regional = config.providers.of(ProviderKind::Oktawave).unwrap();
+        let first: Regional = config.providers.of(one).unwrap();
         assert_eq!(
-            oktawave,
+            first,
             Regional {
                 // An empty value (as a compose file writes it) is unset.
                 base_url: None,
@@ -522,15 +525,13 @@ mod tests {
                 restore_settle_secs: None,
             }
         );
-        let syminet: Regional = config.providers.of(ProviderKind::Syminet).unwrap();
-        assert_eq!(syminet.restore_settle_secs, Some(30));
-        let err = config
-            .providers
-            .of::<Endpointless>(ProviderKind::Oktawave)
-            .unwrap_err();
+        let second: Regional = config.providers.of(two).unwrap();
+        assert_eq!(second.restore_settle_secs, Some(30));
+        let err = config.providers.of::<Endpointless>(one).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("invalid providers.oktawave settings: unknown field `pl2_base_url`"),
+            err.to_string().starts_with(&format!(
+                "invalid providers.{one} settings: unknown field `pl2_base_url`"
+            )),
             "{err}"
         );
     }

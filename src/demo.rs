@@ -133,7 +133,7 @@ pub async fn seed_accounts(
             .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
             .collect();
         let provider = provider_of(vendor);
-        // A setting with a fixed set of values (Oktawave's region) takes the first of them.
+        // A setting with a fixed set of values (a region) takes the first of them.
         let settings = state
             .service
             .registry()
@@ -193,11 +193,13 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     );
     out += &format!("export SNAPGATE_URL={url}\n");
     out += &format!("export SNAPGATE_TOKEN={token}\n");
-    // The simulator's control plane: faults (`PUT /_sim/faults/koyeb`), journal, counters.
+    // The simulator's control plane: faults (`PUT /_sim/faults/{provider}`), journal, counters.
     out += &format!(
         "export SNAPGATE_DEMO_SIMULATOR_URL=http://{}/_sim\n",
         sim.addr()
     );
+    // The first provider with a snapshot to read is the one the examples below use.
+    let mut example: Option<String> = None;
     for (vendor, id) in &seeded {
         let upper = vendor.as_str().to_ascii_uppercase();
         out += &format!("export SNAPGATE_DEMO_{upper}_ACCOUNT={id}\n");
@@ -207,16 +209,18 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
         );
         if let Some(snapshot) = first_available_snapshot(&url, &token, id).await {
             out += &format!("export SNAPGATE_DEMO_{upper}_SNAPSHOT={snapshot}\n");
+            example.get_or_insert(upper);
         }
     }
     out += "\nTry:\n";
     out +=
         "  curl -s \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
-    out += "  curl -s \"$SNAPGATE_URL/v1/snapshots/$SNAPGATE_DEMO_KOYEB_SNAPSHOT\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
+    let v = example.unwrap_or_default();
+    out += &format!("  curl -s \"$SNAPGATE_URL/v1/snapshots/$SNAPGATE_DEMO_{v}_SNAPSHOT\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n");
     out += "  # a create answers 202: its Location header and operation.id name the operation to poll\n";
     out += "  curl -s -X POST \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";
     out += "       -H 'Content-Type: application/json' \\\n";
-    out += "       -d \"{\\\"account\\\":\\\"$SNAPGATE_DEMO_KOYEB_ACCOUNT\\\",\\\"source_id\\\":\\\"${SNAPGATE_DEMO_KOYEB_SOURCES%%,*}\\\",\\\"name\\\":\\\"first\\\"}\"\n";
+    out += &format!("       -d \"{{\\\"account\\\":\\\"$SNAPGATE_DEMO_{v}_ACCOUNT\\\",\\\"source_id\\\":\\\"${{SNAPGATE_DEMO_{v}_SOURCES%%,*}}\\\",\\\"name\\\":\\\"first\\\"}}\"\n");
     out += "  snapgate token --tenant other      # from this directory: a second tenant's token\n";
     out += "\nWebhooks (signed events when work finishes; the demo allows loopback receivers):\n";
     out += "  curl -s -X POST \"$SNAPGATE_URL/v1/webhooks\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\" \\\n";

@@ -30,10 +30,10 @@ const MIN_DATA_LEN: usize = 8;
 /// secret this long or longer are removed from messages.
 const MIN_PREFIX: usize = 8;
 
-/// Headers whose values are credentials.
-const SECRET_HEADERS: [&str; 5] = [
+/// Headers whose values are credentials, whatever the vendor (a vendor's own credential
+/// header is declared by its adapter and passed to [`Sent::of`]).
+const SECRET_HEADERS: [&str; 4] = [
     "authorization",
-    "api_key",
     "x-api-key",
     "proxy-authorization",
     "cookie",
@@ -129,9 +129,10 @@ impl Scrubber {
         self.needles.push(needle);
     }
 
-    /// The secrets of one outgoing request (see [`Sent`]).
-    pub fn of_request(request: &reqwest::Request) -> Self {
-        Sent::of(request).build()
+    /// The secrets of one outgoing request (see [`Sent`]), `vendor_header` being the
+    /// vendor's own credential header if it has one.
+    pub fn of_request(request: &reqwest::Request, vendor_header: Option<&str>) -> Self {
+        Sent::of(request, vendor_header).build()
     }
 
     fn add_basic(&mut self, encoded: &str) {
@@ -390,10 +391,12 @@ pub struct Sent {
 }
 
 impl Sent {
-    pub fn of(request: &reqwest::Request) -> Self {
+    pub fn of(request: &reqwest::Request, vendor_header: Option<&str>) -> Self {
         let headers = SECRET_HEADERS
             .iter()
-            .flat_map(|name| request.headers().get_all(*name).iter().cloned())
+            .copied()
+            .chain(vendor_header)
+            .flat_map(|name| request.headers().get_all(name).iter().cloned())
             .collect();
         let form = request
             .headers()
@@ -521,7 +524,7 @@ mod tests {
         let request = client
             .post("http://127.0.0.1:9/token")
             .basic_auth("client-id-77", Some("client-secret-88"))
-            .header("api_key", "hs-key-99")
+            .header("vendor-key", "hs-key-99")
             .form(&[
                 ("grant_type", "password"),
                 ("username", "user@example.com"),
@@ -529,7 +532,7 @@ mod tests {
             ])
             .build()
             .unwrap();
-        let s = Scrubber::of_request(&request);
+        let s = Scrubber::of_request(&request, Some("vendor-key"));
         let text = "client-id-77 client-secret-88 hs-key-99 user@example.com pa ss&word \
                     pa+ss%26word grant_type password";
         let clean = s.scrub(text);
@@ -674,7 +677,7 @@ mod tests {
             .basic_auth("admin", Some("s3cret-pass-word"))
             .build()
             .unwrap();
-        let sent = Sent::of(&request);
+        let sent = Sent::of(&request, None);
         let s = sent.scrubber();
         assert_eq!(s.scrub_data(br#"{"name":"admin-nightly"}"#), None);
         let echoed = s.scrub_data(br#"{"name":"s3cret-pass-word"}"#).unwrap();

@@ -24,11 +24,11 @@ use crate::{
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
     /// Slug chosen at creation, immutable.
-    #[schema(value_type = String, example = "demo-hyperstack")]
+    #[schema(value_type = String, example = crate::domain::examples::account_id)]
     pub id: AccountId,
     pub provider: ProviderKind,
     pub display_name: Option<String>,
-    /// Non-secret provider settings (e.g. Oktawave `region`).
+    /// Non-secret provider settings (e.g. a `region`), as the provider declares them.
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub credentials: CredentialsView,
@@ -84,7 +84,7 @@ pub struct AccountList {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// Slug `[a-z0-9][a-z0-9-]{0,62}`, unique within the tenant.
-    #[schema(value_type = String, example = "prod-hyperstack")]
+    #[schema(value_type = String, example = crate::domain::examples::new_account_id)]
     pub id: AccountId,
     pub provider: ProviderKind,
     #[serde(default)]

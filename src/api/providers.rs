@@ -1,4 +1,4 @@
-//! `/v1/providers`: the five providers, their account fields and capabilities.
+//! `/v1/providers`: every provider, its account fields, capabilities and rate limits.
 
 use axum::extract::State;
 use serde::Serialize;
@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 use super::{problem::ApiError, AppState};
 use crate::{
     auth::Caller,
-    domain::{Capabilities, FieldSpec, ProviderKind},
+    domain::{Capabilities, FieldSpec, ProviderKind, SourceKind},
+    providers::RateLimits,
 };
 
 /// One provider as an adapter declares it.
@@ -15,8 +16,10 @@ use crate::{
 pub struct ProviderView {
     pub name: ProviderKind,
     pub display_name: &'static str,
-    /// What snapshots are taken of: `vm`, `volume`, `instance` or `slice`.
-    pub source_kind: &'static str,
+    /// What snapshots are taken of.
+    pub source_kind: SourceKind,
+    /// How the provider rate-limits, as its documentation says (operators may override).
+    pub rate_limits: RateLimits,
     pub credential_fields: Vec<FieldSpec>,
     pub setting_fields: Vec<FieldSpec>,
     pub capabilities: Capabilities,
@@ -46,6 +49,7 @@ pub async fn list(
             name: info.kind,
             display_name: info.display_name,
             source_kind: info.source_kind,
+            rate_limits: info.rate_limits,
             credential_fields: info.credential_fields.to_vec(),
             setting_fields: info.setting_fields.to_vec(),
             capabilities: info.capabilities,

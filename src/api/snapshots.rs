@@ -1,4 +1,4 @@
-//! `/v1/snapshots`: get, create, rename, delete, restore, image; Hyperstack name availability.
+//! `/v1/snapshots`: get, create, rename, delete, restore, image; name availability.
 
 use axum::{
     extract::State,
@@ -26,7 +26,7 @@ use crate::{
 #[into_params(parameter_in = Path)]
 pub struct SnapshotPath {
     /// Snapshot id, `{account}:{native_id}`.
-    #[param(value_type = String, example = "demo-hyperstack:1402")]
+    #[param(value_type = String, example = crate::domain::examples::snapshot_id)]
     pub snapshot: SnapshotId,
 }
 
@@ -51,7 +51,7 @@ pub enum Include {
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     /// Account to create the snapshot in.
-    #[schema(value_type = String, example = "demo-hyperstack")]
+    #[schema(value_type = String, example = crate::domain::examples::account_id)]
     pub account: AccountId,
     /// The VM, volume, instance or slice to snapshot (vendor id).
     #[schema(example = "2058")]
@@ -59,7 +59,8 @@ pub struct CreateSnapshot {
     #[schema(example = "pre-upgrade")]
     pub name: String,
     pub description: Option<String>,
-    /// Hostinger keeps one snapshot per VM: set `true` to replace an existing one.
+    /// For a provider that keeps one snapshot per source (`create_replaces_existing` in its
+    /// capabilities): set `true` to replace the existing one.
     #[serde(default)]
     pub replace_existing: bool,
 }
@@ -85,13 +86,15 @@ fn string_if_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<St
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreSnapshot {
-    /// Restore onto this resource (Syminet: another slice). Default: in place / new resource.
+    /// Restore onto this resource, where the provider can (`restore_to_other_target`).
+    /// Default: in place, or a new resource.
     pub target_id: Option<String>,
-    /// Name of the new VM or volume (required for Hyperstack).
+    /// Name of the new resource, where the restore makes one (`restore_to_new_resource`);
+    /// some providers require it.
     pub new_name: Option<String>,
 }
 
-/// Body of `POST /v1/snapshots/{snapshot}/image` (Hyperstack).
+/// Body of `POST /v1/snapshots/{snapshot}/image`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateImage {
@@ -295,7 +298,7 @@ pub async fn get(
         (status = 202, description = "Accepted; poll the operation", body = Accepted,
          headers(("Location" = String, description = "URL of the operation"))),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`snapshot_exists` (Hostinger VM already has one), idempotency key in flight, or vendor conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`snapshot_exists` (a provider that keeps one snapshot per source already has one), idempotency key in flight, or vendor conflict", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The provider is rate limiting (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "The provider cannot do this", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider failed or refused the stored credentials", body = Problem, content_type = "application/problem+json"),
@@ -361,7 +364,7 @@ pub async fn create(
     responses(
         (status = 202, description = "Accepted", body = Accepted),
         (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "The provider cannot rename (Hyperstack, Hostinger) or describe", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot rename or describe", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -405,7 +408,7 @@ pub async fn update(
     Ok(outcome(Outcome::Done(answer)))
 }
 
-/// Deletes a snapshot (Hyperstack also deletes images made from it).
+/// Deletes a snapshot (at some providers, also the images made from it).
 #[utoipa::path(
     delete, path = "/v1/snapshots/{snapshot}", tag = "snapshots", operation_id = "deleteSnapshot",
     params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
@@ -485,7 +488,7 @@ pub async fn restore(
     .await
 }
 
-/// Creates a custom image from a snapshot (Hyperstack).
+/// Creates a custom image from a snapshot.
 #[utoipa::path(
     post, path = "/v1/snapshots/{snapshot}/image", tag = "snapshots", operation_id = "createImageFromSnapshot",
     params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
@@ -494,7 +497,7 @@ pub async fn restore(
     responses(
         (status = 202, description = "Accepted; the operation's result names the image", body = Accepted),
         (status = 404, description = "No such snapshot", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Only Hyperstack makes images from snapshots", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot make images from snapshots", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -530,7 +533,7 @@ pub async fn image(
     .await
 }
 
-/// Whether a snapshot name is free in an account (Hyperstack).
+/// Whether a snapshot name is free in an account.
 #[utoipa::path(
     get, path = "/v1/accounts/{account}/snapshot-names/{name}", tag = "snapshots", operation_id = "checkSnapshotName",
     params(NamePath),
@@ -538,7 +541,7 @@ pub async fn image(
     responses(
         (status = 200, description = "Availability", body = NameAvailability),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Only Hyperstack checks names", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot check names", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn name_availability(

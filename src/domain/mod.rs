@@ -4,6 +4,7 @@
 
 mod account;
 mod event;
+pub mod examples;
 pub mod problem;
 mod provider;
 mod provider_error;

@@ -46,9 +46,9 @@ impl fmt::Display for ProviderKind {
     }
 }
 
-/// A provider name that is not one of the five.
+/// A provider name that is not one of [`ProviderKind::ALL`].
 #[derive(Debug, thiserror::Error)]
-#[error("unknown provider `{0}`; expected one of hyperstack, koyeb, oktawave, hostinger, syminet")]
+#[error("unknown provider `{name}`; expected one of {}", ProviderKind::ALL.map(ProviderKind::as_str).join(", "), name = .0)]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for ProviderKind {

@@ -32,6 +32,32 @@ pub enum SourceKind {
     Slice,
 }
 
+impl SourceKind {
+    /// The wire name (`vm`, `volume`, …); a create's field is `{name}_id` in messages.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Vm => "vm",
+            SourceKind::Volume => "volume",
+            SourceKind::Instance => "instance",
+            SourceKind::Slice => "slice",
+        }
+    }
+
+    /// How a sentence names one (`VM`, `volume`, …).
+    pub const fn noun(self) -> &'static str {
+        match self {
+            SourceKind::Vm => "VM",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The resource a snapshot was taken of.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Source {
@@ -113,7 +139,7 @@ pub struct VendorSnapshot {
 /// A normalized snapshot as the API returns it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Snapshot {
-    #[schema(value_type = String, example = "demo-hyperstack:1402")]
+    #[schema(value_type = String, example = super::examples::snapshot_id)]
     pub id: SnapshotId,
     #[schema(value_type = String)]
     pub account: AccountId,

@@ -82,14 +82,20 @@ mod tests {
 
     #[test]
     fn names_are_bounded_and_not_blank() {
-        let kind = ProviderKind::Koyeb;
+        let kind = ProviderKind::ALL[0];
         assert!(name(kind, "name", "nightly", 10).is_ok());
         assert!(name(kind, "name", &"é".repeat(10), 10).is_ok());
         for bad in ["", "   ", "elevenchars"] {
             match name(kind, "new_name", bad, 10) {
                 Err(ProviderError::Invalid { field, message }) => {
                     assert_eq!(field, "new_name");
-                    assert_eq!(message, "new_name must be 1 to 10 characters for Koyeb");
+                    assert_eq!(
+                        message,
+                        format!(
+                            "new_name must be 1 to 10 characters for {}",
+                            crate::providers::display_name(kind)
+                        )
+                    );
                 }
                 other => panic!("{bad:?}: {other:?}"),
             }

@@ -144,44 +144,65 @@ pub fn validate_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::ProvidersConfig, providers::Registry, upstream::Upstream};
+    use crate::providers::infos;
 
     fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         v.as_object().cloned().unwrap()
     }
 
+    /// Every required credential of `info`, each with a placeholder value.
+    fn credentials(info: &ProviderInfo) -> serde_json::Map<String, serde_json::Value> {
+        info.credential_fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| (f.name.to_owned(), serde_json::json!("x")))
+            .collect()
+    }
+
     #[test]
-    fn oktawave_needs_all_four_credentials_and_a_known_region() {
-        let r = Registry::new(
-            &ProvidersConfig::default(),
-            Upstream::new(Default::default()).unwrap(),
-        )
-        .unwrap();
-        let info = r.get(ProviderKind::Oktawave).info();
-        let err = validate_credentials(
-            info,
-            map(serde_json::json!({"client_id": "a", "client_secret": "b", "username": "c"})),
-        )
-        .unwrap_err();
-        assert_eq!(err.field(), "credentials.password");
-        let err = validate_settings(info, map(serde_json::json!({"region": "pl9"}))).unwrap_err();
-        assert!(matches!(err, FieldError::NotAllowed { .. }));
-        assert!(validate_settings(info, map(serde_json::json!({"region": "pl2"}))).is_ok());
+    fn every_required_credential_and_only_known_setting_values_are_taken() {
+        for info in infos() {
+            assert!(
+                validate_credentials(info, credentials(info)).is_ok(),
+                "{}",
+                info.kind
+            );
+            let Some(last) = info.credential_fields.iter().rfind(|f| f.required) else {
+                continue;
+            };
+            let mut short = credentials(info);
+            short.remove(last.name);
+            let err = validate_credentials(info, short).unwrap_err();
+            assert_eq!(
+                err.field(),
+                format!("credentials.{}", last.name),
+                "{}",
+                info.kind
+            );
+            for field in info.setting_fields {
+                let Some(allowed) = field.allowed else {
+                    continue;
+                };
+                let bad = map(serde_json::json!({ field.name: "no-such-value" }));
+                let err = validate_settings(info, bad).unwrap_err();
+                assert!(
+                    matches!(err, FieldError::NotAllowed { .. }),
+                    "{}",
+                    info.kind
+                );
+                let good = map(serde_json::json!({ field.name: allowed[0] }));
+                assert!(validate_settings(info, good).is_ok(), "{}", info.kind);
+            }
+        }
     }
 
     #[test]
     fn unknown_credential_fields_are_named() {
-        let r = Registry::new(
-            &ProvidersConfig::default(),
-            Upstream::new(Default::default()).unwrap(),
-        )
-        .unwrap();
-        let info = r.get(ProviderKind::Hyperstack).info();
-        let err = validate_credentials(
-            info,
-            map(serde_json::json!({"api_key": "k", "apikey": "x"})),
-        )
-        .unwrap_err();
-        assert_eq!(err.field(), "credentials.apikey");
+        for info in infos() {
+            let mut given = credentials(info);
+            given.insert("apikey-typo".to_owned(), serde_json::json!("x"));
+            let err = validate_credentials(info, given).unwrap_err();
+            assert_eq!(err.field(), "credentials.apikey-typo", "{}", info.kind);
+        }
     }
 }

@@ -17,7 +17,7 @@ use super::{
     http::{Auth, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
-    ProviderError, ProviderInfo, RestoreRequest, SourceFailure, Submitted,
+    ProviderError, ProviderInfo, RateLimits, RestoreRequest, SourceFailure, Submitted,
 };
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
@@ -36,7 +36,7 @@ const LIST_CONCURRENCY: usize = 4;
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Hostinger VPS",
-    source_kind: "vm",
+    source_kind: SourceKind::Vm,
     credential_fields: &[FieldSpec::required(
         "token",
         "hPanel API token (sent as `Authorization: Bearer`)",
@@ -57,6 +57,15 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         create_image: false,
         name_availability: false,
     },
+    auth: Auth::Scheme {
+        scheme: "Bearer",
+        credential: "token",
+    },
+    rate_limits: RateLimits {
+        // Repeated violations block the caller's address for every account behind it.
+        window_secs: Some(60),
+        by_address: true,
+    },
 };
 
 /// The Hostinger adapter.
@@ -72,15 +81,11 @@ impl Hostinger {
             // No snapshot call takes a body, but Hostinger requires the JSON content type on
             // every request. `User-Agent` is set by [`Upstream`].
             http: VendorHttp::new(
-                KIND,
+                &INFO,
                 wire::url(
                     &super::Endpoint::base_url(config, KIND, "https://developers.hostinger.com")?,
                     API,
                 ),
-                Auth::Scheme {
-                    scheme: "Bearer",
-                    credential: "token",
-                },
                 http,
             )
             .with_headers(&[("content-type", "application/json")]),

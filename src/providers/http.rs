@@ -10,10 +10,7 @@ use reqwest::{
 };
 
 use super::{wire, CallContext, ProviderError};
-use crate::{
-    domain::ProviderKind,
-    upstream::{Reply, Upstream},
-};
+use crate::upstream::{Reply, Upstream};
 
 /// How a vendor authenticates a call, from one credential field of the account.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +35,7 @@ pub enum Auth {
 /// One vendor's HTTP endpoint as its adapter calls it.
 #[derive(Clone, Debug)]
 pub struct VendorHttp {
-    vendor: ProviderKind,
+    vendor: crate::upstream::Vendor,
     base_url: String,
     auth: Auth,
     /// Reads the vendor's message out of an error body.
@@ -61,11 +58,12 @@ pub struct Request<'a> {
 }
 
 impl VendorHttp {
-    pub fn new(vendor: ProviderKind, base_url: String, auth: Auth, upstream: Upstream) -> Self {
+    /// The vendor's endpoint at `base_url`, called as its declaration says (auth, limits).
+    pub fn new(info: &'static super::ProviderInfo, base_url: String, upstream: Upstream) -> Self {
         Self {
-            vendor,
+            vendor: info.vendor(),
             base_url,
-            auth,
+            auth: info.auth,
             message: wire::error_message,
             fixed_headers: &[],
             upstream,
@@ -86,6 +84,11 @@ impl VendorHttp {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// The vendor as the HTTP layer knows it.
+    pub fn vendor(&self) -> crate::upstream::Vendor {
+        self.vendor
     }
 
     /// Calls the vendor for the account, authenticated by its credential.
@@ -166,7 +169,7 @@ impl VendorHttp {
             field: "credentials",
             message: format!(
                 "the stored {} {field} contains characters no HTTP header can carry; replace it with PATCH",
-                super::display_name(self.vendor)
+                super::display_name(self.vendor.kind)
             ),
         })?;
         Ok(Some((name, value)))

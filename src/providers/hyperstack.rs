@@ -23,7 +23,7 @@ use super::{
     new_resource_progress,
     wire::{self, Id},
     CallContext, CreateRequest, ImageRequest, ListFilter, Listed, PollRequest, Progress,
-    ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted,
+    ProviderAdapter, ProviderError, ProviderInfo, RateLimits, RestoreRequest, Submitted,
 };
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
@@ -42,7 +42,7 @@ const MAX_NAME: usize = 50;
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Hyperstack",
-    source_kind: "vm",
+    source_kind: SourceKind::Vm,
     credential_fields: &[FieldSpec::required(
         "api_key",
         "API key from the Hyperstack console (sent as the `api_key` header)",
@@ -63,6 +63,15 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         create_image: true,
         name_availability: true,
     },
+    auth: Auth::Header {
+        name: "api_key",
+        credential: "api_key",
+    },
+    rate_limits: RateLimits {
+        // Documented per source IP, over a one-minute window.
+        window_secs: Some(60),
+        by_address: true,
+    },
 };
 
 /// The Hyperstack adapter.
@@ -76,12 +85,8 @@ impl Hyperstack {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
         Ok(Self {
             http: VendorHttp::new(
-                KIND,
+                &INFO,
                 super::Endpoint::base_url(config, KIND, "https://infrahub-api.nexgencloud.com/v1")?,
-                Auth::Header {
-                    name: "api_key",
-                    credential: "api_key",
-                },
                 http,
             ),
             regions: wire::RegionNames::default(),

@@ -26,7 +26,7 @@ use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
         Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationKind,
-        OperationState, ProviderKind, VendorRef, VendorRefKind, VendorSnapshot,
+        OperationState, ProviderKind, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -36,11 +36,49 @@ use crate::{
 pub struct ProviderInfo {
     pub kind: ProviderKind,
     pub display_name: &'static str,
-    /// What snapshots are taken of (`vm`, `volume`, `instance`, `slice`).
-    pub source_kind: &'static str,
+    /// What snapshots are taken of.
+    pub source_kind: SourceKind,
     pub credential_fields: &'static [FieldSpec],
     pub setting_fields: &'static [FieldSpec],
     pub capabilities: Capabilities,
+    /// How a call is authenticated (its credential header is also what scrubbing looks for).
+    pub auth: http::Auth,
+    /// How the vendor rate-limits.
+    pub rate_limits: RateLimits,
+}
+
+/// How a vendor rate-limits, as its documentation says.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RateLimits {
+    /// How long a `429` without `Retry-After` holds the account, in seconds (`null`: the
+    /// gateway's configured `upstream.rate_limit_hold_secs`).
+    pub window_secs: Option<u64>,
+    /// The limit is per caller address: one account's 429 holds every account of the vendor,
+    /// as they all call from the gateway's address.
+    pub by_address: bool,
+}
+
+impl RateLimits {
+    /// Limits per account (token), with no documented window.
+    pub const PER_ACCOUNT: Self = Self {
+        window_secs: None,
+        by_address: false,
+    };
+}
+
+impl ProviderInfo {
+    /// What the HTTP layer needs to know of the vendor.
+    pub fn vendor(&self) -> crate::upstream::Vendor {
+        crate::upstream::Vendor {
+            kind: self.kind,
+            rate_limit_window_secs: self.rate_limits.window_secs,
+            limits_by_address: self.rate_limits.by_address,
+            secret_header: match self.auth {
+                http::Auth::Header { name, .. } => Some(name),
+                http::Auth::Scheme { .. } | http::Auth::Obtained => None,
+            },
+        }
+    }
 }
 
 /// The account a call acts for, with its opened credentials.
@@ -113,10 +151,7 @@ impl RestoreRequest {
     /// resource. Adapters check only what their vendor adds (a name's length, a required name).
     pub fn check(&self, info: &ProviderInfo) -> Result<(), ProviderError> {
         let vendor = info.display_name;
-        let resource = match info.source_kind {
-            "vm" => "VM",
-            other => other,
-        };
+        let resource = info.source_kind.noun();
         let c = &info.capabilities;
         if self.target_id.is_some() && !c.restore_to_other_target {
             let how = if c.restore_to_new_resource {
@@ -526,16 +561,31 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// What each provider declares (fields, capabilities), without building an adapter: for the
-/// OpenAPI document, which models each provider's account fields from these.
-pub fn infos() -> [&'static ProviderInfo; 5] {
-    [
-        &hyperstack::INFO,
-        &koyeb::INFO,
-        &oktawave::INFO,
-        &hostinger::INFO,
-        &syminet::INFO,
-    ]
+/// Builds a provider's adapter against its configured vendor endpoint.
+type Build =
+    fn(&ProvidersConfig, Upstream) -> Result<Arc<dyn ProviderAdapter>, ProviderConfigError>;
+
+/// Every provider: its declaration and its adapter. Adding one is a line here (and its module).
+static PROVIDERS: [(&ProviderInfo, Build); 5] = [
+    (&hyperstack::INFO, |c, u| {
+        Ok(Arc::new(hyperstack::Hyperstack::new(c, u)?))
+    }),
+    (&koyeb::INFO, |c, u| Ok(Arc::new(koyeb::Koyeb::new(c, u)?))),
+    (&oktawave::INFO, |c, u| {
+        Ok(Arc::new(oktawave::Oktawave::new(c, u)?))
+    }),
+    (&hostinger::INFO, |c, u| {
+        Ok(Arc::new(hostinger::Hostinger::new(c, u)?))
+    }),
+    (&syminet::INFO, |c, u| {
+        Ok(Arc::new(syminet::Syminet::new(c, u)?))
+    }),
+];
+
+/// What each provider declares (fields, capabilities, policy), without building an adapter:
+/// for the OpenAPI document, which models each provider's account fields from these.
+pub fn infos() -> impl Iterator<Item = &'static ProviderInfo> {
+    PROVIDERS.iter().map(|(info, _)| *info)
 }
 
 /// The name people know `kind` by, for messages: its declaration's, the one place it is
@@ -550,15 +600,12 @@ pub fn display_name(kind: ProviderKind) -> &'static str {
 impl Registry {
     /// Builds every adapter against its configured vendor endpoint.
     pub fn new(config: &ProvidersConfig, upstream: Upstream) -> Result<Self, ProviderConfigError> {
-        let adapters: [Arc<dyn ProviderAdapter>; 5] = [
-            Arc::new(hyperstack::Hyperstack::new(config, upstream.clone())?),
-            Arc::new(koyeb::Koyeb::new(config, upstream.clone())?),
-            Arc::new(oktawave::Oktawave::new(config, upstream.clone())?),
-            Arc::new(hostinger::Hostinger::new(config, upstream.clone())?),
-            Arc::new(syminet::Syminet::new(config, upstream)?),
-        ];
+        let mut adapters = BTreeMap::new();
+        for (info, build) in &PROVIDERS {
+            adapters.insert(info.kind, build(config, upstream.clone())?);
+        }
         Ok(Self {
-            adapters: Arc::new(adapters.into_iter().map(|a| (a.info().kind, a)).collect()),
+            adapters: Arc::new(adapters),
         })
     }
 
@@ -582,7 +629,7 @@ mod tests {
         let account = crate::domain::Account {
             tenant: "acme".to_owned(),
             id: "hs".parse().unwrap(),
-            provider: ProviderKind::Hyperstack,
+            provider: ProviderKind::ALL[0],
             display_name: None,
             settings: serde_json::Map::new(),
             credential_fields: Vec::new(),
@@ -607,48 +654,54 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_has_every_provider_once_each_adapter_declaring_its_own_kind() {
+        let kinds: Vec<ProviderKind> = infos().map(|i| i.kind).collect();
+        assert_eq!(kinds, ProviderKind::ALL.to_vec());
+        let registry = Registry::new(
+            &ProvidersConfig::default(),
+            Upstream::new(Default::default()).unwrap(),
+        )
+        .unwrap();
+        for kind in ProviderKind::ALL {
+            assert_eq!(registry.get(kind).info().kind, kind);
+        }
+    }
+
+    #[test]
     fn restore_inputs_are_refused_where_the_capabilities_say() {
-        let refused = |kind: ProviderKind, target: Option<&str>, name: Option<&str>| {
-            let info = infos().into_iter().find(|i| i.kind == kind).unwrap();
-            let request = RestoreRequest {
+        for info in infos() {
+            let c = &info.capabilities;
+            let request = |target: Option<&str>, name: Option<&str>| RestoreRequest {
                 target_id: target.map(str::to_owned),
                 new_name: name.map(str::to_owned),
             };
-            match request.check(info) {
-                Ok(()) => None,
-                Err(ProviderError::Invalid { field, message }) => Some((field, message)),
-                Err(other) => panic!("{other:?}"),
+            for (field, given, accepted) in [
+                (
+                    "target_id",
+                    request(Some("9"), None),
+                    c.restore_to_other_target,
+                ),
+                (
+                    "new_name",
+                    request(None, Some("copy")),
+                    c.restore_to_new_resource,
+                ),
+            ] {
+                match given.check(info) {
+                    Ok(()) => assert!(accepted, "{} took {field}", info.kind),
+                    Err(ProviderError::Invalid {
+                        field: named,
+                        message,
+                    }) => {
+                        assert!(!accepted, "{} refused {field}: {message}", info.kind);
+                        assert_eq!(named, field);
+                        let restores = format!("{} restores ", info.display_name);
+                        assert!(message.starts_with(&restores), "{message}");
+                        assert!(message.ends_with(&format!("; {field} is not accepted")));
+                    }
+                    Err(other) => panic!("{other:?}"),
+                }
             }
-        };
-        use ProviderKind::*;
-        assert_eq!(
-            refused(Hyperstack, Some("9"), None),
-            Some((
-                "target_id",
-                "Hyperstack restores to a new VM; target_id is not accepted".to_owned()
-            ))
-        );
-        assert_eq!(
-            refused(Oktawave, Some("9"), None),
-            Some((
-                "target_id",
-                "Oktawave restores a snapshot onto its own instance; target_id is not accepted"
-                    .to_owned()
-            ))
-        );
-        assert_eq!(
-            refused(Syminet, None, Some("copy")),
-            Some((
-                "new_name",
-                "Syminet restores onto an existing slice; new_name is not accepted".to_owned()
-            ))
-        );
-        assert_eq!(
-            refused(Hostinger, None, Some("copy")).map(|r| r.1),
-            Some("Hostinger VPS restores in place; new_name is not accepted".to_owned())
-        );
-        assert_eq!(refused(Koyeb, None, Some("copy")), None);
-        assert_eq!(refused(Syminet, Some("4000"), None), None);
-        assert_eq!(refused(Hyperstack, None, Some("vm")), None);
+        }
     }
 }

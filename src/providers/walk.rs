@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn walk(pages: &[PageSignals]) -> (usize, Result<bool, ProviderError>) {
-        let mut w = ListWalk::new(ProviderKind::Koyeb);
+        let mut w = ListWalk::new(ProviderKind::ALL[0]);
         for (i, p) in pages.iter().enumerate() {
             match w.next(*p) {
                 Ok(true) => continue,

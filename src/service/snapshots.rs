@@ -168,7 +168,7 @@ impl Service {
                 // A create names no snapshot: what the vendor cannot find is the source.
                 ProviderError::NotFound => ProviderError::SourceNotFound {
                     field: "source_id",
-                    what: info.source_kind,
+                    what: info.source_kind.as_str(),
                     id: request.source_id.clone(),
                 },
                 other => other,

@@ -138,7 +138,7 @@ impl Shared {
             journal: Mutex::new(VecDeque::new()),
             stats: Mutex::new(HashMap::new()),
             connections: std::sync::atomic::AtomicU64::new(0),
-            variants: VariantCell::new(config.variants),
+            variants: VariantCell::new(config.variants.clone()),
         }
     }
 
@@ -311,7 +311,7 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
     g.shared.record(g.vendor, &parts, &bytes);
     let mut req = Request::from_parts(parts, Body::from(bytes));
     let variants = g.shared.variants.get();
-    req.extensions_mut().insert(variants);
+    req.extensions_mut().insert(variants.clone());
     let starts_async_work =
         !g.token_endpoint && !matches!(*req.method(), Method::GET | Method::HEAD);
     let Some(fault) = g.shared.take_fault(g.vendor, starts_async_work) else {
@@ -336,7 +336,7 @@ async fn gate(State(g): State<Gate>, req: Request, next: Next) -> Response {
         }
         if let Some(secs) = fault.rate_limit_retry_after {
             let mut resp = vendor_error(vendor, StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            if !variants.rate_limit_no_retry_after {
+            if !variants.flag(super::variants::RATE_LIMIT_NO_RETRY_AFTER) {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }

@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
-use super::variants::Variants;
+use super::variants::{VariantSpec, Variants};
 use super::{bearer, lock, phase, query_int, query_map, Phase, Refusal, Reply, HOSTINGER_TOKEN};
 
 /// id, data center, state, created_at (the vendor's 5-digit fraction)
@@ -327,11 +327,11 @@ async fn data_centers() -> Response {
 
 async fn get_snapshot(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(vm): Path<String>,
 ) -> Reply {
     let vm_id = find_vm(&vm)?.0;
-    if v.hostinger_vm_read_fails == Some(vm_id) {
+    if v.number(VM_READ_FAILS) == Some(vm_id) {
         let message = "Failed to read the snapshot of this virtual machine";
         return Err(error(StatusCode::INTERNAL_SERVER_ERROR, message).into());
     }
@@ -434,6 +434,17 @@ async fn get_action(State(api): ApiState, Path((vm, action)): Path<(String, Stri
     Ok(Json(api.action(a, now)).into_response())
 }
 
+/// Variant: `GET …/{vm}/snapshot` of that VM answers 500
+const VM_READ_FAILS: &str = "hostinger.vm_read_fails";
+
+/// The readings of undocumented behaviour this vendor can play (see [`super::variants`]).
+static VARIANTS: &[VariantSpec] = &[VariantSpec::number(
+    VM_READ_FAILS,
+    1,
+    i64::MAX,
+    "`GET …/{vm}/snapshot` of that VM answers 500",
+)];
+
 /// The simulator's entry for this vendor.
 pub(super) static SPEC: super::Spec = super::Spec {
     name: "hostinger",
@@ -443,4 +454,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
     gateway_settings: |_| Vec::new(),
+    variants: VARIANTS,
 };

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
-use super::variants::Variants;
+use super::variants::{VariantSpec, Variants};
 use super::HYPERSTACK_API_KEY;
 use super::{json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -245,10 +245,10 @@ fn bad(message: &str) -> Refusal {
 
 /// The snapshot a path names; a missing one is 404, or 400 under `hyperstack.not_found_400`
 /// (the page documents 200/400/401/500 only).
-fn snapshot<'a>(st: &'a HsState, raw: &str, v: Variants) -> Result<&'a Snap, Refusal> {
+fn snapshot<'a>(st: &'a HsState, raw: &str, v: &Variants) -> Result<&'a Snap, Refusal> {
     let id: Option<i64> = raw.parse().ok();
     id.and_then(|id| st.snaps.get(&id)).ok_or_else(|| {
-        if v.hyperstack_not_found_400 {
+        if v.flag(NOT_FOUND_400) {
             bad(&format!("Snapshot with id {raw} does not exist"))
         } else {
             not_found("Snapshot", raw)
@@ -335,7 +335,7 @@ impl Api {
 
 async fn list(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
@@ -348,8 +348,8 @@ async fn list(
     }
     let asked = page_size;
     let page_size = v
-        .hyperstack_page_cap
-        .map_or(page_size, |cap| page_size.min(i64::from(cap)));
+        .number(PAGE_CAP)
+        .map_or(page_size, |cap| page_size.min(cap));
     let search = q.get("search").map(|s| s.to_lowercase());
     let now = Utc::now();
     let st = lock(&api.state);
@@ -374,16 +374,16 @@ async fn list(
         "status": true,
         "message": "Getting snapshots successful",
         "snapshots": items,
-        "count": if v.hyperstack_count_is_page { items.len() } else { matching.len() },
+        "count": if v.flag(COUNT_IS_PAGE) { items.len() } else { matching.len() },
         "page": page,
-        "page_size": if v.hyperstack_page_size_echoes_asked { asked } else { page_size },
+        "page_size": if v.flag(PAGE_SIZE_ECHOES_ASKED) { asked } else { page_size },
     }))
     .into_response())
 }
 
 async fn get_one(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
 ) -> Reply {
     let st = lock(&api.state);
@@ -407,7 +407,7 @@ async fn create(
     State(api): ApiState,
     Path(raw): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let now = Utc::now();
@@ -445,9 +445,9 @@ async fn create(
         labels: req.labels.unwrap_or_default(),
         created_at: now,
         fails,
-        failed_as: if v.hyperstack_undocumented_status {
+        failed_as: if v.flag(UNDOCUMENTED_STATUS) {
             "SUSPENDED"
-        } else if v.hyperstack_create_failed_status {
+        } else if v.flag(CREATE_FAILED_STATUS) {
             "CREATE_FAILED"
         } else {
             "ERROR"
@@ -465,7 +465,7 @@ async fn create(
 
 async fn delete(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
 ) -> Reply {
     let mut st = lock(&api.state);
@@ -498,7 +498,7 @@ async fn restore(
     State(api): ApiState,
     Path(id): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let now = Utc::now();
@@ -524,8 +524,8 @@ async fn restore(
         name: name.clone(),
         created_at: now,
         shutoff: false,
-        fails: fails || v.restore_new_resource_fails,
-        odd: v.restore_new_resource_unknown,
+        fails: fails || v.flag(super::variants::RESTORE_NEW_RESOURCE_FAILS),
+        odd: v.flag(super::variants::RESTORE_NEW_RESOURCE_UNKNOWN),
         ..*source
     };
     let vm_id = st.next_vm;
@@ -591,7 +591,7 @@ struct ImageReq {
 
 async fn create_image(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Reply {
@@ -614,6 +614,46 @@ async fn create_image(
     Ok(Json(json!({ "status": true, "message": message, "id": image_id })).into_response())
 }
 
+/// Variant: caps `pageSize` at n (the reply's `page_size` says so)
+const PAGE_CAP: &str = "hyperstack.page_cap";
+/// Variant: the reply's `page_size` is the size asked for, not the one applied
+const PAGE_SIZE_ECHOES_ASKED: &str = "hyperstack.page_size_echoes_asked";
+/// Variant: `count` is the page's count, not the total
+const COUNT_IS_PAGE: &str = "hyperstack.count_is_page";
+/// Variant: answers 400, not 404, for a snapshot that does not exist
+const NOT_FOUND_400: &str = "hyperstack.not_found_400";
+/// Variant: a failed snapshot reads `CREATE_FAILED`, not `ERROR`
+const CREATE_FAILED_STATUS: &str = "hyperstack.create_failed_status";
+/// Variant: a failed snapshot reads `SUSPENDED`, a status no page names
+const UNDOCUMENTED_STATUS: &str = "hyperstack.undocumented_status";
+
+/// The readings of undocumented behaviour this vendor can play (see [`super::variants`]).
+static VARIANTS: &[VariantSpec] = &[
+    VariantSpec::number(
+        PAGE_CAP,
+        1,
+        10000,
+        "caps `pageSize` at n (the reply's `page_size` says so)",
+    ),
+    VariantSpec::flag(
+        PAGE_SIZE_ECHOES_ASKED,
+        "the reply's `page_size` is the size asked for, not the one applied",
+    ),
+    VariantSpec::flag(COUNT_IS_PAGE, "`count` is the page's count, not the total"),
+    VariantSpec::flag(
+        NOT_FOUND_400,
+        "answers 400, not 404, for a snapshot that does not exist",
+    ),
+    VariantSpec::flag(
+        CREATE_FAILED_STATUS,
+        "a failed snapshot reads `CREATE_FAILED`, not `ERROR`",
+    ),
+    VariantSpec::flag(
+        UNDOCUMENTED_STATUS,
+        "a failed snapshot reads `SUSPENDED`, a status no page names",
+    ),
+];
+
 /// The simulator's entry for this vendor.
 pub(super) static SPEC: super::Spec = super::Spec {
     name: "hyperstack",
@@ -623,4 +663,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
     gateway_settings: |_| Vec::new(),
+    variants: VARIANTS,
 };

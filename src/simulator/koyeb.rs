@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::variants::Variants;
+use super::variants::{VariantSpec, Variants};
 use super::{bearer, json_body, lock, phase, Phase, Refusal, Reply, KOYEB_TOKEN};
 
 const ORG_ID: &str = "c402bcad-d06d-4fd6-8af2-08b790c0e249";
@@ -190,12 +190,12 @@ impl Api {
     /// Status at `now`, or `None` once a deletion has finished. Under `koyeb.migrating` a
     /// finished snapshot moves to cold storage (`MIGRATING`) for one more delay; seeded ones
     /// are still moving.
-    fn status(&self, s: &Snap, v: Variants, now: DateTime<Utc>) -> Option<&'static str> {
+    fn status(&self, s: &Snap, v: &Variants, now: DateTime<Utc>) -> Option<&'static str> {
         if let Some(since) = s.deleting_since {
             return (phase(since, self.delay, now) != Phase::Done)
                 .then_some("SNAPSHOT_STATUS_DELETING");
         }
-        let migrating = v.koyeb_migrating
+        let migrating = v.flag(MIGRATING)
             && (s.seeded || phase(s.created_at + self.delay, self.delay, now) != Phase::Done);
         Some(match phase(s.created_at, self.delay, now) {
             Phase::Done if migrating => "SNAPSHOT_STATUS_MIGRATING",
@@ -214,7 +214,7 @@ impl Api {
             .retain(|v| v.removed_at.is_none_or(|at| at > now));
     }
 
-    fn snapshot(&self, s: &Snap, v: Variants, now: DateTime<Utc>) -> Value {
+    fn snapshot(&self, s: &Snap, v: &Variants, now: DateTime<Utc>) -> Value {
         let status = self.status(s, v, now).unwrap_or("SNAPSHOT_STATUS_DELETED");
         let mut updated = s.created_at;
         if status != "SNAPSHOT_STATUS_CREATING" {
@@ -313,20 +313,20 @@ impl Paging {
 
     /// The page of `items` plus the reply's `limit`, `offset`, `has_next`.
     fn page(&self, items: Vec<Value>, key: &str) -> Response {
-        self.page_as(items, key, Variants::default())
+        self.page_as(items, key, &Variants::default())
     }
 
     /// [`Paging::page`] as the variants play it: `koyeb.page_cap` applies a smaller limit
     /// than asked (still echoing the one asked), `koyeb.no_has_next` leaves the flag out.
-    fn page_as(&self, items: Vec<Value>, key: &str, v: Variants) -> Response {
+    fn page_as(&self, items: Vec<Value>, key: &str, v: &Variants) -> Response {
         let applied = v
-            .koyeb_page_cap
+            .number(PAGE_CAP)
             .map_or(self.limit, |cap| self.limit.min(cap as usize));
         let has_next = self.offset.saturating_add(applied) < items.len();
         let page: Vec<Value> = items.into_iter().skip(self.offset).take(applied).collect();
         let mut body =
             json!({ key: page, "limit": self.limit, "offset": self.offset, "has_next": has_next });
-        if v.koyeb_no_has_next {
+        if v.flag(NO_HAS_NEXT) {
             if let Value::Object(map) = &mut body {
                 map.remove("has_next");
             }
@@ -341,7 +341,7 @@ fn not_found(what: &str) -> Refusal {
 
 async fn list(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     RawQuery(query): RawQuery,
 ) -> Reply {
     let p = paging(query.as_deref())?;
@@ -364,7 +364,7 @@ async fn list(
 
 async fn get_one(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
 ) -> Reply {
     let now = Utc::now();
@@ -391,7 +391,7 @@ struct CreateReq {
     name: Option<String>,
 }
 
-async fn create(State(api): ApiState, Extension(v): Extension<Variants>, body: Bytes) -> Reply {
+async fn create(State(api): ApiState, Extension(ref v): Extension<Variants>, body: Bytes) -> Reply {
     // `project_id` is accepted and ignored: projects are not simulated.
     let req: CreateReq = json_body(&body).map_err(|e| invalid("body", &e))?;
     let parent = required(req.parent_volume_id, "parent_volume_id")?;
@@ -427,7 +427,7 @@ struct UpdateReq {
 
 async fn update(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Reply {
@@ -448,7 +448,7 @@ async fn update(
 
 async fn delete(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(id): Path<String>,
 ) -> Reply {
     let now = Utc::now();
@@ -502,7 +502,7 @@ struct CreateVolumeReq {
 /// `POST /v1/volumes`: a new volume, restored from `snapshot_id` when one is given.
 async fn create_volume(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let req: CreateVolumeReq = json_body(&body).map_err(|e| invalid("body", &e))?;
@@ -551,7 +551,7 @@ async fn create_volume(
         return Err(invalid("name", "a volume with this name already exists"));
     }
     let snapshot_id_given = snapshot_id.is_some();
-    let fails = snapshot_id_given && v.restore_new_resource_fails;
+    let fails = snapshot_id_given && v.flag(super::variants::RESTORE_NEW_RESOURCE_FAILS);
     let vol = Volume {
         id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -562,12 +562,26 @@ async fn create_volume(
         service_id: None,
         created_at: now,
         removed_at: fails.then(|| now + api.delay),
-        odd_status: snapshot_id_given && v.restore_new_resource_unknown,
+        odd_status: snapshot_id_given && v.flag(super::variants::RESTORE_NEW_RESOURCE_UNKNOWN),
     };
     let body = json!({ "volume": volume(&vol) });
     st.volumes.push(vol);
     Ok(Json(body).into_response())
 }
+
+/// Variant: a finished snapshot is `MIGRATING` (to cold storage) before `AVAILABLE`; seeded ones stay `MIGRATING`
+const MIGRATING: &str = "koyeb.migrating";
+/// Variant: caps `limit` at n without saying so (the reply echoes the limit asked)
+const PAGE_CAP: &str = "koyeb.page_cap";
+/// Variant: list replies carry no `has_next`
+const NO_HAS_NEXT: &str = "koyeb.no_has_next";
+
+/// The readings of undocumented behaviour this vendor can play (see [`super::variants`]).
+static VARIANTS: &[VariantSpec] = &[
+    VariantSpec::flag(MIGRATING, "a finished snapshot is `MIGRATING` (to cold storage) before `AVAILABLE`; seeded ones stay `MIGRATING`"),
+    VariantSpec::number(PAGE_CAP, 1, 100, "caps `limit` at n without saying so (the reply echoes the limit asked)"),
+    VariantSpec::flag(NO_HAS_NEXT, "list replies carry no `has_next`"),
+];
 
 /// The simulator's entry for this vendor.
 pub(super) static SPEC: super::Spec = super::Spec {
@@ -578,4 +592,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
     error,
     routers: |b| vec![(SPEC.prefix, false, router(b.delay, b.seed, b.now))],
     gateway_settings: |_| Vec::new(),
+    variants: VARIANTS,
 };

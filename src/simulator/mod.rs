@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Fault, RecordedRequest, VendorStats};
 use faults::{Gate, Shared};
-pub use variants::{Variants, NAMES as VARIANT_NAMES};
+pub use variants::{names as variant_names, VariantSpec, VariantValue, Variants};
 
 /// Hyperstack API key (header `api_key`).
 pub const HYPERSTACK_API_KEY: &str = "sim-hyperstack-key";
@@ -94,6 +94,11 @@ impl Vendor {
         self.spec().name
     }
 
+    /// The readings of its undocumented behaviour it can play (see [`Variants`]).
+    pub fn variants(self) -> &'static [VariantSpec] {
+        self.spec().variants
+    }
+
     /// Path prefix of the vendor's API base URL on the simulator.
     fn prefix(self) -> &'static str {
         self.spec().prefix
@@ -123,6 +128,8 @@ pub(super) struct Spec {
     /// Gateway settings (`providers.<name>.*`) besides `base_url` that point the gateway at
     /// this simulation, from the simulator's root URL (`http://127.0.0.1:PORT`).
     gateway_settings: fn(&str) -> Vec<(&'static str, serde_json::Value)>,
+    /// The variants it plays beside the shared ones (`{name}.{what}`).
+    variants: &'static [VariantSpec],
 }
 
 /// What a vendor's routers are built from.

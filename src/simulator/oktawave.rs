@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::faults::FailAsync;
 use super::oktawave_id::{self, Tokens};
-use super::variants::Variants;
+use super::variants::{VariantSpec, Variants};
 use super::OKTAWAVE_USERNAME;
 use super::{json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -283,8 +283,8 @@ impl Api {
 
     /// Opens a ticket on an instance and answers with it; `early` lists a create's snapshot at
     /// once instead of when the ticket succeeds.
-    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool, v: Variants) -> Reply {
-        let early = v.oktawave_snapshot_before_ticket;
+    fn open(&self, st: &mut OkState, op: Op, instance_id: i64, fails: bool, v: &Variants) -> Reply {
+        let early = v.flag(SNAPSHOT_BEFORE_TICKET);
         let now = Utc::now();
         let id = st.next_ticket;
         st.next_ticket += 1;
@@ -315,7 +315,7 @@ impl Api {
             fails,
             applied: false,
             early,
-            lag: TimeDelta::seconds(v.oktawave_listing_lag.map_or(0, i64::from)),
+            lag: TimeDelta::seconds(v.number(LISTING_LAG).unwrap_or(0)),
         };
         let body = self.ticket(st, &t, now);
         st.tickets.insert(id, t);
@@ -370,11 +370,11 @@ fn find<'a, T>(map: &'a BTreeMap<i64, T>, raw: &str, what: &str) -> Result<&'a T
 
 async fn list(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
-    let (skip, size) = page_of(&q, v.oktawave_page_base)?;
+    let (skip, size) = page_of(&q, v.number(PAGE_BASE).unwrap_or(1) as u8)?;
     let instance =
         query_int(&q, "instanceId").map_err(|_| invalid("instanceId must be an integer."))?;
     let text = q.get("query").map(|s| s.to_lowercase()).unwrap_or_default();
@@ -439,7 +439,7 @@ async fn create(
     State(api): ApiState,
     Path(id): Path<String>,
     Extension(FailAsync(fails)): Extension<FailAsync>,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     body: Bytes,
 ) -> Reply {
     let mut st = api.settled(Utc::now());
@@ -482,7 +482,7 @@ fn delete_ids(api: &Api, ids: Vec<i64>, fails: bool) -> Reply {
         Op::Delete(ids),
         instance_id,
         fails,
-        Variants::default(),
+        &Variants::default(),
     )
 }
 
@@ -523,7 +523,7 @@ async fn restore(
         Op::Restore(sid),
         instance_id,
         fails,
-        Variants::default(),
+        &Variants::default(),
     )
 }
 
@@ -545,11 +545,11 @@ async fn get_instance(State(api): ApiState, Path(id): Path<String>) -> Reply {
 
 async fn list_tickets(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
-    let (skip, size) = page_of(&q, v.oktawave_page_base)?;
+    let (skip, size) = page_of(&q, v.number(PAGE_BASE).unwrap_or(1) as u8)?;
     let status = query_int(&q, "statusId").map_err(|_| invalid("statusId must be an integer."))?;
     let now = Utc::now();
     let st = api.settled(now);
@@ -564,6 +564,28 @@ async fn get_ticket(State(api): ApiState, Path(id): Path<String>) -> Reply {
     let t = find(&st.tickets, &id, "Ticket")?;
     Ok(Json(api.ticket(&st, t, now)).into_response())
 }
+
+/// Variant: `pageNumber` counts from this (default 1)
+const PAGE_BASE: &str = "oktawave.page_base";
+/// Variant: a new snapshot is listed while its ticket still runs
+const SNAPSHOT_BEFORE_TICKET: &str = "oktawave.snapshot_before_ticket";
+/// Variant: a new snapshot is listed only n seconds after its ticket ended
+const LISTING_LAG: &str = "oktawave.listing_lag";
+
+/// The readings of undocumented behaviour this vendor can play (see [`super::variants`]).
+static VARIANTS: &[VariantSpec] = &[
+    VariantSpec::number(PAGE_BASE, 0, 1, "`pageNumber` counts from this (default 1)"),
+    VariantSpec::flag(
+        SNAPSHOT_BEFORE_TICKET,
+        "a new snapshot is listed while its ticket still runs",
+    ),
+    VariantSpec::number(
+        LISTING_LAG,
+        0,
+        86400,
+        "a new snapshot is listed only n seconds after its ticket ended",
+    ),
+];
 
 /// The simulator's entry for this vendor.
 pub(super) static SPEC: super::Spec = super::Spec {
@@ -583,4 +605,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
         vec![(SPEC.prefix, false, api), ("/oktawave", true, token)]
     },
     gateway_settings: |root| vec![("token_url", format!("{root}/oktawave/connect/token").into())],
+    variants: VARIANTS,
 };

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::faults::FailAsync;
-use super::variants::Variants;
+use super::variants::{VariantSpec, Variants};
 use super::SYMINET_TOKEN;
 use super::{bearer, json_body, lock, phase, query_int, query_map, Phase, Refusal, Reply};
 
@@ -185,7 +185,7 @@ impl Api {
         }
     }
 
-    fn item(&self, s: &Snap, now: DateTime<Utc>, v: Variants) -> Value {
+    fn item(&self, s: &Snap, now: DateTime<Utc>, v: &Variants) -> Value {
         let slice = SEED_SLICES.iter().find(|sl| sl.0 == s.vm_id);
         let (dc, region, vmname) = slice.map_or((0, "", ""), |sl| (sl.2, sl.3, sl.1));
         let progress = self.in_progress(s, now);
@@ -200,7 +200,7 @@ impl Api {
             "duration": duration(took),
             "id": s.id,
             // `syminet.progress_only`: only `progress` says the snapshot is being taken.
-            "in_progress": progress.filter(|_| !v.syminet_progress_only).map(|_| true),
+            "in_progress": progress.filter(|_| !v.flag(PROGRESS_ONLY)).map(|_| true),
             "legacy": null,
             "name": s.name,
             "perms": "rw",
@@ -219,7 +219,7 @@ impl Api {
 
 async fn list(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
@@ -268,7 +268,7 @@ async fn list(
 /// item has no `in_progress` to tell them apart).
 async fn list_for_slice(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path(slice): Path<String>,
 ) -> Reply {
     let (slice_id, disk) = find_slice(&slice)?;
@@ -279,7 +279,7 @@ async fn list_for_slice(
         .values()
         .filter(|s| {
             s.vm_id == slice_id
-                && (v.syminet_slice_list_shows_in_progress || api.in_progress(s, now).is_none())
+                && (v.flag(SLICE_LIST_SHOWS_IN_PROGRESS) || api.in_progress(s, now).is_none())
         })
         .map(|s| {
             json!({
@@ -401,7 +401,7 @@ async fn remove(
 /// meanwhile.
 async fn restore(
     State(api): ApiState,
-    Extension(v): Extension<Variants>,
+    Extension(ref v): Extension<Variants>,
     Path((id, slice)): Path<(String, String)>,
 ) -> Reply {
     let now = Utc::now();
@@ -409,11 +409,36 @@ async fn restore(
     settled_snapshot(&api, &mut st, &id, now)?;
     let (slice_id, _) = find_slice(&slice)?;
     let takes = v
-        .syminet_restore_secs
-        .map_or(api.delay, |secs| TimeDelta::seconds(i64::from(secs)));
+        .number(RESTORE_SECS)
+        .map_or(api.delay, |secs| TimeDelta::seconds(secs));
     st.restoring.insert(slice_id, now + takes);
     accepted()
 }
+
+/// Variant: the per-slice list shows snapshots still being taken
+const SLICE_LIST_SHOWS_IN_PROGRESS: &str = "syminet.slice_list_shows_in_progress";
+/// Variant: a snapshot being taken shows `progress` below 100 and `in_progress: null`
+const PROGRESS_ONLY: &str = "syminet.progress_only";
+/// Variant: a restore keeps the slice busy n seconds (default: the async delay)
+const RESTORE_SECS: &str = "syminet.restore_secs";
+
+/// The readings of undocumented behaviour this vendor can play (see [`super::variants`]).
+static VARIANTS: &[VariantSpec] = &[
+    VariantSpec::flag(
+        SLICE_LIST_SHOWS_IN_PROGRESS,
+        "the per-slice list shows snapshots still being taken",
+    ),
+    VariantSpec::flag(
+        PROGRESS_ONLY,
+        "a snapshot being taken shows `progress` below 100 and `in_progress: null`",
+    ),
+    VariantSpec::number(
+        RESTORE_SECS,
+        0,
+        86400,
+        "a restore keeps the slice busy n seconds (default: the async delay)",
+    ),
+];
 
 /// The simulator's entry for this vendor.
 pub(super) static SPEC: super::Spec = super::Spec {
@@ -431,4 +456,5 @@ pub(super) static SPEC: super::Spec = super::Spec {
             ("restore_gb_per_minute", 100_000.into()),
         ]
     },
+    variants: VARIANTS,
 };

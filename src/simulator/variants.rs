@@ -2,115 +2,123 @@
 //! adapter is tested against every plausible way the real vendor might go, not only the one guess
 //! the adapter and the default simulator happen to share.
 //!
-//! | name | value | what the simulated vendor then does |
-//! |---|---|---|
-//! | `hyperstack.page_cap` | n ≥ 1 | caps `pageSize` at n (the reply's `page_size` says so) |
-//! | `hyperstack.page_size_echoes_asked` | — | the reply's `page_size` is the size asked for, not the one applied |
-//! | `hyperstack.count_is_page` | — | `count` is the page's count, not the total |
-//! | `hyperstack.not_found_400` | — | answers 400, not 404, for a snapshot that does not exist |
-//! | `hyperstack.create_failed_status` | — | a failed snapshot reads `CREATE_FAILED`, not `ERROR` |
-//! | `hyperstack.undocumented_status` | — | a failed snapshot reads `SUSPENDED`, a status no page names |
-//! | `koyeb.migrating` | — | a finished snapshot is `MIGRATING` (to cold storage) before `AVAILABLE`; seeded ones stay `MIGRATING` |
-//! | `koyeb.page_cap` | n ≥ 1 | caps `limit` at n without saying so (the reply echoes the limit asked) |
-//! | `koyeb.no_has_next` | — | list replies carry no `has_next` |
-//! | `oktawave.page_base` | 0 or 1 | `pageNumber` counts from this (default 1) |
-//! | `oktawave.snapshot_before_ticket` | — | a new snapshot is listed while its ticket still runs |
-//! | `oktawave.listing_lag` | n | a new snapshot is listed only n seconds after its ticket ended |
-//! | `hostinger.vm_read_fails` | VM id | `GET …/{vm}/snapshot` of that VM answers 500 |
-//! | `syminet.slice_list_shows_in_progress` | — | the per-slice list shows snapshots still being taken |
-//! | `syminet.progress_only` | — | a snapshot being taken shows `progress` below 100 and `in_progress: null` |
-//! | `syminet.restore_secs` | n | a restore keeps the slice busy n seconds (default: the async delay) |
-//! | `restore.new_resource_fails` | — | the VM (Hyperstack) or volume (Koyeb) a restore makes fails to build |
-//! | `restore.new_resource_unknown` | — | that VM or volume ends in a status no page names (`SHELVED`, `PERSISTENT_VOLUME_STATUS_SUSPENDED`) |
-//! | `rate_limit.no_retry_after` (alias `429-without-retry-after`) | — | 429 faults carry no `Retry-After` |
-//!
-//! Set at start (`snapgate simulate --variant NAME[=VALUE]`, repeatable) or at run time on the
-//! control plane (`GET`/`PUT`/`DELETE /_sim/variants`). Owns only the names, their parsing and the
-//! shared cell; each vendor file reads the fields it plays.
+//! Each simulated vendor declares its own variants in its `Spec` (`{vendor}.{name}`: a flag, or a
+//! number in a range, with what the vendor then does); the few every vendor plays are declared
+//! here ([`SHARED`]). Set at start (`snapgate simulate --variant NAME[=VALUE]`, repeatable) or at
+//! run time on the control plane (`GET`/`PUT`/`DELETE /_sim/variants`). This file owns only the
+//! parsing and the shared cell; each vendor file reads the variants it plays by name.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-/// The active variants; `Default` is the simulator's own reading of every vendor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Variants {
-    pub hyperstack_page_cap: Option<u32>,
-    pub hyperstack_page_size_echoes_asked: bool,
-    pub hyperstack_count_is_page: bool,
-    pub hyperstack_not_found_400: bool,
-    pub hyperstack_create_failed_status: bool,
-    pub hyperstack_undocumented_status: bool,
-    pub koyeb_migrating: bool,
-    pub koyeb_page_cap: Option<u32>,
-    pub koyeb_no_has_next: bool,
-    pub oktawave_page_base: u8,
-    pub oktawave_snapshot_before_ticket: bool,
-    pub oktawave_listing_lag: Option<u32>,
-    pub hostinger_vm_read_fails: Option<i64>,
-    pub syminet_slice_list_shows_in_progress: bool,
-    pub syminet_progress_only: bool,
-    pub syminet_restore_secs: Option<u32>,
-    pub restore_new_resource_fails: bool,
-    pub restore_new_resource_unknown: bool,
-    pub rate_limit_no_retry_after: bool,
+use super::Vendor;
+
+/// One variant a simulated vendor can play.
+#[derive(Debug)]
+pub struct VariantSpec {
+    /// `{vendor}.{what}` (or `restore.…`, `rate_limit.…` for those every vendor plays).
+    pub name: &'static str,
+    pub value: VariantValue,
+    /// What the simulated vendor then does.
+    pub meaning: &'static str,
 }
 
-impl Default for Variants {
-    fn default() -> Self {
+/// What a variant takes.
+#[derive(Clone, Copy, Debug)]
+pub enum VariantValue {
+    /// On when named (`NAME`, `NAME=true`).
+    Flag,
+    /// An integer in a range (`NAME=N`).
+    Number { min: i64, max: i64 },
+}
+
+impl VariantSpec {
+    pub const fn flag(name: &'static str, meaning: &'static str) -> Self {
         Self {
-            hyperstack_page_cap: None,
-            hyperstack_page_size_echoes_asked: false,
-            hyperstack_count_is_page: false,
-            hyperstack_not_found_400: false,
-            hyperstack_create_failed_status: false,
-            hyperstack_undocumented_status: false,
-            koyeb_migrating: false,
-            koyeb_page_cap: None,
-            koyeb_no_has_next: false,
-            oktawave_page_base: 1,
-            oktawave_snapshot_before_ticket: false,
-            oktawave_listing_lag: None,
-            hostinger_vm_read_fails: None,
-            syminet_slice_list_shows_in_progress: false,
-            syminet_progress_only: false,
-            syminet_restore_secs: None,
-            restore_new_resource_fails: false,
-            restore_new_resource_unknown: false,
-            rate_limit_no_retry_after: false,
+            name,
+            value: VariantValue::Flag,
+            meaning,
+        }
+    }
+
+    pub const fn number(name: &'static str, min: i64, max: i64, meaning: &'static str) -> Self {
+        Self {
+            name,
+            value: VariantValue::Number { min, max },
+            meaning,
         }
     }
 }
 
-/// Every variant name, in the order of the module table.
-pub const NAMES: [&str; 19] = [
-    "hyperstack.page_cap",
-    "hyperstack.page_size_echoes_asked",
-    "hyperstack.count_is_page",
-    "hyperstack.not_found_400",
-    "hyperstack.create_failed_status",
-    "hyperstack.undocumented_status",
-    "koyeb.migrating",
-    "koyeb.page_cap",
-    "koyeb.no_has_next",
-    "oktawave.page_base",
-    "oktawave.snapshot_before_ticket",
-    "oktawave.listing_lag",
-    "hostinger.vm_read_fails",
-    "syminet.slice_list_shows_in_progress",
-    "syminet.progress_only",
-    "syminet.restore_secs",
-    "restore.new_resource_fails",
-    "restore.new_resource_unknown",
-    "rate_limit.no_retry_after",
+/// A restore's new resource (VM, volume) fails to build.
+pub const RESTORE_NEW_RESOURCE_FAILS: &str = "restore.new_resource_fails";
+/// A restore's new resource ends in a status no page names.
+pub const RESTORE_NEW_RESOURCE_UNKNOWN: &str = "restore.new_resource_unknown";
+/// 429 faults carry no `Retry-After`.
+pub const RATE_LIMIT_NO_RETRY_AFTER: &str = "rate_limit.no_retry_after";
+
+/// The variants every vendor plays.
+pub const SHARED: &[VariantSpec] = &[
+    VariantSpec::flag(
+        RESTORE_NEW_RESOURCE_FAILS,
+        "the VM or volume a restore makes fails to build",
+    ),
+    VariantSpec::flag(
+        RESTORE_NEW_RESOURCE_UNKNOWN,
+        "the VM or volume a restore makes ends in a status no page names",
+    ),
+    VariantSpec::flag(
+        RATE_LIMIT_NO_RETRY_AFTER,
+        "429 faults carry no `Retry-After`",
+    ),
 ];
 
+/// Another name for a shared variant, kept for the scripts that use it.
+const ALIASES: [(&str, &str); 1] = [("429-without-retry-after", RATE_LIMIT_NO_RETRY_AFTER)];
+
+/// Every variant: the shared ones, then each vendor's, in vendor order.
+pub fn all() -> impl Iterator<Item = &'static VariantSpec> {
+    SHARED
+        .iter()
+        .chain(Vendor::ALL.into_iter().flat_map(|v| v.variants().iter()))
+}
+
+/// Every variant name.
+pub fn names() -> Vec<&'static str> {
+    all().map(|v| v.name).collect()
+}
+
+fn spec(name: &str) -> Option<&'static VariantSpec> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, to)| *to);
+    all().find(|v| v.name == name)
+}
+
+/// The active variants (a flag on is `1`); `Default` is the simulator's own reading of every
+/// vendor. Cheap to clone: every request carries a copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Variants(Arc<BTreeMap<&'static str, i64>>);
+
 impl Variants {
+    /// Whether a flag is on. `name` must be declared (a misspelt read is a bug, not "off").
+    pub fn flag(&self, name: &str) -> bool {
+        self.number(name).is_some_and(|n| n != 0)
+    }
+
+    /// A number variant's value, if set.
+    pub fn number(&self, name: &str) -> Option<i64> {
+        debug_assert!(spec(name).is_some(), "variant `{name}` is not declared");
+        self.0.get(name).copied()
+    }
+
     /// Sets variants from `NAME` or `NAME=VALUE` (the form of `--variant`), several joined
     /// by commas.
-    pub fn apply(&mut self, spec: &str) -> Result<(), String> {
-        for one in spec.split(',').filter(|s| !s.trim().is_empty()) {
+    pub fn apply(&mut self, specs: &str) -> Result<(), String> {
+        for one in specs.split(',').filter(|s| !s.trim().is_empty()) {
             let (name, value) = match one.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim())),
                 None => (one.trim(), None),
@@ -122,61 +130,38 @@ impl Variants {
 
     /// Sets one variant; flags take no value (or `true`/`false`), numbers require one.
     pub fn set(&mut self, name: &str, value: Option<&str>) -> Result<(), String> {
-        let flag = || match value {
-            None | Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(other) => Err(format!(
-                "variant `{name}` is a flag; `{other}` is not true/false"
-            )),
+        let Some(declared) = spec(name) else {
+            return Err(format!(
+                "unknown variant `{name}` (known: {})",
+                names().join(", ")
+            ));
         };
-        let number = |min: i64, max: i64| -> Result<i64, String> {
-            let raw = value.ok_or_else(|| format!("variant `{name}` needs a value: {name}=N"))?;
-            raw.parse::<i64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    format!("variant `{name}` takes an integer {min}..={max}, not `{raw}`")
-                })
+        let number = match declared.value {
+            VariantValue::Flag => match value {
+                None | Some("true") => 1,
+                Some("false") => 0,
+                Some(other) => {
+                    return Err(format!(
+                        "variant `{name}` is a flag; `{other}` is not true/false"
+                    ))
+                }
+            },
+            VariantValue::Number { min, max } => {
+                let raw =
+                    value.ok_or_else(|| format!("variant `{name}` needs a value: {name}=N"))?;
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        format!("variant `{name}` takes an integer {min}..={max}, not `{raw}`")
+                    })?
+            }
         };
-        match name {
-            "hyperstack.page_cap" => {
-                self.hyperstack_page_cap = Some(number(1, 10_000)? as u32);
-            }
-            "hyperstack.page_size_echoes_asked" => {
-                self.hyperstack_page_size_echoes_asked = flag()?;
-            }
-            "hyperstack.count_is_page" => self.hyperstack_count_is_page = flag()?,
-            "hyperstack.not_found_400" => self.hyperstack_not_found_400 = flag()?,
-            "hyperstack.create_failed_status" => self.hyperstack_create_failed_status = flag()?,
-            "hyperstack.undocumented_status" => self.hyperstack_undocumented_status = flag()?,
-            "koyeb.migrating" => self.koyeb_migrating = flag()?,
-            "koyeb.page_cap" => self.koyeb_page_cap = Some(number(1, 100)? as u32),
-            "koyeb.no_has_next" => self.koyeb_no_has_next = flag()?,
-            "oktawave.page_base" => self.oktawave_page_base = number(0, 1)? as u8,
-            "oktawave.snapshot_before_ticket" => self.oktawave_snapshot_before_ticket = flag()?,
-            "oktawave.listing_lag" => {
-                self.oktawave_listing_lag = Some(number(0, 86_400)? as u32);
-            }
-            "hostinger.vm_read_fails" => {
-                self.hostinger_vm_read_fails = Some(number(1, i64::MAX)?);
-            }
-            "syminet.slice_list_shows_in_progress" => {
-                self.syminet_slice_list_shows_in_progress = flag()?;
-            }
-            "syminet.progress_only" => self.syminet_progress_only = flag()?,
-            "syminet.restore_secs" => self.syminet_restore_secs = Some(number(0, 86_400)? as u32),
-            "restore.new_resource_fails" => self.restore_new_resource_fails = flag()?,
-            "restore.new_resource_unknown" => self.restore_new_resource_unknown = flag()?,
-            "rate_limit.no_retry_after" | "429-without-retry-after" => {
-                self.rate_limit_no_retry_after = flag()?;
-            }
-            other => {
-                return Err(format!(
-                    "unknown variant `{other}` (known: {})",
-                    NAMES.join(", ")
-                ))
-            }
-        }
+        let map = Arc::make_mut(&mut self.0);
+        match (declared.value, number) {
+            (VariantValue::Flag, 0) => map.remove(declared.name),
+            _ => map.insert(declared.name, number),
+        };
         Ok(())
     }
 
@@ -199,67 +184,18 @@ impl Variants {
         Ok(v)
     }
 
-    /// The variants that differ from the defaults, as `{name: true | number}`.
-    pub fn to_json(self) -> BTreeMap<&'static str, Value> {
-        let mut out = BTreeMap::new();
-        let mut flag = |name, on: bool| {
-            if on {
-                out.insert(name, Value::Bool(true));
-            }
-        };
-        flag(
-            "hyperstack.page_size_echoes_asked",
-            self.hyperstack_page_size_echoes_asked,
-        );
-        flag("hyperstack.count_is_page", self.hyperstack_count_is_page);
-        flag("hyperstack.not_found_400", self.hyperstack_not_found_400);
-        flag(
-            "hyperstack.create_failed_status",
-            self.hyperstack_create_failed_status,
-        );
-        flag(
-            "hyperstack.undocumented_status",
-            self.hyperstack_undocumented_status,
-        );
-        flag("koyeb.migrating", self.koyeb_migrating);
-        flag("koyeb.no_has_next", self.koyeb_no_has_next);
-        flag("syminet.progress_only", self.syminet_progress_only);
-        flag(
-            "restore.new_resource_unknown",
-            self.restore_new_resource_unknown,
-        );
-        flag(
-            "oktawave.snapshot_before_ticket",
-            self.oktawave_snapshot_before_ticket,
-        );
-        flag(
-            "syminet.slice_list_shows_in_progress",
-            self.syminet_slice_list_shows_in_progress,
-        );
-        flag(
-            "restore.new_resource_fails",
-            self.restore_new_resource_fails,
-        );
-        flag("rate_limit.no_retry_after", self.rate_limit_no_retry_after);
-        if let Some(n) = self.hyperstack_page_cap {
-            out.insert("hyperstack.page_cap", n.into());
-        }
-        if let Some(n) = self.koyeb_page_cap {
-            out.insert("koyeb.page_cap", n.into());
-        }
-        if let Some(n) = self.oktawave_listing_lag {
-            out.insert("oktawave.listing_lag", n.into());
-        }
-        if self.oktawave_page_base != 1 {
-            out.insert("oktawave.page_base", self.oktawave_page_base.into());
-        }
-        if let Some(vm) = self.hostinger_vm_read_fails {
-            out.insert("hostinger.vm_read_fails", vm.into());
-        }
-        if let Some(n) = self.syminet_restore_secs {
-            out.insert("syminet.restore_secs", n.into());
-        }
-        out
+    /// The variants set, as `{name: true | number}`.
+    pub fn to_json(&self) -> BTreeMap<&'static str, Value> {
+        self.0
+            .iter()
+            .map(|(name, n)| {
+                let value = match spec(name).map(|s| s.value) {
+                    Some(VariantValue::Flag) => Value::Bool(true),
+                    _ => Value::from(*n),
+                };
+                (*name, value)
+            })
+            .collect()
     }
 }
 
@@ -273,7 +209,7 @@ impl VariantCell {
     }
 
     pub(super) fn get(&self) -> Variants {
-        *self.0.read().unwrap_or_else(|e| e.into_inner())
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(super) fn put(&self, v: Variants) {
@@ -286,38 +222,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_name_parses_and_round_trips_through_json() {
+    fn every_declared_variant_parses_and_round_trips_through_json() {
         let mut v = Variants::default();
-        for name in NAMES {
-            let spec = match name {
-                "hyperstack.page_cap" => "hyperstack.page_cap=20".to_owned(),
-                "koyeb.page_cap" => "koyeb.page_cap=7".to_owned(),
-                "oktawave.listing_lag" => "oktawave.listing_lag=3".to_owned(),
-                "oktawave.page_base" => "oktawave.page_base=0".to_owned(),
-                "hostinger.vm_read_fails" => "hostinger.vm_read_fails=1043".to_owned(),
-                "syminet.restore_secs" => "syminet.restore_secs=5".to_owned(),
-                flag => flag.to_owned(),
+        for declared in all() {
+            let spec = match declared.value {
+                VariantValue::Flag => declared.name.to_owned(),
+                VariantValue::Number { max, .. } => format!("{}={max}", declared.name),
             };
             v.apply(&spec).unwrap();
         }
         let json = serde_json::to_value(v.to_json()).unwrap();
-        assert_eq!(json.as_object().unwrap().len(), NAMES.len());
+        assert_eq!(json.as_object().unwrap().len(), names().len());
         assert_eq!(Variants::from_json(json.as_object().unwrap()), Ok(v));
+    }
+
+    #[test]
+    fn names_are_unique_and_each_vendors_carry_its_name() {
+        let mut seen = std::collections::HashSet::new();
+        for declared in all() {
+            assert!(seen.insert(declared.name), "{} twice", declared.name);
+        }
+        for vendor in Vendor::ALL {
+            for declared in vendor.variants() {
+                let prefix = format!("{vendor}.");
+                assert!(declared.name.starts_with(&prefix), "{}", declared.name);
+            }
+        }
     }
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
         let mut v = Variants::default();
+        let (flag, number) = (
+            all()
+                .find(|s| matches!(s.value, VariantValue::Flag))
+                .unwrap(),
+            all()
+                .find(|s| matches!(s.value, VariantValue::Number { .. }))
+                .unwrap(),
+        );
+        assert!(v.apply(number.name).unwrap_err().contains("needs a value"));
+        let VariantValue::Number { max, .. } = number.value else {
+            unreachable!()
+        };
+        let too_big = format!("{}={}", number.name, max.saturating_add(1));
+        assert!(v.apply(&too_big).unwrap_err().contains("takes an integer"));
         assert!(v
-            .apply("hyperstack.page_cap")
+            .apply(&format!("{}=maybe", flag.name))
             .unwrap_err()
-            .contains("needs a value"));
-        assert!(v
-            .apply("oktawave.page_base=2")
-            .unwrap_err()
-            .contains("0..=1"));
+            .contains("is a flag"));
         assert!(v.apply("nope").unwrap_err().contains("unknown variant"));
         v.apply("429-without-retry-after").unwrap();
-        assert!(v.rate_limit_no_retry_after);
+        assert!(v.flag(RATE_LIMIT_NO_RETRY_AFTER));
+        v.apply("429-without-retry-after=false").unwrap();
+        assert_eq!(v, Variants::default());
     }
 }

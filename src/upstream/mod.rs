@@ -50,16 +50,29 @@ pub struct UpstreamConfig {
     pub breaker_cooldown_ms: u64,
     /// Simultaneous calls per account (credential identity) and vendor; more wait.
     pub max_concurrency_per_account: usize,
-    /// How long a `429` without `Retry-After` holds the account, in seconds.
+    /// How long a `429` without `Retry-After` holds the account, in seconds, for a vendor that
+    /// declares no window of its own.
     pub rate_limit_hold_secs: u64,
-    /// Per-provider overrides of `rate_limit_hold_secs`: by default the vendor's documented
-    /// window (Hyperstack: one minute; Hostinger: one minute, as repeated violations block the
-    /// caller's address for every tenant behind it).
+    /// Per-provider overrides of the hold: by default each vendor's documented window, as its
+    /// adapter declares it ([`Vendor::rate_limit_window_secs`]).
     pub provider_rate_limit_hold_secs: std::collections::BTreeMap<ProviderKind, u64>,
-    /// Vendors that rate-limit by caller address: a 429 from one account holds every account
-    /// of that vendor (they share the gateway's address). Default: Hostinger, which blocks the
-    /// address after repeated violations, and Hyperstack, whose limit is per source IP.
-    pub address_rate_limited_providers: std::collections::BTreeSet<ProviderKind>,
+    /// Overrides which vendors rate-limit by caller address (a 429 from one account holds every
+    /// account of that vendor, as they share the gateway's address). By default each vendor's
+    /// adapter declares it ([`Vendor::limits_by_address`]).
+    pub address_rate_limited_providers: Option<std::collections::BTreeSet<ProviderKind>>,
+}
+
+/// What the HTTP layer needs to know of a vendor, declared once by its adapter.
+#[derive(Clone, Copy, Debug)]
+pub struct Vendor {
+    pub kind: ProviderKind,
+    /// How long a `429` without `Retry-After` holds the account: the vendor's documented window
+    /// (`None`: `rate_limit_hold_secs`).
+    pub rate_limit_window_secs: Option<u64>,
+    /// The vendor limits by caller address: one account's 429 holds every account of it.
+    pub limits_by_address: bool,
+    /// A header whose value is a credential, besides the standard ones (`Authorization`, …).
+    pub secret_header: Option<&'static str>,
 }
 
 impl Default for UpstreamConfig {
@@ -74,15 +87,8 @@ impl Default for UpstreamConfig {
             breaker_cooldown_ms: 10_000,
             max_concurrency_per_account: 16,
             rate_limit_hold_secs: 30,
-            provider_rate_limit_hold_secs: [
-                (ProviderKind::Hyperstack, 60),
-                (ProviderKind::Hostinger, 60),
-            ]
-            .into_iter()
-            .collect(),
-            address_rate_limited_providers: [ProviderKind::Hostinger, ProviderKind::Hyperstack]
-                .into_iter()
-                .collect(),
+            provider_rate_limit_hold_secs: Default::default(),
+            address_rate_limited_providers: None,
         }
     }
 }
@@ -233,15 +239,16 @@ impl Upstream {
     /// nothing is retried after a 429 or a timeout.
     pub async fn send(
         &self,
-        vendor: ProviderKind,
+        policy: Vendor,
         operation: &'static str,
         identity: u64,
         request: RequestBuilder,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
+        let vendor = policy.kind;
         let request = self.build(vendor, request)?;
         // A vendor limiting by address: one account's 429 holds every account behind it.
-        let address = limits_by_address(&self.inner.config, vendor)
+        let address = limits_by_address(&self.inner.config, &policy)
             .then(|| self.inner.guards.get(address_identity(&request)));
         if let Some(retry_after) = address.as_ref().and_then(|a| a.held_for()) {
             tracing::info!(%vendor, operation, retry_after, "rate limited by address: not calling before Retry-After");
@@ -270,7 +277,7 @@ impl Upstream {
         loop {
             attempt += 1;
             let result = self
-                .observed_attempt(vendor, operation, attempt, &request, message)
+                .observed_attempt(policy, operation, attempt, &request, message)
                 .await;
             let unwell = matches!(
                 &result,
@@ -322,12 +329,13 @@ impl Upstream {
     /// One attempt, counted, timed and logged.
     async fn observed_attempt(
         &self,
-        vendor: ProviderKind,
+        policy: Vendor,
         operation: &'static str,
         attempt: u32,
         request: &reqwest::Request,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
+        let vendor = policy.kind;
         let started = Instant::now();
         let Some(mut this_try) = request.try_clone() else {
             return Err(ProviderError::Upstream {
@@ -347,7 +355,7 @@ impl Upstream {
         );
         crate::otel::inject(&span, this_try.headers_mut());
         let result =
-            tracing::Instrument::instrument(self.attempt(vendor, this_try, message), span.clone())
+            tracing::Instrument::instrument(self.attempt(policy, this_try, message), span.clone())
                 .await;
         span.record("outcome", outcome(&result));
         match &result {
@@ -384,12 +392,13 @@ impl Upstream {
 
     async fn attempt(
         &self,
-        vendor: ProviderKind,
+        policy: Vendor,
         request: reqwest::Request,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
+        let vendor = policy.kind;
         // What this very call carried, so a vendor echoing it cannot pass it on.
-        let sent = Sent::of(&request);
+        let sent = Sent::of(&request, policy.secret_header);
         let wait = request
             .timeout()
             .copied()
@@ -458,6 +467,7 @@ impl Upstream {
             .provider_rate_limit_hold_secs
             .get(&vendor)
             .copied()
+            .or(policy.rate_limit_window_secs)
             .unwrap_or(self.inner.config.rate_limit_hold_secs);
         Err(classify(vendor, status, &headers, text, hold))
     }
@@ -548,8 +558,11 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Whether a vendor rate-limits by the caller's address.
-fn limits_by_address(config: &UpstreamConfig, vendor: ProviderKind) -> bool {
-    config.address_rate_limited_providers.contains(&vendor)
+fn limits_by_address(config: &UpstreamConfig, vendor: &Vendor) -> bool {
+    match &config.address_rate_limited_providers {
+        Some(configured) => configured.contains(&vendor.kind),
+        None => vendor.limits_by_address,
+    }
 }
 
 /// Vendor host alone: every account of the vendor, as seen from the gateway's address.

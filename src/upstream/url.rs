@@ -50,9 +50,9 @@ mod tests {
     fn vendor_urls_parse_as_url_parse_does() {
         for url in [
             "https://infrahub-api.nexgencloud.com/v1/core/snapshots/1402",
-            "http://127.0.0.1:8080/koyeb/v1/snapshots/5e0f3c2a?limit=100&offset=0",
-            "https://cloud.syminet.com/api/v1/images/snapshots/3911/create",
-            "https://developers.hostinger.com/api/vps/v1/virtual-machines/1268054/snapshot",
+            "http://127.0.0.1:8080/vendor/v1/snapshots/5e0f3c2a?limit=100&offset=0",
+            "https://cloud.example.com/api/v1/images/snapshots/3911/create",
+            "https://developers.example.com/api/vps/v1/virtual-machines/1268054/snapshot",
             "http://[::1]:9090/a%20b/c d/%2E%2E/x?q=a b&r=%zz",
             "https://Bücher.example/path/./x",
             "http://host",

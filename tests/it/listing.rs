@@ -71,7 +71,7 @@ async fn setup(
         c.listing.account_timeout_ms = 1000;
         // These accounts stand for separate callers: one's 429 must not hold the others, as
         // it would for accounts sharing the gateway's address (Hyperstack limits per IP).
-        c.upstream.address_rate_limited_providers.clear();
+        c.upstream.address_rate_limited_providers = Some(Default::default());
     })
     .await;
     let t = token("acme", ALL_SCOPES);

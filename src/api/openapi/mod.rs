@@ -15,7 +15,7 @@ use super::{
     accounts, events, health, listing, operations, problem::Problem, providers, snapshots,
     snapshots::Include, webhooks,
 };
-use crate::providers::ProviderInfo;
+use crate::{domain::Capabilities, providers::ProviderInfo};
 
 mod failures;
 mod shapes;
@@ -26,7 +26,7 @@ pub use failures::ROUTE_FAILURES;
 #[openapi(
     info(
         title = "snapgate",
-        description = "One HTTP API in front of the snapshot APIs of Hyperstack, Koyeb, Oktawave, Hostinger VPS and Syminet.\n\nEvery `/v1` route takes `Authorization: Bearer <JWT>`; the scopes each route needs are listed on it. Errors are `application/problem+json` (RFC 9457) with a stable `code` and the `request_id`.",
+        description = "One HTTP API in front of the snapshot APIs of {providers}.\n\nEvery `/v1` route takes `Authorization: Bearer <JWT>`; the scopes each route needs are listed on it. Errors are `application/problem+json` (RFC 9457) with a stable `code` and the `request_id`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
@@ -58,7 +58,7 @@ pub struct ApiDoc;
 /// The document as served at `/openapi.json` and committed under `openapi/`.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    complete(&mut doc, &crate::providers::infos());
+    complete(&mut doc, &crate::providers::infos().collect::<Vec<_>>());
     doc
 }
 
@@ -116,6 +116,64 @@ fn complete(doc: &mut Value, providers: &[&ProviderInfo]) {
     shapes::model_account_bodies(doc, providers);
     shapes::link(doc);
     shapes::describe_webhooks(doc);
+    name_providers(doc, providers);
+}
+
+/// Whether a provider's capabilities include something.
+type CanDo = fn(&Capabilities) -> bool;
+
+/// What only some providers can do, by operation: said on the operation with the names of the
+/// providers that can, from their declarations.
+const CAPABLE: [(&str, &str, CanDo); 7] = [
+    ("createSnapshot", "create snapshots", |c| c.create),
+    (
+        "createSnapshot",
+        "keep one snapshot per source, replaced by a create",
+        |c| c.create_replaces_existing,
+    ),
+    ("updateSnapshot", "rename snapshots", |c| c.rename),
+    ("updateSnapshot", "change descriptions", |c| c.describe),
+    ("restoreSnapshot", "restore to a new resource", |c| {
+        c.restore_to_new_resource
+    }),
+    ("createImageFromSnapshot", "make images", |c| c.create_image),
+    ("checkSnapshotName", "check names", |c| c.name_availability),
+];
+
+/// Names the providers where the document speaks of them: the API's description and, on each
+/// operation only some providers can do, which ones can (`GET /v1/providers` says the same).
+fn name_providers(doc: &mut Value, providers: &[&ProviderInfo]) {
+    let names = |which: &dyn Fn(&ProviderInfo) -> bool| {
+        let names: Vec<&str> = providers
+            .iter()
+            .filter(|p| which(p))
+            .map(|p| p.display_name)
+            .collect();
+        match names.split_last() {
+            None => "none".to_owned(),
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        }
+    };
+    if let Some(text) = doc["info"]["description"].as_str() {
+        doc["info"]["description"] = text.replace("{providers}", &names(&|_| true)).into();
+    }
+    for_each_operation(doc, |_, _, op| {
+        let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+        for (_, what, can) in CAPABLE.iter().filter(|(op_id, ..)| *op_id == id) {
+            let line = format!(
+                "Providers that {what}: {}.",
+                names(&|p| can(&p.capabilities))
+            );
+            let text = op["description"].as_str().unwrap_or_default();
+            let joined = if text.is_empty() {
+                line
+            } else {
+                format!("{text}\n\n{line}")
+            };
+            op["description"] = joined.into();
+        }
+    });
 }
 
 /// Calls `f(path, method, operation)` for every operation of the document.

@@ -18,7 +18,7 @@ use super::{
     check,
     http::{Auth, VendorHttp},
     new_resource_progress, wire, CallContext, CreateRequest, ListFilter, Listed, PollRequest,
-    Progress, ProviderAdapter, ProviderError, ProviderInfo, RestoreRequest, Submitted,
+    Progress, ProviderAdapter, ProviderError, ProviderInfo, RateLimits, RestoreRequest, Submitted,
     UpdateRequest,
 };
 use crate::{
@@ -41,7 +41,7 @@ const MAX_NAME: usize = 255;
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Koyeb",
-    source_kind: "volume",
+    source_kind: SourceKind::Volume,
     credential_fields: &[FieldSpec::required(
         "token",
         "Koyeb API credential (sent as `Authorization: Bearer`)",
@@ -65,6 +65,11 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         create_image: false,
         name_availability: false,
     },
+    auth: Auth::Scheme {
+        scheme: "Bearer",
+        credential: "token",
+    },
+    rate_limits: RateLimits::PER_ACCOUNT,
 };
 
 /// The Koyeb adapter.
@@ -76,12 +81,8 @@ impl Koyeb {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
         Ok(Self {
             http: VendorHttp::new(
-                KIND,
+                &INFO,
                 super::Endpoint::base_url(config, KIND, "https://app.koyeb.com")?,
-                Auth::Scheme {
-                    scheme: "Bearer",
-                    credential: "token",
-                },
                 http,
             )
             .with_error_reader(error_message),

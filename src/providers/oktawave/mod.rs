@@ -19,7 +19,7 @@ use super::{
     http::{self, Auth, Request, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
-    ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    ProviderError, ProviderInfo, RateLimits, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
@@ -42,7 +42,7 @@ const TICKET_SUCCEEDED: &str = "136";
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Oktawave",
-    source_kind: "instance",
+    source_kind: SourceKind::Instance,
     credential_fields: &[
         FieldSpec::required("client_id", "OAuth2 API client id"),
         FieldSpec::required("client_secret", "OAuth2 API client secret"),
@@ -68,6 +68,8 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         create_image: false,
         name_availability: false,
     },
+    auth: Auth::Obtained,
+    rate_limits: RateLimits::PER_ACCOUNT,
 };
 
 /// `providers.oktawave`: Oktawave picks the region by base URL and issues tokens from a
@@ -120,7 +122,7 @@ impl Oktawave {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
         let endpoints: Endpoints = config.of(KIND)?;
         Ok(Self {
-            http: VendorHttp::new(KIND, endpoints.base_url_for("pl1"), Auth::Obtained, http),
+            http: VendorHttp::new(&INFO, endpoints.base_url_for("pl1"), http),
             endpoints,
             tokens: token::TokenCache::default(),
         })

@@ -105,7 +105,13 @@ impl Oktawave {
             .form(&form);
         let requested = Instant::now();
         let reply: TokenReply = upstream
-            .send(KIND, "token", http::identity(ctx), rb, wire::error_message)
+            .send(
+                self.http.vendor(),
+                "token",
+                http::identity(ctx),
+                rb,
+                wire::error_message,
+            )
             .await
             // The identity server answers 400 (`invalid_grant`, `invalid_client`) for bad credentials.
             .map_err(|e| match e {

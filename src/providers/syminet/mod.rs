@@ -17,7 +17,7 @@ use super::{
     http::{Auth, VendorHttp},
     wire::{self, Id},
     CallContext, CreateRequest, ListFilter, Listed, PollRequest, Progress, ProviderAdapter,
-    ProviderError, ProviderInfo, RestoreRequest, Submitted, UpdateRequest,
+    ProviderError, ProviderInfo, RateLimits, RestoreRequest, Submitted, UpdateRequest,
 };
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
@@ -39,7 +39,7 @@ const MAX_NAME: usize = 255;
 pub(super) static INFO: ProviderInfo = ProviderInfo {
     kind: KIND,
     display_name: "Syminet",
-    source_kind: "slice",
+    source_kind: SourceKind::Slice,
     credential_fields: &[FieldSpec::required(
         "token",
         "Panel API token (sent as `authorization: bearer`)",
@@ -60,6 +60,12 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         create_image: false,
         name_availability: false,
     },
+    // Exactly the documented form: lower-case `bearer`.
+    auth: Auth::Scheme {
+        scheme: "bearer",
+        credential: "token",
+    },
+    rate_limits: RateLimits::PER_ACCOUNT,
 };
 
 /// `providers.syminet`: the API, and how long an accepted restore is assumed to take (Syminet
@@ -100,16 +106,7 @@ impl Syminet {
     pub fn new(config: &ProvidersConfig, http: Upstream) -> Result<Self, ProviderConfigError> {
         let settings: Settings = config.of(KIND)?;
         Ok(Self {
-            http: VendorHttp::new(
-                KIND,
-                settings.base_url,
-                // Exactly the documented form: lower-case `bearer`.
-                Auth::Scheme {
-                    scheme: "bearer",
-                    credential: "token",
-                },
-                http,
-            ),
+            http: VendorHttp::new(&INFO, settings.base_url, http),
             restore_settle: std::time::Duration::from_secs(settings.restore_settle_secs),
             restore_rate: if settings.restore_gb_per_minute > 0.0 {
                 settings.restore_gb_per_minute
