@@ -24,7 +24,12 @@ impl Respond for Echo {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let mut sent = vec![header("authorization"), header("api_key")];
+        // Every header's value: whatever header a vendor's credential travels in.
+        let mut sent: Vec<String> = request
+            .headers
+            .values()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
         sent.push(String::from_utf8_lossy(&request.body).into_owned());
         if let Some((_, rest)) = header("authorization").split_once(' ') {
             sent.push(rest.to_owned());
@@ -124,15 +129,12 @@ async fn check_vendor(
         .await;
     let uri = mock.uri();
     let app = spawn_app_with(|c| {
-        let p = &mut c.providers;
-        for kind in snapgate::domain::ProviderKind::ALL {
-            p.set(kind, "base_url", uri.clone());
+        for canary in canaries() {
+            for (setting, path) in canary.endpoints {
+                let kind = canary.provider.parse().unwrap();
+                c.providers.set(kind, setting, format!("{uri}{path}"));
+            }
         }
-        p.set(
-            snapgate::domain::ProviderKind::Oktawave,
-            "token_url",
-            format!("{uri}/token"),
-        );
         // No retries: one echo per call is enough.
         c.upstream.max_retries = 0;
     })
@@ -207,6 +209,13 @@ struct Canary {
     settings: Value,
     /// What must not come back, in forms [`leaks`] looks for beyond the plain canary.
     secrets: Vec<&'static str>,
+    /// The provider settings that point the gateway at the echoing vendor (setting, path).
+    endpoints: Vec<(&'static str, &'static str)>,
+}
+
+/// Where most vendors are reached: their `base_url`.
+fn base_url() -> Vec<(&'static str, &'static str)> {
+    vec![("base_url", "")]
 }
 
 fn canaries() -> Vec<Canary> {
@@ -217,6 +226,7 @@ fn canaries() -> Vec<Canary> {
             credentials: json!({"api_key": "  CANARY-hs\"q\\x  "}),
             settings: json!({}),
             secrets: vec!["  CANARY-hs\"q\\x  "],
+            endpoints: base_url(),
         },
         Canary {
             provider: "koyeb",
@@ -224,6 +234,7 @@ fn canaries() -> Vec<Canary> {
             credentials: json!({"token": "Bearer CANARY-ky\"q\\x"}),
             settings: json!({}),
             secrets: vec!["Bearer CANARY-ky\"q\\x"],
+            endpoints: base_url(),
         },
         Canary {
             provider: "oktawave",
@@ -238,6 +249,7 @@ fn canaries() -> Vec<Canary> {
                 "CANARY pass\\w&rd",
                 "CANARY-client-id:CANARY-client\"secret",
             ],
+            endpoints: vec![("pl1_base_url", ""), ("token_url", "/token")],
         },
         Canary {
             provider: "hostinger",
@@ -245,6 +257,7 @@ fn canaries() -> Vec<Canary> {
             credentials: json!({"token": "CANARY-hst\"x\\y"}),
             settings: json!({}),
             secrets: vec!["CANARY-hst\"x\\y"],
+            endpoints: base_url(),
         },
         Canary {
             provider: "syminet",
@@ -252,6 +265,7 @@ fn canaries() -> Vec<Canary> {
             credentials: json!({"token": "  bearer CANARY-sym\\y  "}),
             settings: json!({}),
             secrets: vec!["  bearer CANARY-sym\\y  "],
+            endpoints: base_url(),
         },
     ]
 }
@@ -325,21 +339,19 @@ async fn no_secret_reaches_a_log_line_or_a_metric() {
         .await;
     let uri = mock.uri();
     let dir = tempfile::tempdir().unwrap();
-    let serve = ServeProcess::start(
-        &dir.path().join("db.sqlite"),
-        &[
-            ("RUST_LOG", "debug".to_owned()),
-            ("SNAPGATE_PROVIDERS__HYPERSTACK__BASE_URL", uri.clone()),
-            ("SNAPGATE_PROVIDERS__KOYEB__BASE_URL", uri.clone()),
-            ("SNAPGATE_PROVIDERS__HOSTINGER__BASE_URL", uri.clone()),
-            ("SNAPGATE_PROVIDERS__SYMINET__BASE_URL", uri.clone()),
-            ("SNAPGATE_PROVIDERS__OKTAWAVE__PL1_BASE_URL", uri.clone()),
-            (
-                "SNAPGATE_PROVIDERS__OKTAWAVE__TOKEN_URL",
-                format!("{uri}/token"),
-            ),
-        ],
-    );
+    let mut env = vec![("RUST_LOG".to_owned(), "debug".to_owned())];
+    for c in canaries() {
+        for (setting, path) in c.endpoints {
+            let name = format!(
+                "SNAPGATE_PROVIDERS__{}__{}",
+                c.provider.to_ascii_uppercase(),
+                setting.to_ascii_uppercase()
+            );
+            env.push((name, format!("{uri}{path}")));
+        }
+    }
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let serve = ServeProcess::start(&dir.path().join("db.sqlite"), &env);
     let url = serve.url.clone();
     let client = reqwest::Client::new();
     let t = token("acme", ALL_SCOPES);
