@@ -115,7 +115,7 @@ async fn check_vendor(
         // The token request succeeds, with an access token that is itself a secret.
         Mock::given(path("/token"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "access_token": "CANARY-derived-access-token-1",
+                "access_token": DERIVED_TOKEN,
                 "expires_in": 3600,
                 "token_type": "Bearer",
             })))
@@ -200,74 +200,34 @@ async fn check_vendor(
 }
 
 /// One account per vendor whose secrets all carry [`CANARY`], with spaces, quotes,
-/// backslashes and prefixes that adapters trim or strip before sending.
-struct Canary {
-    provider: &'static str,
+/// backslashes and prefixes that adapters trim or strip before sending. Each vendor's test
+/// module declares its own (`pub(crate) fn canary()`).
+pub(crate) struct Canary {
+    pub provider: &'static str,
     /// A snapshot id of the vendor's own shape.
-    native: &'static str,
-    credentials: Value,
-    settings: Value,
+    pub native: &'static str,
+    pub credentials: Value,
+    pub settings: Value,
     /// What must not come back, in forms [`leaks`] looks for beyond the plain canary.
-    secrets: Vec<&'static str>,
+    pub secrets: Vec<&'static str>,
     /// The provider settings that point the gateway at the echoing vendor (setting, path).
-    endpoints: Vec<(&'static str, &'static str)>,
+    pub endpoints: Vec<(&'static str, &'static str)>,
+    /// A vendor whose adapter obtains a token at `/token` first: the token the echo hands out
+    /// is then checked too, in the forms it is sent (see [`DERIVED_TOKEN`]).
+    pub token_exchange: bool,
 }
 
 /// Where most vendors are reached: their `base_url`.
-fn base_url() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn base_url() -> Vec<(&'static str, &'static str)> {
     vec![("base_url", "")]
 }
 
-fn canaries() -> Vec<Canary> {
-    vec![
-        Canary {
-            provider: "hyperstack",
-            native: "1402",
-            credentials: json!({"api_key": "  CANARY-hs\"q\\x  "}),
-            settings: json!({}),
-            secrets: vec!["  CANARY-hs\"q\\x  "],
-            endpoints: base_url(),
-        },
-        Canary {
-            provider: "koyeb",
-            native: "a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f",
-            credentials: json!({"token": "Bearer CANARY-ky\"q\\x"}),
-            settings: json!({}),
-            secrets: vec!["Bearer CANARY-ky\"q\\x"],
-            endpoints: base_url(),
-        },
-        Canary {
-            provider: "oktawave",
-            native: "48244",
-            credentials: json!({"client_id": "CANARY-client-id", "client_secret": "CANARY-client\"secret",
-                "username": "CANARY-user@example.com", "password": "CANARY pass\\w&rd"}),
-            settings: json!({"region": "pl1"}),
-            secrets: vec![
-                "CANARY-client-id",
-                "CANARY-client\"secret",
-                "CANARY-user@example.com",
-                "CANARY pass\\w&rd",
-                "CANARY-client-id:CANARY-client\"secret",
-            ],
-            endpoints: vec![("pl1_base_url", ""), ("token_url", "/token")],
-        },
-        Canary {
-            provider: "hostinger",
-            native: "1268311",
-            credentials: json!({"token": "CANARY-hst\"x\\y"}),
-            settings: json!({}),
-            secrets: vec!["CANARY-hst\"x\\y"],
-            endpoints: base_url(),
-        },
-        Canary {
-            provider: "syminet",
-            native: "15377",
-            credentials: json!({"token": "  bearer CANARY-sym\\y  "}),
-            settings: json!({}),
-            secrets: vec!["  bearer CANARY-sym\\y  "],
-            endpoints: base_url(),
-        },
-    ]
+/// The access token a token exchange is answered with: itself a secret.
+const DERIVED_TOKEN: &str = "CANARY-derived-access-token-1";
+
+/// Every vendor's canary, each declared in its own test module (see `vendor_tests!`).
+pub(crate) fn canaries() -> Vec<Canary> {
+    crate::vendor_canaries()
 }
 
 #[test]
@@ -310,14 +270,11 @@ async fn no_form_of_a_secret_comes_back_from_any_vendor() {
                 status,
             )
             .await;
-            if c.provider == "oktawave" {
+            if c.token_exchange {
                 // The token request succeeds; the API call carries the access token it gave.
-                let derived = [
-                    "CANARY-derived-access-token-1",
-                    "Bearer CANARY-derived-access-token-1",
-                ];
+                let derived = [DERIVED_TOKEN, &format!("Bearer {DERIVED_TOKEN}")];
                 check_vendor(
-                    "oktawave (API refused)",
+                    &format!("{} (API refused)", c.provider),
                     &snapshot,
                     c.account("canary"),
                     &derived,

@@ -37,8 +37,24 @@ mod tracing;
 mod variants;
 mod vendor_truth;
 mod webhooks;
-mod wire_hostinger;
-mod wire_hyperstack;
-mod wire_koyeb;
-mod wire_oktawave;
-mod wire_syminet;
+
+/// Each vendor's own test module: its wire tests and its canary account. A vendor is one line
+/// here; the shared tests (`canary`) reach every vendor through it.
+macro_rules! vendor_tests {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every vendor's canary, from its own module.
+        fn vendor_canaries() -> Vec<canary::Canary> {
+            vec![$($module::canary()),*]
+        }
+    };
+}
+
+vendor_tests!(
+    wire_hostinger,
+    wire_hyperstack,
+    wire_koyeb,
+    wire_oktawave,
+    wire_syminet,
+);

@@ -585,3 +585,16 @@ async fn the_gateway_list_fans_out_over_the_vms_newest_first() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["source"], json!({"kind": "vm", "id": VM}));
 }
+
+/// This vendor's canary account (see `crate::canary`).
+pub(crate) fn canary() -> crate::canary::Canary {
+    crate::canary::Canary {
+        provider: "hostinger",
+        native: "1268311",
+        credentials: json!({"token": "CANARY-hst\"x\\y"}),
+        settings: json!({}),
+        secrets: vec!["CANARY-hst\"x\\y"],
+        endpoints: crate::canary::base_url(),
+        token_exchange: false,
+    }
+}

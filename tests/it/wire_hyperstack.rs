@@ -551,3 +551,16 @@ async fn a_list_capped_below_the_asked_page_size_is_walked_to_the_end() {
         );
     }
 }
+
+/// This vendor's canary account (see `crate::canary`).
+pub(crate) fn canary() -> crate::canary::Canary {
+    crate::canary::Canary {
+        provider: "hyperstack",
+        native: "1402",
+        credentials: json!({"api_key": "  CANARY-hs\"q\\x  "}),
+        settings: json!({}),
+        secrets: vec!["  CANARY-hs\"q\\x  "],
+        endpoints: crate::canary::base_url(),
+        token_exchange: false,
+    }
+}

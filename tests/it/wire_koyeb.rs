@@ -980,3 +980,16 @@ async fn a_create_is_done_at_available_not_while_its_snapshot_migrates() {
     let second: Value = app.get(&path, &t).await.json().await.unwrap();
     assert_eq!(second["state"], "succeeded", "{second}");
 }
+
+/// This vendor's canary account (see `crate::canary`).
+pub(crate) fn canary() -> crate::canary::Canary {
+    crate::canary::Canary {
+        provider: "koyeb",
+        native: "a7c9e1f3-2b4d-4c6e-8f0a-1c3e5a7b9d2f",
+        credentials: json!({"token": "Bearer CANARY-ky\"q\\x"}),
+        settings: json!({}),
+        secrets: vec!["Bearer CANARY-ky\"q\\x"],
+        endpoints: crate::canary::base_url(),
+        token_exchange: false,
+    }
+}

@@ -980,3 +980,23 @@ async fn the_client_credentials_are_form_urlencoded_before_http_basic() {
         .await;
     assert_eq!(app.get("/v1/snapshots/ok:48211", &t).await.status(), 200);
 }
+
+/// This vendor's canary account (see `crate::canary`).
+pub(crate) fn canary() -> crate::canary::Canary {
+    crate::canary::Canary {
+        provider: "oktawave",
+        native: "48244",
+        credentials: json!({"client_id": "CANARY-client-id", "client_secret": "CANARY-client\"secret",
+            "username": "CANARY-user@example.com", "password": "CANARY pass\\w&rd"}),
+        settings: json!({"region": "pl1"}),
+        secrets: vec![
+            "CANARY-client-id",
+            "CANARY-client\"secret",
+            "CANARY-user@example.com",
+            "CANARY pass\\w&rd",
+            "CANARY-client-id:CANARY-client\"secret",
+        ],
+        endpoints: vec![("pl1_base_url", ""), ("token_url", "/token")],
+        token_exchange: true,
+    }
+}

@@ -693,3 +693,16 @@ async fn the_gateway_list_walks_every_page_and_pushes_the_slice_filter_down() {
         json!({"kind": "slice", "id": SLICE})
     );
 }
+
+/// This vendor's canary account (see `crate::canary`).
+pub(crate) fn canary() -> crate::canary::Canary {
+    crate::canary::Canary {
+        provider: "syminet",
+        native: "15377",
+        credentials: json!({"token": "  bearer CANARY-sym\\y  "}),
+        settings: json!({}),
+        secrets: vec!["  bearer CANARY-sym\\y  "],
+        endpoints: crate::canary::base_url(),
+        token_exchange: false,
+    }
+}
