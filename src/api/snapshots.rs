@@ -1,10 +1,6 @@
 //! `/v1/snapshots`: get, create, rename, delete, restore, image; name availability.
 
-use axum::{
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::{extract::State, http::HeaderMap, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,9 +12,9 @@ use super::{
 };
 use crate::{
     auth::{Caller, Scope},
-    domain::{AccountId, Capability, Operation, OperationKind, Snapshot, SnapshotId},
-    providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
-    service::{Answer, Intent, Outcome, Resolved, SnapshotAction},
+    domain::{Accepted, AccountId, Snapshot, SnapshotId},
+    providers::{CreateRequest, ImageRequest, RestoreRequest, UpdateRequest},
+    service::SnapshotAction,
 };
 
 /// Path of snapshot routes.
@@ -103,13 +99,6 @@ pub struct CreateImage {
     pub labels: Vec<String>,
 }
 
-/// A `202` answer: the operation tracking the work, and the snapshot when known.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
-    pub operation: Operation,
-    pub snapshot: Option<Snapshot>,
-}
-
 /// Name availability answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NameAvailability {
@@ -162,95 +151,22 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Opens the account of a snapshot: an unknown account means an unknown snapshot.
-async fn open(state: &AppState, caller: &Caller, id: &SnapshotId) -> Result<Resolved, ApiError> {
-    Ok(state.service.resolve_snapshot(&caller.tenant, id).await?)
-}
-
-async fn accept(
-    state: &AppState,
-    caller: &Caller,
-    resolved: &Resolved,
-    kind: OperationKind,
-    native_id: Option<&str>,
-    submitted: Submitted,
-    intended: Option<Operation>,
-) -> Result<Answer, ApiError> {
-    let operation = state
-        .service
-        .record(
-            &caller.tenant,
-            resolved,
-            kind,
-            native_id,
-            &submitted,
-            intended,
-        )
-        .await?;
-    let snapshot = submitted.snapshot.map(|s| {
-        Snapshot::from_vendor(
-            &resolved.account().id,
-            resolved.account().provider,
-            s,
-            false,
-        )
-    });
-    let body = serde_json::to_value(Accepted {
-        operation,
-        snapshot,
-    })
-    .map_err(|e| ApiError::internal("serializing an operation", &e))?;
-    Ok(Answer {
-        status: StatusCode::ACCEPTED.as_u16(),
-        body,
-    })
-}
-
-/// What an operation on an existing snapshot is: its idempotency fingerprint, the capability
-/// it needs (if any) and the kind of operation it records.
-struct Action {
-    request: String,
-    kind: OperationKind,
-    intent: Intent,
-    what: SnapshotAction,
-}
-
-/// The shared path of delete, restore and image: idempotency, account, capability check,
-/// one vendor call, the recorded operation.
-async fn act_on_snapshot(
+/// Deletes, restores, images or updates a snapshot through the service; the answer.
+async fn change(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     id: &SnapshotId,
-    action: Action,
+    request: String,
+    action: SnapshotAction,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     let key = idempotency_key(headers)?;
-    let done = state.service.once(
-        &caller.tenant,
-        key.as_deref(),
-        &action.request,
-        async |journal| {
-            let resolved = open(state, caller, id).await?;
-            state.service.check_action(&resolved, &action.what)?;
-            let native = &id.native_id;
-            journal
-                .intend(&resolved, action.kind, Some(native), action.intent)
-                .await?;
-            let submitted = state.service.act(&resolved, native, &action.what).await?;
-            accept(
-                state,
-                caller,
-                &resolved,
-                action.kind,
-                Some(native),
-                submitted,
-                journal.intended(),
-            )
-            .await
-        },
-    );
-    done.await.map(outcome)
+    let done = state
+        .service
+        .change(&caller.tenant, key.as_deref(), &request, id, action)
+        .await?;
+    Ok(outcome(done))
 }
 
 fn fingerprint<T: Serialize>(route: &str, body: &T) -> String {
@@ -319,46 +235,29 @@ pub async fn create(
     }
     let key = idempotency_key(&headers)?;
     let request = fingerprint("POST /v1/snapshots", &body);
+    let create = CreateRequest {
+        source_id: body.source_id,
+        name: body.name,
+        description: body.description,
+        replace_existing: body.replace_existing,
+    };
     let done = state
         .service
-        .once(&caller.tenant, key.as_deref(), &request, async |journal| {
-            let resolved = state.service.resolve(&caller.tenant, &body.account).await?;
-            resolved.require(Capability::Create)?;
-            let intent = Intent::Create {
-                source_id: body.source_id.clone(),
-                name: body.name.clone(),
-            };
-            journal
-                .intend(&resolved, OperationKind::Create, None, intent)
-                .await?;
-            let request = CreateRequest {
-                source_id: body.source_id.clone(),
-                name: body.name.clone(),
-                description: body.description.clone(),
-                replace_existing: body.replace_existing,
-            };
-            let submitted = state
-                .service
-                .create_snapshot(&caller.tenant, &resolved, journal, &request)
-                .await?;
-            accept(
-                &state,
-                &caller,
-                &resolved,
-                OperationKind::Create,
-                None,
-                submitted,
-                journal.intended(),
-            )
-            .await
-        });
-    done.await.map(outcome)
+        .create(
+            &caller.tenant,
+            key.as_deref(),
+            &request,
+            &body.account,
+            create,
+        )
+        .await?;
+    Ok(outcome(done))
 }
 
 /// Renames a snapshot or changes its description.
 #[utoipa::path(
     patch, path = "/v1/snapshots/{snapshot}", tag = "snapshots", operation_id = "updateSnapshot",
-    params(SnapshotPath),
+    params(SnapshotPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first answer")),
     request_body = UpdateSnapshot,
     security(("bearer" = ["snapshots:write"])),
     responses(
@@ -371,6 +270,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(path): Path<SnapshotPath>,
     Json(body): Json<UpdateSnapshot>,
 ) -> Result<Response, ApiError> {
@@ -387,25 +287,12 @@ pub async fn update(
     if let Some(d) = &body.description {
         check_text("description", d, false)?;
     }
-    let resolved = open(&state, &caller, &path.snapshot).await?;
+    let request = fingerprint(&format!("PATCH /v1/snapshots/{}", path.snapshot), &body);
     let update = SnapshotAction::Update(UpdateRequest {
         name: body.name,
         description: body.description,
     });
-    state.service.check_action(&resolved, &update)?;
-    let native = &path.snapshot.native_id;
-    let submitted = state.service.act(&resolved, native, &update).await?;
-    let answer = accept(
-        &state,
-        &caller,
-        &resolved,
-        OperationKind::Rename,
-        Some(native),
-        submitted,
-        None,
-    )
-    .await?;
-    Ok(outcome(Outcome::Done(answer)))
+    change(&state, &caller, &headers, &path.snapshot, request, update).await
 }
 
 /// Deletes a snapshot (at some providers, also the images made from it).
@@ -427,17 +314,13 @@ pub async fn delete(
     Path(path): Path<SnapshotPath>,
 ) -> Result<Response, ApiError> {
     let request = format!("DELETE /v1/snapshots/{}", path.snapshot);
-    act_on_snapshot(
+    change(
         &state,
         &caller,
         &headers,
         &path.snapshot,
-        Action {
-            request,
-            kind: OperationKind::Delete,
-            intent: Intent::Delete,
-            what: SnapshotAction::Delete,
-        },
+        request,
+        SnapshotAction::Delete,
     )
     .await
 }
@@ -473,17 +356,13 @@ pub async fn restore(
         target_id: body.target_id,
         new_name: body.new_name,
     };
-    act_on_snapshot(
+    change(
         &state,
         &caller,
         &headers,
         &path.snapshot,
-        Action {
-            request,
-            kind: OperationKind::Restore,
-            intent: Intent::Restore,
-            what: SnapshotAction::Restore(restore),
-        },
+        request,
+        SnapshotAction::Restore(restore),
     )
     .await
 }
@@ -518,17 +397,13 @@ pub async fn image(
         name: body.name,
         labels: body.labels,
     };
-    act_on_snapshot(
+    change(
         &state,
         &caller,
         &headers,
         &path.snapshot,
-        Action {
-            request,
-            kind: OperationKind::Image,
-            intent: Intent::Image,
-            what: SnapshotAction::Image(image),
-        },
+        request,
+        SnapshotAction::Image(image),
     )
     .await
 }

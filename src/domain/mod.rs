@@ -18,7 +18,7 @@ pub use problem::Problem;
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use provider_error::ProviderError;
 pub use snapshot::{
-    count_unknown_status, Completion, Operation, OperationKind, OperationState, Snapshot,
+    count_unknown_status, Accepted, Completion, Operation, OperationKind, OperationState, Snapshot,
     SnapshotId, SnapshotIdError, SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind,
     VendorSnapshot, UNKNOWN_STATUS_METRIC,
 };

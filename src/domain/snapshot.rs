@@ -378,3 +378,10 @@ pub fn count_unknown_status(provider: ProviderKind, on: &'static str) {
     metrics::counter!(UNKNOWN_STATUS_METRIC, "provider" => provider.as_str(), "on" => on)
         .increment(1);
 }
+
+/// A `202` answer: the operation tracking the work, and the snapshot when known.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub operation: Operation,
+    pub snapshot: Option<Snapshot>,
+}

@@ -28,10 +28,20 @@ use crate::{
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "do", rename_all = "snake_case")]
 pub enum Intent {
-    Create { source_id: String, name: String },
+    Create {
+        source_id: String,
+        name: String,
+    },
     Delete,
     Restore,
     Image,
+    /// A rename and/or a new description: what the snapshot should read afterwards.
+    Update {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
 }
 
 /// The record of one mutating request: where its intent is made durable.
@@ -186,6 +196,29 @@ pub async fn settle(
             )),
         )),
         Intent::Restore | Intent::Image => None,
+        Intent::Update { name, description } => {
+            let native = op
+                .snapshot_id
+                .as_ref()
+                .map(|s| s.native_id.clone())
+                .unwrap_or_default();
+            let now = resolved.adapter.get(&ctx, &native).await?;
+            let reads = |want: &Option<String>, has: &Option<String>| {
+                want.as_ref().is_none_or(|w| has.as_ref() == Some(w))
+            };
+            if reads(name, &now.name) && reads(description, &now.description) {
+                Some((OperationState::Succeeded, None))
+            } else if overdue {
+                Some((
+                    OperationState::Failed,
+                    Some(unknown(
+                        "the request was interrupted (gateway deadline or restart) and the snapshot does not read as asked: send the change again".to_owned(),
+                    )),
+                ))
+            } else {
+                None
+            }
+        }
     };
     if let Some((state, error)) = verdict {
         finish(&mut op, state, error);

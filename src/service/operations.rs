@@ -59,7 +59,7 @@ pub(super) fn finish(op: &mut Operation, state: OperationState, problem: Option<
 impl Service {
     /// Records the operation a vendor call started: completes the one its intent stored (same
     /// id, so a replay of the key names it), or stores a new one.
-    pub async fn record(
+    pub(super) async fn record(
         &self,
         tenant: &str,
         resolved: &Resolved,

@@ -1,11 +1,14 @@
 //! Snapshot use cases the service owns: reading one snapshot (its status advanced from the
-//! operations the gateway tracks), checking a name, and a create, with the guards that need the
-//! gateway's own records as well as the vendor's answer.
+//! operations the gateway tracks), checking a name, and every change — create, delete,
+//! restore, image, rename/describe — on one path: once per idempotency key, the intent
+//! journaled before the vendor call, the operation recorded after it, the `202` body made here.
+//! The edge validates the request, calls one of these and answers.
 
-use super::{Journal, Resolved, Service, ServiceError};
+use super::{Answer, Intent, Journal, Outcome, Resolved, Service, ServiceError};
 use crate::{
     domain::{
-        AccountId, Capability, Operation, OperationKind, ProviderError, Snapshot, SnapshotId,
+        Accepted, AccountId, Capability, Operation, OperationKind, ProviderError, Snapshot,
+        SnapshotId,
     },
     providers::{CreateRequest, ImageRequest, RestoreRequest, Submitted, UpdateRequest},
     store::OperationFilter,
@@ -20,6 +23,29 @@ pub enum SnapshotAction {
 }
 
 impl SnapshotAction {
+    /// The kind of operation it records.
+    fn kind(&self) -> OperationKind {
+        match self {
+            SnapshotAction::Delete => OperationKind::Delete,
+            SnapshotAction::Restore(_) => OperationKind::Restore,
+            SnapshotAction::Image(_) => OperationKind::Image,
+            SnapshotAction::Update(_) => OperationKind::Rename,
+        }
+    }
+
+    /// What its journaled intent says, for settling it should the request die mid-call.
+    fn intent(&self) -> Intent {
+        match self {
+            SnapshotAction::Delete => Intent::Delete,
+            SnapshotAction::Restore(_) => Intent::Restore,
+            SnapshotAction::Image(_) => Intent::Image,
+            SnapshotAction::Update(u) => Intent::Update {
+                name: u.name.clone(),
+                description: u.description.clone(),
+            },
+        }
+    }
+
     /// The capabilities the provider must declare for it.
     fn needs(&self) -> Vec<Capability> {
         match self {
@@ -38,9 +64,91 @@ impl SnapshotAction {
 }
 
 impl Service {
+    /// Starts a snapshot of `create.source_id` in `account`: once per idempotency `key`
+    /// (`request` is what makes a retry the same request), its intent journaled right before
+    /// the vendor call, its operation recorded after. The `202` answer.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        request: &str,
+        account: &AccountId,
+        create: CreateRequest,
+    ) -> Result<Outcome, ServiceError> {
+        self.once(tenant, key, request, async |journal| {
+            let resolved = self.resolve(tenant, account).await?;
+            resolved.require(Capability::Create)?;
+            let intent = Intent::Create {
+                source_id: create.source_id.clone(),
+                name: create.name.clone(),
+            };
+            let kind = OperationKind::Create;
+            journal.intend(&resolved, kind, None, intent).await?;
+            let submitted = self
+                .create_snapshot(tenant, &resolved, journal, &create)
+                .await?;
+            let intended = journal.intended();
+            self.accepted(tenant, &resolved, kind, None, submitted, intended)
+                .await
+        })
+        .await
+    }
+
+    /// Deletes, restores, images or renames/describes snapshot `id`, on the same path as a
+    /// create: once per key, the provider's capability checked before anything is stored, the
+    /// intent journaled, one vendor call, the operation recorded. The `202` answer.
+    pub async fn change(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        request: &str,
+        id: &SnapshotId,
+        action: SnapshotAction,
+    ) -> Result<Outcome, ServiceError> {
+        self.once(tenant, key, request, async |journal| {
+            let resolved = self.resolve_snapshot(tenant, id).await?;
+            self.check_action(&resolved, &action)?;
+            let (kind, native) = (action.kind(), id.native_id.as_str());
+            journal
+                .intend(&resolved, kind, Some(native), action.intent())
+                .await?;
+            let submitted = self.act(&resolved, native, &action).await?;
+            let intended = journal.intended();
+            self.accepted(tenant, &resolved, kind, Some(native), submitted, intended)
+                .await
+        })
+        .await
+    }
+
+    /// Records what the vendor answered and makes the `202` body: the operation and, when the
+    /// vendor named it, the snapshot.
+    async fn accepted(
+        &self,
+        tenant: &str,
+        resolved: &Resolved,
+        kind: OperationKind,
+        native_id: Option<&str>,
+        submitted: Submitted,
+        intended: Option<Operation>,
+    ) -> Result<Answer, ServiceError> {
+        let operation = self
+            .record(tenant, resolved, kind, native_id, &submitted, intended)
+            .await?;
+        let account = resolved.account();
+        let snapshot = submitted
+            .snapshot
+            .map(|s| Snapshot::from_vendor(&account.id, account.provider, s, false));
+        let body = serde_json::to_value(Accepted {
+            operation,
+            snapshot,
+        })
+        .map_err(|e| ServiceError::internal("serializing an operation", &e))?;
+        Ok(Answer { status: 202, body })
+    }
+
     /// The account a snapshot id names, opened: a snapshot of an account the tenant does not
     /// have is a snapshot it does not have (`404 snapshot_not_found`, never naming accounts).
-    pub async fn resolve_snapshot(
+    pub(super) async fn resolve_snapshot(
         &self,
         tenant: &str,
         id: &SnapshotId,
@@ -75,7 +183,7 @@ impl Service {
     }
 
     /// `unsupported_operation` unless the account's provider can do `action`.
-    pub fn check_action(
+    fn check_action(
         &self,
         resolved: &Resolved,
         action: &SnapshotAction,
@@ -93,7 +201,7 @@ impl Service {
 
     /// Asks the vendor to do `action` to the snapshot `native_id` (after
     /// [`Service::check_action`]); what it answered.
-    pub async fn act(
+    async fn act(
         &self,
         resolved: &Resolved,
         native_id: &str,
@@ -131,7 +239,7 @@ impl Service {
     /// state is not the whole truth: the gateway's own unfinished create on the same source
     /// counts too, so two creates in a row never silently overwrite each other. Of two racing
     /// creates the older one (by start, then id) goes on. A vendor 404 names the source.
-    pub async fn create_snapshot(
+    async fn create_snapshot(
         &self,
         tenant: &str,
         resolved: &Resolved,

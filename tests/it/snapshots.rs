@@ -443,3 +443,54 @@ async fn an_operation_whose_account_was_deleted_fails_instead_of_polling_a_newco
     assert_eq!(op["error"]["code"], "account_not_found");
     assert!(op["finished_at"].is_string());
 }
+
+/// PATCH is a mutation like the others: under an `Idempotency-Key` a retry replays the first
+/// answer without a second vendor call, and the same key with another body is refused.
+#[tokio::test]
+async fn a_retried_rename_with_the_same_idempotency_key_replays_without_a_second_vendor_call() {
+    use snapgate::simulator::Vendor;
+    let s = crate::lifecycle::spawn_with_simulator(Duration::from_millis(50)).await;
+    let page: Value = s
+        .app
+        .get("/v1/snapshots?account=koyeb", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let patch = |key: &'static str, body: Value| {
+        let (app, token, id) = (&s.app, s.token.clone(), id.clone());
+        async move {
+            app.client
+                .patch(format!("{}/v1/snapshots/{id}", app.url))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    s.sim.clear_requests();
+    let first = patch("rename-1", json!({"name": "renamed"})).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["operation"]["kind"], "rename");
+    let again = patch("rename-1", json!({"name": "renamed"})).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_problem(
+        patch("rename-1", json!({"name": "other"})).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    let writes: Vec<_> = s
+        .sim
+        .requests(Some(Vendor::Koyeb))
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert_eq!(writes.len(), 1, "one vendor call: {writes:?}");
+}
