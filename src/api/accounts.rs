@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Json, Path, Query},
-    problem::{ApiError, Problem},
+    problem::{ApiError, Problem, Refusal},
     AppState,
 };
 use crate::{
@@ -151,8 +151,8 @@ pub(crate) const MAX_DISPLAY_NAME: usize = 200;
 
 fn check_display_name(name: &Option<String>) -> Result<(), ApiError> {
     match name {
-        Some(n) if n.chars().count() > MAX_DISPLAY_NAME => Err(ApiError::unprocessable(
-            "invalid_body",
+        Some(n) if n.chars().count() > MAX_DISPLAY_NAME => Err(ApiError::refuse(
+            Refusal::InvalidBody,
             format!("display_name must be at most {MAX_DISPLAY_NAME} characters"),
         )
         .with_field("display_name")),

@@ -11,13 +11,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{Request, State},
-    http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{operations, problem::ApiError};
+use super::{
+    operations,
+    problem::{ApiError, Refusal},
+};
 use crate::{auth::Authenticator, config::ServerConfig};
 
 /// The slots of the whole gateway and of each tenant.
@@ -137,9 +139,8 @@ fn waiter_slots(
     let refused = |whose: &str, limit: usize| {
         metrics::counter!("snapgate_long_polls_refused_total", "limit" => whose.to_owned())
             .increment(1);
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_waiters",
+        ApiError::refuse(
+            Refusal::TooManyWaiters,
             format!(
                 "{whose} already holds {limit} long-polls (`wait`) at once, the limit: \
                  ask again without `wait`, or after one of them has answered"

@@ -4,7 +4,11 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{extract::Query, problem::ApiError, AppState};
+use super::{
+    extract::Query,
+    problem::{ApiError, Refusal},
+    AppState,
+};
 use crate::{
     auth::{Caller, Scope},
     domain::{Event, EventType},
@@ -52,7 +56,7 @@ pub async fn list(
 ) -> Result<axum::Json<EventPage>, ApiError> {
     caller.require(Scope::SnapshotsRead)?;
     let bad = |field: &str, detail: String| {
-        ApiError::bad_request("invalid_query", detail).with_field(field.to_owned())
+        ApiError::refuse(Refusal::InvalidQuery, detail).with_field(field.to_owned())
     };
     let after: i64 = match query.after.as_deref() {
         None => 0,

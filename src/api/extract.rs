@@ -10,7 +10,10 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{problem::ApiError, AppState};
+use super::{
+    problem::{ApiError, Refusal},
+    AppState,
+};
 use crate::auth::Caller;
 
 /// A JSON body: `415` without a JSON content type, `413` over the limit, `400` when it is not
@@ -35,9 +38,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if mime != "application/json"
             && !(mime.starts_with("application/") && mime.ends_with("+json"))
         {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+            return Err(ApiError::refuse(
+                Refusal::UnsupportedMediaType,
                 "the request body must be JSON: send `Content-Type: application/json`",
             ));
         }
@@ -46,8 +48,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         // Every body is an object: serde would also fill a struct from an array of its fields
         // (`[null, null]`), which the document does not allow.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::unprocessable(
-                "invalid_body",
+            return Err(ApiError::refuse(
+                Refusal::InvalidBody,
                 "the request body must be a JSON object",
             ));
         }
@@ -69,21 +71,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     Some(f) => format!("invalid request body at `{f}`: {message}"),
                     None => format!("invalid request body: {message}"),
                 };
-                let e = ApiError::unprocessable("invalid_body", detail);
+                let e = ApiError::refuse(Refusal::InvalidBody, detail);
                 match field {
                     Some(f) => e.with_field(f),
                     None => e,
                 }
             }
-            _ => ApiError::bad_request(
-                "malformed_json",
+            _ => ApiError::refuse(
+                Refusal::MalformedJson,
                 format!("the body is not valid JSON: {message}"),
             ),
         }
     })?;
     // One JSON value, then only white space: `{…}}}garbage` is not the `{…}` it starts with.
     de.end().map_err(|e| {
-        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        ApiError::refuse(
+            Refusal::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
     })?;
     Ok(value)
 }
@@ -118,13 +123,15 @@ fn redact_values(message: &str) -> String {
 
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+        ApiError::refuse(
+            Refusal::PayloadTooLarge,
             "the request body exceeds the size limit",
         )
     } else {
-        ApiError::bad_request("unreadable_body", "the request body could not be read")
+        ApiError::refuse(
+            Refusal::UnreadableBody,
+            "the request body could not be read",
+        )
     }
 }
 
@@ -138,7 +145,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
-            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
+            .map_err(|e: PathRejection| ApiError::refuse(Refusal::InvalidPath, e.body_text()))
     }
 }
 
@@ -156,8 +163,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             url::form_urlencoded::parse(raw.as_bytes()).find(|(_, value)| value.is_empty())
         {
             let key: String = key.chars().take(40).collect();
-            return Err(ApiError::bad_request(
-                "invalid_query",
+            return Err(ApiError::refuse(
+                Refusal::InvalidQuery,
                 format!("query parameter `{key}` is empty"),
             )
             .with_field(key));
@@ -172,10 +179,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 let message = redact_values(&e.into_inner().to_string());
                 match name.as_str() {
                     "." | "" => {
-                        ApiError::bad_request("invalid_query", format!("invalid query: {message}"))
+                        ApiError::refuse(Refusal::InvalidQuery, format!("invalid query: {message}"))
                     }
-                    _ => ApiError::bad_request(
-                        "invalid_query",
+                    _ => ApiError::refuse(
+                        Refusal::InvalidQuery,
                         format!("invalid value for `{name}`: {message}"),
                     )
                     .with_field(name),

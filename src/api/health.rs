@@ -31,30 +31,7 @@ pub async fn healthz() -> axum::Json<Health> {
 pub async fn readyz(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, axum::Json<Health>), ApiError> {
-    if state.service.is_draining() {
-        let mut problem = crate::domain::Problem::new(
-            503,
-            "draining",
-            "this process is shutting down: send new requests elsewhere",
-        );
-        problem.retryable = Some(true);
-        return Err(ApiError::from_problem(problem, Some(1)));
-    }
-    state.service.ping().await?;
-    let missing = state.service.keys_missing().await?;
-    if !missing.is_empty() {
-        let mut problem = crate::domain::Problem::new(
-            503,
-            "master_key_missing",
-            format!(
-                "stored records are sealed under {}, which this process does not hold: add it \
-                 to SNAPGATE_PREVIOUS_MASTER_KEYS (or make it SNAPGATE_MASTER_KEY) and restart",
-                missing.join(", ")
-            ),
-        );
-        problem.retryable = Some(false);
-        return Err(ApiError::from_problem(problem, None));
-    }
+    state.service.ready().await?;
     Ok((StatusCode::OK, axum::Json(Health { status: "ok" })))
 }
 

@@ -7,15 +7,16 @@
 
 use std::{cmp::Ordering, time::Duration};
 
-use axum::{
-    extract::{RawQuery, State},
-    http::StatusCode,
-};
+use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{problem::ApiError, snapshots::Include, AppState};
+use super::{
+    problem::{ApiError, Refusal},
+    snapshots::Include,
+    AppState,
+};
 use crate::{
     auth::{Caller, Scope},
     domain::{ProviderKind, Snapshot, SnapshotStatus},
@@ -69,8 +70,8 @@ fn enum_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
 fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let mut q = ListQuery::default();
     let bad = |name: &str, value: &str| {
-        ApiError::bad_request(
-            "invalid_query",
+        ApiError::refuse(
+            Refusal::InvalidQuery,
             format!(
                 "invalid value `{}` for `{name}`",
                 value.chars().take(80).collect::<String>()
@@ -98,8 +99,8 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
             "strict" => q.strict = Some(v.parse().map_err(|_| bad("strict", v))?),
             "include" => q.include = Some(enum_value(v).ok_or_else(|| bad("include", v))?),
             other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
+                return Err(ApiError::refuse(
+                    Refusal::InvalidQuery,
                     format!(
                         "unknown query parameter `{}`",
                         other.chars().take(40).collect::<String>()
@@ -254,18 +255,10 @@ fn page_errors(
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let mut errors = Vec::with_capacity(failures.len());
     for failure in failures {
-        let e = ApiError::from(failure);
         if strict {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "account_failed",
-                format!(
-                    "strict listing: an account failed ({})",
-                    e.to_json()["detail"].as_str().unwrap_or("")
-                ),
-            )
-            .with_problem_of(&e));
+            return Err(ServiceError::StrictListing(Box::new(failure)).into());
         }
+        let e = ApiError::from(failure);
         let mut problem = e.to_json();
         if problem["retryable"].is_null() {
             problem["retryable"] = false.into();

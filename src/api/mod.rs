@@ -23,7 +23,6 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, Request},
-    http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -35,7 +34,7 @@ use tower_http::{
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{auth::Authenticator, config::Config};
-use problem::ApiError;
+use problem::{ApiError, Refusal};
 
 /// What every handler can reach: one `Arc`, so the clone and drop axum makes per request and
 /// per layer is one atomic operation, not one per field.
@@ -168,16 +167,15 @@ fn swagger_ui() -> SwaggerUi {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(
-        "route_not_found",
+    ApiError::refuse(
+        Refusal::RouteNotFound,
         format!("no route for {}", req.uri().path()),
     )
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+    ApiError::refuse(
+        Refusal::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
@@ -204,18 +202,16 @@ async fn with_deadline(deadline: Duration, req: Request, next: Next) -> Response
     match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(response) => response,
         // Still waiting for the caller's own body: the caller is slow, not the gateway.
-        Err(_) if body.as_ref().is_some_and(|b| b.reading()) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+        Err(_) if body.as_ref().is_some_and(|b| b.reading()) => ApiError::refuse(
+            Refusal::RequestTimeout,
             format!(
                 "the request body did not arrive within {} ms",
                 deadline.as_millis()
             ),
         )
         .into_response(),
-        Err(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "deadline_exceeded",
+        Err(_) => ApiError::refuse(
+            Refusal::DeadlineExceeded,
             format!(
                 "the request did not finish within {} ms",
                 deadline.as_millis()
@@ -236,9 +232,8 @@ fn declared_oversize(limit: usize, req: &Request) -> Option<Response> {
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(n) if n > limit as u64 => Some(
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+            ApiError::refuse(
+                Refusal::PayloadTooLarge,
                 format!("the request body ({n} bytes) exceeds the limit of {limit} bytes"),
             )
             .into_response(),

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Path, Query},
-    problem::{ApiError, Problem},
+    problem::{ApiError, Problem, Refusal},
     AppState,
 };
 use crate::{
@@ -179,20 +179,11 @@ pub async fn get(
         .as_deref()
         .map(parse_wait)
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_query", e).with_field("wait"))?
+        .map_err(|e| ApiError::refuse(Refusal::InvalidQuery, e).with_field("wait"))?
         .unwrap_or_default();
     let op = state
         .service
         .operation_after_change(&caller.tenant, &path.operation, wait)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "operation_not_found",
-                format!(
-                    "operation `{}` does not exist",
-                    path.operation.chars().take(80).collect::<String>()
-                ),
-            )
-        })?;
+        .await?;
     Ok(axum::Json(op))
 }

@@ -8,7 +8,10 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{problem::ApiError, AppState};
+use super::{
+    problem::{ApiError, Refusal},
+    AppState,
+};
 
 pub(crate) const DEFAULT_PAGE_SIZE: u32 = 50;
 pub(crate) const MAX_PAGE_SIZE: u32 = 200;
@@ -19,8 +22,8 @@ pub(crate) fn page_size(asked: Option<u32>) -> Result<u32, ApiError> {
     if (1..=MAX_PAGE_SIZE).contains(&size) {
         Ok(size)
     } else {
-        Err(ApiError::bad_request(
-            "invalid_query",
+        Err(ApiError::refuse(
+            Refusal::InvalidQuery,
             format!("page_size must be between 1 and {MAX_PAGE_SIZE}"),
         )
         .with_field("page_size"))
@@ -63,8 +66,8 @@ pub(crate) fn open<P: DeserializeOwned>(
     token: &str,
 ) -> Result<P, ApiError> {
     let invalid = |why: &str| {
-        ApiError::bad_request(
-            "invalid_page_token",
+        ApiError::refuse(
+            Refusal::InvalidPageToken,
             format!("page_token is not valid: {why}"),
         )
         .with_field("page_token")

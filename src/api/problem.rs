@@ -14,6 +14,70 @@ use crate::{
 
 pub use crate::domain::Problem;
 
+/// What the edge itself refuses: the HTTP request (its route, headers, body, query), before any
+/// use case runs. Every other problem is the service's ([`ServiceError`]); each code is written
+/// once, here or there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    DeadlineExceeded,
+    InvalidBody,
+    InvalidField,
+    InvalidIdempotencyKey,
+    InvalidPageToken,
+    InvalidPath,
+    InvalidQuery,
+    MalformedJson,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
+    RouteNotFound,
+    TooManyWaiters,
+    UnreadableBody,
+    UnsupportedMediaType,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::InvalidBody => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            Refusal::InvalidPageToken => StatusCode::BAD_REQUEST,
+            Refusal::InvalidPath => StatusCode::BAD_REQUEST,
+            Refusal::InvalidQuery => StatusCode::BAD_REQUEST,
+            Refusal::MalformedJson => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::RouteNotFound => StatusCode::NOT_FOUND,
+            Refusal::TooManyWaiters => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UnreadableBody => StatusCode::BAD_REQUEST,
+            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::DeadlineExceeded => "deadline_exceeded",
+            Refusal::InvalidBody => "invalid_body",
+            Refusal::InvalidField => "invalid_field",
+            Refusal::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Refusal::InvalidPageToken => "invalid_page_token",
+            Refusal::InvalidPath => "invalid_path",
+            Refusal::InvalidQuery => "invalid_query",
+            Refusal::MalformedJson => "malformed_json",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::PayloadTooLarge => "payload_too_large",
+            Refusal::RequestTimeout => "request_timeout",
+            Refusal::RouteNotFound => "route_not_found",
+            Refusal::TooManyWaiters => "too_many_waiters",
+            Refusal::UnreadableBody => "unreadable_body",
+            Refusal::UnsupportedMediaType => "unsupported_media_type",
+        }
+    }
+}
+
 /// An error answered as a problem response.
 #[derive(Debug)]
 pub struct ApiError {
@@ -23,8 +87,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
         Self::from_problem(Problem::new(status.as_u16(), code, detail), None)
+    }
+
+    /// The edge refusing the request itself.
+    pub fn refuse(why: Refusal, detail: impl Into<String>) -> Self {
+        Self::new(why.status(), why.code(), detail)
     }
 
     /// Answers a problem the service decided, with the wait it asks for.
@@ -34,18 +103,6 @@ impl ApiError {
             retry_after,
             www_authenticate: None,
         }
-    }
-
-    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-    }
-
-    pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, detail)
     }
 
     /// A failure that is ours, not the caller's: logged in full, answered generically.
@@ -66,16 +123,6 @@ impl ApiError {
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self.problem.retryable = Some(true);
-        self
-    }
-
-    /// Copies the account, provider, upstream status and retryability of another problem.
-    pub fn with_problem_of(mut self, other: &ApiError) -> Self {
-        self.problem.account = other.problem.account.clone();
-        self.problem.source_id = other.problem.source_id.clone();
-        self.problem.provider = other.problem.provider;
-        self.problem.upstream_status = other.problem.upstream_status;
-        self.problem.retryable = other.problem.retryable;
         self
     }
 

@@ -6,7 +6,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{problem::ApiError, request_id};
+use super::{
+    problem::{ApiError, Refusal},
+    request_id,
+};
 use crate::service::{Answer, Outcome};
 
 /// The `Idempotency-Key` of a request, if any (1–255 visible ASCII characters).
@@ -19,8 +22,8 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
         .filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()))
         .map(|s| Some(s.to_owned()))
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
+            ApiError::refuse(
+                Refusal::InvalidIdempotencyKey,
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
         })

@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Json, Path, Query},
-    problem::{ApiError, Problem},
+    problem::{ApiError, Problem, Refusal},
     respond::{idempotency_key, outcome, JsonBody},
     AppState,
 };
@@ -120,13 +120,13 @@ pub(crate) const MAX_NAME: usize = 500;
 fn check_text(field: &'static str, value: &str, required: bool) -> Result<(), ApiError> {
     if required && value.trim().is_empty() {
         return Err(
-            ApiError::unprocessable("invalid_field", format!("{field} must not be empty"))
+            ApiError::refuse(Refusal::InvalidField, format!("{field} must not be empty"))
                 .with_field(field),
         );
     }
     if value.chars().count() > MAX_NAME {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
+        return Err(ApiError::refuse(
+            Refusal::InvalidField,
             format!("{field} must be at most {MAX_NAME} characters"),
         )
         .with_field(field));
@@ -142,8 +142,8 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ApiError> {
         .chars()
         .find(|c| matches!(c, '/' | '\\') || c.is_control());
     match bad {
-        Some(c) => Err(ApiError::unprocessable(
-            "invalid_field",
+        Some(c) => Err(ApiError::refuse(
+            Refusal::InvalidField,
             format!("{field} must not contain `/`, `\\` or control characters (found {c:?})"),
         )
         .with_field(field)),
@@ -276,8 +276,8 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::SnapshotsWrite)?;
     if body.name.is_none() && body.description.is_none() {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::refuse(
+            Refusal::InvalidBody,
             "give name and/or description",
         ));
     }

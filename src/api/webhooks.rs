@@ -15,13 +15,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{Json, Path, Query},
-    problem::{ApiError, Problem},
+    problem::{ApiError, Problem, Refusal},
     AppState,
 };
 use crate::{
     auth::{Caller, Scope},
     domain::{Delivery, EventType, Webhook},
-    service::{NewWebhook, WebhookChanges},
+    service::{NewWebhook, ServiceError, WebhookChanges},
 };
 
 /// An endpoint as the API shows it: never its secret.
@@ -190,8 +190,8 @@ pub const DELIVERY_ID_PATTERN: &str = "^dlv_[0-9a-f]{32}$";
 
 fn check_url(url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL || !URL_REGEX.is_match(url) {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
+        return Err(ApiError::refuse(
+            Refusal::InvalidField,
             format!("url must be an http:// or https:// URL with a host name or address (at most {MAX_URL} characters)"),
         )
         .with_field("url"));
@@ -201,8 +201,8 @@ fn check_url(url: &str) -> Result<(), ApiError> {
 
 fn check_description(description: Option<&String>) -> Result<(), ApiError> {
     match description {
-        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(ApiError::unprocessable(
-            "invalid_field",
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(ApiError::refuse(
+            Refusal::InvalidField,
             format!("description must be at most {MAX_DESCRIPTION} characters"),
         )
         .with_field("description")),
@@ -218,12 +218,9 @@ fn known_id(id: &str, prefix: &str) -> bool {
 }
 
 fn webhook_id(path: &str) -> Result<&str, ApiError> {
-    known_id(path, "wh_").then_some(path).ok_or_else(|| {
-        ApiError::not_found(
-            "webhook_not_found",
-            format!("webhook `{}` does not exist", short(path)),
-        )
-    })
+    known_id(path, "wh_")
+        .then_some(path)
+        .ok_or_else(|| ServiceError::WebhookNotFound(short(path)).into())
 }
 
 fn short(s: &str) -> String {
@@ -530,10 +527,7 @@ pub async fn redeliver(
     caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&path.webhook)?;
     if !known_id(&path.delivery, "dlv_") {
-        return Err(ApiError::not_found(
-            "delivery_not_found",
-            format!("delivery `{}` does not exist", short(&path.delivery)),
-        ));
+        return Err(ServiceError::DeliveryNotFound(short(&path.delivery)).into());
     }
     let delivery = state
         .service

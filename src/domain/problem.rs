@@ -226,6 +226,20 @@ mod tests {
                 }
             }
         }
+        // The edge's refusals: each code written once, as a match arm of `Refusal::code`.
+        let edge = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/problem.rs"),
+        )
+        .unwrap();
+        let arms = edge.split("fn code(self)").nth(1).unwrap_or_default();
+        for (at, _) in arms.match_indices("=> \"") {
+            let code = arms[at + 4..].split('"').next().unwrap_or_default();
+            assert!(
+                CODES.contains(&code),
+                "api/problem.rs: `{code}` is not in CODES"
+            );
+            used.insert(code.to_owned());
+        }
         let unused: Vec<_> = CODES.iter().filter(|c| !used.contains(**c)).collect();
         assert!(unused.is_empty(), "declared but never given: {unused:?}");
     }

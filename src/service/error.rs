@@ -19,6 +19,8 @@ pub enum ServiceError {
     WebhookNotFound(String),
     #[error("delivery `{0}` does not exist")]
     DeliveryNotFound(String),
+    #[error("operation `{0}` does not exist")]
+    OperationNotFound(String),
     /// A webhook URL that may not be a target.
     #[error("{0}")]
     TargetRefused(crate::webhooks::target::TargetError),
@@ -42,6 +44,15 @@ pub enum ServiceError {
     /// A record is sealed under a master key this process does not hold (a key rollout).
     #[error("the record is sealed under key {0}, which this process does not hold")]
     KeyMissing(String),
+    /// The process is shutting down: readiness sends new requests elsewhere.
+    #[error("this process is shutting down: send new requests elsewhere")]
+    Draining,
+    /// Stored records are sealed under master keys this process does not hold.
+    #[error("stored records are sealed under {}, which this process does not hold: add it to SNAPGATE_PREVIOUS_MASTER_KEYS (or make it SNAPGATE_MASTER_KEY) and restart", .0.join(", "))]
+    KeysMissing(Vec<String>),
+    /// A strict list, failed by the first account that failed.
+    #[error("strict listing: an account failed ({0})")]
+    StrictListing(Box<ServiceError>),
     /// Ours, not the caller's: logged in full where it arose, answered generically.
     #[error("internal: {0}")]
     Internal(String),
@@ -99,6 +110,29 @@ impl ServiceError {
             }
             ServiceError::DeliveryNotFound(_) => {
                 Problem::new(404, "delivery_not_found", self.to_string())
+            }
+            ServiceError::OperationNotFound(_) => {
+                Problem::new(404, "operation_not_found", self.to_string())
+            }
+            ServiceError::Draining => retryable(Problem::new(503, "draining", self.to_string())),
+            ServiceError::KeysMissing(_) => {
+                let mut p = Problem::new(503, "master_key_missing", self.to_string());
+                p.retryable = Some(false);
+                p
+            }
+            ServiceError::StrictListing(inner) => {
+                let of = inner.describe();
+                let mut p = Problem::new(
+                    502,
+                    "account_failed",
+                    format!("strict listing: an account failed ({})", of.detail),
+                );
+                p.account = of.account;
+                p.source_id = of.source_id;
+                p.provider = of.provider;
+                p.upstream_status = of.upstream_status;
+                p.retryable = of.retryable;
+                p
             }
             ServiceError::TargetRefused(_) => {
                 let mut p = Problem::new(422, "webhook_target_refused", self.to_string());
@@ -158,6 +192,8 @@ impl ServiceError {
             ServiceError::KeyInFlight => Some(1),
             ServiceError::Store(e) if !matches!(e, StoreError::Conflict) => Some(1),
             ServiceError::KeyMissing(_) => Some(1),
+            ServiceError::Draining => Some(1),
+            ServiceError::StrictListing(inner) => inner.retry_after(),
             ServiceError::Provider(f) => match f.error {
                 ProviderError::RateLimited { retry_after }
                 | ProviderError::CircuitOpen { retry_after } => Some(retry_after),

@@ -153,6 +153,20 @@ impl Service {
         Ok(self.store.ping().await?)
     }
 
+    /// Readiness: not shutting down, the store answering, and every master key the stored
+    /// records are sealed under held.
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        if self.is_draining() {
+            return Err(ServiceError::Draining);
+        }
+        self.ping().await?;
+        let missing = self.keys_missing().await?;
+        if !missing.is_empty() {
+            return Err(ServiceError::KeysMissing(missing));
+        }
+        Ok(())
+    }
+
     /// An event-log position as the tenant's opaque cursor.
     pub fn seal_cursor(&self, tenant: &str, position: i64) -> String {
         self.sealer.seal_cursor(tenant, position)

@@ -149,15 +149,14 @@ impl Service {
         tenant: &str,
         id: &str,
         wait: std::time::Duration,
-    ) -> Result<Option<Operation>, ServiceError> {
+    ) -> Result<Operation, ServiceError> {
         use tokio::sync::broadcast::error::RecvError;
+        let missing = || ServiceError::OperationNotFound(id.chars().take(80).collect());
         // Listening first, so a change between the read and the wait is not missed.
         let mut changes = self.store.operation_changes();
-        let Some(op) = self.operation(tenant, id).await? else {
-            return Ok(None);
-        };
+        let op = self.operation(tenant, id).await?.ok_or_else(missing)?;
         if op.state.is_terminal() || wait.is_zero() {
-            return Ok(Some(op));
+            return Ok(op);
         }
         let seen = (op.state, op.updated_at);
         let until = tokio::time::Instant::now() + wait;
@@ -167,7 +166,7 @@ impl Service {
                 // Shutting down: the caller gets the operation as it stands, not a cut
                 // connection; it asks again (another replica) for what comes next.
                 () = async { let _ = draining.wait_for(|d| *d).await; } => {
-                    return Ok(self.store.get_operation(tenant, id).await?);
+                    return self.store.get_operation(tenant, id).await?.ok_or_else(missing);
                 }
                 change = changes.recv() => match change {
                     Ok((t, i)) if t == tenant && i == id => {}
@@ -182,7 +181,7 @@ impl Service {
             let now = self.store.get_operation(tenant, id).await?;
             let changed = now.as_ref().is_none_or(|n| (n.state, n.updated_at) != seen);
             if changed || tokio::time::Instant::now() >= until {
-                return Ok(now);
+                return now.ok_or_else(missing);
             }
         }
     }
