@@ -1,14 +1,11 @@
 //! `GET /v1/snapshots`: one list across every account of the tenant, merged in one order,
 //! paged by one tamper-evident cursor, with per-account failures reported beside the items.
-//!
-//! Each page re-lists the selected accounts (walking every vendor page) and returns the items
-//! strictly after the cursor's `(created_at, id)` position, so following tokens yields every
-//! matching snapshot exactly once while the vendors do not change.
+//! The query is read and the page answered here; the page itself is the service's
+//! ([`crate::service::SnapshotQuery`]).
 
-use std::{cmp::Ordering, time::Duration};
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,8 +17,7 @@ use super::{
 use crate::{
     auth::{Caller, Scope},
     domain::{ProviderKind, Snapshot, SnapshotStatus},
-    providers::ListFilter,
-    service::{FanOut, ServiceError},
+    service::{FanOut, ServiceError, SnapshotCursor, SnapshotQuery},
 };
 
 /// Query of `GET /v1/snapshots` (repeatable members may be given several times).
@@ -112,15 +108,6 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     Ok(q)
 }
 
-/// Where the previous page ended.
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    /// `created_at` of the last item (RFC 3339), or null when it had none.
-    t: Option<String>,
-    /// Id of the last item.
-    id: String,
-}
-
 fn filters_hash(tenant: &str, q: &ListQuery) -> String {
     let mut accounts = q.account.clone();
     accounts.sort();
@@ -136,17 +123,6 @@ fn filters_hash(tenant: &str, q: &ListQuery) -> String {
         q.name.as_ref().map(|n| n.to_lowercase())
     ]);
     super::paging::query_id(tenant, "snapshots", &filters)
-}
-
-/// Newest first, snapshots without a date last, ties by id ascending.
-fn order(a: (Option<DateTime<Utc>>, &str), b: (Option<DateTime<Utc>>, &str)) -> Ordering {
-    match (a.0, b.0) {
-        (Some(x), Some(y)) => y.cmp(&x),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-    .then_with(|| a.1.cmp(b.1))
 }
 
 /// Lists every snapshot across the caller's accounts, merged and paged by one cursor.
@@ -170,37 +146,29 @@ pub async fn list(
     let cursor = q
         .page_token
         .as_deref()
-        .map(|t| super::paging::open::<Cursor>(&state, &filters, t))
+        .map(|t| super::paging::open::<SnapshotCursor>(&state, &filters, t))
         .transpose()?;
     let page_size = super::paging::page_size(q.page_size)? as usize;
-
-    let include = q.include == Some(Include::Vendor);
-    let source = q.source_id.as_deref();
-    // Statuses the operation overlay can turn a settled snapshot into must be filtered here,
-    // after the overlay; only `available`/`deleted` are safe to hand to a vendor.
-    let pushable = !q.status.is_empty()
-        && q.status
-            .iter()
-            .all(|s| matches!(s, SnapshotStatus::Available | SnapshotStatus::Deleted));
-    let filter = ListFilter {
-        source_id: source,
-        statuses: if pushable { &q.status } else { &[] },
-    };
-    let selected = |a: &crate::domain::Account| {
-        (q.account.is_empty() || q.account.iter().any(|id| id == a.id.as_str()))
-            && (q.provider.is_empty() || q.provider.contains(&a.provider))
-    };
     let fan_out = FanOut {
         per_account: Duration::from_millis(state.config.listing.account_timeout_ms),
         concurrency: state.config.listing.max_concurrency,
     };
-    let merged = state
+    let query = SnapshotQuery {
+        accounts: q.account,
+        providers: q.provider,
+        statuses: q.status,
+        source_id: q.source_id,
+        name: q.name,
+        include_vendor: q.include == Some(Include::Vendor),
+        strict: q.strict == Some(true),
+    };
+    let page = state
         .service
-        .list_snapshots(&caller.tenant, selected, &filter, include, fan_out)
+        .snapshot_page(&caller.tenant, &query, cursor.as_ref(), page_size, fan_out)
         .await?;
-    let errors = page_errors(merged.failures, q.strict == Some(true))?;
-    let (items, last) = page_of(merged.snapshots, &q, cursor.as_ref(), page_size);
-    let next_page_token = last.map(|c| super::paging::seal(&state, &filters, c));
+    let errors = page_errors(page.failures);
+    let items = page.items;
+    let next_page_token = page.next.map(|c| super::paging::seal(&state, &filters, c));
     Ok(axum::Json(SnapshotPage {
         items,
         next_page_token,
@@ -208,56 +176,10 @@ pub async fn list(
     }))
 }
 
-/// The page after `cursor` of the snapshots that match `q`'s filters, in the list's order, and
-/// where it ended when more follow.
-fn page_of(
-    mut items: Vec<Snapshot>,
-    q: &ListQuery,
-    cursor: Option<&Cursor>,
-    page_size: usize,
-) -> (Vec<Snapshot>, Option<Cursor>) {
-    let source = q.source_id.as_deref();
-    let name = q.name.as_ref().map(|n| n.to_lowercase());
-    items.retain(|s| {
-        (q.status.is_empty() || q.status.contains(&s.status))
-            && source.is_none_or(|src| s.source.as_ref().is_some_and(|x| x.id == src))
-            && name.as_ref().is_none_or(|n| {
-                s.name
-                    .as_ref()
-                    .is_some_and(|sn| sn.to_lowercase().contains(n))
-            })
-    });
-    let mut keyed: Vec<(String, Snapshot)> =
-        items.into_iter().map(|s| (s.id.to_string(), s)).collect();
-    keyed.sort_by(|a, b| order((a.1.created_at, &a.0), (b.1.created_at, &b.0)));
-    if let Some(c) = cursor {
-        let t =
-            c.t.as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-        keyed.retain(|(id, s)| order((s.created_at, id), (t, &c.id)) == Ordering::Greater);
-    }
-    let more = keyed.len() > page_size;
-    keyed.truncate(page_size);
-    let last = more.then(|| keyed.last()).flatten().map(|(id, s)| Cursor {
-        t: s.created_at
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
-        id: id.clone(),
-    });
-    (keyed.into_iter().map(|(_, s)| s).collect(), last)
-}
-
-/// The failures of a list as its page's `errors`, ordered by account and source; with
-/// `strict`, the first failure fails the whole list.
-fn page_errors(
-    failures: Vec<ServiceError>,
-    strict: bool,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+/// The failures of a list as its page's `errors`, ordered by account and source.
+fn page_errors(failures: Vec<ServiceError>) -> Vec<serde_json::Value> {
     let mut errors = Vec::with_capacity(failures.len());
     for failure in failures {
-        if strict {
-            return Err(ServiceError::StrictListing(Box::new(failure)).into());
-        }
         let e = ApiError::from(failure);
         let mut problem = e.to_json();
         if problem["retryable"].is_null() {
@@ -274,5 +196,5 @@ fn page_errors(
         };
         key(a).cmp(&key(b))
     });
-    Ok(errors)
+    errors
 }

@@ -26,7 +26,7 @@ pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
 pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
-pub use listing::{FanOut, Merged};
+pub use listing::{FanOut, Merged, SnapshotCursor, SnapshotQuery, SnapshotsPage};
 pub use operations::new_operation;
 pub use snapshots::SnapshotAction;
 pub use webhooks::{NewWebhook, WebhookChanges};
