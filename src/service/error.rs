@@ -120,20 +120,7 @@ impl ServiceError {
                 p.retryable = Some(false);
                 p
             }
-            ServiceError::StrictListing(inner) => {
-                let of = inner.describe();
-                let mut p = Problem::new(
-                    502,
-                    "account_failed",
-                    format!("strict listing: an account failed ({})", of.detail),
-                );
-                p.account = of.account;
-                p.source_id = of.source_id;
-                p.provider = of.provider;
-                p.upstream_status = of.upstream_status;
-                p.retryable = of.retryable;
-                p
-            }
+            ServiceError::StrictListing(inner) => strict_listing(inner.describe()),
             ServiceError::TargetRefused(_) => {
                 let mut p = Problem::new(422, "webhook_target_refused", self.to_string());
                 p.field = Some("url".to_owned());
@@ -202,6 +189,21 @@ impl ServiceError {
             _ => None,
         }
     }
+}
+
+/// A strict list failed by one account: that account's failure, as the whole list's.
+fn strict_listing(of: Problem) -> Problem {
+    let mut p = Problem::new(
+        502,
+        "account_failed",
+        format!("strict listing: an account failed ({})", of.detail),
+    );
+    p.account = of.account;
+    p.source_id = of.source_id;
+    p.provider = of.provider;
+    p.upstream_status = of.upstream_status;
+    p.retryable = of.retryable;
+    p
 }
 
 fn retryable(mut p: Problem) -> Problem {

@@ -461,15 +461,25 @@ impl Upstream {
             });
         }
         let text = message(&body).map(|m| sent.scrubber().scrub(&m));
-        let hold = self
-            .inner
-            .config
+        Err(classify(
+            vendor,
+            status,
+            &headers,
+            text,
+            self.hold_secs(&policy),
+        ))
+    }
+
+    /// How long a 429 without `Retry-After` holds the vendor's account: the operator's setting
+    /// for it, else the vendor's documented window, else the general setting.
+    fn hold_secs(&self, vendor: &Vendor) -> u64 {
+        let config = &self.inner.config;
+        config
             .provider_rate_limit_hold_secs
-            .get(&vendor)
+            .get(&vendor.kind)
             .copied()
-            .or(policy.rate_limit_window_secs)
-            .unwrap_or(self.inner.config.rate_limit_hold_secs);
-        Err(classify(vendor, status, &headers, text, hold))
+            .or(vendor.rate_limit_window_secs)
+            .unwrap_or(config.rate_limit_hold_secs)
     }
 }
 

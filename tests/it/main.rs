@@ -11,6 +11,7 @@
 )]
 
 mod accounts;
+mod architecture;
 mod auth;
 mod canary;
 mod demo;
