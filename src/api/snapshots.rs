@@ -88,6 +88,11 @@ pub struct RestoreSnapshot {
     /// Name of the new resource, where the restore makes one (`restore_to_new_resource`);
     /// some providers require it.
     pub new_name: Option<String>,
+    /// `true`: roll the snapshot's own source back, **replacing its disk** (destructive), where
+    /// the provider can (`restore_in_place`). A provider that can also restore to a new
+    /// resource does that unless this is `true`.
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// Body of `POST /v1/snapshots/{snapshot}/image`.
@@ -355,6 +360,7 @@ pub async fn restore(
     let restore = RestoreRequest {
         target_id: body.target_id,
         new_name: body.new_name,
+        in_place: body.in_place,
     };
     change(
         &state,

@@ -190,6 +190,9 @@ pub struct Capabilities {
     pub restore_to_new_resource: bool,
     /// Restore may target another resource than the snapshot's source.
     pub restore_to_other_target: bool,
+    /// Restore can roll the snapshot's own source back in place, replacing its disk (where the
+    /// provider also restores to a new resource, only when asked with `in_place: true`).
+    pub restore_in_place: bool,
     pub create_image: bool,
     pub name_availability: bool,
 }

@@ -60,6 +60,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore: true,
         restore_to_new_resource: true,
         restore_to_other_target: false,
+        restore_in_place: false,
         create_image: true,
         name_availability: true,
     },

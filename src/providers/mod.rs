@@ -143,6 +143,8 @@ pub struct UpdateRequest {
 pub struct RestoreRequest {
     pub target_id: Option<String>,
     pub new_name: Option<String>,
+    /// Roll the snapshot's own source back, replacing its disk (destructive).
+    pub in_place: bool,
 }
 
 impl RestoreRequest {
@@ -163,6 +165,26 @@ impl RestoreRequest {
                 field: "target_id",
                 message: format!("{vendor} restores {how}; target_id is not accepted"),
             });
+        }
+        if self.in_place {
+            let refused = if !c.restore_in_place {
+                Some(format!(
+                    "{vendor} restores to a new {resource}; in_place is not accepted"
+                ))
+            } else if self.target_id.is_some() || self.new_name.is_some() {
+                Some(format!(
+                    "in_place rolls the snapshot's own {resource} back; target_id and new_name \
+                     are not accepted with it"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = refused {
+                return Err(ProviderError::Invalid {
+                    field: "in_place",
+                    message,
+                });
+            }
         }
         if self.new_name.is_some() && !c.restore_to_new_resource {
             let how = if c.restore_to_other_target {
@@ -671,21 +693,23 @@ mod tests {
     fn restore_inputs_are_refused_where_the_capabilities_say() {
         for info in infos() {
             let c = &info.capabilities;
-            let request = |target: Option<&str>, name: Option<&str>| RestoreRequest {
+            let request = |target: Option<&str>, name: Option<&str>, in_place| RestoreRequest {
                 target_id: target.map(str::to_owned),
                 new_name: name.map(str::to_owned),
+                in_place,
             };
             for (field, given, accepted) in [
                 (
                     "target_id",
-                    request(Some("9"), None),
+                    request(Some("9"), None, false),
                     c.restore_to_other_target,
                 ),
                 (
                     "new_name",
-                    request(None, Some("copy")),
+                    request(None, Some("copy"), false),
                     c.restore_to_new_resource,
                 ),
+                ("in_place", request(None, None, true), c.restore_in_place),
             ] {
                 match given.check(info) {
                     Ok(()) => assert!(accepted, "{} took {field}", info.kind),

@@ -494,3 +494,47 @@ async fn a_retried_rename_with_the_same_idempotency_key_replays_without_a_second
         .collect();
     assert_eq!(writes.len(), 1, "one vendor call: {writes:?}");
 }
+
+/// A destructive in-place restore is asked for by name, and refused where the provider can only
+/// restore to a new resource — before anything reaches the vendor.
+#[tokio::test]
+async fn in_place_restores_are_refused_where_the_provider_makes_a_new_resource() {
+    let s = crate::lifecycle::spawn_with_simulator(Duration::from_millis(50)).await;
+    let providers: Value = s
+        .app
+        .get("/v1/providers", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for p in providers["items"].as_array().unwrap() {
+        if p["capabilities"]["restore_in_place"] == true {
+            continue;
+        }
+        let account = p["name"].as_str().unwrap();
+        let page: Value = s
+            .app
+            .get(&format!("/v1/snapshots?account={account}"), &s.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = page["items"][0]["id"].as_str().unwrap();
+        s.sim.clear_requests();
+        let refused = s
+            .app
+            .post(
+                &format!("/v1/snapshots/{id}/restore"),
+                &s.token,
+                &json!({"in_place": true}),
+            )
+            .await;
+        let body = assert_problem(refused, 422, "invalid_field").await;
+        assert_eq!(body["field"], "in_place", "{account}: {body}");
+        let calls = s.sim.requests(None);
+        assert!(
+            calls.iter().all(|r| r.method == "GET"),
+            "{account}: {calls:?}"
+        );
+    }
+}

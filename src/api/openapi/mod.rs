@@ -124,7 +124,7 @@ type CanDo = fn(&Capabilities) -> bool;
 
 /// What only some providers can do, by operation: said on the operation with the names of the
 /// providers that can, from their declarations.
-const CAPABLE: [(&str, &str, CanDo); 7] = [
+const CAPABLE: [(&str, &str, CanDo); 8] = [
     ("createSnapshot", "create snapshots", |c| c.create),
     (
         "createSnapshot",
@@ -135,6 +135,9 @@ const CAPABLE: [(&str, &str, CanDo); 7] = [
     ("updateSnapshot", "change descriptions", |c| c.describe),
     ("restoreSnapshot", "restore to a new resource", |c| {
         c.restore_to_new_resource
+    }),
+    ("restoreSnapshot", "restore in place (destructive)", |c| {
+        c.restore_in_place
     }),
     ("createImageFromSnapshot", "make images", |c| c.create_image),
     ("checkSnapshotName", "check names", |c| c.name_availability),

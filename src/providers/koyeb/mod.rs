@@ -62,6 +62,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore: true,
         restore_to_new_resource: true,
         restore_to_other_target: false,
+        restore_in_place: false,
         create_image: false,
         name_availability: false,
     },

@@ -65,6 +65,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore: true,
         restore_to_new_resource: false,
         restore_to_other_target: false,
+        restore_in_place: true,
         create_image: false,
         name_availability: false,
     },
