@@ -66,6 +66,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         // Repeated violations block the caller's address for every account behind it.
         window_secs: Some(60),
         by_address: true,
+        headers: None,
     },
 };
 

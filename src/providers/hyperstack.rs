@@ -72,6 +72,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         // Documented per source IP, over a one-minute window.
         window_secs: Some(60),
         by_address: true,
+        headers: None,
     },
 };
 

@@ -56,6 +56,8 @@ pub struct RateLimits {
     /// The limit is per caller address: one account's 429 holds every account of the vendor,
     /// as they all call from the gateway's address.
     pub by_address: bool,
+    /// The headers saying how much of the limit is left, where the vendor sends them.
+    pub headers: Option<crate::upstream::RateLimitHeaders>,
 }
 
 impl RateLimits {
@@ -63,6 +65,7 @@ impl RateLimits {
     pub const PER_ACCOUNT: Self = Self {
         window_secs: None,
         by_address: false,
+        headers: None,
     };
 }
 
@@ -73,6 +76,7 @@ impl ProviderInfo {
             kind: self.kind,
             rate_limit_window_secs: self.rate_limits.window_secs,
             limits_by_address: self.rate_limits.by_address,
+            rate_limit_headers: self.rate_limits.headers,
             secret_header: match self.auth {
                 http::Auth::Header { name, .. } => Some(name),
                 http::Auth::Scheme { .. } | http::Auth::Obtained => None,

@@ -73,6 +73,41 @@ pub struct Vendor {
     pub limits_by_address: bool,
     /// A header whose value is a credential, besides the standard ones (`Authorization`, …).
     pub secret_header: Option<&'static str>,
+    /// Where the vendor says how much of its limit is left: an account that has spent it is
+    /// held before the vendor has to answer 429.
+    pub rate_limit_headers: Option<RateLimitHeaders>,
+}
+
+/// A vendor's rate-limit headers, as its documentation names them.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RateLimitHeaders {
+    /// Requests left (`RateLimit-Remaining`).
+    pub remaining: &'static str,
+    /// Unix time of the reset it documents (`RateLimit-Reset`).
+    pub reset: &'static str,
+    /// Where the limit refills gradually: seconds until the next request is allowed once none
+    /// is left (the reset then being the time of a *full* refill). `None`: the reset is when
+    /// the next request is allowed.
+    pub refill_secs: Option<u64>,
+}
+
+impl RateLimitHeaders {
+    /// How long to hold the account after a reply saying none of the limit is left.
+    pub fn exhausted_for(&self, headers: &HeaderMap) -> Option<u64> {
+        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<i64>().ok();
+        if number(self.remaining)? > 0 {
+            return None;
+        }
+        let until_reset = number(self.reset)
+            .map(|at| at.saturating_sub(chrono::Utc::now().timestamp()).max(1))
+            .map(|secs| secs as u64);
+        Some(match (self.refill_secs, until_reset) {
+            (Some(refill), Some(reset)) => refill.min(reset),
+            (Some(refill), None) => refill,
+            (None, Some(reset)) => reset,
+            (None, None) => 1,
+        })
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -287,6 +322,15 @@ impl Upstream {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
                 probe_slot.armed = false;
                 guard.success();
+                // A reply saying the limit is spent holds the account now, not after a 429.
+                let exhausted = match (&result, &policy.rate_limit_headers) {
+                    (Ok(reply), Some(headers)) => headers.exhausted_for(&reply.headers),
+                    _ => None,
+                };
+                if let Some(secs) = exhausted {
+                    tracing::info!(%vendor, operation, secs, "rate limit spent: holding the account");
+                    guard.rate_limited(secs);
+                }
                 if let Err(ProviderError::RateLimited { retry_after }) = &result {
                     guard.rate_limited(*retry_after);
                     if let Some(address) = &address {
@@ -716,5 +760,44 @@ mod retry_after_tests {
         let secs = retry_after(&with(&in_two_minutes), 60);
         assert!((118..=121).contains(&secs), "{secs}");
         assert_eq!(retry_after(&with("soon"), 30), 30);
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_header_tests {
+    use super::RateLimitHeaders;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(remaining: &str, reset_in: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit-remaining",
+            HeaderValue::from_str(remaining).unwrap(),
+        );
+        let reset = (chrono::Utc::now().timestamp() + reset_in).to_string();
+        h.insert("ratelimit-reset", HeaderValue::from_str(&reset).unwrap());
+        h
+    }
+
+    const NEXT_SLOT: RateLimitHeaders = RateLimitHeaders {
+        remaining: "ratelimit-remaining",
+        reset: "ratelimit-reset",
+        refill_secs: None,
+    };
+
+    #[test]
+    fn a_spent_limit_holds_until_the_reset_or_the_next_refill() {
+        assert_eq!(NEXT_SLOT.exhausted_for(&headers("3", 40)), None);
+        let held = NEXT_SLOT.exhausted_for(&headers("0", 40)).unwrap();
+        assert!((39..=41).contains(&held), "{held}");
+        let gradual = RateLimitHeaders {
+            refill_secs: Some(1),
+            ..NEXT_SLOT
+        };
+        // A full refill an hour away, one request back every second: hold one second.
+        assert_eq!(gradual.exhausted_for(&headers("0", 3600)), Some(1));
+        // A reset already past still holds a moment; no headers, no hold.
+        assert_eq!(NEXT_SLOT.exhausted_for(&headers("0", -5)), Some(1));
+        assert_eq!(NEXT_SLOT.exhausted_for(&HeaderMap::new()), None);
     }
 }
