@@ -185,7 +185,10 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let served = tokio::spawn(app.run_until(shutdown));
 
     let mut out = String::new();
-    out += "snapgate demo: the gateway in front of five simulated clouds.\n\n";
+    out += &format!(
+        "snapgate demo: the gateway in front of {} simulated clouds.\n\n",
+        Vendor::ALL.len()
+    );
     out += &format!("  Swagger UI:  {url}/docs   (press Authorize and paste SNAPGATE_TOKEN)\n");
     out += &format!(
         "  Data:        {} (master key, token secret, SQLite)\n\n",
@@ -198,20 +201,8 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
         "export SNAPGATE_DEMO_SIMULATOR_URL=http://{}/_sim\n",
         sim.addr()
     );
-    // The first provider with a snapshot to read is the one the examples below use.
-    let mut example: Option<String> = None;
-    for (vendor, id) in &seeded {
-        let upper = vendor.as_str().to_ascii_uppercase();
-        out += &format!("export SNAPGATE_DEMO_{upper}_ACCOUNT={id}\n");
-        out += &format!(
-            "export SNAPGATE_DEMO_{upper}_SOURCES={}\n",
-            sim.sources(*vendor).join(",")
-        );
-        if let Some(snapshot) = first_available_snapshot(&url, &token, id).await {
-            out += &format!("export SNAPGATE_DEMO_{upper}_SNAPSHOT={snapshot}\n");
-            example.get_or_insert(upper);
-        }
-    }
+    let (exports, example) = account_exports(&url, &token, &sim, &seeded).await;
+    out += &exports;
     out += "\nTry:\n";
     out +=
         "  curl -s \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";
@@ -237,6 +228,32 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     sim.shutdown().await;
     served.map_err(io(dir))
+}
+
+/// The `export` lines of every seeded account (its id, sources and a snapshot to read), and
+/// the provider (upper case) of the first one with a snapshot: the one the hints use.
+async fn account_exports(
+    url: &str,
+    token: &str,
+    sim: &RunningSimulator,
+    seeded: &[(Vendor, AccountId)],
+) -> (String, Option<String>) {
+    // The first provider with a snapshot to read is the one the examples below use.
+    let mut example: Option<String> = None;
+    let mut out = String::new();
+    for (vendor, id) in seeded {
+        let upper = vendor.as_str().to_ascii_uppercase();
+        out += &format!("export SNAPGATE_DEMO_{upper}_ACCOUNT={id}\n");
+        out += &format!(
+            "export SNAPGATE_DEMO_{upper}_SOURCES={}\n",
+            sim.sources(*vendor).join(",")
+        );
+        if let Some(snapshot) = first_available_snapshot(url, token, id).await {
+            out += &format!("export SNAPGATE_DEMO_{upper}_SNAPSHOT={snapshot}\n");
+            example.get_or_insert(upper);
+        }
+    }
+    (out, example)
 }
 
 /// The id of one available snapshot of a seeded account, asked of the running gateway itself

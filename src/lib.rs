@@ -1,4 +1,4 @@
-//! snapgate: one HTTP API in front of the snapshot APIs of five clouds.
+//! snapgate: one HTTP API in front of the snapshot APIs of many clouds.
 //!
 //! Request flow: `api` (auth, extractors, handlers) → `store` (accounts, sealed credentials)
 //! → `providers` (one adapter per vendor) → the vendor. See `ARCHITECTURE.md`.

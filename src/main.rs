@@ -9,7 +9,7 @@ use snapgate::{app::shutdown_signal, auth, Application, Config};
 #[command(
     name = "snapgate",
     version,
-    about = "One HTTP API in front of five clouds' snapshot APIs"
+    about = "One HTTP API in front of every cloud's snapshot API"
 )]
 struct Cli {
     /// TOML config file (environment variables `SNAPGATE_*` override it).
@@ -38,7 +38,7 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
-    /// Run the five simulated vendor APIs on one port.
+    /// Run every simulated vendor API on one port.
     Simulate {
         /// Address to listen on (port 0 picks one).
         #[arg(long, default_value = "127.0.0.1:9090")]

@@ -35,7 +35,7 @@ pub struct ProviderList {
 #[utoipa::path(
     get, path = "/v1/providers", tag = "providers", operation_id = "listProviders",
     security(("bearer" = [])),
-    responses((status = 200, description = "The five providers", body = ProviderList))
+    responses((status = 200, description = "Every provider", body = ProviderList))
 )]
 pub async fn list(
     State(state): State<AppState>,

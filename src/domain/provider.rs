@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// One of the five clouds snapgate speaks to.
+/// One of the clouds snapgate speaks to.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -16,16 +16,18 @@ pub enum ProviderKind {
     Oktawave,
     Hostinger,
     Syminet,
+    Hetzner,
 }
 
 impl ProviderKind {
     /// Every provider, in the order the API lists them.
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::Hyperstack,
         ProviderKind::Koyeb,
         ProviderKind::Oktawave,
         ProviderKind::Hostinger,
         ProviderKind::Syminet,
+        ProviderKind::Hetzner,
     ];
 
     /// The lowercase name used on the wire, in config keys and in the database.
@@ -36,6 +38,7 @@ impl ProviderKind {
             ProviderKind::Oktawave => "oktawave",
             ProviderKind::Hostinger => "hostinger",
             ProviderKind::Syminet => "syminet",
+            ProviderKind::Hetzner => "hetzner",
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Vendor wire types never leave this module tree; callers see only domain types.
 
+mod hetzner;
 mod hostinger;
 mod hyperstack;
 mod koyeb;
@@ -592,7 +593,7 @@ type Build =
     fn(&ProvidersConfig, Upstream) -> Result<Arc<dyn ProviderAdapter>, ProviderConfigError>;
 
 /// Every provider: its declaration and its adapter. Adding one is a line here (and its module).
-static PROVIDERS: [(&ProviderInfo, Build); 5] = [
+static PROVIDERS: [(&ProviderInfo, Build); 6] = [
     (&hyperstack::INFO, |c, u| {
         Ok(Arc::new(hyperstack::Hyperstack::new(c, u)?))
     }),
@@ -605,6 +606,9 @@ static PROVIDERS: [(&ProviderInfo, Build); 5] = [
     }),
     (&syminet::INFO, |c, u| {
         Ok(Arc::new(syminet::Syminet::new(c, u)?))
+    }),
+    (&hetzner::INFO, |c, u| {
+        Ok(Arc::new(hetzner::Hetzner::new(c, u)?))
     }),
 ];
 

@@ -1,4 +1,4 @@
-//! The five fake vendors behind `snapgate simulate` and the demo: faithful, stateful stand-ins for
+//! The fake vendors behind `snapgate simulate` and the demo: faithful, stateful stand-ins for
 //! the Hyperstack, Koyeb, Oktawave, Hostinger and Syminet snapshot APIs on one port, each under its
 //! own path prefix, plus a `/_sim` control plane (faults, request journal, stats).
 //!
@@ -13,6 +13,7 @@
 
 mod control;
 mod faults;
+mod hetzner;
 mod hostinger;
 mod hyperstack;
 mod koyeb;
@@ -54,10 +55,12 @@ pub const OKTAWAVE_USERNAME: &str = "sim-oktawave-user";
 pub const OKTAWAVE_PASSWORD: &str = "sim-oktawave-password";
 /// Hostinger API token (`Authorization: Bearer …`).
 pub const HOSTINGER_TOKEN: &str = "sim-hostinger-token";
+/// Hetzner Cloud API token (`Authorization: Bearer …`).
+pub const HETZNER_TOKEN: &str = "sim-hetzner-token";
 /// Syminet API token (`authorization: bearer …`).
 pub const SYMINET_TOKEN: &str = "sim-syminet-token";
 
-/// One of the five simulated vendors.
+/// One of the simulated vendors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
@@ -66,16 +69,18 @@ pub enum Vendor {
     Oktawave,
     Hostinger,
     Syminet,
+    Hetzner,
 }
 
 impl Vendor {
     /// Every vendor, in the fixed order used for listings and `env_lines`.
-    pub const ALL: [Vendor; 5] = [
+    pub const ALL: [Vendor; 6] = [
         Vendor::Hyperstack,
         Vendor::Koyeb,
         Vendor::Oktawave,
         Vendor::Hostinger,
         Vendor::Syminet,
+        Vendor::Hetzner,
     ];
 
     /// What the simulator knows of the vendor: the one place a vendor is wired in.
@@ -86,12 +91,18 @@ impl Vendor {
             Vendor::Oktawave => &oktawave::SPEC,
             Vendor::Hostinger => &hostinger::SPEC,
             Vendor::Syminet => &syminet::SPEC,
+            Vendor::Hetzner => &hetzner::SPEC,
         }
     }
 
     /// Lowercase name, as used in paths and JSON.
     pub fn as_str(self) -> &'static str {
         self.spec().name
+    }
+
+    /// The fixed credentials it accepts, by the gateway's field names.
+    pub fn credentials(self) -> &'static [(&'static str, &'static str)] {
+        self.spec().credentials
     }
 
     /// The readings of its undocumented behaviour it can play (see [`Variants`]).
@@ -146,7 +157,7 @@ impl fmt::Display for Vendor {
     }
 }
 
-/// A vendor name that is not one of the five.
+/// A vendor name that is not one of [`Vendor::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownVendor(pub String);
 
@@ -204,7 +215,7 @@ pub struct RunningSimulator {
     task: JoinHandle<()>,
 }
 
-/// Serves all five vendor APIs and `/_sim` on `listener` until the returned handle is shut down or
+/// Serves every vendor API and `/_sim` on `listener` until the returned handle is shut down or
 /// dropped.
 pub async fn start(
     listener: TcpListener,

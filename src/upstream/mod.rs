@@ -322,15 +322,7 @@ impl Upstream {
                 // The vendor answered (2xx, 4xx or 429): it is alive.
                 probe_slot.armed = false;
                 guard.success();
-                // A reply saying the limit is spent holds the account now, not after a 429.
-                let exhausted = match (&result, &policy.rate_limit_headers) {
-                    (Ok(reply), Some(headers)) => headers.exhausted_for(&reply.headers),
-                    _ => None,
-                };
-                if let Some(secs) = exhausted {
-                    tracing::info!(%vendor, operation, secs, "rate limit spent: holding the account");
-                    guard.rate_limited(secs);
-                }
+                hold_if_spent(&policy, operation, &result, &guard);
                 if let Err(ProviderError::RateLimited { retry_after }) = &result {
                     guard.rate_limited(*retry_after);
                     if let Some(address) = &address {
@@ -609,6 +601,24 @@ pub fn control_client() -> reqwest::Client {
 fn backoff(attempt: u32) -> Duration {
     let ceiling = 50u64.saturating_mul(1 << attempt.min(5)).min(1_000);
     Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+}
+
+/// A reply saying the vendor's limit is spent holds the account now, not after a 429.
+fn hold_if_spent(
+    policy: &Vendor,
+    operation: &'static str,
+    result: &Result<Reply, ProviderError>,
+    guard: &guard::Guard,
+) {
+    let exhausted = match (result, &policy.rate_limit_headers) {
+        (Ok(reply), Some(headers)) => headers.exhausted_for(&reply.headers),
+        _ => None,
+    };
+    if let Some(secs) = exhausted {
+        let vendor = policy.kind;
+        tracing::info!(%vendor, operation, secs, "rate limit spent: holding the account");
+        guard.rate_limited(secs);
+    }
 }
 
 /// Whether a vendor rate-limits by the caller's address.

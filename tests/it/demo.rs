@@ -193,7 +193,7 @@ fn simulate_prints_one_url_per_vendor_then_the_credentials() {
     let lines: Vec<String> = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .take(14)
+        .take_while(|l| l.starts_with("export "))
         .collect();
     drop(guard);
     let names: Vec<&str> = lines
@@ -201,28 +201,22 @@ fn simulate_prints_one_url_per_vendor_then_the_credentials() {
         .filter_map(|l| l.strip_prefix("export "))
         .map(|l| l.split('=').next().unwrap())
         .collect();
-    assert_eq!(
-        &names[..5],
-        [
-            "SIMULATOR_HYPERSTACK_URL",
-            "SIMULATOR_KOYEB_URL",
-            "SIMULATOR_OKTAWAVE_URL",
-            "SIMULATOR_HOSTINGER_URL",
-            "SIMULATOR_SYMINET_URL"
-        ]
-    );
-    for name in [
-        "SIMULATOR_HYPERSTACK_API_KEY",
-        "SIMULATOR_KOYEB_TOKEN",
-        "SIMULATOR_OKTAWAVE_CLIENT_ID",
-        "SIMULATOR_OKTAWAVE_CLIENT_SECRET",
-        "SIMULATOR_OKTAWAVE_USERNAME",
-        "SIMULATOR_OKTAWAVE_PASSWORD",
-        "SIMULATOR_HOSTINGER_TOKEN",
-        "SIMULATOR_SYMINET_TOKEN",
-        "SIMULATOR_OKTAWAVE_TOKEN_URL",
-    ] {
-        assert!(names.contains(&name), "{name} missing from {lines:?}");
+    let vendors = snapgate::simulator::Vendor::ALL;
+    let urls: Vec<String> = vendors
+        .iter()
+        .map(|v| format!("SIMULATOR_{}_URL", v.as_str().to_uppercase()))
+        .collect();
+    assert_eq!(&names[..vendors.len()], urls);
+    let credentials = vendors.iter().flat_map(|v| {
+        v.credentials()
+            .iter()
+            .map(move |(field, _)| format!("SIMULATOR_{}_{}", v.as_str(), field).to_uppercase())
+    });
+    for name in credentials.chain(["SIMULATOR_OKTAWAVE_TOKEN_URL".to_owned()]) {
+        assert!(
+            names.contains(&name.as_str()),
+            "{name} missing from {lines:?}"
+        );
     }
     assert!(!lines[0].contains(":0/"), "the real port is printed");
 }

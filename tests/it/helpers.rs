@@ -201,9 +201,39 @@ pub fn account_body(id: &str, provider: &str) -> Value {
         ),
         "hostinger" => (json!({"token": "hostinger-secret-token-0005"}), json!({})),
         "syminet" => (json!({"token": "syminet-secret-token-0006"}), json!({})),
-        other => panic!("unknown provider {other}"),
+        // Any other provider: its declared fields, each credential a recognizable secret.
+        other => declared_fields(other),
     };
     json!({"id": id, "provider": provider, "credentials": credentials, "settings": settings})
+}
+
+/// A provider's required credentials (`{provider}-secret-{field}-0000`) and settings (the
+/// first allowed value, or a placeholder), from its declaration.
+fn declared_fields(provider: &str) -> (Value, Value) {
+    let info = snapgate::providers::infos()
+        .find(|i| i.kind.as_str() == provider)
+        .unwrap_or_else(|| panic!("unknown provider {provider}"));
+    let credentials: serde_json::Map<String, Value> = info
+        .credential_fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| {
+            (
+                f.name.to_owned(),
+                json!(format!("{provider}-secret-{}-0000", f.name)),
+            )
+        })
+        .collect();
+    let settings: serde_json::Map<String, Value> = info
+        .setting_fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| {
+            let value = f.allowed.map_or("x", |a| a[0]);
+            (f.name.to_owned(), json!(value))
+        })
+        .collect();
+    (Value::Object(credentials), Value::Object(settings))
 }
 
 /// Every secret value `account_body` uses.
@@ -216,6 +246,22 @@ pub const SECRET_VALUES: [&str; 7] = [
     "syminet-secret-token-0006",
     "okta-client",
 ];
+
+/// Every secret value `account_body` gives any provider: [`SECRET_VALUES`] and the declared
+/// ones of every other provider.
+pub fn secret_values() -> Vec<String> {
+    let mut all: Vec<String> = SECRET_VALUES.iter().map(|s| (*s).to_owned()).collect();
+    for provider in providers() {
+        let body = account_body("x", provider);
+        for value in body["credentials"].as_object().unwrap().values() {
+            let value = value.as_str().unwrap().to_owned();
+            if value.contains("-secret-") && !all.contains(&value) {
+                all.push(value);
+            }
+        }
+    }
+    all
+}
 
 /// Every provider, as the gateway declares them (a new provider is in every test that walks them).
 pub fn providers() -> Vec<&'static str> {

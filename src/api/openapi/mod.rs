@@ -43,9 +43,9 @@ pub use failures::ROUTE_FAILURES;
     components(schemas(Problem, Include)),
     modifiers(&Security),
     tags(
-        (name = "providers", description = "The five clouds and what each supports"),
+        (name = "providers", description = "The clouds and what each supports"),
         (name = "accounts", description = "Provider credentials, sealed at rest and write-only"),
-        (name = "snapshots", description = "The normalized snapshot API over all five providers"),
+        (name = "snapshots", description = "The normalized snapshot API over every provider"),
         (name = "operations", description = "Async work (create, delete, restore, rename, image), advanced from the vendor"),
         (name = "events", description = "The tenant's event log: operations finishing, snapshots created, deleted and restored, account health"),
         (name = "webhooks", description = "Endpoints the tenant's events are POSTed to, signed per Standard Webhooks 1.0, with their delivery logs"),

@@ -298,7 +298,7 @@ async fn stats_count_requests_and_concurrent_in_flight_requests_per_vendor() {
         all["syminet"],
         json!({ "requests": 3, "in_flight": 0, "max_in_flight": 3 })
     );
-    assert_eq!(all.as_object().unwrap().len(), 5);
+    assert_eq!(all.as_object().unwrap().len(), Vendor::ALL.len());
     assert_eq!(
         control(&sim, Method::DELETE, "/stats")
             .send()
@@ -318,25 +318,23 @@ async fn env_lines_export_urls_then_credentials_then_the_token_url() {
         .lines()
         .map(|l| l.split('=').next().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "export SIMULATOR_HYPERSTACK_URL",
-            "export SIMULATOR_KOYEB_URL",
-            "export SIMULATOR_OKTAWAVE_URL",
-            "export SIMULATOR_HOSTINGER_URL",
-            "export SIMULATOR_SYMINET_URL",
-            "export SIMULATOR_HYPERSTACK_API_KEY",
-            "export SIMULATOR_KOYEB_TOKEN",
-            "export SIMULATOR_OKTAWAVE_CLIENT_ID",
-            "export SIMULATOR_OKTAWAVE_CLIENT_SECRET",
-            "export SIMULATOR_OKTAWAVE_USERNAME",
-            "export SIMULATOR_OKTAWAVE_PASSWORD",
-            "export SIMULATOR_HOSTINGER_TOKEN",
-            "export SIMULATOR_SYMINET_TOKEN",
-            "export SIMULATOR_OKTAWAVE_TOKEN_URL",
-        ]
-    );
+    // Every vendor's URL, then every vendor's credentials, then the token URL.
+    let upper = |v: Vendor| v.as_str().to_uppercase();
+    let mut expected: Vec<String> = Vendor::ALL
+        .iter()
+        .map(|v| format!("export SIMULATOR_{}_URL", upper(*v)))
+        .collect();
+    for v in Vendor::ALL {
+        for (field, _) in v.credentials() {
+            expected.push(format!(
+                "export SIMULATOR_{}_{}",
+                upper(v),
+                field.to_uppercase()
+            ));
+        }
+    }
+    expected.push("export SIMULATOR_OKTAWAVE_TOKEN_URL".to_owned());
+    assert_eq!(names, expected);
     assert!(lines.contains(&format!(
         "SIMULATOR_HYPERSTACK_URL=http://{}/hyperstack/v1\n",
         sim.addr()
