@@ -17,17 +17,19 @@ pub enum ProviderKind {
     Hostinger,
     Syminet,
     Hetzner,
+    Digitalocean,
 }
 
 impl ProviderKind {
     /// Every provider, in the order the API lists them.
-    pub const ALL: [ProviderKind; 6] = [
+    pub const ALL: [ProviderKind; 7] = [
         ProviderKind::Hyperstack,
         ProviderKind::Koyeb,
         ProviderKind::Oktawave,
         ProviderKind::Hostinger,
         ProviderKind::Syminet,
         ProviderKind::Hetzner,
+        ProviderKind::Digitalocean,
     ];
 
     /// The lowercase name used on the wire, in config keys and in the database.
@@ -39,6 +41,7 @@ impl ProviderKind {
             ProviderKind::Hostinger => "hostinger",
             ProviderKind::Syminet => "syminet",
             ProviderKind::Hetzner => "hetzner",
+            ProviderKind::Digitalocean => "digitalocean",
         }
     }
 }

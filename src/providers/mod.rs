@@ -2,6 +2,7 @@
 //!
 //! Vendor wire types never leave this module tree; callers see only domain types.
 
+mod digitalocean;
 mod hetzner;
 mod hostinger;
 mod hyperstack;
@@ -593,7 +594,7 @@ type Build =
     fn(&ProvidersConfig, Upstream) -> Result<Arc<dyn ProviderAdapter>, ProviderConfigError>;
 
 /// Every provider: its declaration and its adapter. Adding one is a line here (and its module).
-static PROVIDERS: [(&ProviderInfo, Build); 6] = [
+static PROVIDERS: [(&ProviderInfo, Build); 7] = [
     (&hyperstack::INFO, |c, u| {
         Ok(Arc::new(hyperstack::Hyperstack::new(c, u)?))
     }),
@@ -609,6 +610,9 @@ static PROVIDERS: [(&ProviderInfo, Build); 6] = [
     }),
     (&hetzner::INFO, |c, u| {
         Ok(Arc::new(hetzner::Hetzner::new(c, u)?))
+    }),
+    (&digitalocean::INFO, |c, u| {
+        Ok(Arc::new(digitalocean::Digitalocean::new(c, u)?))
     }),
 ];
 

@@ -12,6 +12,7 @@
 //! task mutates state, which keeps the simulator deterministic under test.
 
 mod control;
+mod digitalocean;
 mod faults;
 mod hetzner;
 mod hostinger;
@@ -55,6 +56,8 @@ pub const OKTAWAVE_USERNAME: &str = "sim-oktawave-user";
 pub const OKTAWAVE_PASSWORD: &str = "sim-oktawave-password";
 /// Hostinger API token (`Authorization: Bearer …`).
 pub const HOSTINGER_TOKEN: &str = "sim-hostinger-token";
+/// DigitalOcean personal access token (`Authorization: Bearer …`).
+pub const DIGITALOCEAN_TOKEN: &str = "sim-digitalocean-token";
 /// Hetzner Cloud API token (`Authorization: Bearer …`).
 pub const HETZNER_TOKEN: &str = "sim-hetzner-token";
 /// Syminet API token (`authorization: bearer …`).
@@ -70,17 +73,19 @@ pub enum Vendor {
     Hostinger,
     Syminet,
     Hetzner,
+    Digitalocean,
 }
 
 impl Vendor {
     /// Every vendor, in the fixed order used for listings and `env_lines`.
-    pub const ALL: [Vendor; 6] = [
+    pub const ALL: [Vendor; 7] = [
         Vendor::Hyperstack,
         Vendor::Koyeb,
         Vendor::Oktawave,
         Vendor::Hostinger,
         Vendor::Syminet,
         Vendor::Hetzner,
+        Vendor::Digitalocean,
     ];
 
     /// What the simulator knows of the vendor: the one place a vendor is wired in.
@@ -92,6 +97,7 @@ impl Vendor {
             Vendor::Hostinger => &hostinger::SPEC,
             Vendor::Syminet => &syminet::SPEC,
             Vendor::Hetzner => &hetzner::SPEC,
+            Vendor::Digitalocean => &digitalocean::SPEC,
         }
     }
 

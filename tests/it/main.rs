@@ -53,6 +53,7 @@ macro_rules! vendor_tests {
 }
 
 vendor_tests!(
+    wire_digitalocean,
     wire_hetzner,
     wire_hostinger,
     wire_hyperstack,
