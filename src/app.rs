@@ -108,7 +108,8 @@ impl Application {
             Leases::for_deadline(config.server.request_timeout()),
         )
         .with_reconciler(config.reconciler.clone())
-        .with_webhooks(config.webhooks.clone());
+        .with_webhooks(config.webhooks.clone())
+        .with_policies(config.policies.clone());
         // New records are sealed under a key every live replica holds (rollouts of a new
         // key): known before the first request.
         if let Err(e) = service.announce_keys_once().await {
@@ -147,7 +148,7 @@ impl Application {
     /// The background work of a `serve` process, stopped when the returned guards drop:
     /// operations finish whether or not anyone reads them, webhooks are delivered from the
     /// outbox whichever replica wrote the event, and this process announces its master keys.
-    fn spawn_background(&self) -> [AbortOnDrop; 3] {
+    fn spawn_background(&self) -> [AbortOnDrop; 4] {
         let reconciler = self.state.config.reconciler.enabled.then(|| {
             let state = self.state.clone();
             tokio::spawn(async move {
@@ -160,6 +161,13 @@ impl Application {
                 crate::service::supervised("webhooks", || state.service.deliver_forever()).await
             })
         });
+        let runner = self.state.config.policies.enabled.then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                crate::service::supervised("policies", || state.service.run_policies_forever())
+                    .await
+            })
+        });
         let announcer = Some({
             let state = self.state.clone();
             tokio::spawn(async move { state.service.announce_keys_forever().await })
@@ -167,6 +175,7 @@ impl Application {
         [
             AbortOnDrop(reconciler),
             AbortOnDrop(deliverer),
+            AbortOnDrop(runner),
             AbortOnDrop(announcer),
         ]
     }

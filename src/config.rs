@@ -33,6 +33,8 @@ pub struct Config {
     pub upstream: crate::upstream::UpstreamConfig,
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub policies: PoliciesConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -343,6 +345,7 @@ impl Config {
             previous_master_keys: None,
             reconciler: Default::default(),
             webhooks: Default::default(),
+            policies: Default::default(),
             listing: ListingConfig::default(),
             upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,
@@ -399,6 +402,40 @@ impl Default for ReconcilerConfig {
             max_checks_per_tenant: 3,
             claim_lease_secs: 6,
             unknown_status_secs: 15 * 60,
+        }
+    }
+}
+
+/// How snapshot policies are run (`policies.*`, `SNAPGATE_POLICIES__*`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// Whether this process runs policies (any replica may; each slot runs once across them).
+    pub enabled: bool,
+    /// How often due runs are looked for, in milliseconds.
+    pub tick_ms: u64,
+    /// Runs start up to this many seconds after their slot, spread per policy and slot, so
+    /// policies sharing a slot (a hundred at midnight) do not burst a vendor's rate limit.
+    /// Never more than a quarter of the time to the policy's next slot.
+    pub jitter_secs: u64,
+    /// How often a run in progress looks at its snapshots' operations, in milliseconds.
+    pub check_ms: u64,
+    /// How long a claim on a run lasts, in seconds: a replica that dies mid-run frees it
+    /// within this time, and another goes on with it.
+    pub claim_lease_secs: u64,
+    /// Runs worked at once in this process.
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 1_000,
+            jitter_secs: 60,
+            check_ms: 2_000,
+            claim_lease_secs: 30,
+            max_concurrent_runs: 8,
         }
     }
 }

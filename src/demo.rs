@@ -158,6 +158,51 @@ pub async fn seed_accounts(
     Ok(seeded)
 }
 
+/// Every how many seconds the demo's policy runs, keeping the last [`DEMO_POLICY_KEEP`].
+pub const DEMO_POLICY_SECS: u64 = 15;
+pub const DEMO_POLICY_KEEP: u32 = 2;
+
+/// The demo's snapshot policy (kept if the tenant has one): the first source of the first
+/// seeded account whose provider creates and deletes snapshots (and keeps more than one),
+/// every [`DEMO_POLICY_SECS`] seconds, keeping the last [`DEMO_POLICY_KEEP`], so runs and
+/// pruning show within a minute. Its id.
+pub async fn seed_policy(
+    app: &Application,
+    sim: &RunningSimulator,
+    tenant: &str,
+    seeded: &[(Vendor, AccountId)],
+) -> Result<String, DemoError> {
+    use crate::domain::{policy::IntervalSchedule, PolicySpec, Retention, Schedule};
+    let service = &app.state().service;
+    if let Some(existing) = service.policies(tenant).await?.into_iter().next() {
+        return Ok(existing.id);
+    }
+    let prunable = |v: Vendor| {
+        let c = service.registry().get(provider_of(v)).info().capabilities;
+        c.create && c.delete && !c.create_replaces_existing
+    };
+    let Some((vendor, account)) = seeded.iter().find(|(v, _)| prunable(*v)) else {
+        return Ok(String::new());
+    };
+    let spec = PolicySpec {
+        description: Some(format!(
+            "Seeded by the demo: every {DEMO_POLICY_SECS} s, keeping the last {DEMO_POLICY_KEEP}"
+        )),
+        account: account.to_string(),
+        source_ids: sim.sources(*vendor).into_iter().take(1).collect(),
+        schedule: Schedule::Interval(IntervalSchedule {
+            interval_secs: DEMO_POLICY_SECS,
+        }),
+        name_template: "demo-{slot}".to_owned(),
+        retention: Retention {
+            keep_last: Some(DEMO_POLICY_KEEP),
+            ..Retention::default()
+        },
+        enabled: true,
+    };
+    Ok(service.create_policy(tenant, spec).await?.id)
+}
+
 /// Runs the demo until Ctrl-C / SIGTERM.
 pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let secrets = load_or_create_secrets(dir)?;
@@ -178,6 +223,7 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     let auth_config = config.auth.clone();
     let app = Application::build(config).await?;
     let seeded = seed_accounts(&app, &sim, TENANT).await?;
+    let policy = seed_policy(&app, &sim, TENANT, &seeded).await?;
     let token = auth::mint(&auth_config, TENANT, &auth::all_scopes(), 24 * 3600)?;
     let shutdown = shutdown_signal();
     let url = format!("http://{}", app.local_addr());
@@ -203,6 +249,7 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), DemoError> {
     );
     let (exports, example) = account_exports(&url, &token, &sim, &seeded).await;
     out += &exports;
+    out += &format!("export SNAPGATE_DEMO_POLICY={policy}\n");
     out += "\nTry:\n";
     out +=
         "  curl -s \"$SNAPGATE_URL/v1/snapshots\" -H \"Authorization: Bearer $SNAPGATE_TOKEN\"\n";

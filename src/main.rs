@@ -29,7 +29,8 @@ enum Command {
         #[arg(long)]
         tenant: String,
         /// Scopes (repeat or space-separate): snapshots:read, snapshots:write, accounts:read,
-        /// accounts:write, webhooks:read, webhooks:write; default: all six.
+        /// accounts:write, webhooks:read, webhooks:write, policies:read, policies:write;
+        /// default: all eight.
         #[arg(long = "scope", num_args = 1..)]
         scopes: Vec<String>,
         /// Lifetime in seconds.

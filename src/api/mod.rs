@@ -12,6 +12,7 @@ mod listing;
 pub mod openapi;
 mod operations;
 mod paging;
+pub(crate) mod policies;
 pub mod problem;
 mod providers;
 pub mod request_id;
@@ -150,6 +151,15 @@ fn v1_routes() -> Router<AppState> {
             "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         )
+        .route("/v1/policies", get(policies::list).post(policies::create))
+        .route(
+            "/v1/policies/{policy}",
+            get(policies::get)
+                .patch(policies::update)
+                .delete(policies::delete),
+        )
+        .route("/v1/policies/{policy}/runs", get(policies::runs))
+        .route("/v1/policies/{policy}/preview", post(policies::preview))
 }
 
 /// Swagger UI at `/docs`, served from the binary (vendored), reading `/openapi.json`. It never

@@ -537,7 +537,7 @@ pub async fn redeliver(
 }
 
 /// Tells a member set to `null` (`Some(None)`) apart from an absent one (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -24,16 +24,20 @@ pub enum Scope {
     AccountsWrite,
     WebhooksRead,
     WebhooksWrite,
+    PoliciesRead,
+    PoliciesWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::SnapshotsRead,
         Scope::SnapshotsWrite,
         Scope::AccountsRead,
         Scope::AccountsWrite,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
+        Scope::PoliciesRead,
+        Scope::PoliciesWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,8 @@ impl Scope {
             Scope::AccountsWrite => "accounts:write",
             Scope::WebhooksRead => "webhooks:read",
             Scope::WebhooksWrite => "webhooks:write",
+            Scope::PoliciesRead => "policies:read",
+            Scope::PoliciesWrite => "policies:write",
         }
     }
 
@@ -96,6 +102,8 @@ impl Caller {
 pub fn event_scope(kind: crate::domain::EventType) -> Scope {
     match kind {
         crate::domain::EventType::AccountHealthChanged => Scope::AccountsRead,
+        crate::domain::EventType::PolicyRunSucceeded
+        | crate::domain::EventType::PolicyRunFailed => Scope::PoliciesRead,
         _ => Scope::SnapshotsRead,
     }
 }

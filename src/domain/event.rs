@@ -21,16 +21,25 @@ pub enum EventType {
     SnapshotRestored,
     #[serde(rename = "account.health_changed")]
     AccountHealthChanged,
+    #[serde(rename = "snapshot.pruned")]
+    SnapshotPruned,
+    #[serde(rename = "policy.run_succeeded")]
+    PolicyRunSucceeded,
+    #[serde(rename = "policy.run_failed")]
+    PolicyRunFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 9] = [
         EventType::OperationSucceeded,
         EventType::OperationFailed,
         EventType::SnapshotCreated,
         EventType::SnapshotDeleted,
         EventType::SnapshotRestored,
         EventType::AccountHealthChanged,
+        EventType::SnapshotPruned,
+        EventType::PolicyRunSucceeded,
+        EventType::PolicyRunFailed,
     ];
 
     /// The wire name (`operation.succeeded`, …).
@@ -42,6 +51,9 @@ impl EventType {
             EventType::SnapshotDeleted => "snapshot.deleted",
             EventType::SnapshotRestored => "snapshot.restored",
             EventType::AccountHealthChanged => "account.health_changed",
+            EventType::SnapshotPruned => "snapshot.pruned",
+            EventType::PolicyRunSucceeded => "policy.run_succeeded",
+            EventType::PolicyRunFailed => "policy.run_failed",
         }
     }
 }

@@ -5,6 +5,7 @@
 mod account;
 mod event;
 pub mod examples;
+pub mod policy;
 pub mod problem;
 mod provider;
 mod provider_error;
@@ -14,6 +15,10 @@ mod webhook;
 
 pub use account::{Account, AccountHealth, AccountId, AccountIdError, Credentials, HealthStatus};
 pub use event::{Event, EventType};
+pub use policy::{
+    Policy, PolicyRun, PolicySnapshot, PolicySpec, Pruned, Retention, RunState, RunTarget,
+    Schedule, TargetState,
+};
 pub use problem::Problem;
 pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
 pub use provider_error::ProviderError;

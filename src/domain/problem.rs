@@ -10,7 +10,7 @@ use super::ProviderKind;
 /// Every `code` a problem can have. The OpenAPI document declares them as an enum, so a typed
 /// client can switch on them; a code outside this list fails tests (see `Problem::new` and the
 /// source scan below).
-pub const CODES: [&str; 47] = [
+pub const CODES: [&str; 48] = [
     "account_exists",
     "account_failed",
     "account_not_found",
@@ -36,6 +36,7 @@ pub const CODES: [&str; 47] = [
     "operation_not_found",
     "outcome_unknown",
     "payload_too_large",
+    "policy_not_found",
     "provider_auth_failed",
     "provider_permission_denied",
     "provider_rate_limited",

@@ -21,6 +21,8 @@ pub enum ServiceError {
     DeliveryNotFound(String),
     #[error("operation `{0}` does not exist")]
     OperationNotFound(String),
+    #[error("policy `{0}` does not exist")]
+    PolicyNotFound(String),
     /// A webhook URL that may not be a target.
     #[error("{0}")]
     TargetRefused(crate::webhooks::target::TargetError),
@@ -113,6 +115,9 @@ impl ServiceError {
             }
             ServiceError::OperationNotFound(_) => {
                 Problem::new(404, "operation_not_found", self.to_string())
+            }
+            ServiceError::PolicyNotFound(_) => {
+                Problem::new(404, "policy_not_found", self.to_string())
             }
             ServiceError::Draining => retryable(Problem::new(503, "draining", self.to_string())),
             ServiceError::KeysMissing(_) => {

@@ -12,6 +12,7 @@ mod intent;
 mod keys;
 mod listing;
 mod operations;
+mod policies;
 mod reconciler;
 mod snapshots;
 mod webhooks;
@@ -19,7 +20,7 @@ mod worker;
 
 use std::{sync::Arc, time::Duration};
 
-pub use crate::config::{ReconcilerConfig, WebhooksConfig};
+pub use crate::config::{PoliciesConfig, ReconcilerConfig, WebhooksConfig};
 pub use accounts::{AccountChanges, AccountRequest, Resolved};
 pub use delivery::record as record_attempt;
 pub use error::{AccountFailure, ServiceError};
@@ -28,6 +29,7 @@ pub use intent::{Intent, Journal};
 pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
 pub use listing::{FanOut, Merged, SnapshotCursor, SnapshotQuery, SnapshotsPage};
 pub use operations::new_operation;
+pub use policies::{PolicyChanges, Preview};
 pub use snapshots::SnapshotAction;
 pub use webhooks::{NewWebhook, WebhookChanges};
 pub use worker::supervised;
@@ -47,6 +49,7 @@ pub struct Service {
     leases: Leases,
     reconciler: ReconcilerConfig,
     webhooks: WebhooksConfig,
+    policies: PoliciesConfig,
     /// Built on the first delivery: a process that never delivers never loads its TLS roots.
     webhook_client: std::sync::OnceLock<reqwest::Client>,
     /// This process, as it announces its master keys to the others.
@@ -103,6 +106,7 @@ impl Service {
             reconciler: ReconcilerConfig::default(),
             webhook_client: std::sync::OnceLock::new(),
             webhooks: WebhooksConfig::default(),
+            policies: PoliciesConfig::default(),
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -127,6 +131,12 @@ impl Service {
     /// Delivers webhooks (and checks their targets) so.
     pub fn with_webhooks(mut self, webhooks: WebhooksConfig) -> Self {
         self.webhooks = webhooks;
+        self
+    }
+
+    /// Runs snapshot policies so.
+    pub fn with_policies(mut self, policies: PoliciesConfig) -> Self {
+        self.policies = policies;
         self
     }
 

@@ -14,11 +14,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AccountPatch, Claimed, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, Sealed,
-    Store, StoreError,
+    AccountPatch, Claimed, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, RunUpdate,
+    Sealed, Store, StoreError,
 };
 use crate::domain::{
-    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, Webhook,
+    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, Policy, PolicyRun,
+    PolicySnapshot, Webhook,
 };
 
 /// Which calls fail: by method name, how many of its next calls to let through, then how many
@@ -403,6 +404,80 @@ impl Store for Faulty {
             self,
             "abandon_idempotent",
             self.inner.abandon_idempotent(tenant, key)
+        )
+    }
+    async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError> {
+        gated!(self, "insert_policy", self.inner.insert_policy(policy))
+    }
+    async fn get_policy(&self, tenant: &str, id: &str) -> Result<Option<Policy>, StoreError> {
+        gated!(self, "get_policy", self.inner.get_policy(tenant, id))
+    }
+    async fn list_policies(&self, tenant: &str) -> Result<Vec<Policy>, StoreError> {
+        gated!(self, "list_policies", self.inner.list_policies(tenant))
+    }
+    async fn update_policy(&self, policy: &Policy) -> Result<bool, StoreError> {
+        gated!(self, "update_policy", self.inner.update_policy(policy))
+    }
+    async fn delete_policy(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        gated!(self, "delete_policy", self.inner.delete_policy(tenant, id))
+    }
+    async fn due_policies(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Policy>, StoreError> {
+        gated!(self, "due_policies", self.inner.due_policies(now, limit))
+    }
+    async fn start_run(
+        &self,
+        policy: &Policy,
+        expected: DateTime<Utc>,
+        run: &PolicyRun,
+    ) -> Result<bool, StoreError> {
+        gated!(
+            self,
+            "start_run",
+            self.inner.start_run(policy, expected, run)
+        )
+    }
+    async fn claim_runs(
+        &self,
+        now: DateTime<Utc>,
+        claimant: &str,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, PolicyRun)>, StoreError> {
+        gated!(
+            self,
+            "claim_runs",
+            self.inner.claim_runs(now, claimant, until, limit)
+        )
+    }
+    async fn save_run(&self, update: RunUpdate) -> Result<bool, StoreError> {
+        gated!(self, "save_run", self.inner.save_run(update))
+    }
+    async fn policy_runs(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        before: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<PolicyRun>, StoreError> {
+        gated!(
+            self,
+            "policy_runs",
+            self.inner.policy_runs(tenant, policy_id, before, limit)
+        )
+    }
+    async fn policy_snapshots(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+    ) -> Result<Vec<PolicySnapshot>, StoreError> {
+        gated!(
+            self,
+            "policy_snapshots",
+            self.inner.policy_snapshots(tenant, policy_id)
         )
     }
     async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError> {

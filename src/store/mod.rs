@@ -13,6 +13,7 @@ mod idempotency;
 mod keys;
 mod operations;
 mod pending;
+mod policies;
 mod postgres;
 mod rows;
 mod seal;
@@ -25,7 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, ProviderKind, Webhook,
+    Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, Policy, PolicyRun,
+    PolicySnapshot, ProviderKind, Webhook,
 };
 
 pub use postgres::{connect_options as postgres_options, PostgresStore};
@@ -113,6 +115,21 @@ pub enum IdempotencyBegin {
 }
 
 /// Storage for everything snapgate persists, tenant-scoped on every call.
+/// A policy run's progress, saved as one transaction by [`Store::save_run`].
+#[derive(Debug)]
+pub struct RunUpdate {
+    pub tenant: String,
+    pub run: PolicyRun,
+    /// When the runner looks at it again (a run in progress).
+    pub check_at: Option<DateTime<Utc>>,
+    pub claimant: String,
+    /// Gives the claim up (the run waits for its next check, which anyone may make).
+    pub release: bool,
+    /// Snapshots it made or pruned.
+    pub snapshots: Vec<PolicySnapshot>,
+    pub events: Vec<Event>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store answers queries.
@@ -285,6 +302,53 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Forgets `key` (the request failed in a way a retry may fix).
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Stores a new policy; `Conflict` when the id is taken.
+    async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError>;
+    async fn get_policy(&self, tenant: &str, id: &str) -> Result<Option<Policy>, StoreError>;
+    /// Oldest first.
+    async fn list_policies(&self, tenant: &str) -> Result<Vec<Policy>, StoreError>;
+    /// Replaces a policy's spec and schedule; whether it was there.
+    async fn update_policy(&self, policy: &Policy) -> Result<bool, StoreError>;
+    /// Deletes a policy, its runs and its record of what it made; whether it was there.
+    async fn delete_policy(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// Policies (any tenant) whose next slot is due at `now`, longest due first.
+    async fn due_policies(&self, now: DateTime<Utc>, limit: u32)
+        -> Result<Vec<Policy>, StoreError>;
+    /// Starts `run` if the policy's next slot is still `expected`, moving its schedule to
+    /// `policy.next_slot`/`next_due_at` in the same transaction: each slot starts once across
+    /// replicas. Whether this call started it.
+    async fn start_run(
+        &self,
+        policy: &Policy,
+        expected: DateTime<Utc>,
+        run: &PolicyRun,
+    ) -> Result<bool, StoreError>;
+    /// Claims up to `limit` runs in progress due a check at `now` until `until`: (tenant, run).
+    async fn claim_runs(
+        &self,
+        now: DateTime<Utc>,
+        claimant: &str,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, PolicyRun)>, StoreError>;
+    /// Saves a run, what it made or pruned and its events in one transaction, if the
+    /// claimant still holds the run; whether it did.
+    async fn save_run(&self, update: RunUpdate) -> Result<bool, StoreError>;
+    /// A policy's runs, newest first.
+    async fn policy_runs(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        before: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<PolicyRun>, StoreError>;
+    /// What a policy made and has not pruned, oldest first.
+    async fn policy_snapshots(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+    ) -> Result<Vec<PolicySnapshot>, StoreError>;
 
     /// Stores a new webhook endpoint with its sealed secrets; `Conflict` when the id is taken.
     async fn insert_webhook(&self, webhook: &Webhook, secrets: &Sealed) -> Result<(), StoreError>;

@@ -18,14 +18,15 @@ macro_rules! sql_store {
         use $crate::store::{
             accounts::$backend as accounts, copy::$backend as copy, events::$backend as events,
             idempotency::$backend as idempotency, keys::$backend as keys,
-            operations::$backend as operations, rows::{AccountRow, EventRow, OperationRow},
+            operations::$backend as operations, policies::{$backend as policies, PolicyRow, RunRow},
+            rows::{AccountRow, EventRow, OperationRow}, RunUpdate,
             webhooks::{$backend as webhooks, Claimed, WebhookRow},
             AccountPatch, Backlog, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter,
             Sealed, Store, StoreError,
         };
         use $crate::domain::{
             Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation,
-            OperationKind, Webhook,
+            OperationKind, Policy, PolicyRun, PolicySnapshot, Webhook,
         };
         use chrono::{DateTime, Utc};
 
@@ -360,6 +361,126 @@ macro_rules! sql_store {
                 let (tenant, key) = (tenant.to_owned(), key.to_owned());
                 self.write(move |c| Box::pin(async move {
                     idempotency::abandon(c, &tenant, &key).await
+                }))
+                .await
+            }
+
+            async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError> {
+                let row = PolicyRow::of(policy);
+                self.write(move |c| Box::pin(async move { policies::insert(c, row).await }))
+                    .await
+            }
+
+            async fn get_policy(
+                &self,
+                tenant: &str,
+                id: &str,
+            ) -> Result<Option<Policy>, StoreError> {
+                let (tenant, id) = (tenant.to_owned(), id.to_owned());
+                self.read(move |c| Box::pin(async move { policies::get(c, &tenant, &id).await }))
+                    .await
+            }
+
+            async fn list_policies(&self, tenant: &str) -> Result<Vec<Policy>, StoreError> {
+                let tenant = tenant.to_owned();
+                self.read(move |c| Box::pin(async move { policies::list(c, &tenant).await }))
+                    .await
+            }
+
+            async fn update_policy(&self, policy: &Policy) -> Result<bool, StoreError> {
+                let row = PolicyRow::of(policy);
+                self.write(move |c| Box::pin(async move { policies::update(c, row).await }))
+                    .await
+            }
+
+            async fn delete_policy(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+                let (tenant, id) = (tenant.to_owned(), id.to_owned());
+                self.transaction(move |c| Box::pin(async move {
+                    policies::delete(c, &tenant, &id).await
+                }))
+                .await
+            }
+
+            async fn due_policies(
+                &self,
+                now: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<Policy>, StoreError> {
+                self.read(move |c| Box::pin(async move { policies::due(c, now, limit).await }))
+                    .await
+            }
+
+            async fn start_run(
+                &self,
+                policy: &Policy,
+                expected: DateTime<Utc>,
+                run: &PolicyRun,
+            ) -> Result<bool, StoreError> {
+                let row = RunRow::of(&policy.tenant, run, Some(run.started_at));
+                let policy = policy.clone();
+                self.transaction(move |c| Box::pin(async move {
+                    policies::start_run(c, &policy, expected, row).await
+                }))
+                .await
+            }
+
+            async fn claim_runs(
+                &self,
+                now: DateTime<Utc>,
+                claimant: &str,
+                until: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<(String, PolicyRun)>, StoreError> {
+                let claimant = claimant.to_owned();
+                let rows = self
+                    .transaction(move |c| Box::pin(async move {
+                        policies::claim_runs(c, now, &claimant, until, limit).await
+                    }))
+                    .await?;
+                rows.into_iter().map(RunRow::into_run).collect()
+            }
+
+            async fn save_run(&self, u: RunUpdate) -> Result<bool, StoreError> {
+                let row = RunRow::of(&u.tenant, &u.run, u.check_at);
+                let events = event_rows(&u.tenant, &u.events);
+                let (saved, appended) = self
+                    .transaction(move |c| Box::pin(async move {
+                        if !policies::save_run(c, row, &u.claimant, u.release).await? {
+                            return Ok((false, Default::default()));
+                        }
+                        for s in &u.snapshots {
+                            policies::record_snapshot(c, &u.tenant, &u.run.policy_id, s).await?;
+                        }
+                        // The event log's write is the transaction's last step.
+                        Ok((true, events::insert(c, &events, false).await?))
+                    }))
+                    .await?;
+                self.appended(appended);
+                Ok(saved)
+            }
+
+            async fn policy_runs(
+                &self,
+                tenant: &str,
+                policy_id: &str,
+                before: Option<DateTime<Utc>>,
+                limit: u32,
+            ) -> Result<Vec<PolicyRun>, StoreError> {
+                let (tenant, id) = (tenant.to_owned(), policy_id.to_owned());
+                self.read(move |c| Box::pin(async move {
+                    policies::runs(c, &tenant, &id, before, limit).await
+                }))
+                .await
+            }
+
+            async fn policy_snapshots(
+                &self,
+                tenant: &str,
+                policy_id: &str,
+            ) -> Result<Vec<PolicySnapshot>, StoreError> {
+                let (tenant, id) = (tenant.to_owned(), policy_id.to_owned());
+                self.read(move |c| Box::pin(async move {
+                    policies::snapshots(c, &tenant, &id).await
                 }))
                 .await
             }

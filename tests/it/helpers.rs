@@ -9,7 +9,8 @@ use snapgate::{Application, Config};
 
 pub const SECRET: &str = "test-hs256-secret-that-is-long-enough";
 pub const ALL_SCOPES: &str =
-    "snapshots:read snapshots:write accounts:read accounts:write webhooks:read webhooks:write";
+    "snapshots:read snapshots:write accounts:read accounts:write webhooks:read webhooks:write \
+     policies:read policies:write";
 
 pub struct TestApp {
     pub url: String,
@@ -41,6 +42,8 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
     config.reconciler.enabled = false;
     // Likewise the webhook worker: the webhook tests turn it on.
     config.webhooks.enabled = false;
+    // And the policy runner: the policy tests turn it on.
+    config.policies.enabled = false;
     // A test's server stops at once when dropped; the drain test sets its own delay.
     config.server.drain_delay_ms = 0;
     config

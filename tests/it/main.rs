@@ -27,6 +27,7 @@ mod listing;
 mod openapi;
 mod paging;
 mod pg_tls;
+mod policies;
 mod reconciler;
 mod replicas;
 mod resilience;

@@ -58,7 +58,7 @@ const VENDOR_READ: &[&str] = &["404", "422", "429", "501", "502"];
 const VENDOR_WRITE: &[&str] = &["404", "409", "422", "429", "501", "502"];
 
 /// What each `/v1` operation can fail with beyond [`EVERY_ROUTE`] and [`WITH_BODY`].
-pub const ROUTE_FAILURES: [(&str, &[&str]); 27] = [
+pub const ROUTE_FAILURES: [(&str, &[&str]); 34] = [
     ("listProviders", &[]),
     ("listAccounts", &[]),
     ("createAccount", &["409"]),
@@ -86,6 +86,13 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 27] = [
     ("rotateWebhookSecret", &["404"]),
     ("listWebhookDeliveries", &["404"]),
     ("redeliverWebhookDelivery", &["404"]),
+    ("listPolicies", &[]),
+    ("createPolicy", &[]),
+    ("getPolicy", &["404"]),
+    ("updatePolicy", &["404"]),
+    ("deletePolicy", &["404"]),
+    ("listPolicyRuns", &["404"]),
+    ("previewPolicy", &["404"]),
 ];
 
 fn problem_ref() -> Value {

@@ -12,8 +12,8 @@ use utoipa::{
 };
 
 use super::{
-    accounts, events, health, listing, operations, problem::Problem, providers, snapshots,
-    snapshots::Include, webhooks,
+    accounts, events, health, listing, operations, policies, problem::Problem, providers,
+    snapshots, snapshots::Include, webhooks,
 };
 use crate::{domain::Capabilities, providers::ProviderInfo};
 
@@ -38,6 +38,8 @@ pub use failures::ROUTE_FAILURES;
         operations::list, operations::get, events::list,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::test, webhooks::rotate_secret, webhooks::deliveries, webhooks::redeliver,
+        policies::list, policies::create, policies::get, policies::update, policies::delete,
+        policies::runs, policies::preview,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(Problem, Include)),
@@ -50,6 +52,7 @@ pub use failures::ROUTE_FAILURES;
         (name = "events", description = "The tenant's event log: operations finishing, snapshots created, deleted and restored, account health"),
         (name = "webhooks", description = "Endpoints the tenant's events are POSTed to, signed per Standard Webhooks 1.0, with their delivery logs"),
         (name = "webhook-events", description = "What snapgate POSTs to a webhook endpoint, one request per event type (OpenAPI `webhooks`): for receivers, not called by clients"),
+        (name = "policies", description = "Snapshot schedules and retention the gateway runs, across every cloud, on any replica"),
         (name = "service", description = "Health and readiness"),
     )
 )]
@@ -75,7 +78,7 @@ impl Modify for Security {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.bearer_format = Some("JWT".to_owned());
         http.description = Some(
-            "A JWT carrying the tenant claim and the scopes `snapshots:read`, `snapshots:write`, `accounts:read`, `accounts:write`, `webhooks:read`, `webhooks:write` (in `scope` or `scp`). `snapgate token` mints one for development.".to_owned(),
+            "A JWT carrying the tenant claim and the scopes `snapshots:read`, `snapshots:write`, `accounts:read`, `accounts:write`, `webhooks:read`, `webhooks:write`, `policies:read`, `policies:write` (in `scope` or `scp`). `snapgate token` mints one for development.".to_owned(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
     }

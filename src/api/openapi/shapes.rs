@@ -116,6 +116,9 @@ fn constrain_parameters(doc: &mut Value) {
                 (Some("path"), Some("delivery")) => {
                     json!({"pattern": webhooks::DELIVERY_ID_PATTERN})
                 }
+                (Some("path"), Some("policy")) => {
+                    json!({"pattern": super::super::policies::POLICY_ID_PATTERN})
+                }
                 (Some("path"), Some("name")) => name.clone(),
                 (Some("header"), Some("Idempotency-Key")) => json!({
                     "type": "string", "minLength": 1, "maxLength": 255,
