@@ -5,7 +5,7 @@ use super::{rows::TenantOperationRow, Counts, Dump, StoreError};
 
 macro_rules! queries {
     ($db:ty, $backend:ident) => {
-        use super::super::{accounts, events, idempotency, operations, webhooks};
+        use super::super::{accounts, events, idempotency, operations, policies, webhooks};
         use super::*;
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -20,6 +20,7 @@ macro_rules! queries {
                 events: events::$backend::rows(conn).await?,
                 webhooks,
                 deliveries,
+                policies: policies::$backend::dump(conn).await?,
             })
         }
 
@@ -41,6 +42,11 @@ macro_rules! queries {
                 .events;
             (written.webhooks, written.deliveries) =
                 webhooks::$backend::load(conn, dump.webhooks, dump.deliveries).await?;
+            (
+                written.policies,
+                written.policy_runs,
+                written.policy_records,
+            ) = policies::$backend::load(conn, dump.policies).await?;
             Ok(written)
         }
     };

@@ -467,6 +467,7 @@ pub struct Dump {
     events: Vec<rows::EventRow>,
     webhooks: Vec<webhooks::WebhookRow>,
     deliveries: Vec<webhooks::DeliveryRow>,
+    policies: policies::PolicyDump,
 }
 
 impl Dump {
@@ -478,6 +479,9 @@ impl Dump {
             events: self.events.len(),
             webhooks: self.webhooks.len(),
             deliveries: self.deliveries.len(),
+            policies: self.policies.policies.len(),
+            policy_runs: self.policies.runs.len(),
+            policy_records: self.policies.snapshots.len(),
         }
     }
 }
@@ -491,6 +495,10 @@ pub struct Counts {
     pub events: usize,
     pub webhooks: usize,
     pub deliveries: usize,
+    pub policies: usize,
+    pub policy_runs: usize,
+    /// Snapshots policies recorded making (what their retention prunes from).
+    pub policy_records: usize,
 }
 
 impl Counts {
@@ -503,13 +511,17 @@ impl std::fmt::Display for Counts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} accounts, {} operations, {} idempotency keys, {} events, {} webhooks, {} deliveries",
+            "{} accounts, {} operations, {} idempotency keys, {} events, {} webhooks, {} deliveries, \
+             {} policies, {} policy runs, {} policy snapshot records",
             self.accounts,
             self.operations,
             self.idempotency_keys,
             self.events,
             self.webhooks,
-            self.deliveries
+            self.deliveries,
+            self.policies,
+            self.policy_runs,
+            self.policy_records
         )
     }
 }

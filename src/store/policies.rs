@@ -17,7 +17,7 @@ use crate::domain::{Policy, PolicyRun, PolicySnapshot, RunState};
 const POLICY_COLUMNS: &str = "tenant, id, spec, next_slot, next_due_at, created_at, updated_at";
 const RUN_COLUMNS: &str = "tenant, policy_id, slot, id, state, check_at, record";
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(super) struct PolicyRow {
     tenant: String,
     id: String,
@@ -55,7 +55,7 @@ impl PolicyRow {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(super) struct RunRow {
     pub tenant: String,
     policy_id: String,
@@ -82,6 +82,27 @@ impl RunRow {
     pub fn into_run(self) -> Result<(String, PolicyRun), StoreError> {
         Ok((self.tenant, json(&self.record, "policy run")?))
     }
+}
+
+/// Every policy record, as `store copy` carries them (claims on runs are not carried: a copy
+/// is made with no replica running).
+#[derive(Debug, Default)]
+pub(super) struct PolicyDump {
+    pub policies: Vec<PolicyRow>,
+    pub runs: Vec<RunRow>,
+    pub snapshots: Vec<TenantSnapshotRow>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct TenantSnapshotRow {
+    tenant: String,
+    policy_id: String,
+    snapshot_id: String,
+    account: String,
+    source_id: String,
+    slot: String,
+    pruned_at: Option<String>,
+    prune_operation: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -114,8 +135,16 @@ macro_rules! queries {
         type Conn = <$db as sqlx::Database>::Connection;
 
         pub async fn insert(conn: &mut Conn, row: PolicyRow) -> Result<(), StoreError> {
+            insert_row(conn, row, "").await.map(|_| ())
+        }
+
+        async fn insert_row(
+            conn: &mut Conn,
+            row: PolicyRow,
+            conflict: &str,
+        ) -> Result<usize, StoreError> {
             let done = sqlx::query(&format!(
-                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7){conflict}"
             ))
             .bind(row.tenant)
             .bind(row.id)
@@ -130,8 +159,73 @@ macro_rules! queries {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     Err(StoreError::Conflict)
                 }
-                other => other.map(|_| ()).map_err(StoreError::from),
+                other => Ok(other?.rows_affected() as usize),
             }
+        }
+
+        /// Every policy record, for a copy.
+        pub async fn dump(conn: &mut Conn) -> Result<PolicyDump, StoreError> {
+            Ok(PolicyDump {
+                policies: sqlx::query_as(&format!("SELECT {POLICY_COLUMNS} FROM policies"))
+                    .fetch_all(&mut *conn)
+                    .await?,
+                runs: sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM policy_runs"))
+                    .fetch_all(&mut *conn)
+                    .await?,
+                snapshots: sqlx::query_as(
+                    "SELECT tenant, policy_id, snapshot_id, account, source_id, slot, \
+                     pruned_at, prune_operation FROM policy_snapshots",
+                )
+                .fetch_all(&mut *conn)
+                .await?,
+            })
+        }
+
+        /// Writes a dump's policy records, keeping those already here; how many of each
+        /// (policies, runs, snapshot records) were written.
+        pub async fn load(
+            conn: &mut Conn,
+            dump: PolicyDump,
+        ) -> Result<(usize, usize, usize), StoreError> {
+            let mut written = (0, 0, 0);
+            for p in dump.policies {
+                written.0 += insert_row(conn, p, " ON CONFLICT DO NOTHING").await?;
+            }
+            for r in dump.runs {
+                written.1 += sqlx::query(&format!(
+                    "INSERT INTO policy_runs ({RUN_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7) \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(r.tenant)
+                .bind(r.policy_id)
+                .bind(r.slot)
+                .bind(r.id)
+                .bind(r.state)
+                .bind(r.check_at)
+                .bind(r.record)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected() as usize;
+            }
+            for s in dump.snapshots {
+                written.2 += sqlx::query(
+                    "INSERT INTO policy_snapshots (tenant, policy_id, snapshot_id, account, \
+                     source_id, slot, pruned_at, prune_operation) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
+                )
+                .bind(s.tenant)
+                .bind(s.policy_id)
+                .bind(s.snapshot_id)
+                .bind(s.account)
+                .bind(s.source_id)
+                .bind(s.slot)
+                .bind(s.pruned_at)
+                .bind(s.prune_operation)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected() as usize;
+            }
+            Ok(written)
         }
 
         pub async fn get(

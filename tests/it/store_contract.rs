@@ -668,6 +668,103 @@ async fn populated(store: &dyn Store) {
         .finish_idempotent("acme", "k-copy", 202, "{\"operation\":null}")
         .await
         .unwrap();
+    policy_with_a_run(store).await;
+}
+
+/// A policy whose first slot's run made one snapshot: started once (a second start of the
+/// same slot is refused), claimed by one claimant at a time, saved only under its claim.
+async fn policy_with_a_run(store: &dyn Store) {
+    use snapgate::domain::{
+        policy::IntervalSchedule, Policy, PolicyRun, PolicySnapshot, PolicySpec, RunState, Schedule,
+    };
+    use snapgate::store::RunUpdate;
+    // Slots are whole seconds (an interval's anchor, a cron minute).
+    let now = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let slot = now - chrono::TimeDelta::seconds(5);
+    let policy = Policy {
+        tenant: "acme".into(),
+        id: "pol_0000000000000000000000000000c0de".into(),
+        spec: PolicySpec {
+            description: None,
+            account: "prod".into(),
+            source_ids: vec!["vm-1".into()],
+            schedule: Schedule::Interval(IntervalSchedule { interval_secs: 60 }),
+            name_template: "{policy}-{slot}".into(),
+            retention: Default::default(),
+            enabled: true,
+        },
+        next_slot: Some(slot),
+        next_due_at: Some(slot),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_policy(&policy).await.unwrap();
+    assert_eq!(store.due_policies(now, 10).await.unwrap().len(), 1);
+    let run = PolicyRun {
+        id: "run_1".into(),
+        policy_id: policy.id.clone(),
+        slot,
+        state: RunState::Running,
+        started_at: now,
+        finished_at: None,
+        targets: vec![],
+        pruned: vec![],
+    };
+    let moved = Policy {
+        next_slot: Some(slot + chrono::TimeDelta::seconds(60)),
+        next_due_at: Some(slot + chrono::TimeDelta::seconds(60)),
+        ..policy.clone()
+    };
+    assert!(store.start_run(&moved, slot, &run).await.unwrap());
+    // The slot moved on: a second start of it (another replica) does nothing.
+    assert!(!store.start_run(&moved, slot, &run).await.unwrap());
+    assert!(store.due_policies(now, 10).await.unwrap().is_empty());
+    let until = now + chrono::TimeDelta::seconds(30);
+    let claimed = store.claim_runs(now, "r-a", until, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store
+        .claim_runs(now, "r-b", until, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let made = PolicySnapshot {
+        snapshot_id: "prod:snap-p".into(),
+        account: "prod".into(),
+        source_id: "vm-1".into(),
+        slot,
+        pruned_at: None,
+        prune_operation: None,
+    };
+    let update = |claimant: &str| RunUpdate {
+        tenant: "acme".into(),
+        run: PolicyRun {
+            state: RunState::Succeeded,
+            finished_at: Some(now),
+            ..run.clone()
+        },
+        check_at: None,
+        claimant: claimant.into(),
+        release: true,
+        snapshots: vec![made.clone()],
+        events: vec![],
+    };
+    // Only the claimant saves.
+    assert!(!store.save_run(update("r-b")).await.unwrap());
+    assert!(store.save_run(update("r-a")).await.unwrap());
+    let runs = store
+        .policy_runs("acme", &policy.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(runs[0].state, RunState::Succeeded);
+    assert_eq!(
+        store.policy_snapshots("acme", &policy.id).await.unwrap(),
+        vec![made]
+    );
+    assert!(store
+        .policy_runs("globex", &policy.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -692,6 +789,9 @@ async fn a_store_copies_to_the_other_back_end_and_back_with_credentials_still_op
         events: 1,
         webhooks: 1,
         deliveries: 1,
+        policies: 1,
+        policy_runs: 1,
+        policy_records: 1,
     };
     assert_eq!(
         copy(source.as_ref(), middle.as_ref(), false).await.unwrap(),
@@ -810,7 +910,7 @@ async fn the_copy_command_prints_counts_and_never_a_password() {
     );
     assert!(
         stdout.starts_with(
-            "copied 1 accounts, 1 operations, 1 idempotency keys, 1 events, 1 webhooks, 1 deliveries from sqlite://"
+            "copied 1 accounts, 1 operations, 1 idempotency keys, 1 events, 1 webhooks, 1 deliveries, 1 policies, 1 policy runs, 1 policy snapshot records from sqlite://"
         ),
         "{stdout}"
     );
