@@ -109,7 +109,8 @@ impl Application {
         )
         .with_reconciler(config.reconciler.clone())
         .with_webhooks(config.webhooks.clone())
-        .with_policies(config.policies.clone());
+        .with_policies(config.policies.clone())
+        .with_retention(config.retention.clone());
         // New records are sealed under a key every live replica holds (rollouts of a new
         // key): known before the first request.
         if let Err(e) = service.announce_keys_once().await {
@@ -148,7 +149,7 @@ impl Application {
     /// The background work of a `serve` process, stopped when the returned guards drop:
     /// operations finish whether or not anyone reads them, webhooks are delivered from the
     /// outbox whichever replica wrote the event, and this process announces its master keys.
-    fn spawn_background(&self) -> [AbortOnDrop; 4] {
+    fn spawn_background(&self) -> [AbortOnDrop; 5] {
         let reconciler = self.state.config.reconciler.enabled.then(|| {
             let state = self.state.clone();
             tokio::spawn(async move {
@@ -168,6 +169,12 @@ impl Application {
                     .await
             })
         });
+        let pruner = self.state.config.retention.enabled.then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                crate::service::supervised("retention", || state.service.prune_forever()).await
+            })
+        });
         let announcer = Some({
             let state = self.state.clone();
             tokio::spawn(async move { state.service.announce_keys_forever().await })
@@ -176,6 +183,7 @@ impl Application {
             AbortOnDrop(reconciler),
             AbortOnDrop(deliverer),
             AbortOnDrop(runner),
+            AbortOnDrop(pruner),
             AbortOnDrop(announcer),
         ]
     }

@@ -35,6 +35,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub policies: PoliciesConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Base64 of 32 random bytes; seals stored credentials (`SNAPGATE_MASTER_KEY`).
     #[serde(default)]
     pub master_key: Option<SecretString>,
@@ -346,6 +348,7 @@ impl Config {
             reconciler: Default::default(),
             webhooks: Default::default(),
             policies: Default::default(),
+            retention: Default::default(),
             listing: ListingConfig::default(),
             upstream: crate::upstream::UpstreamConfig::default(),
             master_key: None,
@@ -436,6 +439,47 @@ impl Default for PoliciesConfig {
             check_ms: 2_000,
             claim_lease_secs: 30,
             max_concurrent_runs: 8,
+        }
+    }
+}
+
+/// How long finished records are kept (`retention.*`, `SNAPGATE_RETENTION__*`): pruned in
+/// small batches by every `serve` process; `0` keeps them forever. Never a record work in
+/// progress needs (unfinished operations, pending deliveries, keys in flight, running runs).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Whether this process prunes (any replica may; a batch is one transaction).
+    pub enabled: bool,
+    /// Events, in seconds. A follower whose cursor falls below what was pruned is answered
+    /// `410 cursor_expired`, never a silently short log.
+    pub events_secs: u64,
+    /// Finished webhook deliveries (succeeded or failed; pending ones are kept), in seconds.
+    pub deliveries_secs: u64,
+    /// Finished operations, from when they finished, in seconds.
+    pub operations_secs: u64,
+    /// Answered idempotency keys, in seconds: a retry with a key older than this runs again.
+    pub idempotency_keys_secs: u64,
+    /// Finished policy runs, by slot, in seconds (what policies made is kept regardless).
+    pub policy_runs_secs: u64,
+    /// Records per table per batch (one transaction each).
+    pub batch: u32,
+    /// How often a pass runs, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Self {
+            enabled: true,
+            events_secs: 30 * DAY,
+            deliveries_secs: 30 * DAY,
+            operations_secs: 30 * DAY,
+            idempotency_keys_secs: DAY,
+            policy_runs_secs: 90 * DAY,
+            batch: 500,
+            interval_ms: 60_000,
         }
     }
 }

@@ -153,10 +153,7 @@ fn describe() {
         "snapgate_accept_errors_total",
         "Failed accepts of new connections (EMFILE and the like), each backed off"
     );
-    metrics::describe_counter!(
-        "snapgate_worker_panics_total",
-        "Panics contained in a background worker (reconciler, webhooks), which went on"
-    );
+    describe_background();
     metrics::describe_gauge!(
         "snapgate_operations_unfinished",
         "Operations pending or running across every replica (read from the store at scrape time)"
@@ -177,6 +174,29 @@ fn describe() {
     metrics::gauge!("snapgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
+/// What the background workers count.
+fn describe_background() {
+    metrics::describe_counter!(
+        "snapgate_worker_panics_total",
+        "Panics contained in a background worker (reconciler, webhooks, policies), which went on"
+    );
+    metrics::describe_counter!(
+        "snapgate_policy_runs_total",
+        "Snapshot policy runs finished in this process, by outcome (succeeded, failed)"
+    );
+    metrics::describe_histogram!(
+        "snapgate_policy_run_lag_seconds",
+        "Seconds from a policy's slot to the start of its run (jitter included)"
+    );
+    metrics::describe_counter!(
+        "snapgate_policy_prunes_total",
+        "Snapshots pruned by policy retention, by outcome (deleted, replaced by the vendor, failed)"
+    );
+    metrics::describe_counter!(
+        "snapgate_pruned_records_total",
+        "Expired records pruned by retention in this process, by table"
+    );
+}
 #[cfg(test)]
 mod id_tests {
     #[test]

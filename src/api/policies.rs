@@ -27,8 +27,15 @@ pub struct PolicyView {
     /// `pol_…`, assigned at creation.
     #[schema(example = "pol_0192f8a4c3d27b1e9f6a5b4c3d2e1f00")]
     pub id: String,
-    #[serde(flatten)]
-    pub spec: PolicySpec,
+    pub description: Option<String>,
+    #[schema(example = "prod-eu")]
+    pub account: String,
+    pub source_ids: Vec<String>,
+    pub schedule: Schedule,
+    pub name_template: String,
+    pub retention: Retention,
+    /// `false`: paused.
+    pub enabled: bool,
     /// The next scheduled slot (`null` while disabled).
     #[serde(serialize_with = "crate::domain::time::rfc3339_opt")]
     pub next_slot: Option<DateTime<Utc>>,
@@ -76,9 +83,16 @@ impl From<&PolicyRun> for RunSummary {
 }
 
 fn view(policy: Policy, runs: &[PolicyRun], notes: Vec<String>) -> PolicyView {
+    let spec = policy.spec;
     PolicyView {
         id: policy.id,
-        spec: policy.spec,
+        description: spec.description,
+        account: spec.account,
+        source_ids: spec.source_ids,
+        schedule: spec.schedule,
+        name_template: spec.name_template,
+        retention: spec.retention,
+        enabled: spec.enabled,
         next_slot: policy.next_slot,
         next_run_at: policy.next_due_at,
         last_runs: runs.iter().map(RunSummary::from).collect(),

@@ -49,7 +49,30 @@ fn utc() -> String {
 #[serde(deny_unknown_fields)]
 pub struct IntervalSchedule {
     #[schema(minimum = 1, maximum = 31_622_400, example = 3600)]
+    #[serde(deserialize_with = "whole")]
     pub interval_secs: u64,
+}
+
+/// A whole number as JSON Schema reads one: `3`, or `3.0`.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let n = v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=9.0e15).contains(f))
+            .map(|f| f as u64)
+    });
+    n.ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {v}")))
+}
+
+/// An optional retention count: a whole number up to 1,000,000 (larger is refused by
+/// [`Retention::check`]), or absent/null.
+fn whole_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => whole(v)
+            .map_err(serde::de::Error::custom)
+            .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX))),
+    }
 }
 
 /// A rule of the input that does not hold: the field and what is wrong.
@@ -169,20 +192,26 @@ fn short(s: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// The newest n.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_last: Option<u32>,
     /// The newest of each of the last n hours that have one.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_hourly: Option<u32>,
     /// The newest of each of the last n days that have one (in the schedule's time zone).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_daily: Option<u32>,
     /// The newest of each of the last n ISO weeks that have one.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_weekly: Option<u32>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_monthly: Option<u32>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub keep_yearly: Option<u32>,
     /// Every snapshot taken within this long of the newest: restic's duration (`1y2m7d3h`:
     /// years, months, days, hours).
@@ -232,10 +261,10 @@ impl Retention {
     /// Whether every count is at least 1 and `keep_within` reads.
     pub fn check(&self) -> Result<(), Invalid> {
         for (name, n, _) in self.counts() {
-            if n == Some(0) {
+            if n == Some(0) || n.is_some_and(|n| n > 1_000_000) {
                 return Err(invalid(
                     "retention",
-                    format!("keep_{name} must be at least 1 (leave it out to not use it)"),
+                    format!("keep_{name} must be 1 to 1000000 (leave it out to not use it)"),
                 ));
             }
         }

@@ -10,11 +10,12 @@ use super::ProviderKind;
 /// Every `code` a problem can have. The OpenAPI document declares them as an enum, so a typed
 /// client can switch on them; a code outside this list fails tests (see `Problem::new` and the
 /// source scan below).
-pub const CODES: [&str; 48] = [
+pub const CODES: [&str; 49] = [
     "account_exists",
     "account_failed",
     "account_not_found",
     "conflict",
+    "cursor_expired",
     "deadline_exceeded",
     "delivery_not_found",
     "draining",

@@ -23,6 +23,9 @@ pub enum ServiceError {
     OperationNotFound(String),
     #[error("policy `{0}` does not exist")]
     PolicyNotFound(String),
+    /// A follower's cursor is below what retention pruned from the event log.
+    #[error("events after this cursor may have been pruned (retention.events_secs): read again from the oldest event (omit `after`) and reconcile what you hold")]
+    CursorExpired,
     /// A webhook URL that may not be a target.
     #[error("{0}")]
     TargetRefused(crate::webhooks::target::TargetError),
@@ -100,24 +103,23 @@ impl ServiceError {
         p
     }
 
+    /// A record the tenant does not have: `404 code`, saying which.
+    fn not_found(&self, code: &str) -> Problem {
+        Problem::new(404, code, self.to_string())
+    }
+
     fn describe(&self) -> Problem {
         match self {
-            ServiceError::AccountNotFound(id) => Problem::new(
-                404,
-                "account_not_found",
-                format!("account `{id}` does not exist"),
-            ),
-            ServiceError::WebhookNotFound(_) => {
-                Problem::new(404, "webhook_not_found", self.to_string())
-            }
-            ServiceError::DeliveryNotFound(_) => {
-                Problem::new(404, "delivery_not_found", self.to_string())
-            }
-            ServiceError::OperationNotFound(_) => {
-                Problem::new(404, "operation_not_found", self.to_string())
-            }
-            ServiceError::PolicyNotFound(_) => {
-                Problem::new(404, "policy_not_found", self.to_string())
+            ServiceError::AccountNotFound(_) => self.not_found("account_not_found"),
+            ServiceError::WebhookNotFound(_) => self.not_found("webhook_not_found"),
+            ServiceError::DeliveryNotFound(_) => self.not_found("delivery_not_found"),
+            ServiceError::OperationNotFound(_) => self.not_found("operation_not_found"),
+            ServiceError::PolicyNotFound(_) => self.not_found("policy_not_found"),
+            ServiceError::SnapshotNotFound => self.not_found("snapshot_not_found"),
+            ServiceError::CursorExpired => {
+                let mut p = Problem::new(410, "cursor_expired", self.to_string());
+                p.field = Some("after".to_owned());
+                p
             }
             ServiceError::Draining => retryable(Problem::new(503, "draining", self.to_string())),
             ServiceError::KeysMissing(_) => {
@@ -130,9 +132,6 @@ impl ServiceError {
                 let mut p = Problem::new(422, "webhook_target_refused", self.to_string());
                 p.field = Some("url".to_owned());
                 p
-            }
-            ServiceError::SnapshotNotFound => {
-                Problem::new(404, "snapshot_not_found", "the snapshot does not exist")
             }
             ServiceError::WebhookLimit(_) => {
                 Problem::new(409, "webhook_limit_reached", self.to_string())

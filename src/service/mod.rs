@@ -14,13 +14,14 @@ mod listing;
 mod operations;
 mod policies;
 mod reconciler;
+mod retention;
 mod snapshots;
 mod webhooks;
 mod worker;
 
 use std::{sync::Arc, time::Duration};
 
-pub use crate::config::{PoliciesConfig, ReconcilerConfig, WebhooksConfig};
+pub use crate::config::{PoliciesConfig, ReconcilerConfig, RetentionConfig, WebhooksConfig};
 pub use accounts::{AccountChanges, AccountRequest, Resolved};
 pub use delivery::record as record_attempt;
 pub use error::{AccountFailure, ServiceError};
@@ -50,6 +51,7 @@ pub struct Service {
     reconciler: ReconcilerConfig,
     webhooks: WebhooksConfig,
     policies: PoliciesConfig,
+    retention: RetentionConfig,
     /// Built on the first delivery: a process that never delivers never loads its TLS roots.
     webhook_client: std::sync::OnceLock<reqwest::Client>,
     /// This process, as it announces its master keys to the others.
@@ -107,6 +109,7 @@ impl Service {
             webhook_client: std::sync::OnceLock::new(),
             webhooks: WebhooksConfig::default(),
             policies: PoliciesConfig::default(),
+            retention: RetentionConfig::default(),
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -131,6 +134,12 @@ impl Service {
     /// Delivers webhooks (and checks their targets) so.
     pub fn with_webhooks(mut self, webhooks: WebhooksConfig) -> Self {
         self.webhooks = webhooks;
+        self
+    }
+
+    /// Prunes finished records so.
+    pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -194,6 +194,11 @@ impl Service {
         types: &[crate::domain::EventType],
         limit: u32,
     ) -> Result<Vec<(i64, Event)>, ServiceError> {
+        // A cursor below what retention pruned may have missed events: say so, never answer a
+        // silently short log.
+        if after > 0 && after < self.store.events_pruned_through().await? {
+            return Err(ServiceError::CursorExpired);
+        }
         Ok(self.store.list_events(tenant, after, types, limit).await?)
     }
 

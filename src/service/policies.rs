@@ -356,6 +356,7 @@ impl Service {
             return Ok(());
         };
         let mut made = self.submit_and_follow(&policy, &mut run).await?;
+        self.note_replaced(&policy, &mut run, &made).await?;
         let mut events = Vec::new();
         let now = Utc::now();
         let done = run.creates_done();
@@ -604,6 +605,42 @@ impl Service {
             }
         }
         Ok(recorded)
+    }
+
+    /// A new snapshot the vendor gave the id of one the policy made before (a provider that
+    /// keeps one snapshot per source answers with the same id) replaced that one: the run
+    /// says so.
+    async fn note_replaced(
+        &self,
+        policy: &Policy,
+        run: &mut PolicyRun,
+        made: &[PolicySnapshot],
+    ) -> Result<(), ServiceError> {
+        if made.is_empty() {
+            return Ok(());
+        }
+        let held = self
+            .store
+            .policy_snapshots(&policy.tenant, &policy.id)
+            .await?;
+        for new in made {
+            if let Some(old) = held
+                .iter()
+                .find(|h| h.snapshot_id == new.snapshot_id && h.slot < new.slot)
+            {
+                metrics::counter!("snapgate_policy_prunes_total", "outcome" => "replaced")
+                    .increment(1);
+                run.pruned.push(Pruned {
+                    snapshot_id: old.snapshot_id.clone(),
+                    source_id: old.source_id.clone(),
+                    slot: old.slot,
+                    reason: "replaced_by_vendor".to_owned(),
+                    operation_id: None,
+                    error: None,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the account's provider replaces a source's snapshot with each new one.

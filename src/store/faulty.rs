@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AccountPatch, Claimed, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter, RunUpdate,
-    Sealed, Store, StoreError,
+    AccountPatch, Claimed, Counts, Cutoffs, Dump, IdempotencyBegin, NewAccount, OperationFilter,
+    PruneCounts, RunUpdate, Sealed, Store, StoreError,
 };
 use crate::domain::{
     Account, AccountHealth, AccountId, Delivery, Event, EventType, Operation, Policy, PolicyRun,
@@ -404,6 +404,20 @@ impl Store for Faulty {
             self,
             "abandon_idempotent",
             self.inner.abandon_idempotent(tenant, key)
+        )
+    }
+    async fn prune_expired(&self, cutoffs: Cutoffs, batch: u32) -> Result<PruneCounts, StoreError> {
+        gated!(
+            self,
+            "prune_expired",
+            self.inner.prune_expired(cutoffs, batch)
+        )
+    }
+    async fn events_pruned_through(&self) -> Result<i64, StoreError> {
+        gated!(
+            self,
+            "events_pruned_through",
+            self.inner.events_pruned_through()
         )
     }
     async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ mod operations;
 mod pending;
 mod policies;
 mod postgres;
+mod retention;
 mod rows;
 mod seal;
 mod sqlite;
@@ -31,6 +32,7 @@ use crate::domain::{
 };
 
 pub use postgres::{connect_options as postgres_options, PostgresStore};
+pub use retention::{Cutoffs, PruneCounts};
 pub use seal::{SealError, Sealed, Sealer};
 pub use sqlite::SqliteStore;
 pub use webhooks::Claimed;
@@ -302,6 +304,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Forgets `key` (the request failed in a way a retry may fix).
     async fn abandon_idempotent(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Prunes one batch (at most `batch` per table) of finished records older than their
+    /// cutoff; what it pruned.
+    async fn prune_expired(&self, cutoffs: Cutoffs, batch: u32) -> Result<PruneCounts, StoreError>;
+    /// The highest event position that may have been pruned (0: none): a follower whose cursor
+    /// is below it may have missed events.
+    async fn events_pruned_through(&self) -> Result<i64, StoreError>;
 
     /// Stores a new policy; `Conflict` when the id is taken.
     async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError>;

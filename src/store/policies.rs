@@ -457,7 +457,7 @@ macro_rules! queries {
             sqlx::query(
                 "INSERT INTO policy_snapshots (tenant, policy_id, snapshot_id, account, \
                  source_id, slot, pruned_at, prune_operation) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) \
-                 ON CONFLICT (tenant, policy_id, snapshot_id) DO UPDATE SET \
+                 ON CONFLICT (tenant, policy_id, snapshot_id) DO UPDATE SET slot = excluded.slot, \
                  pruned_at = excluded.pruned_at, prune_operation = excluded.prune_operation",
             )
             .bind(tenant)

@@ -19,7 +19,8 @@ macro_rules! sql_store {
             accounts::$backend as accounts, copy::$backend as copy, events::$backend as events,
             idempotency::$backend as idempotency, keys::$backend as keys,
             operations::$backend as operations, policies::{$backend as policies, PolicyRow, RunRow},
-            rows::{AccountRow, EventRow, OperationRow}, RunUpdate,
+            retention::$backend as retention, rows::{AccountRow, EventRow, OperationRow},
+            Cutoffs, PruneCounts, RunUpdate,
             webhooks::{$backend as webhooks, Claimed, WebhookRow},
             AccountPatch, Backlog, Counts, Dump, IdempotencyBegin, NewAccount, OperationFilter,
             Sealed, Store, StoreError,
@@ -363,6 +364,22 @@ macro_rules! sql_store {
                     idempotency::abandon(c, &tenant, &key).await
                 }))
                 .await
+            }
+
+            async fn prune_expired(
+                &self,
+                cutoffs: Cutoffs,
+                batch: u32,
+            ) -> Result<PruneCounts, StoreError> {
+                self.transaction(move |c| Box::pin(async move {
+                    retention::prune(c, cutoffs, batch).await
+                }))
+                .await
+            }
+
+            async fn events_pruned_through(&self) -> Result<i64, StoreError> {
+                self.read(|c| Box::pin(async move { retention::events_pruned_through(c).await }))
+                    .await
             }
 
             async fn insert_policy(&self, policy: &Policy) -> Result<(), StoreError> {

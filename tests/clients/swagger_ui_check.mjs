@@ -26,6 +26,7 @@ const pathValues = {
   name: "swagger-ui-check",
   webhook: "wh_00000000000000000000000000000000",
   delivery: "dlv_00000000000000000000000000000000",
+  policy: "pol_00000000000000000000000000000000",
 };
 const mustSucceed = {
   listSnapshots: { status: [200] },
@@ -38,6 +39,11 @@ const mustSucceed = {
   // The prefilled example endpoint is one the demo accepts (it allows any target).
   createWebhook: { status: [201] },
   listWebhooks: { status: [200] },
+  createPolicy: {
+    status: [201],
+    body: { account: koyeb, source_ids: [koyebSource], schedule: { interval_secs: 3600 } },
+  },
+  listPolicies: { status: [200] },
 };
 
 const origin = new URL(url).origin;

@@ -31,6 +31,7 @@ mod policies;
 mod reconciler;
 mod replicas;
 mod resilience;
+mod retention;
 mod simulator;
 mod snapshots;
 mod soak;

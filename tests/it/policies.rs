@@ -465,10 +465,10 @@ async fn two_replicas_one_failing_then_killed_make_one_snapshot_per_slot_and_sou
     };
     let plan = Arc::new(FaultPlan::default());
     plan.fail("save_run", 0, u32::MAX);
+    // The failing replica runs alone first, so it surely takes part mid-run.
     let doomed = spawn(Some(plan.clone())).await;
-    let survivor = spawn(None).await;
     let t = token("acme", ALL_SCOPES);
-    add_simulator_accounts(&survivor, &sim, &t).await;
+    add_simulator_accounts(&doomed, &sim, &t).await;
     let sources = sim.sources(Vendor::Koyeb);
     let policy = create_policy(
         &doomed,
@@ -480,12 +480,17 @@ async fn two_replicas_one_failing_then_killed_make_one_snapshot_per_slot_and_sou
     )
     .await;
     let id = policy["id"].as_str().unwrap();
-    // The failing replica takes part for a while, then is killed.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        plan.failed("save_run") > 0,
-        "the failing replica never worked a run"
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while plan.failed("save_run") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the failing replica never worked a run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Then a healthy replica joins, and a second later the failing one is killed.
+    let survivor = spawn(None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     drop(doomed);
     finished_runs(&survivor, &t, id, 4).await;
     let all = pause_and_drain(&survivor, &t, id).await;
@@ -511,4 +516,76 @@ async fn two_replicas_one_failing_then_killed_make_one_snapshot_per_slot_and_sou
         assert_eq!(names.keys().cloned().collect::<BTreeSet<_>>(), made);
     }
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_keeping_one_snapshot_per_source_is_replaced_and_says_so() {
+    let s = spawn_with_simulator_and(Duration::from_millis(20), fast).await;
+    let (app, t) = (&s.app, s.token.as_str());
+    let vm = s.sim.sources(Vendor::Hostinger)[0].clone();
+    let policy = create_policy(
+        app,
+        t,
+        json!({
+            "account": "hostinger", "source_ids": [vm],
+            "schedule": {"interval_secs": 1}, "retention": {"keep_last": 5},
+        }),
+    )
+    .await;
+    let id = policy["id"].as_str().unwrap();
+    let notes = policy["notes"].to_string();
+    assert!(notes.contains("replaces the previous one"), "{policy}");
+    finished_runs(app, t, id, 3).await;
+    let all = pause_and_drain(app, t, id).await;
+    for run in &all {
+        assert_eq!(run["state"], "succeeded", "{run}");
+    }
+    // Every snapshot but the newest was replaced by the vendor, whatever keep_last says, and
+    // recorded so: nothing was deleted by the gateway.
+    let pruned: Vec<&Value> = all
+        .iter()
+        .flat_map(|r| r["pruned"].as_array().unwrap())
+        .collect();
+    assert_eq!(pruned.len(), all.len() - 1, "{all:?}");
+    for p in pruned {
+        assert_eq!(p["reason"], "replaced_by_vendor", "{p}");
+        assert!(p["operation_id"].is_null(), "{p}");
+    }
+}
+
+#[tokio::test]
+async fn runs_are_spread_over_the_jitter_and_never_before_their_slot() {
+    let s = spawn_with_simulator_and(Duration::from_millis(20), |c| {
+        c.policies.jitter_secs = 60;
+    })
+    .await;
+    let (app, t) = (&s.app, s.token.as_str());
+    let mut offsets = BTreeSet::new();
+    for _ in 0..12 {
+        let policy = create_policy(
+            app,
+            t,
+            json!({"account": "koyeb", "source_ids": ["v"], "schedule": {"cron": "0 0 * * *"}}),
+        )
+        .await;
+        let at =
+            |k: &str| chrono::DateTime::parse_from_rfc3339(policy[k].as_str().unwrap()).unwrap();
+        let offset = (at("next_run_at") - at("next_slot")).num_seconds();
+        assert!((0..=60).contains(&offset), "{policy}");
+        offsets.insert(offset);
+    }
+    // Twelve policies sharing midnight do not all start at once.
+    assert!(offsets.len() > 3, "{offsets:?}");
+    // An interval shorter than four jitters is jittered by at most a quarter of it.
+    let short = create_policy(
+        app,
+        t,
+        json!({"account": "koyeb", "source_ids": ["v"], "schedule": {"interval_secs": 8}}),
+    )
+    .await;
+    let at = |k: &str| chrono::DateTime::parse_from_rfc3339(short[k].as_str().unwrap()).unwrap();
+    assert!(
+        (at("next_run_at") - at("next_slot")).num_seconds() <= 2,
+        "{short}"
+    );
 }

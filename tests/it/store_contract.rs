@@ -1341,3 +1341,87 @@ async fn a_master_key_that_opens_nothing_stored_is_refused_at_start() {
     // The key the records were sealed with starts.
     assert!(start([7u8; 32]).await.is_ok());
 }
+
+#[tokio::test]
+async fn expired_records_are_pruned_in_batches_and_work_in_progress_never() {
+    use snapgate::store::Cutoffs;
+    on_both("retention", |store| async move {
+        let now = Utc::now();
+        let mut ops = Vec::new();
+        for i in 0..3 {
+            let mut op = operation("prod", &format!("snap-{i}"), OperationKind::Create);
+            op.state = OperationState::Succeeded;
+            op.finished_at = Some(now);
+            store.insert_operation("acme", &op, &[]).await.unwrap();
+            ops.push(op);
+        }
+        let running = operation("prod", "snap-run", OperationKind::Create);
+        store.insert_operation("acme", &running, &[]).await.unwrap();
+        let events: Vec<_> = (0..3)
+            .map(|_| {
+                snapgate::domain::Event::new(
+                    snapgate::domain::EventType::AccountHealthChanged,
+                    "t",
+                    serde_json::json!({}),
+                )
+            })
+            .collect();
+        store.append_events("acme", &events).await.unwrap();
+        store
+            .begin_idempotent("acme", "in-flight", "f", now, Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .begin_idempotent("acme", "answered", "f", now, Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .finish_idempotent("acme", "answered", 202, "{}")
+            .await
+            .unwrap();
+        assert_eq!(store.events_pruned_through().await.unwrap(), 0);
+
+        let later = now + chrono::TimeDelta::seconds(1);
+        let all = Cutoffs {
+            events: Some(later),
+            deliveries: Some(later),
+            operations: Some(later),
+            idempotency_keys: Some(later),
+            policy_runs: Some(later),
+        };
+        // Batches of two: the first leaves one finished operation and one event.
+        let first = store.prune_expired(all, 2).await.unwrap();
+        assert_eq!(
+            (first.operations, first.events, first.idempotency_keys),
+            (2, 2, 1)
+        );
+        let second = store.prune_expired(all, 2).await.unwrap();
+        assert_eq!((second.operations, second.events), (1, 1));
+        assert_eq!(store.prune_expired(all, 2).await.unwrap().total(), 0);
+        // Work in progress is kept: the running operation, the key in flight.
+        assert!(store
+            .get_operation("acme", &running.id)
+            .await
+            .unwrap()
+            .is_some());
+        for op in &ops {
+            assert!(store.get_operation("acme", &op.id).await.unwrap().is_none());
+        }
+        let again = store
+            .begin_idempotent("acme", "in-flight", "f", now, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, snapgate::store::IdempotencyBegin::InFlight),
+            "{again:?}"
+        );
+        // The watermark covers every event pruned.
+        let listed = store.list_events("acme", 0, &[], 100).await.unwrap();
+        assert!(listed.is_empty());
+        assert!(store.events_pruned_through().await.unwrap() > 0);
+        // Nothing is pruned before its cutoff.
+        let none = Cutoffs::default();
+        assert_eq!(store.prune_expired(none, 2).await.unwrap().total(), 0);
+    })
+    .await;
+}

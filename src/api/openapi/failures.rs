@@ -76,7 +76,7 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 34] = [
     ("createImageFromSnapshot", VENDOR_WRITE),
     ("listOperations", &[]),
     ("getOperation", &["404", "429"]),
-    ("listEvents", &[]),
+    ("listEvents", &["410"]),
     ("listWebhooks", &[]),
     ("createWebhook", &["409"]),
     ("getWebhook", &["404"]),
