@@ -95,8 +95,17 @@ impl Schedule {
     pub fn check(&self) -> Result<(), Invalid> {
         match self {
             Schedule::Cron(c) => {
-                c.parsed()?;
-                Ok(())
+                let (cron, tz) = c.parsed()?;
+                // An expression no date matches (`0 0 30 2 *`) would never run: refused, not
+                // stored as a policy that silently never fires.
+                let now = Utc::now().with_timezone(&tz);
+                match cron.find_next_occurrence(&now, false) {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(invalid(
+                        "schedule.cron",
+                        format!("{:?} matches no time to come", short(&c.cron)),
+                    )),
+                }
             }
             Schedule::Interval(i) if (1..=MAX_INTERVAL_SECS).contains(&i.interval_secs) => Ok(()),
             Schedule::Interval(_) => Err(invalid(
@@ -780,6 +789,11 @@ mod tests {
             ),
             Some(at("2026-01-10T02:00:00Z"))
         );
+        let never = Schedule::Cron(CronSchedule {
+            cron: "0 0 30 2 *".into(),
+            time_zone: "UTC".into(),
+        });
+        assert_eq!(never.check().unwrap_err().field, "schedule.cron");
         let bad = Schedule::Cron(CronSchedule {
             cron: "61 * * * *".into(),
             time_zone: "UTC".into(),
