@@ -22,6 +22,7 @@ mod events;
 mod faults;
 mod hardening;
 mod helpers;
+mod indexes;
 mod lifecycle;
 mod listing;
 mod openapi;
