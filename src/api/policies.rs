@@ -187,10 +187,7 @@ pub async fn list(
         super::paging::page_of(all, |p| (p.created_at, p.id.clone()), after.as_ref(), size);
     let mut views = Vec::with_capacity(items.len());
     for policy in items {
-        let (policy, runs) = state
-            .service
-            .policy_with_runs(&caller.tenant, &policy.id)
-            .await?;
+        let runs = state.service.last_runs(&policy).await?;
         let notes = state
             .service
             .policy_notes(&caller.tenant, &policy.spec)

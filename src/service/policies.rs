@@ -239,8 +239,16 @@ impl Service {
         id: &str,
     ) -> Result<(Policy, Vec<PolicyRun>), ServiceError> {
         let policy = self.policy(tenant, id).await?;
-        let runs = self.store.policy_runs(tenant, id, None, LAST_RUNS).await?;
+        let runs = self.last_runs(&policy).await?;
         Ok((policy, runs))
+    }
+
+    /// A policy's last runs, newest first (the policy already read).
+    pub async fn last_runs(&self, policy: &Policy) -> Result<Vec<PolicyRun>, ServiceError> {
+        Ok(self
+            .store
+            .policy_runs(&policy.tenant, &policy.id, None, LAST_RUNS)
+            .await?)
     }
 
     /// What the provider of a policy's account changes about it.

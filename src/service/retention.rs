@@ -44,31 +44,12 @@ impl Service {
         let mut total = PruneCounts::default();
         for _ in 0..MAX_BATCHES {
             let pruned = self.store.prune_expired(cutoffs, batch).await?;
-            for (table, n) in [
-                ("events", pruned.events),
-                ("deliveries", pruned.deliveries),
-                ("operations", pruned.operations),
-                ("idempotency_keys", pruned.idempotency_keys),
-                ("policy_runs", pruned.policy_runs),
-            ] {
+            for (table, n) in pruned.by_table() {
                 metrics::counter!("snapgate_pruned_records_total", "table" => table)
                     .increment(n as u64);
             }
-            total.events += pruned.events;
-            total.deliveries += pruned.deliveries;
-            total.operations += pruned.operations;
-            total.idempotency_keys += pruned.idempotency_keys;
-            total.policy_runs += pruned.policy_runs;
-            let full = [
-                pruned.events,
-                pruned.deliveries,
-                pruned.operations,
-                pruned.idempotency_keys,
-                pruned.policy_runs,
-            ]
-            .into_iter()
-            .any(|n| n >= batch as usize);
-            if !full {
+            total += pruned;
+            if pruned.by_table().iter().all(|(_, n)| *n < batch as usize) {
                 break;
             }
         }

@@ -28,8 +28,29 @@ pub struct PruneCounts {
 }
 
 impl PruneCounts {
+    /// Each table's count, by table name.
+    pub fn by_table(&self) -> [(&'static str, usize); 5] {
+        [
+            ("events", self.events),
+            ("deliveries", self.deliveries),
+            ("operations", self.operations),
+            ("idempotency_keys", self.idempotency_keys),
+            ("policy_runs", self.policy_runs),
+        ]
+    }
+
     pub fn total(&self) -> usize {
-        self.events + self.deliveries + self.operations + self.idempotency_keys + self.policy_runs
+        self.by_table().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl std::ops::AddAssign for PruneCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+        self.operations += other.operations;
+        self.idempotency_keys += other.idempotency_keys;
+        self.policy_runs += other.policy_runs;
     }
 }
 
