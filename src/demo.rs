@@ -190,6 +190,7 @@ pub async fn seed_policy(
         )),
         account: account.to_string(),
         source_ids: sim.sources(*vendor).into_iter().take(1).collect(),
+        all_sources: false,
         schedule: Schedule::Interval(IntervalSchedule {
             interval_secs: DEMO_POLICY_SECS,
         }),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     auth::{Caller, Scope},
-    domain::{Account, AccountHealth, AccountId, ProviderKind},
+    domain::{Account, AccountHealth, AccountId, AccountSource, ProviderKind},
     service::{AccountChanges, AccountRequest},
 };
 
@@ -343,4 +343,37 @@ pub async fn verify(
         checked_at: health.checked_at.unwrap_or_else(Utc::now),
         problem: health.problem,
     }))
+}
+
+/// The resources of an account that snapshots can be made of.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    /// Every source the provider lists now, in its order; each `id` is a `source_id` for
+    /// `POST /v1/snapshots` and policies.
+    pub data: Vec<AccountSource>,
+}
+
+/// Lists the account's snapshot sources (VMs, volumes, instances, servers, droplets) from its
+/// provider: every vendor page, or an error — never a short list.
+#[utoipa::path(
+    get, path = "/v1/accounts/{account}/sources", tag = "accounts", operation_id = "listAccountSources",
+    params(AccountPath),
+    security(("bearer" = ["snapshots:read"])),
+    responses(
+        (status = 200, description = "Every source the provider lists", body = SourceList),
+        (status = 404, description = "No such account in the caller's tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The provider cannot list its sources", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sources(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<AccountPath>,
+) -> Result<axum::Json<SourceList>, ApiError> {
+    caller.require(Scope::SnapshotsRead)?;
+    let data = state
+        .service
+        .account_sources(&caller.tenant, &path.account)
+        .await?;
+    Ok(axum::Json(SourceList { data }))
 }

@@ -115,6 +115,7 @@ fn v1_routes() -> Router<AppState> {
                 .delete(accounts::delete),
         )
         .route("/v1/accounts/{account}/verify", post(accounts::verify))
+        .route("/v1/accounts/{account}/sources", get(accounts::sources))
         .route(
             "/v1/accounts/{account}/snapshot-names/{name}",
             get(snapshots::name_availability),

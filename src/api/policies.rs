@@ -31,6 +31,8 @@ pub struct PolicyView {
     #[schema(example = "prod-eu")]
     pub account: String,
     pub source_ids: Vec<String>,
+    /// Every source of the account, listed at each run.
+    pub all_sources: bool,
     pub schedule: Schedule,
     pub name_template: String,
     pub retention: Retention,
@@ -89,6 +91,7 @@ fn view(policy: Policy, runs: &[PolicyRun], notes: Vec<String>) -> PolicyView {
         description: spec.description,
         account: spec.account,
         source_ids: spec.source_ids,
+        all_sources: spec.all_sources,
         schedule: spec.schedule,
         name_template: spec.name_template,
         retention: spec.retention,
@@ -128,8 +131,12 @@ pub struct UpdatePolicy {
     #[serde(default, deserialize_with = "super::webhooks::present")]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
+    /// The sources to snapshot from now on; without `all_sources`, setting them turns
+    /// `all_sources` off.
     #[schema(min_items = 1, max_items = 100)]
     pub source_ids: Option<Vec<String>>,
+    /// `true`: every source of the account (`source_ids` are then cleared unless given).
+    pub all_sources: Option<bool>,
     /// A new schedule starts from its next slot after now.
     pub schedule: Option<Schedule>,
     #[schema(min_length = 1, max_length = 100)]
@@ -275,6 +282,7 @@ pub async fn update(
     let changes = PolicyChanges {
         description: body.description,
         source_ids: body.source_ids,
+        all_sources: body.all_sources,
         schedule: body.schedule,
         name_template: body.name_template,
         retention: body.retention,

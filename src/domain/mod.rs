@@ -20,7 +20,9 @@ pub use policy::{
     Schedule, TargetState,
 };
 pub use problem::Problem;
-pub use provider::{Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider};
+pub use provider::{
+    AccountSource, Capabilities, Capability, FieldSpec, ProviderKind, UnknownProvider,
+};
 pub use provider_error::ProviderError;
 pub use snapshot::{
     count_unknown_status, Accepted, Completion, Operation, OperationKind, OperationState, Snapshot,

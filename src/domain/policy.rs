@@ -427,9 +427,17 @@ pub struct PolicySpec {
     #[schema(example = "prod-eu", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub account: String,
     /// The sources (VM, volume, instance, server, droplet, slice ids) it snapshots, each once
-    /// per slot.
-    #[schema(min_items = 1, max_items = 100, example = json!(["vm-7"]))]
+    /// per slot; empty with `all_sources`.
+    #[serde(default)]
+    #[schema(max_items = 100, example = json!(["vm-7"]))]
     pub source_ids: Vec<String>,
+    /// Snapshot every source of the account instead (`source_ids` then empty): each run lists
+    /// the account's sources (`GET /v1/accounts/{account}/sources`) when it starts, so a VM
+    /// made since the last run is in it and a deleted one is not. A run whose listing fails
+    /// fails as a whole, saying why, and prunes nothing.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub all_sources: bool,
     pub schedule: Schedule,
     /// Each snapshot's name: `{policy}` (the policy id), `{source}` and `{slot}` (the slot in
     /// UTC, `20261207t030000z`) are replaced.
@@ -456,10 +464,18 @@ fn yes() -> bool {
 impl PolicySpec {
     /// Every rule of a spec that needs no store or provider.
     pub fn check(&self) -> Result<(), Invalid> {
-        if self.source_ids.is_empty() || self.source_ids.len() > MAX_SOURCES {
+        if self.all_sources && !self.source_ids.is_empty() {
             return Err(invalid(
                 "source_ids",
-                format!("source_ids must name 1 to {MAX_SOURCES} sources"),
+                "source_ids must be empty with all_sources: a policy takes all of the account's \
+                 sources or the ones it names",
+            ));
+        }
+        if !self.all_sources && (self.source_ids.is_empty() || self.source_ids.len() > MAX_SOURCES)
+        {
+            return Err(invalid(
+                "source_ids",
+                format!("source_ids must name 1 to {MAX_SOURCES} sources (or set all_sources)"),
             ));
         }
         if let Some(bad) = self
@@ -586,6 +602,14 @@ pub struct PolicyRun {
     pub finished_at: Option<DateTime<Utc>>,
     /// What it created, source by source.
     pub targets: Vec<RunTarget>,
+    /// For a policy over all of an account's sources: when the run listed them (its
+    /// `targets` are what the provider listed then); `null` until it has.
+    #[serde(default, serialize_with = "super::time::rfc3339_opt")]
+    pub sources_listed_at: Option<DateTime<Utc>>,
+    /// Why the run failed as a whole (the account's sources could not be listed); `null`
+    /// otherwise (a source's own failure is on its target).
+    #[serde(default)]
+    pub error: Option<Problem>,
     /// What retention pruned after the run's snapshots succeeded.
     pub pruned: Vec<Pruned>,
 }

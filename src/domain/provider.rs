@@ -143,6 +143,7 @@ pub enum Capability {
     Restore,
     CreateImage,
     NameAvailability,
+    ListSources,
 }
 
 impl Capability {
@@ -155,6 +156,7 @@ impl Capability {
             Capability::Restore => "restore",
             Capability::CreateImage => "image",
             Capability::NameAvailability => "name availability",
+            Capability::ListSources => "source listing",
         }
     }
 }
@@ -176,6 +178,7 @@ impl Capabilities {
             Capability::Restore => self.restore,
             Capability::CreateImage => self.create_image,
             Capability::NameAvailability => self.name_availability,
+            Capability::ListSources => self.list_sources,
         }
     }
 }
@@ -201,6 +204,23 @@ pub struct Capabilities {
     pub restore_in_place: bool,
     pub create_image: bool,
     pub name_availability: bool,
+    /// The account's snapshot sources (VMs, volumes, ...) can be listed
+    /// (`GET /v1/accounts/{account}/sources`, policies over all sources).
+    pub list_sources: bool,
+}
+
+/// One resource of an account that snapshots can be made of: its `id` is what
+/// `POST /v1/snapshots` takes as `source_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AccountSource {
+    /// The id `source_id` takes.
+    #[schema(example = "vm-7")]
+    pub id: String,
+    /// The vendor's name for it, where it has one.
+    pub name: Option<String>,
+    pub kind: super::SourceKind,
+    /// The vendor's own status word for it, as sent (not normalized).
+    pub status: Option<String>,
 }
 
 #[cfg(test)]
@@ -216,6 +236,7 @@ mod capability_tests {
             Capability::Restore,
             Capability::CreateImage,
             Capability::NameAvailability,
+            Capability::ListSources,
         ];
         for (i, capability) in all.into_iter().enumerate() {
             let flags = Capabilities {
@@ -225,6 +246,7 @@ mod capability_tests {
                 restore: i == 3,
                 create_image: i == 4,
                 name_availability: i == 5,
+                list_sources: i == 6,
                 ..Capabilities::default()
             };
             for other in all {

@@ -26,8 +26,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
-        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{RateLimitHeaders, Upstream},
 };
@@ -65,6 +65,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: true,
         create_image: false,
         name_availability: false,
+        list_sources: true,
     },
     auth: Auth::Scheme {
         scheme: "Bearer",
@@ -124,6 +125,46 @@ impl Digitalocean {
             .call(ctx, operation, Method::GET, path, query, None)
             .await?
             .json(KIND)
+    }
+
+    /// One walk of a droplet or volume list, 200 a page, to the page without a `next` link.
+    async fn sources_of(
+        &self,
+        ctx: &CallContext<'_>,
+        path: &'static str,
+        filter: Option<(&'static str, &'static str)>,
+        kind: SourceKind,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        super::walk_sources(KIND, |page| async move {
+            let mut query = vec![
+                ("page", page.to_string()),
+                ("per_page", PER_PAGE.to_string()),
+            ];
+            query.extend(filter.map(|(k, v)| (k, v.to_owned())));
+            let reply: WireResources = self.get_json(ctx, "sources", path, &query).await?;
+            let listed = reply
+                .droplets
+                .into_iter()
+                .chain(reply.volumes)
+                .map(|r| AccountSource {
+                    id: r.id.0,
+                    name: r.name,
+                    kind,
+                    status: r.status,
+                })
+                .collect();
+            Ok(super::SourcePage {
+                total: reply.meta.and_then(|m| usize::try_from(m.total?).ok()),
+                more: Some(
+                    reply
+                        .links
+                        .and_then(|l| l.pages)
+                        .is_some_and(|p| p.next.is_some()),
+                ),
+                ..super::SourcePage::of(listed, &["archive"], PER_PAGE)
+            })
+        })
+        .await
     }
 
     async fn snapshot(
@@ -515,6 +556,29 @@ impl ProviderAdapter for Digitalocean {
         }
     }
 
+    /// Droplets (`GET /droplets`, then `?type=gpus`: GPU droplets are left out of the first)
+    /// and volumes (`GET /volumes`); archived droplets are left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        let mut out = self
+            .sources_of(ctx, "/droplets", None, SourceKind::Vm)
+            .await?;
+        let gpus = Some(("type", "gpus"));
+        out.extend(
+            self.sources_of(ctx, "/droplets", gpus, SourceKind::Vm)
+                .await?,
+        );
+        out.extend(
+            self.sources_of(ctx, "/volumes", None, SourceKind::Volume)
+                .await?,
+        );
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|s| seen.insert(s.id.clone()));
+        Ok(out)
+    }
+
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
@@ -665,6 +729,25 @@ struct WireLinks {
 #[derive(Deserialize)]
 struct WirePages {
     next: Option<String>,
+}
+
+/// `GET /droplets` or `GET /volumes`: `{droplets|volumes: [...], links, meta}`.
+#[derive(Deserialize)]
+struct WireResources {
+    #[serde(default)]
+    droplets: Vec<WireResource>,
+    #[serde(default)]
+    volumes: Vec<WireResource>,
+    links: Option<WireLinks>,
+    meta: Option<WireMeta>,
+}
+
+/// A droplet (integer id, `status`) or a volume (UUID, no status).
+#[derive(Deserialize)]
+struct WireResource {
+    id: Id,
+    name: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -26,8 +26,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
-        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{RateLimitHeaders, Upstream},
 };
@@ -66,6 +66,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: true,
         create_image: false,
         name_availability: false,
+        list_sources: true,
     },
     auth: Auth::Scheme {
         scheme: "Bearer",
@@ -400,6 +401,44 @@ impl ProviderAdapter for Hetzner {
         submitted(&reply.action, None, Some(json!({ "vm_id": server })))
     }
 
+    /// `GET /servers`, 50 a page (Hetzner's largest), until `next_page` is null and the total
+    /// agrees; servers being deleted are left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        super::walk_sources(KIND, |page| async move {
+            let query = [
+                ("page", page.to_string()),
+                ("per_page", PER_PAGE.to_string()),
+            ];
+            let reply: WireServers = self
+                .http
+                .call(ctx, "sources", Method::GET, "/servers", &query, None)
+                .await?
+                .json(KIND)?;
+            let listed = reply
+                .servers
+                .into_iter()
+                .map(|s| AccountSource {
+                    id: s.id.0,
+                    name: s.name,
+                    kind: SourceKind::Vm,
+                    status: s.status,
+                })
+                .collect();
+            let pagination = reply.meta.and_then(|m| m.pagination);
+            Ok(super::SourcePage {
+                total: pagination
+                    .as_ref()
+                    .and_then(|p| usize::try_from(p.total_entries?).ok()),
+                more: pagination.map(|p| p.next_page.is_some()),
+                ..super::SourcePage::of(listed, &["deleting"], PER_PAGE)
+            })
+        })
+        .await
+    }
+
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
@@ -550,6 +589,21 @@ struct WireImages {
     #[serde(default)]
     images: Vec<Box<RawValue>>,
     meta: Option<WireMeta>,
+}
+
+/// `GET /servers`: `{servers: [Server], meta: {pagination}}`.
+#[derive(Deserialize)]
+struct WireServers {
+    #[serde(default)]
+    servers: Vec<ListedServer>,
+    meta: Option<WireMeta>,
+}
+
+#[derive(Deserialize)]
+struct ListedServer {
+    id: Id,
+    name: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Deserialize)]

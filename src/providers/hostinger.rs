@@ -22,8 +22,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationState, ProviderKind, SnapshotStatus, Source, SourceKind,
-        VendorRef, VendorRefKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationState, ProviderKind, SnapshotStatus,
+        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{Reply, Upstream},
 };
@@ -57,6 +57,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: true,
         create_image: false,
         name_availability: false,
+        list_sources: true,
     },
     auth: Auth::Scheme {
         scheme: "Bearer",
@@ -325,6 +326,24 @@ impl ProviderAdapter for Hostinger {
         self.act(ctx, "restore", Method::POST, vm, &path).await
     }
 
+    /// `GET /virtual-machines`: one bare array, no paging; VMs being destroyed are left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        let vms = self.vms(ctx, "sources").await?;
+        let listed = vms
+            .into_iter()
+            .map(|vm| AccountSource {
+                id: vm.id.0,
+                name: vm.hostname,
+                kind: SourceKind::Vm,
+                status: vm.state,
+            })
+            .collect();
+        Ok(super::SourcePage::of(listed, &["destroying", "destroyed"], 0).sources)
+    }
+
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
@@ -377,6 +396,8 @@ fn action_failed(id: &Id) -> ProviderError {
 struct WireVm {
     id: Id,
     data_center_id: Option<Id>,
+    hostname: Option<String>,
+    state: Option<String>,
 }
 
 /// `GET /data-centers` item: `{id, name, location, city, continent}`.

@@ -28,8 +28,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
-        Source, SourceKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -63,6 +63,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: false,
         create_image: true,
         name_availability: true,
+        list_sources: true,
     },
     auth: Auth::Header {
         name: "api_key",
@@ -323,6 +324,49 @@ impl ProviderAdapter for Hyperstack {
         Ok(reply.available)
     }
 
+    /// `GET /core/virtual-machines`, page by page to an empty one (Hyperstack documents no
+    /// page-size cap, no next-page signal and not what `count` counts); VMs being deleted are
+    /// left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        super::walk_sources(KIND, |page| async move {
+            let query = [
+                ("page", page.to_string()),
+                ("pageSize", PAGE_SIZE.to_string()),
+            ];
+            let reply: VmPage = self
+                .http
+                .call(
+                    ctx,
+                    "sources",
+                    Method::GET,
+                    "/core/virtual-machines",
+                    &query,
+                    None,
+                )
+                .await?
+                .json(KIND)?;
+            let listed = reply
+                .instances
+                .into_iter()
+                .map(|vm| AccountSource {
+                    id: vm.id.to_string(),
+                    name: vm.name,
+                    kind: SourceKind::Vm,
+                    status: vm.status,
+                })
+                .collect();
+            Ok(super::SourcePage::of(
+                listed,
+                &["DELETING", "DELETED"],
+                PAGE_SIZE,
+            ))
+        })
+        .await
+    }
+
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
@@ -384,6 +428,20 @@ struct ListPage {
     /// The page's count or the total: undocumented.
     #[serde(default)]
     count: Option<usize>,
+}
+
+/// `GET /core/virtual-machines`: `{status, message, instances, count, page, page_size}`.
+#[derive(Deserialize)]
+struct VmPage {
+    #[serde(default)]
+    instances: Vec<ListedVm>,
+}
+
+#[derive(Deserialize)]
+struct ListedVm {
+    id: i64,
+    name: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Deserialize)]

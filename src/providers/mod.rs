@@ -22,13 +22,14 @@ use async_trait::async_trait;
 
 pub use crate::domain::ProviderError;
 pub use fields::{validate_credentials, validate_settings, FieldError};
-pub(crate) use walk::{ListWalk, PageSignals};
+pub(crate) use walk::{walk_sources, ListWalk, PageSignals, SourcePage};
 
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Account, Capabilities, Capability, Credentials, FieldSpec, Operation, OperationKind,
-        OperationState, ProviderKind, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        Account, AccountSource, Capabilities, Capability, Credentials, FieldSpec, Operation,
+        OperationKind, OperationState, ProviderKind, SourceKind, VendorRef, VendorRefKind,
+        VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -547,6 +548,15 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         _name: &str,
     ) -> Result<bool, ProviderError> {
         unsupported(Capability::NameAvailability)
+    }
+
+    /// Every resource of the account that snapshots can be made of (all vendor pages, or an
+    /// error: never a short list).
+    async fn list_sources(
+        &self,
+        _ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        unsupported(Capability::ListSources)
     }
 
     /// Reads the vendor's truth about an unfinished operation.

@@ -1,6 +1,8 @@
 //! The one rule every adapter's list walk ends by: on evidence only (see [`ListWalk`]).
 
-use crate::domain::{ProviderError, ProviderKind};
+use std::future::Future;
+
+use crate::domain::{AccountSource, ProviderError, ProviderKind};
 
 /// Vendor list pages walked at most: a vendor that keeps answering full pages is broken, and
 /// following it forever would hold memory and the caller.
@@ -87,6 +89,76 @@ impl ListWalk {
         }
         Ok(true)
     }
+}
+
+/// One page of an account's sources, with the vendor's paging signals.
+#[derive(Debug, Default)]
+pub(crate) struct SourcePage {
+    pub sources: Vec<AccountSource>,
+    /// Items on the page left out of `sources` (deleted, being deleted): they count as read.
+    pub gone: usize,
+    /// The whole list's size, where the vendor states one that is known to be a total.
+    pub total: Option<usize>,
+    /// The vendor's "more pages follow" flag.
+    pub more: Option<bool>,
+    /// The page size asked for.
+    pub asked: usize,
+}
+
+impl SourcePage {
+    /// A page of `listed` sources, leaving out those whose status is one of `gone` (deleted,
+    /// being deleted: nothing to snapshot) while counting them as read.
+    pub(crate) fn of(listed: Vec<AccountSource>, gone: &[&str], asked: usize) -> Self {
+        let before = listed.len();
+        let sources: Vec<AccountSource> = listed
+            .into_iter()
+            .filter(|s| !s.status.as_deref().is_some_and(|st| gone.contains(&st)))
+            .collect();
+        Self {
+            gone: before - sources.len(),
+            sources,
+            asked,
+            ..Self::default()
+        }
+    }
+}
+
+/// Walks a vendor's paged source list from page 1 to its end, ending on evidence only (the
+/// rule of [`ListWalk`]); a source an earlier page showed is not repeated. An error on any
+/// page is the walk's error: a short list of sources would leave some out of a policy.
+pub(crate) async fn walk_sources<F, Fut>(
+    vendor: ProviderKind,
+    mut page: F,
+) -> Result<Vec<AccountSource>, ProviderError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<SourcePage, ProviderError>>,
+{
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut walk = ListWalk::new(vendor);
+    for n in 1.. {
+        let reply = page(n).await?;
+        let items = reply.sources.len() + reply.gone;
+        let before = out.len();
+        out.extend(
+            reply
+                .sources
+                .into_iter()
+                .filter(|s| seen.insert(s.id.clone())),
+        );
+        let signals = PageSignals {
+            items,
+            new: out.len() - before + reply.gone,
+            total: reply.total,
+            more: reply.more,
+            asked: reply.asked,
+        };
+        if !walk.next(signals)? {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

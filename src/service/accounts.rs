@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Account, AccountHealth, AccountId, Capability, Credentials, Event, EventType, HealthStatus,
-        Problem, ProviderError, ProviderKind,
+        Account, AccountHealth, AccountId, AccountSource, Capability, Credentials, Event,
+        EventType, HealthStatus, Problem, ProviderError, ProviderKind,
     },
     providers::{
         validate_credentials, validate_settings, CallContext, FieldError, ProviderAdapter, Registry,
@@ -311,6 +311,22 @@ impl Service {
         } else {
             Err(ServiceError::AccountNotFound(id.clone()))
         }
+    }
+
+    /// Every resource of the account that snapshots can be made of, as its provider lists
+    /// them now (all pages, or the vendor's error).
+    pub async fn account_sources(
+        &self,
+        tenant: &str,
+        account: &AccountId,
+    ) -> Result<Vec<AccountSource>, ServiceError> {
+        let resolved = self.resolve(tenant, account).await?;
+        resolved.require(Capability::ListSources)?;
+        resolved
+            .adapter
+            .list_sources(&resolved.ctx())
+            .await
+            .map_err(|e| resolved.fail(e))
     }
 
     /// Checks the stored credentials with a cheap vendor call and records the account's

@@ -33,12 +33,16 @@ use crate::{
 const RETRY_FOR: TimeDelta = TimeDelta::minutes(15);
 /// Runs kept in a policy's view.
 const LAST_RUNS: u32 = 5;
+/// Sources a run over all of an account's sources snapshots at most (a run's record holds
+/// each one).
+const MAX_LISTED_SOURCES: usize = 1000;
 
 /// A change to a policy (`PATCH`): absent members stay as they are.
 #[derive(Debug, Default)]
 pub struct PolicyChanges {
     pub description: Option<Option<String>>,
     pub source_ids: Option<Vec<String>>,
+    pub all_sources: Option<bool>,
     pub schedule: Option<crate::domain::Schedule>,
     pub name_template: Option<String>,
     pub retention: Option<crate::domain::Retention>,
@@ -127,7 +131,11 @@ impl Service {
         })?;
         // Each source id is checked as the provider reads it by the create itself: one it
         // refuses fails that source's snapshot in every run, with the provider's reason.
-        resolved.require(Capability::Create)
+        resolved.require(Capability::Create)?;
+        if spec.all_sources {
+            resolved.require(Capability::ListSources)?;
+        }
+        Ok(())
     }
 
     /// Sets the policy's next slot after `after` (none while disabled).
@@ -184,8 +192,19 @@ impl Service {
         if let Some(d) = changes.description {
             spec.description = d;
         }
-        if let Some(s) = changes.source_ids {
-            spec.source_ids = s;
+        // Naming sources turns "all sources" off, and turning it on clears the names, unless
+        // the change says both (which the check then refuses).
+        match (changes.source_ids, changes.all_sources) {
+            (Some(ids), all) => {
+                spec.source_ids = ids;
+                spec.all_sources = all.unwrap_or(false);
+            }
+            (None, Some(true)) => {
+                spec.source_ids.clear();
+                spec.all_sources = true;
+            }
+            (None, Some(false)) => spec.all_sources = false,
+            (None, None) => {}
         }
         if let Some(s) = changes.schedule {
             spec.schedule = s;
@@ -287,8 +306,8 @@ impl Service {
         let spec = &policy.spec;
         let slot = policy.next_slot;
         let at = slot.unwrap_or_else(Utc::now);
-        let creates = spec
-            .source_ids
+        let sources = self.sources_now(&policy).await?;
+        let creates = sources
             .iter()
             .map(|source| PlannedCreate {
                 account: spec.account.clone(),
@@ -298,8 +317,7 @@ impl Service {
             .collect();
         let held = self.store.policy_snapshots(tenant, id).await?;
         let tz = spec.schedule.time_zone();
-        let retention = spec
-            .source_ids
+        let retention = sources
             .iter()
             .map(|source| {
                 let mut items = holdings(&held, &spec.account, source);
@@ -317,6 +335,21 @@ impl Service {
             retention,
             notes: self.policy_notes(tenant, spec).await,
         })
+    }
+
+    /// The sources a run starting now would snapshot: those named, or all the account's
+    /// sources as its provider lists them now.
+    async fn sources_now(&self, policy: &Policy) -> Result<Vec<String>, ServiceError> {
+        let spec = &policy.spec;
+        if !spec.all_sources {
+            return Ok(spec.source_ids.clone());
+        }
+        let account: AccountId = spec.account.parse().map_err(|_| ServiceError::Invalid {
+            field: "account".to_owned(),
+            message: "the policy's account id does not read".to_owned(),
+        })?;
+        let listed = self.account_sources(&policy.tenant, &account).await?;
+        Ok(listed.into_iter().map(|s| s.id).collect())
     }
 
     /// Runs policies until the process stops.
@@ -363,6 +396,12 @@ impl Service {
         let Some(policy) = self.store.get_policy(tenant, &run.policy_id).await? else {
             return Ok(());
         };
+        if !self.list_sources_of_run(&policy, &mut run).await? {
+            let check_at = Utc::now() + delta(self.policies.check_ms);
+            return self
+                .save_run(&policy, &run, Some(check_at), true, Vec::new(), Vec::new())
+                .await;
+        }
         let mut made = self.submit_and_follow(&policy, &mut run).await?;
         self.note_replaced(&policy, &mut run, &made).await?;
         let mut events = Vec::new();
@@ -382,7 +421,8 @@ impl Service {
             .await?;
             let pruned = self.prune(&policy, &mut run).await?;
             made = pruned;
-            run.state = if run.targets.iter().any(|t| t.state == TargetState::Failed) {
+            let failed = run.targets.iter().any(|t| t.state == TargetState::Failed);
+            run.state = if failed || run.error.is_some() {
                 RunState::Failed
             } else {
                 RunState::Succeeded
@@ -395,6 +435,59 @@ impl Service {
         let check_at = (!done).then(|| now + delta(self.policies.check_ms));
         self.save_run(&policy, &run, check_at, true, made, events)
             .await
+    }
+
+    /// For a policy over all of an account's sources, lists them once per run as its
+    /// targets (a run taken over keeps the list it has). `false`: the listing failed in a way
+    /// a retry may fix, and the run is due again later; a failure that persists, or that no
+    /// retry fixes, fails the run as a whole with the provider's reason.
+    async fn list_sources_of_run(
+        &self,
+        policy: &Policy,
+        run: &mut PolicyRun,
+    ) -> Result<bool, ServiceError> {
+        let listed = run.sources_listed_at.is_some() || run.error.is_some();
+        if !policy.spec.all_sources || listed || !run.targets.is_empty() {
+            return Ok(true);
+        }
+        let account: AccountId =
+            policy
+                .spec
+                .account
+                .parse()
+                .map_err(|_| ServiceError::Invalid {
+                    field: "account".to_owned(),
+                    message: "the policy's account id does not read".to_owned(),
+                })?;
+        match self.account_sources(&policy.tenant, &account).await {
+            Ok(sources) if sources.len() > MAX_LISTED_SOURCES => {
+                let too_many = ServiceError::Invalid {
+                    field: "all_sources".to_owned(),
+                    message: format!(
+                        "the account lists {} sources; a run snapshots at most \
+                         {MAX_LISTED_SOURCES}: name them in policies with source_ids",
+                        sources.len()
+                    ),
+                };
+                run.error = Some(too_many.problem());
+            }
+            Ok(sources) => {
+                run.targets = sources
+                    .iter()
+                    .map(|source| target(policy, &source.id, run.slot))
+                    .collect();
+                run.sources_listed_at = Some(Utc::now());
+            }
+            Err(e) => {
+                let problem = e.problem();
+                let retry = problem.retryable == Some(true) || problem.status == 429;
+                if retry && Utc::now() - run.started_at < RETRY_FOR {
+                    return Ok(false);
+                }
+                run.error = Some(problem);
+            }
+        }
+        Ok(true)
     }
 
     async fn save_run(
@@ -754,20 +847,29 @@ fn new_run(policy: &Policy, slot: DateTime<Utc>, now: DateTime<Utc>) -> PolicyRu
         state: RunState::Running,
         started_at: now,
         finished_at: None,
+        // A policy over all sources lists them when the run is first worked.
         targets: spec
             .source_ids
             .iter()
-            .map(|source| RunTarget {
-                account: spec.account.clone(),
-                source_id: source.clone(),
-                name: render_name(&spec.name_template, &policy.id, source, slot),
-                state: TargetState::Pending,
-                operation_id: None,
-                snapshot_id: None,
-                error: None,
-            })
+            .map(|source| target(policy, source, slot))
             .collect(),
+        sources_listed_at: None,
+        error: None,
         pruned: Vec::new(),
+    }
+}
+
+/// One source's snapshot in the slot's run, not yet submitted.
+fn target(policy: &Policy, source: &str, slot: DateTime<Utc>) -> RunTarget {
+    let spec = &policy.spec;
+    RunTarget {
+        account: spec.account.clone(),
+        source_id: source.to_owned(),
+        name: render_name(&spec.name_template, &policy.id, source, slot),
+        state: TargetState::Pending,
+        operation_id: None,
+        snapshot_id: None,
+        error: None,
     }
 }
 

@@ -38,6 +38,8 @@ const VOLUMES: [(&str, &str, i64, &str); 1] = [(
     10,
     "nyc1",
 )];
+/// GPU droplets: listed only with `type=gpus`.
+const GPU_DROPLETS: [(i64, &str, &str, &str); 1] = [(3164460, "gpu-01", "gpu-h100x1-80gb", "tor1")];
 const HOURLY_LIMIT: i64 = 5000;
 
 struct Snap {
@@ -79,6 +81,7 @@ type ApiState = State<Arc<Api>>;
 pub(super) fn source_ids() -> Vec<String> {
     DROPLETS
         .iter()
+        .chain(&GPU_DROPLETS)
         .map(|d| d.0.to_string())
         .chain(VOLUMES.iter().map(|v| v.0.to_owned()))
         .collect()
@@ -92,11 +95,11 @@ pub(super) fn router(delay: TimeDelta, seed: bool, now: DateTime<Utc>) -> Router
     Router::new()
         .route("/snapshots", get(list))
         .route("/snapshots/{id}", get(get_one).delete(delete))
-        .route("/droplets", post(new_droplet))
+        .route("/droplets", get(list_droplets).post(new_droplet))
         .route("/droplets/{id}", get(droplet))
         .route("/droplets/{id}/snapshots", get(droplet_snapshots))
         .route("/droplets/{id}/actions", post(droplet_action))
-        .route("/volumes", post(new_volume))
+        .route("/volumes", get(list_volumes).post(new_volume))
         .route("/volumes/{id}/snapshots", post(volume_snapshot))
         .route("/images/{id}", put(rename))
         .route("/actions/{id}", get(action))
@@ -290,28 +293,71 @@ async fn list(
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
-    let number = |key| query_int(&q, key).map_err(|_| unprocessable("invalid page"));
-    let page = number("page")?.unwrap_or(1).max(1);
-    let per_page = number("per_page")?.unwrap_or(20).clamp(1, 200);
-    let per_page = v.number(PAGE_CAP).map_or(per_page, |cap| per_page.min(cap));
     let st = api.settled(Utc::now(), v);
     let kind = q.get("resource_type").map(String::as_str);
-    let all: Vec<&Snap> = st
+    let all = st
         .snaps
         .values()
         .filter(|s| kind.is_none_or(|k| (k == "volume") == s.volume))
-        .collect();
+        .map(snapshot_json);
+    paged(&q, v, "snapshots", all.collect())
+}
+
+/// `GET /droplets`: GPU droplets only with `type=gpus`, and only then.
+async fn list_droplets(Extension(ref v): Extension<Variants>, RawQuery(query): RawQuery) -> Reply {
+    let q = query_map(query.as_deref());
+    let gpus = match q.get("type").map(String::as_str) {
+        None | Some("droplets") => false,
+        Some("gpus") => true,
+        Some(_) => return Err(unprocessable("type must be droplets or gpus")),
+    };
+    let all = if gpus {
+        &GPU_DROPLETS[..]
+    } else {
+        &DROPLETS[..]
+    };
+    paged(
+        &q,
+        v,
+        "droplets",
+        all.iter().map(|d| droplet_json(*d)).collect(),
+    )
+}
+
+async fn list_volumes(Extension(ref v): Extension<Variants>, RawQuery(query): RawQuery) -> Reply {
+    let q = query_map(query.as_deref());
+    let all = VOLUMES.iter().map(|(id, name, size, region)| {
+        json!({
+            "id": id, "name": name, "size_gigabytes": size, "droplet_ids": [],
+            "region": { "slug": region, "name": region },
+        })
+    });
+    paged(&q, v, "volumes", all.collect())
+}
+
+/// One page of a list as DigitalOcean answers it: `page` from 1, `per_page` 1 to 200
+/// (lowered by the `page_cap` variant), `links.pages` (no `next` under `no_next_link`) and
+/// `meta.total`.
+fn paged(
+    q: &std::collections::HashMap<String, String>,
+    v: &Variants,
+    key: &str,
+    all: Vec<Value>,
+) -> Reply {
+    let number = |key| query_int(q, key).map_err(|_| unprocessable("invalid page"));
+    let page = number("page")?.unwrap_or(1).max(1);
+    let per_page = number("per_page")?.unwrap_or(20).clamp(1, 200);
+    let per_page = v.number(PAGE_CAP).map_or(per_page, |cap| per_page.min(cap));
     let total = all.len() as i64;
     let last = ((total + per_page - 1) / per_page).max(1);
     let skip = usize::try_from((page - 1) * per_page).unwrap_or(usize::MAX);
     let items: Vec<Value> = all
-        .iter()
+        .into_iter()
         .skip(skip)
         .take(usize::try_from(per_page).unwrap_or(0))
-        .map(|s| snapshot_json(s))
         .collect();
     let link =
-        |p: i64| format!("https://api.digitalocean.com/v2/snapshots?page={p}&per_page={per_page}");
+        |p: i64| format!("https://api.digitalocean.com/v2/{key}?page={p}&per_page={per_page}");
     let mut pages = serde_json::Map::new();
     if page < last && !v.flag(NO_NEXT_LINK) {
         pages.insert("next".to_owned(), link(page + 1).into());
@@ -322,7 +368,7 @@ async fn list(
         pages.insert("prev".to_owned(), link(page - 1).into());
     }
     Ok(Json(json!({
-        "snapshots": items,
+        key: items,
         "links": { "pages": pages },
         "meta": { "total": total },
     }))
@@ -353,18 +399,22 @@ fn find_droplet(raw: &str) -> Result<(i64, &'static str, &'static str, &'static 
     let id: Option<i64> = raw.parse().ok();
     DROPLETS
         .iter()
+        .chain(&GPU_DROPLETS)
         .copied()
         .find(|d| Some(d.0) == id)
         .ok_or_else(not_found)
 }
 
 async fn droplet(Path(id): Path<String>) -> Reply {
-    let (id, name, size, region) = find_droplet(&id)?;
-    Ok(Json(json!({ "droplet": {
+    let found = find_droplet(&id)?;
+    Ok(Json(json!({ "droplet": droplet_json(found) })).into_response())
+}
+
+fn droplet_json((id, name, size, region): (i64, &str, &str, &str)) -> Value {
+    json!({
         "id": id, "name": name, "status": "active", "size_slug": size,
         "region": { "slug": region, "name": region },
-    }}))
-    .into_response())
+    })
 }
 
 async fn droplet_snapshots(

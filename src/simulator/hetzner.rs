@@ -109,7 +109,7 @@ pub(super) fn router(delay: TimeDelta, seed: bool, now: DateTime<Utc>) -> Router
             "/images/{id}",
             get(get_image).put(update_image).delete(delete_image),
         )
-        .route("/servers", post(create_server))
+        .route("/servers", get(list_servers).post(create_server))
         .route("/servers/{id}", get(get_server))
         .route("/servers/{id}/actions/create_image", post(create_image))
         .route("/servers/{id}/actions/rebuild", post(rebuild))
@@ -345,28 +345,55 @@ async fn list_images(
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
-    let number = |key| query_int(&q, key).map_err(|_| invalid(&format!("invalid {key}")));
+    let now = Utc::now();
+    let st = api.settled(now, v);
+    let snapshots = q.get("type").is_none_or(|t| t == "snapshot");
+    let all = st.images.values().filter(|_| snapshots);
+    paged(
+        &q,
+        v,
+        "images",
+        all.map(|i| api.image(&st, i, now)).collect(),
+    )
+}
+
+async fn list_servers(
+    State(api): ApiState,
+    Extension(ref v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let q = query_map(query.as_deref());
+    let now = Utc::now();
+    let st = api.settled(now, v);
+    let all = st.servers.values().map(|s| api.server(&st, s, now));
+    paged(&q, v, "servers", all.collect())
+}
+
+/// One page of a list as Hetzner answers it: `page` from 1, `per_page` 1 to 50 (lowered by
+/// the `page_cap` variant), `meta.pagination`.
+fn paged(
+    q: &std::collections::HashMap<String, String>,
+    v: &Variants,
+    key: &str,
+    all: Vec<Value>,
+) -> Reply {
+    let number = |key| query_int(q, key).map_err(|_| invalid(&format!("invalid {key}")));
     let page = number("page")?.unwrap_or(1);
     let per_page = number("per_page")?.unwrap_or(25);
     if page < 1 || !(1..=50).contains(&per_page) {
         return Err(invalid("page must be positive and per_page 1 to 50"));
     }
     let per_page = v.number(PAGE_CAP).map_or(per_page, |cap| per_page.min(cap));
-    let now = Utc::now();
-    let st = api.settled(now, v);
-    let snapshots = q.get("type").is_none_or(|t| t == "snapshot");
-    let all: Vec<&Image> = st.images.values().filter(|_| snapshots).collect();
     let total = all.len() as i64;
     let last_page = ((total + per_page - 1) / per_page).max(1);
     let skip = usize::try_from((page - 1) * per_page).unwrap_or(usize::MAX);
-    let images: Vec<Value> = all
-        .iter()
+    let items: Vec<Value> = all
+        .into_iter()
         .skip(skip)
         .take(usize::try_from(per_page).unwrap_or(0))
-        .map(|i| api.image(&st, i, now))
         .collect();
     Ok(Json(json!({
-        "images": images,
+        key: items,
         "meta": { "pagination": {
             "page": page,
             "per_page": per_page,

@@ -104,6 +104,7 @@ pub(super) fn router(delay: TimeDelta, seed: bool, now: DateTime<Utc>) -> Router
             get(name_availability),
         )
         .route("/core/virtual-machines/{id}/snapshots", post(create))
+        .route("/core/virtual-machines", get(list_vms))
         .route("/core/virtual-machines/{id}", get(get_vm))
         .fallback(|| async {
             error(
@@ -288,6 +289,17 @@ impl Api {
     }
 
     /// `SnapshotFields`, as in list and create responses.
+    fn vm_fields(&self, id: i64, vm: &Vm, now: DateTime<Utc>) -> Value {
+        let status = self.vm_status(vm, now);
+        json!({
+            "id": id, "name": vm.name, "status": status,
+            "vm_state": if status == "CREATING" { "building" } else { "active" },
+            "os": vm.image, "flavor": flavor(vm.flavor).1,
+            "environment": { "id": vm.env_id, "name": format!("default-{}", vm.region), "org_id": ORG_ID, "region": vm.region },
+            "created_at": ts(vm.created_at),
+        })
+    }
+
     fn fields(&self, st: &HsState, s: &Snap, now: DateTime<Utc>) -> Value {
         let status = self.status(s, now);
         let vm = st.vms.get(&s.vm_id);
@@ -562,16 +574,48 @@ async fn get_vm(State(api): ApiState, Path(raw): Path<String>) -> Reply {
         .vms
         .get(&id)
         .ok_or_else(|| not_found("Virtual machine", &raw))?;
-    let status = api.vm_status(vm, Utc::now());
-    let instance = json!({
-        "id": id, "name": vm.name, "status": status,
-        "vm_state": if status == "CREATING" { "building" } else { "active" },
-        "os": vm.image, "flavor": flavor(vm.flavor).1,
-        "environment": { "id": vm.env_id, "name": format!("default-{}", vm.region), "org_id": ORG_ID, "region": vm.region },
-        "created_at": ts(vm.created_at),
-    });
+    let instance = api.vm_fields(id, vm, Utc::now());
     let message = "Getting virtual machine details successful";
     Ok(Json(json!({ "status": true, "message": message, "instance": instance })).into_response())
+}
+
+/// `GET /core/virtual-machines`: paged as the snapshot list is (`page`, `pageSize`, the
+/// `page_cap` variant).
+async fn list_vms(
+    State(api): ApiState,
+    Extension(ref v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let q = query_map(query.as_deref());
+    let (Ok(page), Ok(page_size)) = (query_int(&q, "page"), query_int(&q, "pageSize")) else {
+        return Err(bad("page and pageSize must be integers"));
+    };
+    let (page, page_size) = (page.unwrap_or(1), page_size.unwrap_or(20));
+    if page < 1 || page_size < 1 {
+        return Err(bad("page and pageSize must be positive"));
+    }
+    let page_size = v
+        .number(PAGE_CAP)
+        .map_or(page_size, |cap| page_size.min(cap));
+    let now = Utc::now();
+    let st = lock(&api.state);
+    let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+    let items: Vec<Value> = st
+        .vms
+        .iter()
+        .skip(skip)
+        .take(usize::try_from(page_size).unwrap_or(usize::MAX))
+        .map(|(id, vm)| api.vm_fields(*id, vm, now))
+        .collect();
+    Ok(Json(json!({
+        "status": true,
+        "message": "Getting virtual machines successful",
+        "count": st.vms.len(),
+        "instances": items,
+        "page": page,
+        "page_size": page_size,
+    }))
+    .into_response())
 }
 
 async fn name_availability(State(api): ApiState, Path(name): Path<String>) -> Response {

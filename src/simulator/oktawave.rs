@@ -528,13 +528,23 @@ async fn restore(
 }
 
 fn instance(id: i64, (name, created): &(String, DateTime<Utc>)) -> Value {
-    json!({ "Id": id, "Name": name, "CreationDate": ts(*created) })
+    json!({
+        "Id": id, "Name": name, "CreationDate": ts(*created),
+        "Status": { "Id": 86, "Label": "Powered on" },
+    })
 }
 
-async fn list_instances(State(api): ApiState) -> Reply {
+/// Paged as the snapshot list is (`pageSize`, `pageNumber` from the variant's base).
+async fn list_instances(
+    State(api): ApiState,
+    Extension(ref v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let q = query_map(query.as_deref());
+    let (skip, size) = page_of(&q, v.number(PAGE_BASE).unwrap_or(1) as u8)?;
     let st = api.settled(Utc::now());
     let items = st.instances.iter().map(|(id, i)| instance(*id, i));
-    collection(items, 0, usize::MAX)
+    collection(items, skip, size)
 }
 
 async fn get_instance(State(api): ApiState, Path(id): Path<String>) -> Reply {

@@ -452,3 +452,25 @@ pub fn hyperstack_created(id: u64) -> Value {
 pub async fn json_of(resp: reqwest::Response) -> Value {
     resp.json().await.unwrap()
 }
+
+/// `GET /v1/accounts/{account}/sources`: the status and the body.
+pub async fn account_sources(app: &TestApp, t: &str, account: &str) -> (u16, Value) {
+    let resp = app.get(&format!("/v1/accounts/{account}/sources"), t).await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The `(id, kind)` of each source in a source list, in its order.
+pub fn listed_sources(body: &Value) -> Vec<(String, String)> {
+    body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a source list: {body}"))
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

@@ -589,3 +589,129 @@ async fn runs_are_spread_over_the_jitter_and_never_before_their_slot() {
         "{short}"
     );
 }
+
+#[tokio::test]
+async fn every_providers_sources_are_the_ones_its_simulator_holds_or_a_501() {
+    let s = spawn_with_simulator_and(Duration::from_millis(20), |_| {}).await;
+    let (app, t) = (&s.app, s.token.as_str());
+    let providers = json_of(app.get("/v1/providers", t).await).await;
+    for vendor in Vendor::ALL {
+        let declared = providers["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == vendor.as_str())
+            .unwrap_or_else(|| panic!("{vendor:?} not in {providers}"));
+        let (status, body) = account_sources(app, t, vendor.as_str()).await;
+        if declared["capabilities"]["list_sources"] == true {
+            assert_eq!(status, 200, "{vendor:?}: {body}");
+            let listed: BTreeSet<String> = listed_sources(&body)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let held: BTreeSet<String> = s.sim.sources(vendor).into_iter().collect();
+            assert_eq!(listed, held, "{vendor:?}");
+        } else {
+            assert_eq!(status, 501, "{vendor:?}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_policy_over_all_sources_lists_them_each_run_and_fails_whole_when_it_cannot() {
+    let s = spawn_with_simulator_and(Duration::from_millis(20), fast).await;
+    let (app, t) = (&s.app, s.token.as_str());
+    let sources: BTreeSet<String> = s.sim.sources(Vendor::Hetzner).into_iter().collect();
+    assert!(sources.len() >= 3);
+    let both = app
+        .post(
+            "/v1/policies",
+            t,
+            &json!({"account": "hetzner", "all_sources": true, "source_ids": ["42"],
+                    "schedule": {"interval_secs": 1}}),
+        )
+        .await;
+    assert_eq!(both.status(), 422, "all_sources with named sources");
+    let policy = create_policy(
+        app,
+        t,
+        json!({
+            "account": "hetzner", "all_sources": true,
+            "schedule": {"interval_secs": 1}, "retention": {"keep_last": 1},
+        }),
+    )
+    .await;
+    assert_eq!(policy["all_sources"], true);
+    assert_eq!(policy["source_ids"], json!([]));
+    let id = policy["id"].as_str().unwrap();
+    let preview = json_of(
+        app.post(&format!("/v1/policies/{id}/preview"), t, &json!({}))
+            .await,
+    )
+    .await;
+    let planned: BTreeSet<String> = preview["creates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(planned, sources, "{preview}");
+
+    finished_runs(app, t, id, 2).await;
+    let all = pause_and_drain(app, t, id).await;
+    for run in &all {
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert!(run["sources_listed_at"].is_string(), "{run}");
+        let targets: BTreeSet<String> = run["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["source_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            targets, sources,
+            "each run snapshots every source once: {run}"
+        );
+    }
+    settle_prunes(app, t, &all).await;
+    for source in &sources {
+        let held = at_vendor(app, t, "hetzner", source, id).await;
+        assert_eq!(held.len(), 1, "keep_last 1 of {source}: {held:?}");
+        assert!(held.values().all(|n| *n == 1), "{held:?}");
+    }
+
+    // The vendor now refuses the credentials: the listing fails, so the run fails as a
+    // whole, saying why, with nothing created or pruned.
+    let broken = app
+        .patch(
+            "/v1/accounts/hetzner",
+            t,
+            &json!({"credentials": {"token": "wrong-token"}}),
+        )
+        .await;
+    assert_eq!(broken.status(), 200);
+    let resumed = app
+        .patch(&format!("/v1/policies/{id}"), t, &json!({"enabled": true}))
+        .await;
+    assert_eq!(resumed.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let runs = runs(app, t, id).await;
+        if let Some(f) = runs.iter().find(|r| r["state"] == "failed") {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "no run failed: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed["error"]["code"], "provider_auth_failed", "{failed}");
+    assert_eq!(failed["targets"], json!([]), "{failed}");
+    assert_eq!(failed["pruned"], json!([]), "{failed}");
+    assert!(failed["sources_listed_at"].is_null(), "{failed}");
+    let events = events_of(app, t, "policy.run_failed").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["data"]["run"]["error"]["code"] == "provider_auth_failed"),
+        "{events:?}"
+    );
+}

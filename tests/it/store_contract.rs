@@ -688,6 +688,7 @@ async fn policy_with_a_run(store: &dyn Store) {
             description: None,
             account: "prod".into(),
             source_ids: vec!["vm-1".into()],
+            all_sources: false,
             schedule: Schedule::Interval(IntervalSchedule { interval_secs: 60 }),
             name_template: "{policy}-{slot}".into(),
             retention: Default::default(),
@@ -708,6 +709,8 @@ async fn policy_with_a_run(store: &dyn Store) {
         started_at: now,
         finished_at: None,
         targets: vec![],
+        sources_listed_at: None,
+        error: None,
         pruned: vec![],
     };
     let moved = Policy {

@@ -241,3 +241,54 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_are_droplets_gpu_droplets_and_volumes_each_walked_to_its_last_page() {
+    let (mock, app, t) = setup().await;
+    let droplet = |id: i64, status: &str| json!({"id": id, "name": format!("d-{id}"), "status": status});
+    let walk = |url: &'static str, gpus: bool, body: Value| {
+        let m = vendor("GET", url)
+            .and(query_param("page", "1"))
+            .and(query_param("per_page", "200"));
+        let m = if gpus {
+            m.and(query_param("type", "gpus"))
+        } else {
+            m.and(wiremock::matchers::query_param_is_missing("type"))
+        };
+        m.respond_with(reply(200, body)).expect(1)
+    };
+    walk(
+        "/v2/droplets",
+        false,
+        json!({"droplets": [droplet(3164444, "active"), droplet(3164449, "archive")],
+               "links": {"pages": {}}, "meta": {"total": 2}}),
+    )
+    .mount(&mock)
+    .await;
+    walk(
+        "/v2/droplets",
+        true,
+        json!({"droplets": [droplet(3164460, "active")], "links": {}, "meta": {"total": 1}}),
+    )
+    .mount(&mock)
+    .await;
+    walk(
+        "/v2/volumes",
+        false,
+        json!({"volumes": [{"id": VOLUME, "name": "example", "size_gigabytes": 10}],
+               "links": {}, "meta": {"total": 1}}),
+    )
+    .mount(&mock)
+    .await;
+    let (status, body) = account_sources(&app, &t, "do").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        listed_sources(&body),
+        [
+            ("3164444".into(), "vm".into()),
+            ("3164460".into(), "vm".into()),
+            (VOLUME.into(), "volume".into())
+        ],
+        "the archived droplet is left out: {body}"
+    );
+}

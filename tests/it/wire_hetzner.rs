@@ -328,3 +328,41 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_follow_next_page_through_the_servers_leaving_deleting_ones_out() {
+    let (mock, app, t) = setup().await;
+    let server = |id: i64, status: &str| json!({"id": id, "name": format!("srv-{id}"), "status": status});
+    let pagination = |page: i64, next: Option<i64>| {
+        json!({"pagination": {"page": page, "per_page": 50, "previous_page": null,
+               "next_page": next, "last_page": 2, "total_entries": 3}})
+    };
+    vendor("GET", "/v1/servers")
+        .and(query_param("page", "1"))
+        .and(query_param("per_page", "50"))
+        .respond_with(reply(
+            200,
+            json!({"servers": [server(42, "running"), server(43, "deleting")], "meta": pagination(1, Some(2))}),
+        ))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    vendor("GET", "/v1/servers")
+        .and(query_param("page", "2"))
+        .and(query_param("per_page", "50"))
+        .respond_with(reply(
+            200,
+            json!({"servers": [server(44, "off")], "meta": pagination(2, None)}),
+        ))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (status, body) = account_sources(&app, &t, "hz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        listed_sources(&body),
+        [("42".into(), "vm".into()), ("44".into(), "vm".into())],
+        "{body}"
+    );
+    assert_eq!(body["data"][1]["status"], "off");
+}

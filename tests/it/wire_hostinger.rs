@@ -598,3 +598,26 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_are_the_documented_vm_list_without_vms_being_destroyed() {
+    let (mock, app, t) = setup().await;
+    let mut vms = fixture("vm-list.json");
+    let listed = vms.as_array().unwrap().len();
+    let mut gone = vms[0].clone();
+    gone["id"] = json!(999);
+    gone["state"] = json!("destroying");
+    vms.as_array_mut().unwrap().push(gone);
+    vendor("GET", API)
+        .respond_with(json_reply(200, vms.clone()))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (status, body) = account_sources(&app, &t, "hg").await;
+    assert_eq!(status, 200, "{body}");
+    let sources = listed_sources(&body);
+    assert_eq!(sources.len(), listed, "{body}");
+    assert_eq!(sources[0].0, vms[0]["id"].to_string());
+    assert_eq!(body["data"][0]["name"], vms[0]["hostname"]);
+    assert!(sources.iter().all(|(id, kind)| id != "999" && kind == "vm"));
+}

@@ -569,3 +569,41 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_walk_the_vm_pages_to_an_empty_one_leaving_deleted_vms_out() {
+    let (mock, app, t) = setup().await;
+    let vm = |id: i64, name: &str, status: &str| json!({"id": id, "name": name, "status": status});
+    let page = |n: &str, items: Value| {
+        Mock::given(method("GET"))
+            .and(path("/v1/core/virtual-machines"))
+            .and(header("api_key", KEY))
+            .and(query_param("page", n))
+            .and(query_param("pageSize", "100"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "status": true, "message": "Getting virtual machines successful",
+                "instances": items, "count": 3, "page": 1, "page_size": 100,
+            })))
+            .expect(1)
+    };
+    // A short first page ends nothing (Hyperstack documents no cap and no "more" flag).
+    page(
+        "1",
+        json!([vm(4312, "train-node-1", "ACTIVE"), vm(4313, "old", "DELETED")]),
+    )
+    .mount(&mock)
+    .await;
+    page("2", json!([vm(4320, "render", "SHUTOFF")]))
+        .mount(&mock)
+        .await;
+    page("3", json!([])).mount(&mock).await;
+    let (status, body) = account_sources(&app, &t, "hs").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        listed_sources(&body),
+        [("4312".into(), "vm".into()), ("4320".into(), "vm".into())],
+        "{body}"
+    );
+    assert_eq!(body["data"][0]["name"], "train-node-1");
+    assert_eq!(body["data"][1]["status"], "SHUTOFF");
+}

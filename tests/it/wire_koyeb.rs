@@ -993,3 +993,44 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_page_the_volumes_by_offset_until_has_next_agrees_with_a_short_page() {
+    let (mock, app, t) = setup().await;
+    let volume = |id: &str, status: &str| {
+        json!({"id": id, "name": format!("vol-{}", &id[..4]), "region": "fra",
+               "status": format!("PERSISTENT_VOLUME_STATUS_{status}")})
+    };
+    let full: Vec<Value> = (0..100)
+        .map(|i| volume(&format!("{i:04}e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b"), "ATTACHED"))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v1/volumes"))
+        .and(header("authorization", BEARER))
+        .and(query_param("limit", "100"))
+        .and(query_param("offset", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"volumes": full, "limit": 100, "offset": 0, "has_next": true}),
+        ))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/volumes"))
+        .and(header("authorization", BEARER))
+        .and(query_param("limit", "100"))
+        .and(query_param("offset", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "volumes": [volume(VOLUME, "DETACHED"), volume("9f6e2b4a-3c1d-4e5f-9a7b-0c2d4e6f8a1b", "DELETED")],
+            "limit": 100, "offset": 100, "has_next": false,
+        })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (status, body) = account_sources(&app, &t, "ky").await;
+    assert_eq!(status, 200, "{body}");
+    let listed = listed_sources(&body);
+    assert_eq!(listed.len(), 101, "the deleted volume is left out: {body}");
+    assert_eq!(listed[100], (VOLUME.to_owned(), "volume".to_owned()));
+    assert!(listed.iter().all(|(_, kind)| kind == "volume"));
+}

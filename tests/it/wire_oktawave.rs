@@ -1000,3 +1000,46 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: true,
     }
 }
+
+#[tokio::test]
+async fn sources_list_the_regions_instances_until_meta_total_agrees_leaving_deleted_out() {
+    let (mock, app, t) = setup().await;
+    mount_token(&mock, 1).await;
+    let instance = |id: i64, status: i64| {
+        json!({"Id": id, "Name": format!("web-{id}"), "Status": {"Id": status, "Label": "Powered on"}})
+    };
+    // The first page names no number; the next counts from 1 (as the snapshot list does).
+    Mock::given(method("GET"))
+        .and(path("/pl1/instances"))
+        .and(header("authorization", bearer(ACCESS).as_str()))
+        .and(query_param("pageSize", "100"))
+        .and(query_param_is_missing("pageNumber"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"Items": [instance(130455, 86), instance(130460, 126)], "Meta": {"Total": 3}}),
+        ))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/pl1/instances"))
+        .and(header("authorization", bearer(ACCESS).as_str()))
+        .and(query_param("pageSize", "100"))
+        .and(query_param("pageNumber", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"Items": [instance(130470, 87)], "Meta": {"Total": 3}}),
+        ))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let (status, body) = account_sources(&app, &t, "ok").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        listed_sources(&body),
+        [
+            ("130455".into(), "instance".into()),
+            ("130470".into(), "instance".into())
+        ],
+        "{body}"
+    );
+    assert_eq!(body["data"][0]["name"], "web-130455");
+}

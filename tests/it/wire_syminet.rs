@@ -706,3 +706,23 @@ pub(crate) fn canary() -> crate::canary::Canary {
         token_exchange: false,
     }
 }
+
+#[tokio::test]
+async fn sources_are_501_since_the_docs_show_no_slice_item_and_a_policy_over_all_is_refused() {
+    let (mock, app, t) = setup().await;
+    mock.reset().await;
+    let (status, body) = account_sources(&app, &t, "sy").await;
+    assert_eq!(status, 501, "{body}");
+    assert_eq!(body["code"], "unsupported_operation", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("source listing"),
+        "{body}"
+    );
+    let policy = json!({"account": "sy", "all_sources": true, "schedule": {"interval_secs": 3600}});
+    let resp = app.post("/v1/policies", &t, &policy).await;
+    assert_eq!(resp.status(), 501, "{}", resp.text().await.unwrap());
+    assert!(
+        mock.received_requests().await.unwrap().is_empty(),
+        "nothing is asked of the vendor"
+    );
+}

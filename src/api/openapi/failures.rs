@@ -58,7 +58,7 @@ const VENDOR_READ: &[&str] = &["404", "422", "429", "501", "502"];
 const VENDOR_WRITE: &[&str] = &["404", "409", "422", "429", "501", "502"];
 
 /// What each `/v1` operation can fail with beyond [`EVERY_ROUTE`] and [`WITH_BODY`].
-pub const ROUTE_FAILURES: [(&str, &[&str]); 34] = [
+pub const ROUTE_FAILURES: [(&str, &[&str]); 35] = [
     ("listProviders", &[]),
     ("listAccounts", &[]),
     ("createAccount", &["409"]),
@@ -67,6 +67,7 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 34] = [
     ("deleteAccount", &["404"]),
     ("verifyAccount", &["404"]),
     ("checkSnapshotName", VENDOR_READ),
+    ("listAccountSources", VENDOR_READ),
     ("listSnapshots", &["404", "502"]),
     ("getSnapshot", VENDOR_READ),
     ("createSnapshot", VENDOR_WRITE),

@@ -32,7 +32,7 @@ pub use failures::ROUTE_FAILURES;
     paths(
         providers::list,
         accounts::list, accounts::create, accounts::get, accounts::update, accounts::delete,
-        accounts::verify,
+        accounts::verify, accounts::sources,
         listing::list, snapshots::get, snapshots::create, snapshots::update, snapshots::delete,
         snapshots::restore, snapshots::image, snapshots::name_availability,
         operations::list, operations::get, events::list,

@@ -24,8 +24,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
-        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::Upstream,
 };
@@ -65,6 +65,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: false,
         create_image: false,
         name_availability: false,
+        list_sources: true,
     },
     auth: Auth::Scheme {
         scheme: "Bearer",
@@ -373,6 +374,49 @@ impl ProviderAdapter for Koyeb {
         })
     }
 
+    /// `GET /v1/volumes`, 100 a page by `offset` (advanced by what each page held, so a
+    /// silently smaller page skips nothing), until an empty page or a short one `has_next:
+    /// false` agrees with; volumes being deleted are left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        let offset = std::sync::atomic::AtomicUsize::new(0);
+        let offset = &offset;
+        super::walk_sources(KIND, |_| async move {
+            let at = offset.load(std::sync::atomic::Ordering::Relaxed);
+            let query = [("limit", PAGE_SIZE.to_string()), ("offset", at.to_string())];
+            let reply: VolumePage = self
+                .http
+                .call(ctx, "sources", Method::GET, "/v1/volumes", &query, None)
+                .await?
+                .json(KIND)?;
+            offset.store(
+                at + reply.volumes.len(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let listed = reply
+                .volumes
+                .into_iter()
+                .map(|v| AccountSource {
+                    id: v.id,
+                    name: v.name,
+                    kind: SourceKind::Volume,
+                    status: v.status,
+                })
+                .collect();
+            let gone = [
+                "PERSISTENT_VOLUME_STATUS_DELETING",
+                "PERSISTENT_VOLUME_STATUS_DELETED",
+            ];
+            Ok(super::SourcePage {
+                more: reply.has_next,
+                ..super::SourcePage::of(listed, &gone, PAGE_SIZE)
+            })
+        })
+        .await
+    }
+
     async fn poll(
         &self,
         ctx: &CallContext<'_>,
@@ -572,3 +616,18 @@ fn map_status(s: &str) -> SnapshotStatus {
 
 #[cfg(test)]
 mod tests;
+
+/// `GET /v1/volumes`: `{volumes, limit, offset, has_next}` (no total).
+#[derive(serde::Deserialize)]
+struct VolumePage {
+    #[serde(default)]
+    volumes: Vec<ListedVolume>,
+    has_next: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedVolume {
+    id: String,
+    name: Option<String>,
+    status: Option<String>,
+}

@@ -24,8 +24,8 @@ use super::{
 use crate::{
     config::{ProviderConfigError, ProvidersConfig},
     domain::{
-        Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind, SnapshotStatus,
-        Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
+        AccountSource, Capabilities, FieldSpec, OperationKind, OperationState, ProviderKind,
+        SnapshotStatus, Source, SourceKind, VendorRef, VendorRefKind, VendorSnapshot,
     },
     upstream::{Reply, Upstream},
 };
@@ -68,6 +68,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: true,
         create_image: false,
         name_availability: false,
+        list_sources: true,
     },
     auth: Auth::Obtained,
     rate_limits: RateLimits::PER_ACCOUNT,
@@ -526,6 +527,45 @@ impl ProviderAdapter for Oktawave {
             Some(native_id.to_owned()),
             serde_json::Value::Null,
         ))
+    }
+
+    /// `GET /instances`, numbered as the snapshot list is (the first page unnumbered, then
+    /// from 1), until an empty page or `Meta.Total` agrees; deleted instances (status 126)
+    /// are left out.
+    async fn list_sources(
+        &self,
+        ctx: &CallContext<'_>,
+    ) -> Result<Vec<AccountSource>, ProviderError> {
+        super::walk_sources(KIND, |n| async move {
+            let mut query = vec![("pageSize", PAGE_SIZE.to_string())];
+            if n > 1 {
+                query.push(("pageNumber", (n - 1).to_string()));
+            }
+            let page: Instances = self
+                .call(ctx, "sources", Method::GET, "/instances", &query, None)
+                .await?
+                .json(KIND)?;
+            let items = page.items.len();
+            let sources: Vec<AccountSource> = page
+                .items
+                .into_iter()
+                .filter(|i| i.status.as_ref().and_then(|s| s.id) != Some(INSTANCE_DELETED))
+                .map(|i| AccountSource {
+                    id: i.id.to_string(),
+                    name: i.name,
+                    kind: SourceKind::Instance,
+                    status: i.status.and_then(|s| s.label),
+                })
+                .collect();
+            Ok(super::SourcePage {
+                gone: items - sources.len(),
+                sources,
+                total: page.meta.and_then(|m| usize::try_from(m.total?).ok()),
+                more: None,
+                asked: PAGE_SIZE,
+            })
+        })
+        .await
     }
 
     async fn poll(

@@ -23,6 +23,35 @@ pub(super) struct Collection {
     pub(super) meta: Option<Meta>,
 }
 
+/// `GET /instances`: `{Items: [Instance], Meta: {Total}}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Instances {
+    #[serde(default)]
+    pub(super) items: Vec<ListedInstance>,
+    pub(super) meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ListedInstance {
+    pub(super) id: i32,
+    pub(super) name: Option<String>,
+    /// A dictionary item: `Id` 86 on, 87 off, 126 deleted, 1748 initializing; `Label` is
+    /// localized.
+    pub(super) status: Option<StatusItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct StatusItem {
+    pub(super) id: Option<i32>,
+    pub(super) label: Option<String>,
+}
+
+/// An instance's status `Id` once it is deleted.
+pub(super) const INSTANCE_DELETED: i32 = 126;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct Meta {

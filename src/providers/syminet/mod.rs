@@ -60,6 +60,7 @@ pub(super) static INFO: ProviderInfo = ProviderInfo {
         restore_in_place: true,
         create_image: false,
         name_availability: false,
+        list_sources: false,
     },
     // Exactly the documented form: lower-case `bearer`.
     auth: Auth::Scheme {

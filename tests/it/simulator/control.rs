@@ -350,7 +350,7 @@ async fn env_lines_export_urls_then_credentials_then_the_token_url() {
         ["client_id", "client_secret", "username", "password"]
     );
     for v in Vendor::ALL {
-        assert_eq!(sim.sources(v).len(), 3, "{v}");
+        assert!(sim.sources(v).len() >= 3, "{v}");
         assert_eq!(v.as_str().parse::<Vendor>().unwrap(), v);
     }
 }
