@@ -189,7 +189,7 @@ impl Default for ListingConfig {
     fn default() -> Self {
         Self {
             account_timeout_ms: 10_000,
-            max_concurrency: 8,
+            max_concurrency: 256,
         }
     }
 }

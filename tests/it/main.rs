@@ -33,6 +33,7 @@ mod reconciler;
 mod replicas;
 mod resilience;
 mod retention;
+mod scale;
 mod simulator;
 mod snapshots;
 mod soak;
