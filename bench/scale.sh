@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# How a list across accounts costs as the accounts grow (issue 26): 1, 10, 100 and 1,000 Koyeb
-# accounts on the simulator with a fixed vendor latency (50 ms), for each fan-out concurrency in
-# SCALE_CONCURRENCY (default 8,64,1000). Prints one `scale` line per (concurrency, accounts):
-# median and worst of five first pages, the ratio to one account, CPU per list, peak RSS.
-# Bounded: a few minutes. Writes bench/results-scale.txt. A debug build (the tests' own): the
-# latencies are the vendor's, CPU per list is a debug build's.
+# How cost grows with the work (issue 26), on the simulator, one command:
+#   - a list across 1, 10, 100 and 1,000 Koyeb accounts with 50 ms vendor latency, for each
+#     fan-out concurrency in SCALE_CONCURRENCY (default 8,64,256,1000): `scale` lines;
+#   - event pages after a cursor at the log's start, middle and end, and operation long-poll
+#     wake-ups, at 10k, 100k and 1M stored events (SQLite; PostgreSQL too when
+#     SNAPGATE_TEST_POSTGRES_URL is set): `scale-events` lines;
+#   - the reconciler with 200, 1,000 and 10,000 open operations: store calls per idle second,
+#     one claim's time, store and vendor calls per operation checked: `scale-reconciler` lines;
+#   - 1,000 webhook endpoints receiving one event each: `scale-webhooks` lines.
+# Each bench is an ignored test in tests/it/scale.rs, bounded in count and time. A debug build
+# (the tests' own): latencies are mostly the vendor's and the store's. Writes
+# bench/results-scale.txt; `python3 bench/plot_scale.py` plots the list curves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --locked --test it scale_list_across_accounts -- --ignored --nocapture 2>&1 |
-  grep -E '^scale|test result|panicked' | tee bench/results-scale.txt
+run() { cargo test --locked --test it "$1" -- --ignored --nocapture 2>&1 | grep -E '^scale|test result|panicked'; }
+{
+  run scale_list_across_accounts
+  SCALE_STORE=sqlite run scale_events_and_long_polls
+  if [ -n "${SNAPGATE_TEST_POSTGRES_URL:-}" ]; then SCALE_STORE=postgres run scale_events_and_long_polls; fi
+  run scale_reconciler
+  run scale_webhooks
+} | tee bench/results-scale.txt

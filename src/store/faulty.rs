@@ -31,6 +31,8 @@ pub struct FaultPlan {
     down: std::sync::atomic::AtomicBool,
     /// Calls that panic instead (a bug met mid-work), by method: how many more.
     panics: Mutex<HashMap<&'static str, u32>>,
+    /// Every call made, by method (what a bench counts: store queries per unit of work).
+    counted: Mutex<HashMap<&'static str, u64>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -71,11 +73,22 @@ impl FaultPlan {
         self.lock().get(method).map_or(0, |p| p.failed)
     }
 
+    /// The calls made since the last [`FaultPlan::take_counts`], by method.
+    pub fn take_counts(&self) -> HashMap<&'static str, u64> {
+        std::mem::take(&mut *self.counted.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Planned>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn gate(&self, method: &'static str) -> Result<(), StoreError> {
+        *self
+            .counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(method)
+            .or_default() += 1;
         {
             let mut panics = self.panics.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(left) = panics.get_mut(method).filter(|left| **left > 0) {

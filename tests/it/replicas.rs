@@ -328,9 +328,10 @@ async fn the_hot_path_makes_no_database_round_trip() {
     eprintln!(
         "{gets} snapshot gets committed {during} transactions in {took:?}; idle for as long: {idle}"
     );
-    // A round trip per request would commit at least one transaction per get.
+    // A round trip per request would commit at least one transaction per get (300); the
+    // replicas' own work commits more while they are busy (seen: 20 to 70 above idle).
     assert!(
-        during.saturating_sub(idle) < gets / 4,
+        during.saturating_sub(idle) < gets / 3,
         "{during} transactions for {gets} gets ({idle} idle)"
     );
     drop(a);
