@@ -352,7 +352,7 @@ impl ProviderAdapter for Hyperstack {
                 .instances
                 .into_iter()
                 .map(|vm| AccountSource {
-                    id: vm.id.to_string(),
+                    id: vm.id.0,
                     name: vm.name,
                     kind: SourceKind::Vm,
                     status: vm.status,
@@ -439,7 +439,7 @@ struct VmPage {
 
 #[derive(Deserialize)]
 struct ListedVm {
-    id: i64,
+    id: wire::Id,
     name: Option<String>,
     status: Option<String>,
 }

@@ -95,8 +95,9 @@ impl ListWalk {
 #[derive(Debug, Default)]
 pub(crate) struct SourcePage {
     pub sources: Vec<AccountSource>,
-    /// Items on the page left out of `sources` (deleted, being deleted): they count as read.
-    pub gone: usize,
+    /// Ids of the items on the page left out of `sources` (deleted, being deleted): they
+    /// count as read, once each, like the rest.
+    pub gone: Vec<String>,
     /// The whole list's size, where the vendor states one that is known to be a total.
     pub total: Option<usize>,
     /// The vendor's "more pages follow" flag.
@@ -109,13 +110,11 @@ impl SourcePage {
     /// A page of `listed` sources, leaving out those whose status is one of `gone` (deleted,
     /// being deleted: nothing to snapshot) while counting them as read.
     pub(crate) fn of(listed: Vec<AccountSource>, gone: &[&str], asked: usize) -> Self {
-        let before = listed.len();
-        let sources: Vec<AccountSource> = listed
+        let (left_out, sources): (Vec<AccountSource>, Vec<AccountSource>) = listed
             .into_iter()
-            .filter(|s| !s.status.as_deref().is_some_and(|st| gone.contains(&st)))
-            .collect();
+            .partition(|s| s.status.as_deref().is_some_and(|st| gone.contains(&st)));
         Self {
-            gone: before - sources.len(),
+            gone: left_out.into_iter().map(|s| s.id).collect(),
             sources,
             asked,
             ..Self::default()
@@ -139,7 +138,14 @@ where
     let mut walk = ListWalk::new(vendor);
     for n in 1.. {
         let reply = page(n).await?;
-        let items = reply.sources.len() + reply.gone;
+        let items = reply.sources.len() + reply.gone.len();
+        // An id counts as new once, whether listed or left out: a repeated page (a vendor
+        // counting pages from another base) brings nothing new, left-out items included.
+        let new = reply
+            .gone
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .count();
         let before = out.len();
         out.extend(
             reply
@@ -149,7 +155,7 @@ where
         );
         let signals = PageSignals {
             items,
-            new: out.len() - before + reply.gone,
+            new: new + out.len() - before,
             total: reply.total,
             more: reply.more,
             asked: reply.asked,
@@ -220,5 +226,42 @@ mod tests {
             .1,
             Ok(false)
         );
+    }
+
+    fn source(id: usize, status: &str) -> AccountSource {
+        AccountSource {
+            id: id.to_string(),
+            name: None,
+            kind: crate::domain::SourceKind::Instance,
+            status: Some(status.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_page_with_left_out_items_brings_nothing_new() {
+        // A 1-based vendor answers page 1 twice (the first request names no number): its 10
+        // deleted items must not count twice, or `total` (105) would end the walk before the
+        // last 5 live sources were read.
+        let first: Vec<AccountSource> = (0..100)
+            .map(|i| source(i, if i < 10 { "deleted" } else { "on" }))
+            .collect();
+        let pages = [
+            first.clone(),
+            first,
+            (100..105).map(|i| source(i, "on")).collect(),
+        ];
+        let listed = walk_sources(ProviderKind::ALL[0], |n| {
+            let page = pages.get(n as usize - 1).cloned().unwrap_or_default();
+            async move {
+                Ok(SourcePage {
+                    total: Some(105),
+                    ..SourcePage::of(page, &["deleted"], 100)
+                })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(listed.len(), 95);
+        assert_eq!(listed.last().unwrap().id, "104");
     }
 }

@@ -397,7 +397,11 @@ impl Service {
             return Ok(());
         };
         if !self.list_sources_of_run(&policy, &mut run).await? {
-            let check_at = Utc::now() + delta(self.policies.check_ms);
+            // Backing off as the failure lasts (a quarter of its age, 1 minute at most), not
+            // walking every list of the account each check.
+            let now = Utc::now();
+            let waited = (now - run.started_at).num_milliseconds().max(0) as u64 / 4;
+            let check_at = now + delta(waited.clamp(self.policies.check_ms, 60_000));
             return self
                 .save_run(&policy, &run, Some(check_at), true, Vec::new(), Vec::new())
                 .await;
@@ -447,7 +451,18 @@ impl Service {
         run: &mut PolicyRun,
     ) -> Result<bool, ServiceError> {
         let listed = run.sources_listed_at.is_some() || run.error.is_some();
-        if !policy.spec.all_sources || listed || !run.targets.is_empty() {
+        if listed || !run.targets.is_empty() {
+            return Ok(true);
+        }
+        if !policy.spec.all_sources {
+            // The policy was changed to name its sources before this run listed all of them:
+            // the run takes the names, rather than ending with nothing done.
+            run.targets = policy
+                .spec
+                .source_ids
+                .iter()
+                .map(|source| target(policy, source, run.slot))
+                .collect();
             return Ok(true);
         }
         let account: AccountId =
@@ -911,6 +926,12 @@ fn run_events(policy: &Policy, run: &PolicyRun) -> Vec<Event> {
 /// The policy runner as a [`Worker`]: claims start due slots and take runs due a check.
 struct Runner<'a>(&'a Service);
 
+impl Runner<'_> {
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.0.policies.claim_lease_secs.max(1))
+    }
+}
+
 #[async_trait::async_trait]
 impl Worker for Runner<'_> {
     type Item = (String, PolicyRun);
@@ -925,15 +946,35 @@ impl Worker for Runner<'_> {
         Duration::from_millis(self.0.policies.tick_ms)
     }
 
+    /// A run's work (listing an account's sources, a thousand creates) may outlast its
+    /// lease: the claim is renewed while it goes on, so it does not change hands mid-run.
+    fn renew_every(&self) -> Option<Duration> {
+        Some(self.lease() / 3)
+    }
+
     fn key(&self, (tenant, run): &Self::Item) -> Self::Key {
         (tenant.clone(), run.id.clone())
+    }
+
+    async fn renew(&self, held: &[Self::Key]) {
+        let until = Utc::now() + TimeDelta::from_std(self.lease()).unwrap_or(TimeDelta::MAX);
+        for (tenant, run) in held {
+            let renewed = self
+                .0
+                .store
+                .renew_run_claim(tenant, run, &self.0.replica, until)
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(error = %e, "could not renew a policy run's claim");
+            }
+        }
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<Self::Item>, ServiceError> {
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         self.0.start_due(limit).await?;
         let now = Utc::now();
-        let lease = now + TimeDelta::seconds(self.0.policies.claim_lease_secs.max(1) as i64);
+        let lease = now + TimeDelta::from_std(self.lease()).unwrap_or(TimeDelta::MAX);
         Ok(self
             .0
             .store

@@ -288,7 +288,7 @@ impl Api {
         }
     }
 
-    /// `SnapshotFields`, as in list and create responses.
+    /// A VM as `GET /core/virtual-machines` and `…/{id}` show it.
     fn vm_fields(&self, id: i64, vm: &Vm, now: DateTime<Utc>) -> Value {
         let status = self.vm_status(vm, now);
         json!({
@@ -300,6 +300,7 @@ impl Api {
         })
     }
 
+    /// `SnapshotFields`, as in list and create responses.
     fn fields(&self, st: &HsState, s: &Snap, now: DateTime<Utc>) -> Value {
         let status = self.status(s, now);
         let vm = st.vms.get(&s.vm_id);

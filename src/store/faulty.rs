@@ -467,6 +467,19 @@ impl Store for Faulty {
             self.inner.start_run(policy, expected, run)
         )
     }
+    async fn renew_run_claim(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        claimant: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        gated!(
+            self,
+            "renew_run_claim",
+            self.inner.renew_run_claim(tenant, run_id, claimant, until)
+        )
+    }
     async fn claim_runs(
         &self,
         now: DateTime<Utc>,

@@ -341,6 +341,15 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(String, PolicyRun)>, StoreError>;
+    /// Extends `claimant`'s claim on a run in progress (its work is still going); whether it
+    /// still held it.
+    async fn renew_run_claim(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        claimant: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Saves a run, what it made or pruned and its events in one transaction, if the
     /// claimant still holds the run; whether it did.
     async fn save_run(&self, update: RunUpdate) -> Result<bool, StoreError>;

@@ -390,6 +390,28 @@ macro_rules! queries {
             Ok(claimed)
         }
 
+        /// Extends `claimant`'s claim on a run in progress to `until`; whether it still
+        /// held it.
+        pub async fn renew_run_claim(
+            conn: &mut Conn,
+            tenant: &str,
+            run_id: &str,
+            claimant: &str,
+            until: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let renewed = sqlx::query(
+                "UPDATE policy_runs SET claimed_until = $4 \
+                 WHERE tenant = $1 AND id = $2 AND claimed_by = $3 AND state = 'running'",
+            )
+            .bind(tenant)
+            .bind(run_id)
+            .bind(claimant)
+            .bind(ts(until))
+            .execute(&mut *conn)
+            .await?;
+            Ok(renewed.rows_affected() == 1)
+        }
+
         /// Saves a run if `claimant` still holds it (releasing the claim with `release`);
         /// whether it did.
         pub async fn save_run(

@@ -457,6 +457,21 @@ macro_rules! sql_store {
                 rows.into_iter().map(RunRow::into_run).collect()
             }
 
+            async fn renew_run_claim(
+                &self,
+                tenant: &str,
+                run_id: &str,
+                claimant: &str,
+                until: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                let (tenant, run_id, claimant) =
+                    (tenant.to_owned(), run_id.to_owned(), claimant.to_owned());
+                self.transaction(move |c| Box::pin(async move {
+                    policies::renew_run_claim(c, &tenant, &run_id, &claimant, until).await
+                }))
+                .await
+            }
+
             async fn save_run(&self, u: RunUpdate) -> Result<bool, StoreError> {
                 let row = RunRow::of(&u.tenant, &u.run, u.check_at);
                 let events = event_rows(&u.tenant, &u.events);

@@ -312,7 +312,9 @@ async fn preview_says_what_the_next_run_creates_and_what_retention_would_prune()
     .await;
     let id = policy["id"].as_str().unwrap();
     finished_runs(app, t, id, 2).await;
-    pause_and_drain(app, t, id).await;
+    let all = pause_and_drain(app, t, id).await;
+    // The prunes' deletes finished too, so the vendor's list below is settled.
+    settle_prunes(app, t, &all).await;
     // Resumed (next slot after now), then previewed.
     let resumed = app
         .patch(

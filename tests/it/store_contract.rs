@@ -730,6 +730,25 @@ async fn policy_with_a_run(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+    // The claimant renews its claim while the run's work goes on; no one else can.
+    let later = now + chrono::TimeDelta::seconds(90);
+    assert!(store
+        .renew_run_claim("acme", "run_1", "r-a", later)
+        .await
+        .unwrap());
+    assert!(!store
+        .renew_run_claim("acme", "run_1", "r-b", later)
+        .await
+        .unwrap());
+    let after_first_lease = until + chrono::TimeDelta::seconds(1);
+    assert!(
+        store
+            .claim_runs(after_first_lease, "r-b", later, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a renewed claim outlasts its first lease"
+    );
     let made = PolicySnapshot {
         snapshot_id: "prod:snap-p".into(),
         account: "prod".into(),

@@ -545,20 +545,21 @@ impl ProviderAdapter for Oktawave {
                 .call(ctx, "sources", Method::GET, "/instances", &query, None)
                 .await?
                 .json(KIND)?;
-            let items = page.items.len();
-            let sources: Vec<AccountSource> = page
+            let (deleted, live): (Vec<ListedInstance>, Vec<ListedInstance>) = page
                 .items
                 .into_iter()
-                .filter(|i| i.status.as_ref().and_then(|s| s.id) != Some(INSTANCE_DELETED))
+                .partition(|i| i.status.as_ref().and_then(|s| s.id) == Some(INSTANCE_DELETED));
+            let sources = live
+                .into_iter()
                 .map(|i| AccountSource {
-                    id: i.id.to_string(),
+                    id: i.id.0,
                     name: i.name,
                     kind: SourceKind::Instance,
                     status: i.status.and_then(|s| s.label),
                 })
                 .collect();
             Ok(super::SourcePage {
-                gone: items - sources.len(),
+                gone: deleted.into_iter().map(|i| i.id.0).collect(),
                 sources,
                 total: page.meta.and_then(|m| usize::try_from(m.total?).ok()),
                 more: None,

@@ -35,7 +35,7 @@ pub(super) struct Instances {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ListedInstance {
-    pub(super) id: i32,
+    pub(super) id: Id,
     pub(super) name: Option<String>,
     /// A dictionary item: `Id` 86 on, 87 off, 126 deleted, 1748 initializing; `Label` is
     /// localized.
