@@ -346,23 +346,32 @@ impl Api {
     }
 }
 
-async fn list(
-    State(api): ApiState,
-    Extension(ref v): Extension<Variants>,
-    RawQuery(query): RawQuery,
-) -> Reply {
-    let q = query_map(query.as_deref());
-    let (Ok(page), Ok(page_size)) = (query_int(&q, "page"), query_int(&q, "pageSize")) else {
+/// `page` (from 1) and `pageSize` as Hyperstack's lists read them: the page, the size asked
+/// for, and the size served (lowered by the `page_cap` variant).
+fn paging(
+    q: &std::collections::HashMap<String, String>,
+    v: &Variants,
+) -> Result<(i64, i64, i64), Refusal> {
+    let (Ok(page), Ok(page_size)) = (query_int(q, "page"), query_int(q, "pageSize")) else {
         return Err(bad("page and pageSize must be integers"));
     };
     let (page, page_size) = (page.unwrap_or(1), page_size.unwrap_or(20));
     if page < 1 || page_size < 1 {
         return Err(bad("page and pageSize must be positive"));
     }
-    let asked = page_size;
-    let page_size = v
+    let served = v
         .number(PAGE_CAP)
         .map_or(page_size, |cap| page_size.min(cap));
+    Ok((page, page_size, served))
+}
+
+async fn list(
+    State(api): ApiState,
+    Extension(ref v): Extension<Variants>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let q = query_map(query.as_deref());
+    let (page, asked, page_size) = paging(&q, v)?;
     let search = q.get("search").map(|s| s.to_lowercase());
     let now = Utc::now();
     let st = lock(&api.state);
@@ -588,16 +597,7 @@ async fn list_vms(
     RawQuery(query): RawQuery,
 ) -> Reply {
     let q = query_map(query.as_deref());
-    let (Ok(page), Ok(page_size)) = (query_int(&q, "page"), query_int(&q, "pageSize")) else {
-        return Err(bad("page and pageSize must be integers"));
-    };
-    let (page, page_size) = (page.unwrap_or(1), page_size.unwrap_or(20));
-    if page < 1 || page_size < 1 {
-        return Err(bad("page and pageSize must be positive"));
-    }
-    let page_size = v
-        .number(PAGE_CAP)
-        .map_or(page_size, |cap| page_size.min(cap));
+    let (page, _, page_size) = paging(&q, v)?;
     let now = Utc::now();
     let st = lock(&api.state);
     let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
