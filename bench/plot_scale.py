@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Plots bench/results-scale.txt (the `scale` lines bench/scale.sh printed) to bench/scale.png:
-list latency (median of five, as a multiple of one account's) against the number of accounts,
+"""Plots bench/results-scale.txt (the `fanout` lines bench/scale.sh printed) to bench/scale.png:
+list latency (median of seven, as a multiple of one account's) against the number of accounts,
 one curve per fan-out concurrency. Needs matplotlib (`pip install matplotlib`)."""
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +14,7 @@ here = Path(__file__).resolve().parent
 curves = defaultdict(list)
 for line in (here / "results-scale.txt").read_text().splitlines():
     parts = line.split()
-    if len(parts) == 9 and parts[0] == "scale" and parts[1].isdigit():
+    if len(parts) == 10 and parts[0] == "fanout" and parts[1].isdigit():
         curves[int(parts[1])].append((int(parts[2]), float(parts[5])))
 fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
 for concurrency, points in sorted(curves.items()):
@@ -23,9 +23,9 @@ for concurrency, points in sorted(curves.items()):
 ax.axhline(2, color="grey", linestyle="--", linewidth=1, label="goal: 2x one account")
 ax.set_xscale("log")
 ax.set_yscale("log")
-ax.set_xlabel("accounts in the list (Koyeb, simulator, 50 ms vendor latency)")
+ax.set_xlabel("accounts in the list (Koyeb, simulator, 50 ms vendor latency, release build)")
 ax.set_ylabel("first page latency / one account's")
-ax.set_title("GET /v1/snapshots across N accounts (median of 5)")
+ax.set_title("GET /v1/snapshots across N accounts (median of 7)")
 ax.legend(fontsize=8)
 ax.grid(True, which="both", alpha=0.3)
 fig.tight_layout()

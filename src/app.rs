@@ -110,7 +110,8 @@ impl Application {
         .with_reconciler(config.reconciler.clone())
         .with_webhooks(config.webhooks.clone())
         .with_policies(config.policies.clone())
-        .with_retention(config.retention.clone());
+        .with_retention(config.retention.clone())
+        .with_listing(config.listing.clone());
         // New records are sealed under a key every live replica holds (rollouts of a new
         // key): known before the first request.
         if let Err(e) = service.announce_keys_once().await {

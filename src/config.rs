@@ -183,13 +183,17 @@ pub struct ListingConfig {
     pub account_timeout_ms: u64,
     /// Accounts listed at once for one request.
     pub max_concurrency: usize,
+    /// Accounts listed at once by this process, across every list in flight: what one list
+    /// cannot take waits for another's account to finish.
+    pub max_total_concurrency: usize,
 }
 
 impl Default for ListingConfig {
     fn default() -> Self {
         Self {
             account_timeout_ms: 10_000,
-            max_concurrency: 256,
+            max_concurrency: 1_024,
+            max_total_concurrency: 4_096,
         }
     }
 }

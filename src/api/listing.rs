@@ -3,8 +3,6 @@
 //! The query is read and the page answered here; the page itself is the service's
 //! ([`crate::service::SnapshotQuery`]).
 
-use std::time::Duration;
-
 use axum::extract::{RawQuery, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +15,7 @@ use super::{
 use crate::{
     auth::{Caller, Scope},
     domain::{ProviderKind, Snapshot, SnapshotStatus},
-    service::{FanOut, ServiceError, SnapshotCursor, SnapshotQuery},
+    service::{ServiceError, SnapshotCursor, SnapshotQuery},
 };
 
 /// Query of `GET /v1/snapshots` (repeatable members may be given several times).
@@ -149,10 +147,6 @@ pub async fn list(
         .map(|t| super::paging::open::<SnapshotCursor>(&state, &filters, t))
         .transpose()?;
     let page_size = super::paging::page_size(q.page_size)? as usize;
-    let fan_out = FanOut {
-        per_account: Duration::from_millis(state.config.listing.account_timeout_ms),
-        concurrency: state.config.listing.max_concurrency,
-    };
     let query = SnapshotQuery {
         accounts: q.account,
         providers: q.provider,
@@ -164,7 +158,7 @@ pub async fn list(
     };
     let page = state
         .service
-        .snapshot_page(&caller.tenant, &query, cursor.as_ref(), page_size, fan_out)
+        .snapshot_page(&caller.tenant, &query, cursor.as_ref(), page_size)
         .await?;
     let errors = page_errors(page.failures);
     let items = page.items;

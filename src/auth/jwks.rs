@@ -85,11 +85,7 @@ impl Jwks {
         let (keys, stale, may_fetch) = self.snapshot();
         if let Some(keys) = keys.as_ref().filter(|k| k.find(kid).is_some()) {
             if stale && may_fetch {
-                // Refresh in the background, unless a fetch is already running.
-                if let Ok(one_at_a_time) = self.inner.fetching.clone().try_lock_owned() {
-                    let this = self.clone();
-                    tokio::spawn(async move { this.fetch_and_store(one_at_a_time).await });
-                }
+                self.refresh_in_background();
             }
             return usable(keys, kid, alg);
         }
@@ -101,6 +97,25 @@ impl Jwks {
         match keys {
             Some(keys) => usable(&keys, kid, alg),
             None => Err("the identity provider's keys are unavailable".to_owned()),
+        }
+    }
+
+    /// Whether `kid` is still among the keys, as [`Jwks::key`] would find it: stale keys are
+    /// refreshed in the background meanwhile, so a key the identity provider withdraws stops
+    /// being found at the next refresh.
+    pub fn still_has(&self, kid: &str) -> bool {
+        let (keys, stale, may_fetch) = self.snapshot();
+        if stale && may_fetch {
+            self.refresh_in_background();
+        }
+        keys.is_some_and(|k| k.find(kid).is_some())
+    }
+
+    /// Starts a fetch in the background, unless one is already running.
+    fn refresh_in_background(&self) {
+        if let Ok(one_at_a_time) = self.inner.fetching.clone().try_lock_owned() {
+            let this = self.clone();
+            tokio::spawn(async move { this.fetch_and_store(one_at_a_time).await });
         }
     }
 

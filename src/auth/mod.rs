@@ -136,13 +136,26 @@ pub enum AuthConfigError {
 /// Verifies bearer tokens against the explicitly configured algorithms.
 ///
 /// Verified tokens are remembered until their `exp`, so a client reusing its token pays for
-/// the signature check and claim parsing once, not on every request.
+/// the signature check and claim parsing once, not on every request. A token verified with an
+/// identity provider's key is remembered only while that key is among the provider's keys: a
+/// key the provider withdraws stops its tokens at the next JWKS refresh, which a remembered
+/// token's use starts when the keys are stale, as a verification would.
 pub struct Authenticator {
     keys: Vec<(Algorithm, DecodingKey, Validation)>,
     /// Validation rules for tokens verified with JWKS keys, by algorithm.
     jwks: Option<(jwks::Jwks, Vec<(Algorithm, Validation)>)>,
     tenant_claim: String,
-    verified: Mutex<HashMap<Box<str>, (Caller, u64)>>,
+    verified: Mutex<HashMap<Box<str>, Verified>>,
+}
+
+/// A verified token, as remembered.
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    /// Its `exp`: a token without one is never remembered.
+    exp: Option<u64>,
+    /// The identity provider's key id it was verified with (`None`: a configured key).
+    kid: Option<Box<str>>,
 }
 
 /// Verified tokens remembered at most; the map is emptied when full.
@@ -257,30 +270,55 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::MissingToken)?;
         let now = jsonwebtoken::get_current_timestamp();
-        {
-            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((caller, exp)) = cache.get(token) {
-                if now < *exp {
-                    return Ok(caller.clone());
-                }
-            }
+        if let Some(caller) = self.remembered(token, now) {
+            return Ok(caller);
         }
-        let caller = self.verify(token).await?;
-        if let Some(exp) = caller.1 {
+        let verified = self.verify(token).await?;
+        if let Some(exp) = verified.exp {
             let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= VERIFIED_CACHE_MAX {
-                cache.retain(|_, (_, e)| now < *e);
+                cache.retain(|_, v| v.exp.is_some_and(|e| now < e));
                 if cache.len() >= VERIFIED_CACHE_MAX {
                     cache.clear();
                 }
             }
-            cache.insert(token.into(), (caller.0.clone(), exp));
+            cache.insert(
+                token.into(),
+                Verified {
+                    exp: Some(exp),
+                    ..verified.clone()
+                },
+            );
         }
-        Ok(caller.0)
+        Ok(verified.caller)
     }
 
-    /// Checks signature and claims; returns the caller and the token's `exp`.
-    async fn verify(&self, token: &str) -> Result<(Caller, Option<u64>), AuthError> {
+    /// The caller of a token verified before, while it has not expired and the key it was
+    /// verified with is still the identity provider's.
+    fn remembered(&self, token: &str, now: u64) -> Option<Caller> {
+        let found = {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            let v = cache.get(token)?;
+            if v.exp.is_none_or(|exp| now >= exp) {
+                return None;
+            }
+            (v.caller.clone(), v.kid.clone())
+        };
+        match (found, &self.jwks) {
+            ((caller, None), _) => Some(caller),
+            ((caller, Some(kid)), Some((jwks, _))) if jwks.still_has(&kid) => Some(caller),
+            _ => {
+                // Withdrawn: forgotten, and verified afresh (which refuses it).
+                let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                cache.remove(token);
+                None
+            }
+        }
+    }
+
+    /// Checks signature and claims: the caller, the token's `exp` and the key id it was
+    /// verified with.
+    async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         refuse_critical_extensions(token)?;
         let jwt_header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(format!("malformed token header ({e})")))?;
@@ -343,14 +381,17 @@ impl Authenticator {
             None => {}
         }
         let exp = claims.rest.get("exp").and_then(|v| v.as_u64());
-        Ok((
-            Caller {
+        Ok(Verified {
+            caller: Caller {
                 tenant: tenant.into(),
                 subject: claims.sub.map(Into::into),
                 scopes,
             },
             exp,
-        ))
+            kid: from_jwks
+                .is_some()
+                .then(|| jwt_header.kid.unwrap_or_default().into()),
+        })
     }
 }
 

@@ -6,15 +6,17 @@
 //! strictly after the cursor's `(created_at, id)` position, so following cursors yields every
 //! matching snapshot exactly once while the vendors do not change.
 
-use std::{cmp::Ordering, time::Duration};
+use std::{cmp::Ordering, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::{Service, ServiceError};
 use crate::{
-    domain::{Account, ProviderError, ProviderKind, Snapshot, SnapshotStatus},
+    config::ListingConfig,
+    domain::{AccountId, ProviderError, ProviderKind, Snapshot, SnapshotId, SnapshotStatus},
     providers::ListFilter,
 };
 
@@ -55,13 +57,19 @@ pub struct SnapshotsPage {
     pub failures: Vec<ServiceError>,
 }
 
-/// How the accounts of one list are read.
-#[derive(Clone, Copy, Debug)]
-pub struct FanOut {
-    /// One account's whole list (every vendor page) must finish within this.
-    pub per_account: Duration,
-    /// Accounts read at once.
-    pub concurrency: usize,
+/// How the accounts of a list are read: each within its own time limit, up to
+/// `max_concurrency` of one list at once, and up to `max_total_concurrency` across every list
+/// this process is serving (the slots).
+pub(super) struct Listing {
+    config: ListingConfig,
+    slots: Arc<Semaphore>,
+}
+
+impl Listing {
+    pub(super) fn new(config: ListingConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_total_concurrency.max(1)));
+        Self { config, slots }
+    }
 }
 
 /// What a list found: snapshots, and every account or source (VM) that could not be read.
@@ -81,7 +89,6 @@ impl Service {
         q: &SnapshotQuery,
         after: Option<&SnapshotCursor>,
         page_size: usize,
-        fan_out: FanOut,
     ) -> Result<SnapshotsPage, ServiceError> {
         // Statuses the operation overlay can turn a settled snapshot into must be filtered
         // after the overlay; only `available`/`deleted` are safe to hand to a vendor.
@@ -93,12 +100,12 @@ impl Service {
             source_id: q.source_id.as_deref(),
             statuses: if pushable { &q.statuses } else { &[] },
         };
-        let selected = |a: &Account| {
-            (q.accounts.is_empty() || q.accounts.iter().any(|id| id == a.id.as_str()))
-                && (q.providers.is_empty() || q.providers.contains(&a.provider))
+        let selected = |id: &AccountId, provider: ProviderKind| {
+            (q.accounts.is_empty() || q.accounts.iter().any(|a| a == id.as_str()))
+                && (q.providers.is_empty() || q.providers.contains(&provider))
         };
         let mut merged = self
-            .list_snapshots(tenant, selected, &filter, q.include_vendor, fan_out)
+            .list_snapshots(tenant, selected, &filter, q.include_vendor)
             .await?;
         if q.strict && !merged.failures.is_empty() {
             let first = merged.failures.swap_remove(0);
@@ -118,31 +125,32 @@ impl Service {
     pub async fn list_snapshots(
         &self,
         tenant: &str,
-        selected: impl Fn(&Account) -> bool,
+        selected: impl Fn(&AccountId, ProviderKind) -> bool,
         filter: &ListFilter<'_>,
         include_vendor: bool,
-        fan_out: FanOut,
     ) -> Result<Merged, ServiceError> {
-        let accounts: Vec<Account> = self
+        let accounts: Vec<(AccountId, ProviderKind)> = self
             .store
-            .list_accounts(tenant)
+            .account_keys(tenant)
             .await?
             .into_iter()
-            .filter(|a| selected(a))
+            .filter(|(id, provider)| selected(id, *provider))
             .collect();
-        let read = |account: Account| async move {
-            let resolved = self.resolve(tenant, &account.id).await?;
-            let listed = tokio::time::timeout(
-                fan_out.per_account,
-                resolved.adapter.list(&resolved.ctx(), filter),
-            )
-            .await
-            .unwrap_or(Err(ProviderError::Timeout))
-            .map_err(|e| resolved.fail(e))?;
+        let per_account = Duration::from_millis(self.listing.config.account_timeout_ms);
+        let read = |(account, provider): (AccountId, ProviderKind)| async move {
+            // Waiting for a slot is the gateway's load, not the account's slowness: the
+            // account's time starts once it holds one.
+            let _slot = self.listing.slots.acquire().await;
+            let resolved = self.resolve(tenant, &account).await?;
+            let listed =
+                tokio::time::timeout(per_account, resolved.adapter.list(&resolved.ctx(), filter))
+                    .await
+                    .unwrap_or(Err(ProviderError::Timeout))
+                    .map_err(|e| resolved.fail(e))?;
             let snapshots = listed
                 .snapshots
                 .into_iter()
-                .map(|v| Snapshot::from_vendor(&account.id, account.provider, v, include_vendor));
+                .map(|v| Snapshot::from_vendor(&account, provider, v, include_vendor));
             let failures = listed
                 .failures
                 .into_iter()
@@ -154,7 +162,7 @@ impl Service {
         };
         let results: Vec<Result<Merged, ServiceError>> = stream::iter(accounts)
             .map(read)
-            .buffer_unordered(fan_out.concurrency.max(1))
+            .buffer_unordered(self.listing.config.max_concurrency.max(1))
             .collect()
             .await;
         let mut merged = Merged::default();
@@ -172,19 +180,52 @@ impl Service {
     }
 }
 
-/// Newest first, snapshots without a date last, ties by id ascending.
-fn order(a: (Option<DateTime<Utc>>, &str), b: (Option<DateTime<Utc>>, &str)) -> Ordering {
+/// Newest first, snapshots without a date last, ties by id ascending (the id as its string,
+/// `{account}:{native_id}`, compared without being written out).
+fn order(
+    a: (Option<DateTime<Utc>>, &SnapshotId),
+    b: (Option<DateTime<Utc>>, IdRef<'_>),
+) -> Ordering {
     match (a.0, b.0) {
         (Some(x), Some(y)) => y.cmp(&x),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     }
-    .then_with(|| a.1.cmp(b.1))
+    .then_with(|| id_bytes(a.1).cmp(b.1.bytes()))
+}
+
+/// A snapshot id as the list orders it: a parsed one, or the text a cursor holds.
+#[derive(Clone, Copy)]
+enum IdRef<'a> {
+    Id(&'a SnapshotId),
+    Text(&'a str),
+}
+
+impl<'a> IdRef<'a> {
+    fn bytes(self) -> impl Iterator<Item = u8> + 'a {
+        let (id, text) = match self {
+            IdRef::Id(id) => (Some(id), None),
+            IdRef::Text(t) => (None, Some(t)),
+        };
+        id.into_iter()
+            .flat_map(id_bytes)
+            .chain(text.into_iter().flat_map(|t| t.bytes()))
+    }
+}
+
+/// The bytes of `{account}:{native_id}`.
+fn id_bytes(id: &SnapshotId) -> impl Iterator<Item = u8> + '_ {
+    id.account
+        .as_str()
+        .bytes()
+        .chain(std::iter::once(b':'))
+        .chain(id.native_id.bytes())
 }
 
 /// The page after `cursor` of the snapshots that match `q`'s filters, in the list's order, and
-/// where it ended when more follow.
+/// where it ended when more follow. Only the page is put in order: the rest are just known to
+/// come after it.
 fn page_of(
     mut items: Vec<Snapshot>,
     q: &SnapshotQuery,
@@ -202,25 +243,29 @@ fn page_of(
                     .is_some_and(|sn| sn.to_lowercase().contains(n))
             })
     });
-    let mut keyed: Vec<(String, Snapshot)> =
-        items.into_iter().map(|s| (s.id.to_string(), s)).collect();
-    keyed.sort_by(|a, b| order((a.1.created_at, &a.0), (b.1.created_at, &b.0)));
     if let Some(c) = cursor {
         let t =
             c.t.as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc));
-        keyed.retain(|(id, s)| order((s.created_at, id), (t, &c.id)) == Ordering::Greater);
+        items
+            .retain(|s| order((s.created_at, &s.id), (t, IdRef::Text(&c.id))) == Ordering::Greater);
     }
-    let more = keyed.len() > page_size;
-    keyed.truncate(page_size);
+    let by_order =
+        |a: &Snapshot, b: &Snapshot| order((a.created_at, &a.id), (b.created_at, IdRef::Id(&b.id)));
+    let more = items.len() > page_size;
+    if more && page_size > 0 {
+        items.select_nth_unstable_by(page_size - 1, by_order);
+    }
+    items.truncate(page_size);
+    items.sort_unstable_by(by_order);
     let last = more
-        .then(|| keyed.last())
+        .then(|| items.last())
         .flatten()
-        .map(|(id, s)| SnapshotCursor {
+        .map(|s| SnapshotCursor {
             t: s.created_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
-            id: id.clone(),
+            id: s.id.to_string(),
         });
-    (keyed.into_iter().map(|(_, s)| s).collect(), last)
+    (items, last)
 }

@@ -28,7 +28,7 @@ pub use error::{AccountFailure, ServiceError};
 pub use idempotency::{Answer, AsProblem, Outcome};
 pub use intent::{Intent, Journal};
 pub use keys::ANNOUNCE_EVERY as KEY_ANNOUNCE_EVERY;
-pub use listing::{FanOut, Merged, SnapshotCursor, SnapshotQuery, SnapshotsPage};
+pub use listing::{Merged, SnapshotCursor, SnapshotQuery, SnapshotsPage};
 pub use operations::new_operation;
 pub use policies::{PolicyChanges, Preview};
 pub use snapshots::SnapshotAction;
@@ -52,6 +52,8 @@ pub struct Service {
     webhooks: WebhooksConfig,
     policies: PoliciesConfig,
     retention: RetentionConfig,
+    /// How lists fan out, and the accounts this process may be listing at once.
+    listing: listing::Listing,
     /// Built on the first delivery: a process that never delivers never loads its TLS roots.
     webhook_client: std::sync::OnceLock<reqwest::Client>,
     /// This process, as it announces its master keys to the others.
@@ -110,6 +112,7 @@ impl Service {
             webhooks: WebhooksConfig::default(),
             policies: PoliciesConfig::default(),
             retention: RetentionConfig::default(),
+            listing: listing::Listing::new(crate::config::ListingConfig::default()),
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
             draining: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
@@ -140,6 +143,12 @@ impl Service {
     /// Prunes finished records so.
     pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Lists snapshots across accounts so.
+    pub fn with_listing(mut self, listing: crate::config::ListingConfig) -> Self {
+        self.listing = listing::Listing::new(listing);
         self
     }
 

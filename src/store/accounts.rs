@@ -9,7 +9,7 @@ use super::{
     rows::{bind_account, to_json, ts, AccountRow, ACCOUNT_COLUMNS},
     AccountPatch, Sealed, StoreError,
 };
-use crate::domain::{Account, AccountHealth, AccountId};
+use crate::domain::{Account, AccountHealth, AccountId, ProviderKind};
 
 macro_rules! queries {
     ($db:ty) => {
@@ -68,6 +68,29 @@ macro_rules! queries {
             .into_iter()
             .map(|r| r.into_parts().map(|(account, _)| account))
             .collect()
+        }
+
+        /// The id and provider of each of the tenant's accounts, by id: what a list across
+        /// accounts picks from, without reading (or decoding) anything else.
+        pub async fn keys(
+            conn: &mut Conn,
+            tenant: &str,
+        ) -> Result<Vec<(AccountId, ProviderKind)>, StoreError> {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, provider FROM accounts WHERE tenant = $1 ORDER BY id",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.into_iter()
+                .map(|(id, provider)| {
+                    let corrupt = |e: String| StoreError::Corrupt(e);
+                    let id = id.parse().map_err(|e: crate::domain::AccountIdError| corrupt(e.to_string()))?;
+                    let provider = std::str::FromStr::from_str(&provider)
+                        .map_err(|e: crate::domain::UnknownProvider| corrupt(e.to_string()))?;
+                    Ok((id, provider))
+                })
+                .collect()
         }
 
         /// Every row, in a stable order (copies and key rotation).

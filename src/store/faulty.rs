@@ -198,6 +198,12 @@ impl Store for Faulty {
     async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, StoreError> {
         gated!(self, "list_accounts", self.inner.list_accounts(tenant))
     }
+    async fn account_keys(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(AccountId, crate::domain::ProviderKind)>, StoreError> {
+        gated!(self, "account_keys", self.inner.account_keys(tenant))
+    }
     async fn update_account(
         &self,
         tenant: &str,

@@ -157,6 +157,12 @@ pub trait Store: Send + Sync + 'static {
         id: &AccountId,
     ) -> Result<Option<(Account, Sealed)>, StoreError>;
     async fn list_accounts(&self, tenant: &str) -> Result<Vec<Account>, StoreError>;
+    /// The id and provider of each of the tenant's accounts, by id (what a list across
+    /// accounts selects from).
+    async fn account_keys(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(AccountId, ProviderKind)>, StoreError>;
     async fn update_account(
         &self,
         tenant: &str,

@@ -92,6 +92,15 @@ macro_rules! sql_store {
                     .await
             }
 
+            async fn account_keys(
+                &self,
+                tenant: &str,
+            ) -> Result<Vec<(AccountId, crate::domain::ProviderKind)>, StoreError> {
+                let tenant = tenant.to_owned();
+                self.read(move |c| Box::pin(async move { accounts::keys(c, &tenant).await }))
+                    .await
+            }
+
             async fn update_account(
                 &self,
                 tenant: &str,

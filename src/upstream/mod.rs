@@ -50,6 +50,10 @@ pub struct UpstreamConfig {
     pub breaker_cooldown_ms: u64,
     /// Simultaneous calls per account (credential identity) and vendor; more wait.
     pub max_concurrency_per_account: usize,
+    /// Idle connections kept open to one vendor host, per serving thread: a list across a
+    /// thousand accounts of one vendor opens a connection for each account it reads at once,
+    /// and the next list reuses them instead of connecting again.
+    pub max_idle_connections_per_host: usize,
     /// How long a `429` without `Retry-After` holds the account, in seconds, for a vendor that
     /// declares no window of its own.
     pub rate_limit_hold_secs: u64,
@@ -121,6 +125,7 @@ impl Default for UpstreamConfig {
             breaker_failures: 5,
             breaker_cooldown_ms: 10_000,
             max_concurrency_per_account: 16,
+            max_idle_connections_per_host: 1_024,
             rate_limit_hold_secs: 30,
             provider_rate_limit_hold_secs: Default::default(),
             address_rate_limited_providers: None,
@@ -219,7 +224,7 @@ impl Upstream {
                 .wrap_connector(http);
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(64)
+                .pool_max_idle_per_host(config.max_idle_connections_per_host)
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .build(https)
         };

@@ -289,6 +289,90 @@ async fn concurrent_callers_never_exceed_the_per_account_vendor_cap() {
     );
 }
 
+/// `n` more Koyeb accounts (`ky-0`…) holding the simulator's token.
+async fn koyeb_accounts(s: &SimApp, n: usize) {
+    let credentials: serde_json::Map<String, Value> = s
+        .sim
+        .credentials(Vendor::Koyeb)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    for i in 0..n {
+        let body =
+            json!({"id": format!("ky-{i}"), "provider": "koyeb", "credentials": credentials});
+        assert_eq!(
+            s.app.post("/v1/accounts", &s.token, &body).await.status(),
+            201
+        );
+    }
+}
+
+/// A list reads all its accounts at once, so its latency is the slowest account's, not the
+/// sum of batches: 300 accounts with a 300 ms vendor are 300 calls in flight together (the
+/// old default of 256 at a time made it two rounds).
+#[tokio::test]
+async fn a_list_reads_its_accounts_at_once() {
+    // The accounts share the simulator's one token, which the gateway rightly treats as one
+    // vendor account: its cap is lifted to stand for 300 accounts with tokens of their own.
+    let s = sim_app(|c| c.upstream.max_concurrency_per_account = 1_000).await;
+    koyeb_accounts(&s, 299).await;
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            latency_ms: Some(300),
+            ..Fault::default()
+        },
+    );
+    let page: Value = s
+        .app
+        .get("/v1/snapshots?provider=koyeb&page_size=100", &s.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["errors"], json!([]), "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 100);
+    assert!(page["next_page_token"].is_string());
+    let stats = s.sim.stats(Vendor::Koyeb);
+    assert_eq!(stats.max_in_flight, 300, "accounts read at once");
+}
+
+/// Lists in flight together share the process's slots (`listing.max_total_concurrency`): three
+/// lists of ten accounts never have more than four vendor calls out at once, and each still
+/// returns every account's snapshots, none reported failed for having waited.
+#[tokio::test]
+async fn lists_in_flight_together_share_the_process_wide_cap() {
+    let s = sim_app(|c| {
+        c.upstream.max_concurrency_per_account = 100;
+        c.listing.max_total_concurrency = 4;
+        c.listing.account_timeout_ms = 1_000;
+    })
+    .await;
+    koyeb_accounts(&s, 9).await;
+    s.sim.set_fault(
+        Vendor::Koyeb,
+        Fault {
+            latency_ms: Some(150),
+            ..Fault::default()
+        },
+    );
+    let lists = (0..3).map(|_| {
+        s.app
+            .get("/v1/snapshots?provider=koyeb&page_size=100", &s.token)
+    });
+    for response in futures::future::join_all(lists).await {
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        assert_eq!(page["errors"], json!([]), "{page}");
+        assert_eq!(page["items"].as_array().unwrap().len(), 20, "{page}");
+    }
+    let stats = s.sim.stats(Vendor::Koyeb);
+    assert_eq!(
+        stats.max_in_flight, 4,
+        "vendor calls at once across the three lists"
+    );
+}
+
 #[tokio::test]
 async fn twenty_concurrent_oktawave_calls_share_one_token_request() {
     let s = sim_app(|_| {}).await;

@@ -153,6 +153,12 @@ async fn accounts_are_stored_per_tenant_and_their_credentials_stay_sealed() {
         let id: AccountId = "prod".parse().unwrap();
         assert_eq!(store.list_accounts("acme").await.unwrap().len(), 1);
         assert!(store.get_account("initech", &id).await.unwrap().is_none());
+        // What a list across accounts selects from: id and provider, the tenant's only.
+        assert_eq!(
+            store.account_keys("acme").await.unwrap(),
+            vec![(id.clone(), created.provider)]
+        );
+        assert!(store.account_keys("initech").await.unwrap().is_empty());
 
         // Sealed at rest, openable only as this tenant's account.
         let (_, sealed) = store
