@@ -2,7 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::{
     api::{self, AppState},
@@ -144,9 +144,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     ///
-    /// Thread per core: `server.workers` threads each run a single-threaded runtime that
-    /// accepts from the shared listening socket and serves its connections to the end, with its
-    /// own vendor connection pool, so a request is never handed between threads.
+    /// Thread per core: `server.workers` threads each run a single-threaded runtime that serves
+    /// the connections handed to it to the end, with its own vendor connection pool, so a
+    /// request is never handed between threads; one acceptor hands each new connection to the
+    /// thread with the fewest open.
     /// The background work of a `serve` process, stopped when the returned guards drop:
     /// operations finish whether or not anyone reads them, webhooks are delivered from the
     /// outbox whichever replica wrote the event, and this process announces its master keys.
@@ -215,12 +216,19 @@ impl Application {
             state.service.retire_keys().await;
             return Ok(());
         }
-        let listener = self.listener.into_std()?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // One acceptor hands each connection to the serving thread with the fewest open: the
+        // threads sharing the listening socket took them as they happened to wake, and one
+        // thread could end up serving most of a client's pool while the other idled.
         let mut threads = Vec::with_capacity(workers);
+        let mut handoff = Vec::with_capacity(workers);
         for worker in 0..workers {
-            let listener = listener.try_clone()?;
-            let (router, limit, mut stop) = (self.router.clone(), limit.clone(), stop_rx.clone());
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            handoff.push(Worker {
+                tx,
+                open: open.clone(),
+            });
+            let router = self.router.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("snapgate-worker-{worker}"))
                 .spawn(move || -> std::io::Result<()> {
@@ -228,21 +236,15 @@ impl Application {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    runtime.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        let stopped = async move {
-                            let _ = stop.wait_for(|stop| *stop).await;
-                        };
-                        serve_http1(listener, router, limit, stopped).await;
-                        Ok(())
-                    })
+                    runtime.block_on(serve_handed(rx, router));
+                    Ok(())
                 })?;
             threads.push(thread);
         }
-        drop(listener);
-        shutdown.await;
+        accept_for_workers(self.listener, self.router, limit, shutdown, &handoff).await;
         state.service.retire_keys().await;
-        let _ = stop_tx.send(true);
+        // The threads finish their connections once nothing more can be handed to them.
+        drop(handoff);
         let joined = tokio::task::spawn_blocking(move || {
             threads
                 .into_iter()
@@ -449,7 +451,7 @@ impl AcceptBackoff {
 /// How long shutdown waits for in-flight requests before closing their connections.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// An HTTP/1.1 accept loop: one small task per connection.
+/// An HTTP/1.1 accept loop serving on this thread: one small task per connection.
 ///
 /// `axum::serve` negotiates HTTP/1 and HTTP/2 on every connection, which costs ~27 KB per idle
 /// connection here; a gateway behind callers' HTTP/1.1 keep-alive pools does not need h2, and the
@@ -460,11 +462,7 @@ async fn serve_http1(
     limit: ConnLimit,
     shutdown: impl Future<Output = ()> + 'static,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
+    let mut conns = Connections::new(router.clone());
     let mut backoff = AcceptBackoff::new();
     tokio::pin!(shutdown);
     loop {
@@ -472,52 +470,210 @@ async fn serve_http1(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     backoff.succeeded();
-                    let Some(slot) = limit.take() else {
-                        match limit.take_probe() {
-                            Some(probe) => {
-                                tokio::spawn(serve_over_cap(stream, router.clone(), probe));
-                            }
-                            None => {
-                                tokio::spawn(refuse(stream));
-                            }
-                        }
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let router = router.clone();
-                    let mut stop = stop_rx.clone();
-                    conns.spawn(async move {
-                        let _slot = slot;
-                        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            router.clone().oneshot(req.map(axum::body::Body::new))
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades();
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => return,
-                            _ = stop.changed() => conn.as_mut().graceful_shutdown(),
-                        }
-                        let _ = conn.await;
-                    });
+                    if let Some((stream, slot)) = admit(stream, &limit, &router) {
+                        conns.serve(stream, Slots { _process: slot, _worker: None });
+                    }
                 }
                 // Typically EMFILE: back off instead of spinning.
                 Err(e) => backoff.failed(&e).await,
             },
             () = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        conns.abort_all();
+    conns.drain().await;
+}
+
+/// A serving thread as the acceptor sees it: where to hand it a connection, and how many it
+/// has open.
+struct Worker {
+    tx: tokio::sync::mpsc::UnboundedSender<Handed>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A connection handed to a serving thread, with its slots.
+type Handed = (std::net::TcpStream, Slots);
+
+/// What a connection holds until it closes: its place under `server.max_connections`, and on
+/// a serving thread, its count there (`snapgate_connections_open{worker}`).
+struct Slots {
+    _process: ConnSlot,
+    _worker: Option<WorkerLoad>,
+}
+
+/// One connection of serving thread `index`, counted until dropped.
+struct WorkerLoad {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    index: usize,
+}
+
+impl WorkerLoad {
+    fn take(worker: &Worker, index: usize) -> Self {
+        let open = worker
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        worker_gauge(index, open);
+        Self {
+            open: worker.open.clone(),
+            index,
+        }
+    }
+}
+
+impl Drop for WorkerLoad {
+    fn drop(&mut self) {
+        let open = self.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) - 1;
+        worker_gauge(self.index, open);
+    }
+}
+
+fn worker_gauge(index: usize, open: usize) {
+    metrics::gauge!("snapgate_connections_open", "worker" => index.to_string()).set(open as f64);
+}
+
+/// Accepts until `shutdown`, handing each connection to the worker with the fewest open.
+async fn accept_for_workers(
+    listener: TcpListener,
+    router: axum::Router,
+    limit: ConnLimit,
+    shutdown: impl Future<Output = ()>,
+    workers: &[Worker],
+) {
+    use std::sync::atomic::Ordering;
+    let mut backoff = AcceptBackoff::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff.succeeded();
+                    let Some((stream, slot)) = admit(stream, &limit, &router) else {
+                        continue;
+                    };
+                    let Some((index, worker)) = workers
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, w)| w.open.load(Ordering::Acquire))
+                    else {
+                        continue;
+                    };
+                    let slots = Slots { _process: slot, _worker: Some(WorkerLoad::take(worker, index)) };
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            let _ = worker.tx.send((stream, slots));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not hand a connection to a serving thread"),
+                    }
+                }
+                Err(e) => backoff.failed(&e).await,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+}
+
+/// A serving thread's loop: serves what the acceptor hands it until the acceptor stops, then
+/// lets its connections finish.
+async fn serve_handed(
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>,
+    router: axum::Router,
+) {
+    let mut conns = Connections::new(router);
+    loop {
+        tokio::select! {
+            next = handed.recv() => match next {
+                Some((stream, slots)) => match TcpStream::from_std(stream) {
+                    Ok(stream) => conns.serve(stream, slots),
+                    Err(e) => tracing::warn!(error = %e, "could not serve a handed connection"),
+                },
+                None => break,
+            },
+            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
+        }
+    }
+    conns.drain().await;
+}
+
+/// A connection within the cap, with its slot; one over it is answered (a probe) or refused
+/// here, and `None` returned.
+fn admit(
+    stream: TcpStream,
+    limit: &ConnLimit,
+    router: &axum::Router,
+) -> Option<(TcpStream, ConnSlot)> {
+    let Some(slot) = limit.take() else {
+        match limit.take_probe() {
+            Some(probe) => {
+                tokio::spawn(serve_over_cap(stream, router.clone(), probe));
+            }
+            None => {
+                tokio::spawn(refuse(stream));
+            }
+        }
+        return None;
+    };
+    let _ = stream.set_nodelay(true);
+    Some((stream, slot))
+}
+
+/// The connections one thread serves, and how they are told to finish.
+struct Connections {
+    router: axum::Router,
+    tasks: tokio::task::JoinSet<()>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Connections {
+    fn new(router: axum::Router) -> Self {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        Self {
+            router,
+            tasks: tokio::task::JoinSet::new(),
+            stop_tx,
+            stop_rx,
+        }
+    }
+
+    /// Serves `stream` to its end (or a graceful close at shutdown), holding `slots` until
+    /// then.
+    fn serve(&mut self, stream: TcpStream, slots: Slots) {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use tower::ServiceExt;
+        let router = self.router.clone();
+        let mut stop = self.stop_rx.clone();
+        self.tasks.spawn(async move {
+            let _slots = slots;
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+
+    /// Closes every connection gracefully (in-flight requests finish), waiting at most
+    /// [`DRAIN_TIMEOUT`].
+    async fn drain(mut self) {
+        let _ = self.stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
     }
 }
 

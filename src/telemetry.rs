@@ -149,6 +149,10 @@ fn describe() {
         "snapgate_vendor_echoed_secret_total",
         "Vendor 2xx bodies that echoed a secret the call sent (scrubbed before use), by provider"
     );
+    metrics::describe_gauge!(
+        "snapgate_connections_open",
+        "Caller connections open on each serving thread (each new one goes to the thread with the fewest)"
+    );
     metrics::describe_counter!(
         "snapgate_accept_errors_total",
         "Failed accepts of new connections (EMFILE and the like), each backed off"

@@ -671,6 +671,75 @@ async fn vendor_calls_speak_tls_and_refuse_a_certificate_no_authority_signed() {
     assert_eq!(completed.load(Ordering::SeqCst), 0);
 }
 
+/// New connections go to the serving thread with the fewest open, so a client's keep-alive
+/// pool is spread over every thread instead of landing on whichever woke first: ten
+/// connections held open on two threads are five and five, and closing three of one thread's
+/// makes the next three go there.
+#[tokio::test]
+async fn connections_are_spread_over_the_serving_threads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[("SNAPGATE_SERVER__WORKERS", "2".to_owned())],
+    );
+    let addr = serve.url.trim_start_matches("http://").to_owned();
+    // One request answered on a kept-alive connection, which stays open.
+    let open = |addr: String| async move {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        s
+    };
+    // The gauge per serving thread, read on a connection of its own (counted too).
+    let per_thread = |addr: String| async move {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let gauge = |w: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("snapgate_connections_open{{worker=\"{w}\"}} "))
+                })
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no gauge for worker {w} in:\n{text}"))
+        };
+        (gauge("0"), gauge("1"))
+    };
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(open(addr.clone()).await);
+    }
+    let (a, b) = per_thread(addr.clone()).await;
+    assert_eq!(a + b, 11.0, "ten held and the one asking");
+    assert!((a - b).abs() <= 1.0, "threads hold {a} and {b}");
+    // Connections alternate between the threads: closing every other one empties one thread
+    // of five, and the next five all go to it.
+    let mut kept = Vec::new();
+    for (i, s) in held.into_iter().enumerate() {
+        if i % 2 == 0 {
+            kept.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        kept.push(open(addr.clone()).await);
+    }
+    let (a, b) = per_thread(addr.clone()).await;
+    assert_eq!(a + b, 11.0);
+    assert!((a - b).abs() <= 1.0, "threads hold {a} and {b}");
+    drop(kept);
+    let _ = serve.stop("TERM");
+}
+
 #[tokio::test]
 async fn past_the_open_files_limit_accept_backs_off_and_recovers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
