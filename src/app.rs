@@ -63,20 +63,7 @@ impl Application {
         mut config: Config,
         wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
     ) -> Result<Self, StartError> {
-        // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
-        // connection cap under it, so the cap answers 503 before accept fails with EMFILE.
-        let open_files = raise_open_files_limit();
-        let reserve = config.store.max_connections as usize + FD_RESERVE;
-        let cap = connection_cap(config.server.max_connections, open_files, reserve);
-        if cap < config.server.max_connections {
-            tracing::warn!(
-                configured = config.server.max_connections,
-                open_files_limit = open_files,
-                using = cap,
-                "server.max_connections is over what the open-files limit allows; using less"
-            );
-            config.server.max_connections = cap;
-        }
+        fit_to_open_files(&mut config, raise_open_files_limit());
         let sealer = Sealer::from_base64(config.master_key.as_ref())?
             .with_previous(config.previous_master_keys.as_ref())?;
         let _ = crate::telemetry::metrics_handle();
@@ -375,6 +362,34 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Fits the settings that hold descriptors to the open-files limit: every connection is one,
+/// so the connection cap stays under the limit and answers 503 before accept fails with EMFILE;
+/// vendor sockets of lists in flight come out of the same budget, at most a quarter of it.
+fn fit_to_open_files(config: &mut Config, open_files: Option<u64>) {
+    let listing = &mut config.listing.max_total_concurrency;
+    let listing_cap = connection_cap(*listing, open_files.map(|n| n / 4), 0);
+    if listing_cap < *listing {
+        tracing::warn!(
+            configured = *listing,
+            open_files_limit = open_files,
+            using = listing_cap,
+            "listing.max_total_concurrency is over a quarter of the open-files limit; using less"
+        );
+        *listing = listing_cap;
+    }
+    let reserve = config.store.max_connections as usize + FD_RESERVE + *listing;
+    let cap = connection_cap(config.server.max_connections, open_files, reserve);
+    if cap < config.server.max_connections {
+        tracing::warn!(
+            configured = config.server.max_connections,
+            open_files_limit = open_files,
+            using = cap,
+            "server.max_connections is over what the open-files limit allows; using less"
+        );
+        config.server.max_connections = cap;
+    }
+}
+
 /// Descriptors kept for what is not a caller's connection: the listener, vendor and webhook
 /// pools, log files, the store's pool on top (added where it is known).
 const FD_RESERVE: usize = 128;
@@ -510,11 +525,10 @@ struct WorkerLoad {
 
 impl WorkerLoad {
     fn take(worker: &Worker, index: usize) -> Self {
-        let open = worker
+        worker
             .open
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-            + 1;
-        worker_gauge(index, open);
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        worker_gauge(index).increment(1.0);
         Self {
             open: worker.open.clone(),
             index,
@@ -524,13 +538,14 @@ impl WorkerLoad {
 
 impl Drop for WorkerLoad {
     fn drop(&mut self) {
-        let open = self.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) - 1;
-        worker_gauge(self.index, open);
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        worker_gauge(self.index).decrement(1.0);
     }
 }
 
-fn worker_gauge(index: usize, open: usize) {
-    metrics::gauge!("snapgate_connections_open", "worker" => index.to_string()).set(open as f64);
+/// `snapgate_connections_open` of serving thread `index`.
+fn worker_gauge(index: usize) -> metrics::Gauge {
+    metrics::gauge!("snapgate_connections_open", "worker" => index.to_string())
 }
 
 /// Accepts until `shutdown`, handing each connection to the worker with the fewest open.
@@ -541,7 +556,6 @@ async fn accept_for_workers(
     shutdown: impl Future<Output = ()>,
     workers: &[Worker],
 ) {
-    use std::sync::atomic::Ordering;
     let mut backoff = AcceptBackoff::new();
     tokio::pin!(shutdown);
     loop {
@@ -552,24 +566,50 @@ async fn accept_for_workers(
                     let Some((stream, slot)) = admit(stream, &limit, &router) else {
                         continue;
                     };
-                    let Some((index, worker)) = workers
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, w)| w.open.load(Ordering::Acquire))
-                    else {
-                        continue;
-                    };
-                    let slots = Slots { _process: slot, _worker: Some(WorkerLoad::take(worker, index)) };
-                    match stream.into_std() {
-                        Ok(stream) => {
-                            let _ = worker.tx.send((stream, slots));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not hand a connection to a serving thread"),
-                    }
+                    hand_off(workers, stream, slot);
                 }
                 Err(e) => backoff.failed(&e).await,
             },
             () = &mut shutdown => break,
+        }
+    }
+}
+
+/// Hands `stream` to the live serving thread with the fewest open connections. A thread that
+/// has stopped (its runtime failed) gets nothing more: its connection goes to the next one
+/// instead of being closed unanswered.
+fn hand_off(workers: &[Worker], stream: TcpStream, slot: ConnSlot) {
+    use std::sync::atomic::Ordering;
+    let mut handed = match stream.into_std() {
+        Ok(stream) => (stream, slot),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand a connection to a serving thread");
+            return;
+        }
+    };
+    loop {
+        let live = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !w.tx.is_closed());
+        let Some((index, worker)) = live.min_by_key(|(_, w)| w.open.load(Ordering::Acquire)) else {
+            tracing::error!("every serving thread has stopped: a new connection is closed");
+            return;
+        };
+        let (stream, slot) = handed;
+        let slots = Slots {
+            _process: slot,
+            _worker: Some(WorkerLoad::take(worker, index)),
+        };
+        match worker.tx.send((stream, slots)) {
+            Ok(()) => return,
+            Err(tokio::sync::mpsc::error::SendError((stream, slots))) => {
+                tracing::error!(
+                    worker = index,
+                    "a serving thread has stopped; its connection goes to another"
+                );
+                handed = (stream, slots._process);
+            }
         }
     }
 }
@@ -803,6 +843,63 @@ mod tests {
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
         assert_eq!(raised, soft);
         assert_eq!(soft, hard.min(raised));
+    }
+
+    /// Lists' vendor sockets and callers' connections share the open-files limit: with 4,096
+    /// descriptors, lists get a quarter and the connection cap what is left after the store and
+    /// the reserve; an unknown limit changes nothing.
+    #[test]
+    fn lists_and_connections_share_the_open_files_limit() {
+        let mut config = Config::defaults();
+        config.server.max_connections = 100_000;
+        let store = config.store.max_connections as usize;
+        fit_to_open_files(&mut config, Some(4_096));
+        assert_eq!(config.listing.max_total_concurrency, 1_024);
+        assert_eq!(
+            config.server.max_connections,
+            4_096 - store - FD_RESERVE - 1_024
+        );
+        let mut unknown = Config::defaults();
+        fit_to_open_files(&mut unknown, None);
+        assert_eq!(unknown.listing.max_total_concurrency, 4_096);
+        assert_eq!(
+            unknown.server.max_connections,
+            Config::defaults().server.max_connections
+        );
+    }
+
+    /// A serving thread that has stopped gets no connection: it goes to a live one, counted
+    /// there until it closes, and the process's slot is held as long.
+    #[tokio::test]
+    async fn a_connection_for_a_stopped_serving_thread_goes_to_another() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (stopped, gone) = tokio::sync::mpsc::unbounded_channel();
+        drop(gone);
+        let (live, mut handed) = tokio::sync::mpsc::unbounded_channel();
+        let workers = [
+            Worker {
+                tx: stopped,
+                open: Arc::default(),
+            },
+            Worker {
+                tx: live,
+                open: Arc::new(AtomicUsize::new(5)),
+            },
+        ];
+        let limit = ConnLimit::new(10);
+        hand_off(&workers, stream, limit.take().unwrap());
+        let (_stream, slots) = handed.try_recv().expect("handed to the live thread");
+        assert_eq!(workers[1].open.load(Ordering::Acquire), 6);
+        assert_eq!(workers[0].open.load(Ordering::Acquire), 0);
+        assert_eq!(limit.open.load(Ordering::Acquire), 1);
+        drop(slots);
+        assert_eq!(workers[1].open.load(Ordering::Acquire), 5);
+        assert_eq!(limit.open.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

@@ -67,7 +67,10 @@ pub(super) struct Listing {
 
 impl Listing {
     pub(super) fn new(config: ListingConfig) -> Self {
-        let slots = Arc::new(Semaphore::new(config.max_total_concurrency.max(1)));
+        let permits = config
+            .max_total_concurrency
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(permits));
         Self { config, slots }
     }
 }

@@ -419,14 +419,14 @@ async fn a_remembered_token_is_refused_once_the_jwks_withdraws_its_key() {
     let app = spawn_app_with(|c| {
         c.auth.hs256_secret = None;
         c.auth.jwks_url = Some(url);
-        c.auth.jwks_cache_secs = 1;
+        c.auth.jwks_cache_secs = 3;
     })
     .await;
     let old = ed25519_token("k1");
     for _ in 0..3 {
         assert_eq!(app.get("/v1/accounts", &old).await.status(), 200);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     // The keys are stale: this use starts the refresh (and may still pass, as a verification
     // with the keys in hand would); within moments the withdrawn key's token is refused.
     let _ = app.get("/v1/accounts", &old).await;
