@@ -78,7 +78,9 @@ impl Jwks {
     ///   [`FETCH_TIMEOUT`]), unless a fetch was tried within [`MIN_REFETCH`]: then it is refused
     ///   at once. A failing identity provider is therefore asked at most every 10 s, however
     ///   many forged kids arrive.
-    pub async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, String> {
+    ///
+    /// The key comes with its fingerprint, for [`Jwks::still_holds`].
+    pub async fn key(&self, kid: &str, alg: Algorithm) -> Result<(DecodingKey, u64), String> {
         if !ASYMMETRIC.contains(&alg) {
             return Err(format!("algorithm {alg:?} is not accepted for JWKS keys"));
         }
@@ -100,15 +102,16 @@ impl Jwks {
         }
     }
 
-    /// Whether `kid` is still among the keys, as [`Jwks::key`] would find it: stale keys are
-    /// refreshed in the background meanwhile, so a key the identity provider withdraws stops
-    /// being found at the next refresh.
-    pub fn still_has(&self, kid: &str) -> bool {
+    /// Whether the key `kid` with this `fingerprint` (as [`Jwks::key`] gave it) is still
+    /// among the keys: stale keys are refreshed in the background meanwhile, so a key the
+    /// identity provider withdraws, or replaces under the same kid, stops being found at the
+    /// next refresh.
+    pub fn still_holds(&self, kid: &str, fingerprint: u64) -> bool {
         let (keys, stale, may_fetch) = self.snapshot();
         if stale && may_fetch {
             self.refresh_in_background();
         }
-        keys.is_some_and(|k| k.find(kid).is_some())
+        keys.and_then(|k| k.find(kid).map(self::fingerprint)) == Some(fingerprint)
     }
 
     /// Starts a fetch in the background, unless one is already running.
@@ -218,7 +221,7 @@ fn unknown(kid: &str) -> String {
 }
 
 /// The key `kid` of `keys`, if it may verify `alg`.
-fn usable(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<DecodingKey, String> {
+fn usable(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<(DecodingKey, u64), String> {
     let jwk = keys.find(kid).ok_or_else(|| unknown(kid))?;
     if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
         return Err("symmetric JWKS keys are not accepted".to_owned());
@@ -228,5 +231,16 @@ fn usable(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<DecodingKey, Strin
             return Err(format!("key `{kid}` is for {declared}, not {alg:?}"));
         }
     }
-    DecodingKey::from_jwk(jwk).map_err(|e| format!("key `{kid}` is unusable ({e})"))
+    DecodingKey::from_jwk(jwk)
+        .map(|key| (key, fingerprint(jwk)))
+        .map_err(|e| format!("key `{kid}` is unusable ({e})"))
+}
+
+/// What tells one key from another under the same `kid` (an identity provider that reuses a
+/// kid for a new key has not kept the old one).
+fn fingerprint(jwk: &jsonwebtoken::jwk::Jwk) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jwk.hash(&mut h);
+    h.finish()
 }

@@ -154,8 +154,9 @@ struct Verified {
     caller: Caller,
     /// Its `exp`: a token without one is never remembered.
     exp: Option<u64>,
-    /// The identity provider's key id it was verified with (`None`: a configured key).
-    kid: Option<Box<str>>,
+    /// The identity provider's key it was verified with, by kid and fingerprint (`None`: a
+    /// configured key).
+    kid: Option<(Box<str>, u64)>,
 }
 
 /// Verified tokens remembered at most; the map is emptied when full.
@@ -306,7 +307,9 @@ impl Authenticator {
         };
         match (found, &self.jwks) {
             ((caller, None), _) => Some(caller),
-            ((caller, Some(kid)), Some((jwks, _))) if jwks.still_has(&kid) => Some(caller),
+            ((caller, Some((kid, key))), Some((jwks, _))) if jwks.still_holds(&kid, key) => {
+                Some(caller)
+            }
             _ => {
                 // Withdrawn: forgotten, and verified afresh (which refuses it).
                 let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,8 +319,8 @@ impl Authenticator {
         }
     }
 
-    /// Checks signature and claims: the caller, the token's `exp` and the key id it was
-    /// verified with.
+    /// Checks signature and claims: the caller, the token's `exp` and the identity provider's
+    /// key it was verified with.
     async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         refuse_critical_extensions(token)?;
         let jwt_header = jsonwebtoken::decode_header(token)
@@ -327,17 +330,17 @@ impl Authenticator {
         // A token naming a key id is checked against the identity provider's keys.
         let from_jwks = match (&self.jwks, &jwt_header.kid) {
             (Some((jwks, rules)), Some(kid)) => {
-                let key = jwks.key(kid, alg).await.map_err(AuthError::InvalidToken)?;
+                let (key, print) = jwks.key(kid, alg).await.map_err(AuthError::InvalidToken)?;
                 let rule = rules
                     .iter()
                     .find(|(a, _)| *a == alg)
                     .ok_or_else(not_accepted)?;
-                Some((key, rule.1.clone()))
+                Some((key, rule.1.clone(), print))
             }
             _ => None,
         };
         let data = match &from_jwks {
-            Some((key, validation)) => jsonwebtoken::decode::<RawClaims>(token, key, validation),
+            Some((key, validation, _)) => jsonwebtoken::decode::<RawClaims>(token, key, validation),
             None => {
                 let (_, key, validation) = self
                     .keys
@@ -388,9 +391,7 @@ impl Authenticator {
                 scopes,
             },
             exp,
-            kid: from_jwks
-                .is_some()
-                .then(|| jwt_header.kid.unwrap_or_default().into()),
+            kid: from_jwks.map(|(_, _, print)| (jwt_header.kid.unwrap_or_default().into(), print)),
         })
     }
 }

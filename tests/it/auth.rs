@@ -398,6 +398,25 @@ async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
 /// minutes away.
 #[tokio::test]
 async fn a_remembered_token_is_refused_once_the_jwks_withdraws_its_key() {
+    // Rotated: k1 withdrawn, k2 in its place.
+    refused_after_rotation(json!({"keys": [ed25519_jwk("k2")]})).await;
+}
+
+/// The same when the identity provider keeps the kid but puts another key under it.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_kid_names_another_key() {
+    use base64::Engine;
+    let mut other = ed25519_jwk("k1");
+    other["x"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode([7u8; 32])
+        .into();
+    refused_after_rotation(json!({"keys": [other, ed25519_jwk("k2")]})).await;
+}
+
+/// k1's token is accepted (and remembered); the keys become `rotated` (k1 no longer the key
+/// that signed it, k2 the same key under a new kid); within moments of the refresh the k1
+/// token is refused and a k2 token verifies.
+async fn refused_after_rotation(rotated: serde_json::Value) {
     use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
     let idp = MockServer::start().await;
     Mock::given(path("/.well-known/jwks.json"))
@@ -408,11 +427,8 @@ async fn a_remembered_token_is_refused_once_the_jwks_withdraws_its_key() {
         .with_priority(1)
         .mount(&idp)
         .await;
-    // Rotated: k1 withdrawn, k2 in its place.
     Mock::given(path("/.well-known/jwks.json"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"keys": [ed25519_jwk("k2")]})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(rotated))
         .mount(&idp)
         .await;
     let url = format!("{}/.well-known/jwks.json", idp.uri());
