@@ -199,9 +199,14 @@ impl Application {
             }
         };
         if workers <= 1 {
-            serve_http1(self.listener, self.router, limit, shutdown).await;
+            // One shared multi-threaded runtime: the same acceptor, feeding one serving task.
+            let (worker, handed) = Worker::new();
+            let serving = tokio::spawn(serve_handed(handed, self.router.clone()));
+            let only = std::slice::from_ref(&worker);
+            accept_for_workers(self.listener, self.router, limit, shutdown, only).await;
             state.service.retire_keys().await;
-            return Ok(());
+            drop(worker);
+            return serving.await.map_err(std::io::Error::other);
         }
         // One acceptor hands each connection to the serving thread with the fewest open: the
         // threads sharing the listening socket took them as they happened to wake, and one
@@ -209,12 +214,8 @@ impl Application {
         let mut threads = Vec::with_capacity(workers);
         let mut handoff = Vec::with_capacity(workers);
         for worker in 0..workers {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            handoff.push(Worker {
-                tx,
-                open: open.clone(),
-            });
+            let (to_thread, rx) = Worker::new();
+            handoff.push(to_thread);
             let router = self.router.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("snapgate-worker-{worker}"))
@@ -466,40 +467,6 @@ impl AcceptBackoff {
 /// How long shutdown waits for in-flight requests before closing their connections.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// An HTTP/1.1 accept loop serving on this thread: one small task per connection.
-///
-/// `axum::serve` negotiates HTTP/1 and HTTP/2 on every connection, which costs ~27 KB per idle
-/// connection here; a gateway behind callers' HTTP/1.1 keep-alive pools does not need h2, and the
-/// plain HTTP/1 connection state is several times smaller.
-async fn serve_http1(
-    listener: TcpListener,
-    router: axum::Router,
-    limit: ConnLimit,
-    shutdown: impl Future<Output = ()> + 'static,
-) {
-    let mut conns = Connections::new(router.clone());
-    let mut backoff = AcceptBackoff::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    backoff.succeeded();
-                    if let Some((stream, slot)) = admit(stream, &limit, &router) {
-                        conns.serve(stream, Slots { _process: slot, _worker: None });
-                    }
-                }
-                // Typically EMFILE: back off instead of spinning.
-                Err(e) => backoff.failed(&e).await,
-            },
-            () = &mut shutdown => break,
-            Some(_) = conns.tasks.join_next(), if !conns.tasks.is_empty() => {}
-        }
-    }
-    drop(listener);
-    conns.drain().await;
-}
-
 /// A serving thread as the acceptor sees it: where to hand it a connection, and how many it
 /// has open.
 struct Worker {
@@ -507,14 +474,23 @@ struct Worker {
     open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+impl Worker {
+    /// A serving loop's end for the acceptor, and the end [`serve_handed`] reads.
+    fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Handed>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let open = Arc::default();
+        (Self { tx, open }, rx)
+    }
+}
+
 /// A connection handed to a serving thread, with its slots.
 type Handed = (std::net::TcpStream, Slots);
 
-/// What a connection holds until it closes: its place under `server.max_connections`, and on
-/// a serving thread, its count there (`snapgate_connections_open{worker}`).
+/// What a connection holds until it closes: its place under `server.max_connections`, and its
+/// count on its serving thread (`snapgate_connections_open{worker}`).
 struct Slots {
     _process: ConnSlot,
-    _worker: Option<WorkerLoad>,
+    _worker: WorkerLoad,
 }
 
 /// One connection of serving thread `index`, counted until dropped.
@@ -599,7 +575,7 @@ fn hand_off(workers: &[Worker], stream: TcpStream, slot: ConnSlot) {
         let (stream, slot) = handed;
         let slots = Slots {
             _process: slot,
-            _worker: Some(WorkerLoad::take(worker, index)),
+            _worker: WorkerLoad::take(worker, index),
         };
         match worker.tx.send((stream, slots)) {
             Ok(()) => return,
@@ -678,7 +654,10 @@ impl Connections {
     }
 
     /// Serves `stream` to its end (or a graceful close at shutdown), holding `slots` until
-    /// then.
+    /// then: HTTP/1.1 only. (`axum::serve` negotiates HTTP/1 and HTTP/2 on every connection,
+    /// which costs ~27 KB per idle connection here; a gateway behind callers' HTTP/1.1
+    /// keep-alive pools does not need h2, and the plain HTTP/1 connection state is several
+    /// times smaller.)
     fn serve(&mut self, stream: TcpStream, slots: Slots) {
         use hyper_util::rt::{TokioIo, TokioTimer};
         use tower::ServiceExt;

@@ -350,8 +350,9 @@ async fn a_failing_jwks_is_asked_once_however_many_forged_kids_arrive() {
     );
 }
 
-#[tokio::test]
-async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
+/// An identity provider whose key set holds k1 at the first fetch and answers `later` to
+/// every fetch after; the server and its JWKS URL.
+async fn idp_with_k1_then(later: wiremock::ResponseTemplate) -> (wiremock::MockServer, String) {
     use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
     let idp = MockServer::start().await;
     Mock::given(path("/.well-known/jwks.json"))
@@ -362,12 +363,19 @@ async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
         .with_priority(1)
         .mount(&idp)
         .await;
-    // Every later fetch hangs far longer than any request may wait.
     Mock::given(path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .respond_with(later)
         .mount(&idp)
         .await;
     let url = format!("{}/.well-known/jwks.json", idp.uri());
+    (idp, url)
+}
+
+#[tokio::test]
+async fn a_cached_kid_verifies_at_once_while_a_hanging_jwks_is_refreshed() {
+    // Every later fetch hangs far longer than any request may wait.
+    let later = wiremock::ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30));
+    let (_idp, url) = idp_with_k1_then(later).await;
     let app = spawn_app_with(|c| {
         c.auth.hs256_secret = None;
         c.auth.jwks_url = Some(url);
@@ -417,21 +425,8 @@ async fn a_remembered_token_is_refused_once_its_kid_names_another_key() {
 /// that signed it, k2 the same key under a new kid); within moments of the refresh the k1
 /// token is refused and a k2 token verifies.
 async fn refused_after_rotation(rotated: serde_json::Value) {
-    use wiremock::{matchers::path, Mock, MockServer, ResponseTemplate};
-    let idp = MockServer::start().await;
-    Mock::given(path("/.well-known/jwks.json"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"keys": [ed25519_jwk("k1")]})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&idp)
-        .await;
-    Mock::given(path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(rotated))
-        .mount(&idp)
-        .await;
-    let url = format!("{}/.well-known/jwks.json", idp.uri());
+    let later = wiremock::ResponseTemplate::new(200).set_body_json(rotated);
+    let (_idp, url) = idp_with_k1_then(later).await;
     let app = spawn_app_with(|c| {
         c.auth.hs256_secret = None;
         c.auth.jwks_url = Some(url);

@@ -672,54 +672,61 @@ async fn vendor_calls_speak_tls_and_refuse_a_certificate_no_authority_signed() {
     assert_eq!(completed.load(Ordering::SeqCst), 0);
 }
 
-/// New connections go to the serving thread with the fewest open, so a client's keep-alive
-/// pool is spread over every thread instead of landing on whichever woke first: ten
-/// connections held open on two threads are five and five, and closing three of one thread's
-/// makes the next three go there.
-#[tokio::test]
-async fn connections_are_spread_over_the_serving_threads() {
+/// One request answered on a kept-alive connection to `addr`, which stays open.
+async fn held_connection(addr: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let serve = ServeProcess::start(
-        &dir.path().join("db.sqlite"),
-        &[("SNAPGATE_SERVER__WORKERS", "2".to_owned())],
-    );
-    let addr = serve.url.trim_start_matches("http://").to_owned();
-    // One request answered on a kept-alive connection, which stays open.
-    let open = |addr: String| async move {
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        s
-    };
-    // The gauge per serving thread, read on a connection of its own (counted too).
-    let per_thread = |addr: String| async move {
-        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.unwrap();
-        let text = String::from_utf8_lossy(&answer).into_owned();
-        let gauge = |w: &str| {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s
+}
+
+/// `snapgate_connections_open` of each of the first `threads` serving threads, read on a
+/// connection of its own (counted too).
+async fn open_per_thread(addr: &str, threads: usize) -> Vec<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (0..threads)
+        .map(|w| {
             text.lines()
                 .find_map(|l| {
                     l.strip_prefix(&format!("snapgate_connections_open{{worker=\"{w}\"}} "))
                 })
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .unwrap_or_else(|| panic!("no gauge for worker {w} in:\n{text}"))
-        };
-        (gauge("0"), gauge("1"))
-    };
+        })
+        .collect()
+}
+
+/// New connections go to the serving thread with the fewest open, so a client's keep-alive
+/// pool is spread over every thread instead of landing on whichever woke first: ten
+/// connections held open on two threads are five and five, and closing three of one thread's
+/// makes the next three go there.
+#[tokio::test]
+async fn connections_are_spread_over_the_serving_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[("SNAPGATE_SERVER__WORKERS", "2".to_owned())],
+    );
+    let addr = serve.url.trim_start_matches("http://").to_owned();
     let mut held = Vec::new();
     for _ in 0..10 {
-        held.push(open(addr.clone()).await);
+        held.push(held_connection(&addr).await);
     }
-    let (a, b) = per_thread(addr.clone()).await;
+    let [a, b] = open_per_thread(&addr, 2).await[..] else {
+        unreachable!()
+    };
     assert_eq!(a + b, 11.0, "ten held and the one asking");
     assert!((a - b).abs() <= 1.0, "threads hold {a} and {b}");
     // Connections alternate between the threads: closing every other one empties one thread
@@ -732,13 +739,35 @@ async fn connections_are_spread_over_the_serving_threads() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..5 {
-        kept.push(open(addr.clone()).await);
+        kept.push(held_connection(&addr).await);
     }
-    let (a, b) = per_thread(addr.clone()).await;
+    let [a, b] = open_per_thread(&addr, 2).await[..] else {
+        unreachable!()
+    };
     assert_eq!(a + b, 11.0);
     assert!((a - b).abs() <= 1.0, "threads hold {a} and {b}");
     drop(kept);
     let _ = serve.stop("TERM");
+}
+
+/// `server.workers = 1` (one shared runtime) serves through the same acceptor: held
+/// connections are counted on its one serving loop, and a `TERM` still drains and exits 0.
+#[tokio::test]
+async fn one_serving_loop_serves_counts_and_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(
+        &dir.path().join("db.sqlite"),
+        &[("SNAPGATE_SERVER__WORKERS", "1".to_owned())],
+    );
+    let addr = serve.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(held_connection(&addr).await);
+    }
+    assert_eq!(open_per_thread(&addr, 1).await, vec![4.0]);
+    drop(held);
+    let (status, _) = serve.stop("TERM");
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
