@@ -110,7 +110,7 @@ EOF
 "$NGINX" -q -c "$work/up.conf" -e "$work/up.err"
 "$NGINX" -q -c "$work/peer.conf" -e "$work/peer.err"
 
-wait_for() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; exit 1; }
+wait_for() { for _ in $(seq ${WAIT_TENTHS:-100}); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; exit 1; }
 export SNAPGATE_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 export SNAPGATE_AUTH__HS256_SECRET=bench-secret-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SNAPGATE_SERVER__LISTEN=127.0.0.1:0
@@ -145,6 +145,7 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PEER/v1/snapshots/$SNAP"
 up_pids() { pgrep -P "$(cat "$work/up.pid")" | tr '\n' ' '; }
 peer_pids() { pgrep -P "$(cat "$work/peer.pid")" | tr '\n' ' '; }
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+switches() { cat $(for p in "$@"; do echo /proc/$p/task/*/status; done) 2>/dev/null | awk '/ctxt_switches/ {t += $2} END {print t + 0}'; }
 accepts() { curl -fsS "http://127.0.0.1:$UP/status" | awk 'NR==3 {print $1}'; }
 clk=$(getconf CLK_TCK)
 
@@ -165,6 +166,37 @@ if [ -n "${SYSCALLS:-}" ]; then
   echo "requests while traced: see wrk below; per-call counts:"
   cat "$work/strace.out"
   cat "$work/wrk.out"
+  exit 0
+fi
+
+# THREADS=1: instead of measuring, print each gateway thread's context switches (voluntary,
+# involuntary) and CPU ticks over 4 s of the GET load, and the requests served meanwhile.
+if [ -n "${THREADS:-}" ]; then
+  snap() { for t in /proc/"$GW_PID"/task/*; do
+    echo "${t##*/} $(tr ' ' _ < "$t/comm") $(awk '/^voluntary_ctxt/ {v=$2} /nonvoluntary_ctxt/ {n=$2} END {print v, n}' "$t/status") $(awk '{print $14 + $15}' "$t/stat")"
+  done | sort; }
+  wrk -t2 -c32 -d8s "${GW_GET[@]}" > "$work/wrk.out" 2>&1 &
+  WRK_PID=$!
+  sleep 2
+  snap > "$work/th.a"; sleep 4; snap > "$work/th.b"
+  wait "$WRK_PID"
+  join "$work/th.a" "$work/th.b" | awk '{printf "%-22s voluntary=%-7d involuntary=%-7d ticks=%d\n", $2, $7 - $3, $8 - $4, $9 - $5}'
+  grep -E 'requests in|Requests/sec' "$work/wrk.out"
+  exit 0
+fi
+
+# MEMORY=1: instead of measuring, print where the gateway's resident memory is (by mapping,
+# and anonymous against file-backed) idle and after 5 s of the GET load on 1,000 connections.
+if [ -n "${MEMORY:-}" ]; then
+  resident() {
+    echo "## $1: $(grep -E '^(VmRSS|VmHWM)' "/proc/$GW_PID/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
+    grep -E '^(Anonymous|Pss_File)' "/proc/$GW_PID/smaps_rollup" | tr -s ' ' | tr '\n' ' '; echo
+    awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2}
+      END {for (n in r) if (r[n] > 500) printf "%8d kB %s\n", r[n], n}' "/proc/$GW_PID/smaps" | sort -rn
+  }
+  resident idle
+  wrk -t2 -c1000 -d5s "${GW_GET[@]}" 2>&1 | grep -E 'requests in|Non-2xx' || true
+  resident "after 1,000 connections"
   exit 0
 fi
 
@@ -191,15 +223,17 @@ echo "rss_idle_kb=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")"
 run() {
   local name=$1 pids=$2; shift 3
   wrk -t2 -c32 -d"${WARM}s" "$@" >/dev/null 2>&1
-  local before after acc_before acc_after out
+  local before after acc_before acc_after out sw_before sw_after
   acc_before=$(accepts)
   before=$(ticks $pids)
+  sw_before=$(switches $pids)
   out=$(wrk -t2 -c32 -d"${DUR}s" --latency "$@")
   after=$(ticks $pids)
+  sw_after=$(switches $pids)
   acc_after=$(accepts)
-  python3 - "$name" "$((after - before))" "$clk" "$((acc_after - acc_before))" "$out" <<'EOF'
+  python3 - "$name" "$((after - before))" "$clk" "$((acc_after - acc_before))" "$out" "$((sw_after - sw_before))" <<'EOF'
 import re, sys
-name, ticks, clk, accepted, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+name, ticks, clk, accepted, out, switches = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 unit = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)", v)
@@ -214,7 +248,7 @@ p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 cpu_us = ticks / clk * 1e6 / max(reqs, 1)
-print(f"{name} rps={rps:.0f} p50_ms={p50:.3f} p99_ms={p99:.3f} cpu_us={cpu_us:.1f} upstream_conns={accepted} non2xx={errors.group(1) if errors else 0}")
+print(f"{name} rps={rps:.0f} p50_ms={p50:.3f} p99_ms={p99:.3f} cpu_us={cpu_us:.1f} upstream_conns={accepted} switches_per_req={switches / max(reqs, 1):.2f} non2xx={errors.group(1) if errors else 0}")
 EOF
 }
 

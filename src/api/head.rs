@@ -1,0 +1,118 @@
+//! A request head that owns its bytes instead of sharing the connection's read buffer.
+//!
+//! hyper parses a request's URI and header values as slices of the connection's 8 KB read
+//! buffer. While the request is in flight, hyper keeps a read pending on the connection (to
+//! notice a caller that hangs up), and since the head still shares the buffer it has to allocate
+//! a fresh 8 KB one for that read. That is one 8 KB allocation and free per request, and two read
+//! buffers per connection with a request in flight: at 1,000 connections, 8 MB more resident.
+//! Copying the head's few hundred bytes into one allocation of its own, before the request is
+//! handed to the router, lets hyper reuse its buffer in place.
+
+use bytes::{Bytes, BytesMut};
+use http::{uri::PathAndQuery, HeaderValue, Request, Uri};
+
+/// `request` with its path, query and header values copied into one buffer of their own.
+/// Anything that cannot be rebuilt as it was (it never happens for what hyper parsed) is
+/// left as it is: the copy is an optimisation, never a change to the request.
+pub fn owned<B>(request: Request<B>) -> Request<B> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("", PathAndQuery::as_str);
+    let values: usize = parts.headers.values().map(HeaderValue::len).sum();
+    let mut buffer = BytesMut::with_capacity(path.len() + values);
+    buffer.extend_from_slice(path.as_bytes());
+    for value in parts.headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut at = path.len();
+    if at > 0 {
+        parts.uri = with_path(&parts.uri, buffer.slice(..at));
+    }
+    for value in parts.headers.values_mut() {
+        let end = at + value.len();
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buffer.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at = end;
+    }
+    Request::from_parts(parts, body)
+}
+
+/// `uri` with its path and query read from `path` (the same text).
+fn with_path(uri: &Uri, path: Bytes) -> Uri {
+    let Ok(path) = PathAndQuery::from_maybe_shared(path) else {
+        return uri.clone();
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose URI and header values are slices of `wire`, as hyper builds them.
+    fn parsed_from(wire: &Bytes) -> Request<()> {
+        let text = std::str::from_utf8(wire).unwrap();
+        let slice = |s: &str| {
+            let at = text.find(s).unwrap();
+            wire.slice(at..at + s.len())
+        };
+        let mut request = Request::builder()
+            .uri(Uri::from_maybe_shared(slice("/v1/snapshots/k1:abc?include=vendor")).unwrap())
+            .body(())
+            .unwrap();
+        let headers = request.headers_mut();
+        for (name, value) in [
+            ("authorization", "Bearer eyJ.secret.sig"),
+            ("accept", "application/json"),
+            ("accept", "text/plain"),
+            ("x-custom", "héllo"),
+        ] {
+            let name = http::HeaderName::from_static(name);
+            let mut value = HeaderValue::from_maybe_shared(slice(value)).unwrap();
+            value.set_sensitive(name == http::header::AUTHORIZATION);
+            headers.append(name, value);
+        }
+        request
+    }
+
+    #[test]
+    fn the_copy_is_the_same_request_and_frees_the_read_buffer() {
+        let wire = Bytes::from(
+            String::from("GET /v1/snapshots/k1:abc?include=vendor HTTP/1.1\r\nauthorization: Bearer eyJ.secret.sig\r\n\
+             accept: application/json\r\naccept: text/plain\r\nx-custom: héllo\r\n\r\n")
+            .into_bytes(),
+        );
+        let request = parsed_from(&wire);
+        let before = (request.uri().clone(), request.headers().clone());
+        let copy = owned(request);
+        assert_eq!(copy.uri(), &before.0);
+        assert_eq!(copy.uri().query(), Some("include=vendor"));
+        assert_eq!(copy.headers(), &before.1);
+        let accepts: Vec<_> = copy.headers().get_all("accept").iter().collect();
+        assert_eq!(accepts, ["application/json", "text/plain"]);
+        assert!(copy.headers()["authorization"].is_sensitive());
+        assert!(!copy.headers()["accept"].is_sensitive());
+        drop(before);
+        // Nothing of the copy refers to the buffer any more: it is the only owner.
+        assert!(
+            wire.try_into_mut().is_ok(),
+            "the head still shares the buffer"
+        );
+    }
+
+    #[test]
+    fn an_absolute_uri_keeps_its_scheme_and_authority() {
+        let request = Request::builder()
+            .uri("http://127.0.0.1:8080/healthz?x=1")
+            .body(())
+            .unwrap();
+        let copy = owned(request);
+        assert_eq!(copy.uri(), "http://127.0.0.1:8080/healthz?x=1");
+        let star = owned(Request::builder().uri("*").body(()).unwrap());
+        assert_eq!(star.uri(), "*");
+    }
+}
