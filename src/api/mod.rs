@@ -166,16 +166,34 @@ fn v1_routes() -> Router<AppState> {
 
 /// Swagger UI at `/docs`, served from the binary (vendored), reading `/openapi.json`. It never
 /// contacts an online validator: that would leak the document's URL and fail offline.
-fn swagger_ui() -> SwaggerUi {
-    SwaggerUi::new("/docs")
-        .config(
-            utoipa_swagger_ui::Config::default()
-                .validator_url("none")
-                .persist_authorization(true)
-                .display_operation_id(true)
-                .try_it_out_enabled(true),
-        )
-        .external_url_unchecked("/openapi.json", openapi::document())
+fn swagger_ui() -> Router<AppState> {
+    let ui = SwaggerUi::new("/docs").config(
+        utoipa_swagger_ui::Config::new(["/openapi.json"])
+            .validator_url("none")
+            .persist_authorization(true)
+            .display_operation_id(true)
+            .try_it_out_enabled(true),
+    );
+    Router::from(ui).route("/openapi.json", get(openapi_json))
+}
+
+/// `/openapi.json`: the document, built and serialised once, on first request. (Kept as a
+/// `serde_json::Value` for Swagger UI to serve, it held 1.2 MB of every process's heap.)
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&openapi::document())
+            .unwrap_or_default()
+            .into()
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body.clone(),
+    )
+        .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {

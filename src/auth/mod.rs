@@ -274,7 +274,9 @@ impl Authenticator {
         if let Some(caller) = self.remembered(token, now) {
             return Ok(caller);
         }
-        let verified = self.verify(token).await?;
+        // Boxed: the first sight of a token (and a JWKS fetch) is rare, and its state would
+        // otherwise sit in every request's future, waiting or not.
+        let verified = Box::pin(self.verify(token)).await?;
         if let Some(exp) = verified.exp {
             let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= VERIFIED_CACHE_MAX {

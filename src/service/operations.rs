@@ -344,6 +344,18 @@ impl Service {
         if !self.store.has_unfinished_operation(tenant, &id).await? {
             return Ok(());
         }
+        // Boxed: most snapshots have no operation in flight, and the refresh's state (vendor
+        // calls) would otherwise sit in every read's future.
+        Box::pin(self.overlay_tracked(tenant, snapshot, id)).await
+    }
+
+    /// [`Service::overlay`] for a snapshot with unfinished operations.
+    async fn overlay_tracked(
+        &self,
+        tenant: &str,
+        snapshot: &mut Snapshot,
+        id: String,
+    ) -> Result<(), ServiceError> {
         let filter = OperationFilter {
             snapshot_id: Some(id),
             unfinished_only: true,
