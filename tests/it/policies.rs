@@ -692,6 +692,16 @@ async fn a_policy_over_all_sources_lists_them_each_run_and_fails_whole_when_it_c
         )
         .await;
     assert_eq!(broken.status(), 200);
+    // A preview lists the sources too: it answers the provider's refusal, as its document says.
+    let refused = app
+        .post(&format!("/v1/policies/{id}/preview"), t, &json!({}))
+        .await;
+    assert_eq!(refused.status(), 502);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_auth_failed", "{problem}");
+    let doc = snapgate::api::openapi::document();
+    let documented = &doc["paths"]["/v1/policies/{policy}/preview"]["post"]["responses"];
+    assert!(documented.get("502").is_some(), "{documented}");
     let resumed = app
         .patch(&format!("/v1/policies/{id}"), t, &json!({"enabled": true}))
         .await;

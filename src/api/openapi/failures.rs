@@ -93,7 +93,8 @@ pub const ROUTE_FAILURES: [(&str, &[&str]); 35] = [
     ("updatePolicy", &["404"]),
     ("deletePolicy", &["404"]),
     ("listPolicyRuns", &["404"]),
-    ("previewPolicy", &["404"]),
+    // With `all_sources`, a preview lists the account's sources at the provider.
+    ("previewPolicy", VENDOR_READ),
 ];
 
 fn problem_ref() -> Value {
