@@ -202,11 +202,17 @@ fi
 
 # PROFILE=FILE: instead of measuring, record the gateway's profile under the GET load
 # (`perf record -g`, 8 s) and print where its cycles go, by library and by symbol.
+# PROFILE_OF=peer profiles the nginx proxy's workers under its own load instead.
 if [ -n "${PROFILE:-}" ]; then
-  wrk -t2 -c32 -d12s "${GW_GET[@]}" >/dev/null 2>&1 &
+  if [ "${PROFILE_OF:-}" = peer ]; then
+    target=$(peer_pids | tr ' ' ',' | sed 's/,$//'); load=("${PEER_GET[@]}")
+  else
+    target=$GW_PID; load=("${GW_GET[@]}")
+  fi
+  wrk -t2 -c32 -d12s "${load[@]}" >/dev/null 2>&1 &
   WRK_PID=$!
   sleep 2
-  perf record -q ${PERF_EVENT:+-e "$PERF_EVENT"} ${PERF_CALL_GRAPH:--g} -o "$PROFILE" -p "$GW_PID" -- sleep "${PERF_SECS:-8}" 2>/dev/null
+  perf record -q ${PERF_EVENT:+-e "$PERF_EVENT"} ${PERF_CALL_GRAPH:--g} -o "$PROFILE" -p "$target" -- sleep "${PERF_SECS:-8}" 2>/dev/null
   wait "$WRK_PID"
   perf report -i "$PROFILE" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep . | head -15
   perf report -i "$PROFILE" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -60

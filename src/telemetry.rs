@@ -76,6 +76,37 @@ pub fn init(default_filter: &str) {
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// A per-thread map from a metric's label set to its handle, for the metrics every request
+/// records: `metrics::counter!` hashes the name and labels and looks them up in the registry on
+/// every call; a handle kept per serving thread costs one small map lookup instead.
+pub type HandleCache<K, V> = std::cell::RefCell<std::collections::HashMap<K, V>>;
+
+/// Runs `f` with the handle `cache` keeps for `key`, made by `make` the first time. Before the
+/// process's recorder is installed handles are not kept (they would stay no-ops), so a thread
+/// that records early still counts once the recorder is there.
+pub fn with_handle<K, V, R>(
+    cache: &'static std::thread::LocalKey<HandleCache<K, V>>,
+    key: K,
+    make: impl FnOnce() -> V,
+    f: impl FnOnce(&V) -> R,
+) -> R
+where
+    K: std::hash::Hash + Eq,
+{
+    if PROMETHEUS.get().is_none() {
+        return f(&make());
+    }
+    cache.with(|cache| {
+        if let Some(handle) = cache.borrow().get(&key) {
+            return f(handle);
+        }
+        let handle = make();
+        let out = f(&handle);
+        cache.borrow_mut().insert(key, handle);
+        out
+    })
+}
+
 /// The process-wide Prometheus recorder, installed on first use (every `Application` in the
 /// process shares it); `None` if another recorder was installed first.
 pub fn metrics_handle() -> Option<PrometheusHandle> {

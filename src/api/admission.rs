@@ -163,15 +163,25 @@ fn waiter_slots(
 /// (also when the caller goes away mid-request).
 struct Working;
 
+thread_local! {
+    /// This thread's handle on `snapgate_http_requests_in_flight`.
+    static IN_FLIGHT: crate::telemetry::HandleCache<(), metrics::Gauge> = Default::default();
+}
+
+fn in_flight(change: f64) {
+    let make = || metrics::gauge!("snapgate_http_requests_in_flight");
+    crate::telemetry::with_handle(&IN_FLIGHT, (), make, |g| g.increment(change));
+}
+
 impl Working {
     fn start() -> Self {
-        metrics::gauge!("snapgate_http_requests_in_flight").increment(1.0);
+        in_flight(1.0);
         Working
     }
 }
 
 impl Drop for Working {
     fn drop(&mut self) {
-        metrics::gauge!("snapgate_http_requests_in_flight").decrement(1.0);
+        in_flight(-1.0);
     }
 }

@@ -66,22 +66,43 @@ where
     if let Some(v) = header {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
-    let status = status_label(response.status());
-    metrics::counter!(
-        "snapgate_http_requests_total",
-        "method" => method_label(&method),
-        "route" => route,
-        "status" => status.clone()
-    )
-    .increment(1);
-    metrics::histogram!(
-        "snapgate_http_request_duration_seconds",
-        "method" => method_label(&method),
-        "route" => route,
-        "status" => status
-    )
-    .record(started.elapsed().as_secs_f64());
+    count(&method, route, response.status(), started.elapsed());
     response
+}
+
+thread_local! {
+    /// The request counter and duration histogram of each (method, route, status) this thread
+    /// has answered.
+    static HANDLES: crate::telemetry::HandleCache<
+        (&'static str, &'static str, u16),
+        (metrics::Counter, metrics::Histogram),
+    > = Default::default();
+}
+
+/// Counts one answered request and records how long it took.
+fn count(
+    method: &axum::http::Method,
+    route: &'static str,
+    status: axum::http::StatusCode,
+    took: std::time::Duration,
+) {
+    let method = method_label(method);
+    let make = || {
+        let status = status_label(status);
+        let labels = [
+            metrics::Label::from_static_parts("method", method),
+            metrics::Label::from_static_parts("route", route),
+            metrics::Label::new("status", status),
+        ];
+        (
+            metrics::counter!("snapgate_http_requests_total", labels.to_vec()),
+            metrics::histogram!("snapgate_http_request_duration_seconds", labels.to_vec()),
+        )
+    };
+    crate::telemetry::with_handle(&HANDLES, (method, route, status.as_u16()), make, |h| {
+        h.0.increment(1);
+        h.1.record(took.as_secs_f64());
+    });
 }
 
 /// Every route template the router has: a label from a fixed set, never the caller's path.
@@ -148,5 +169,56 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         M::HEAD => "HEAD",
         M::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, StatusCode};
+    use std::time::Duration;
+
+    /// The value of the series `line_start` in the process's Prometheus text.
+    fn value(line_start: &str) -> Option<f64> {
+        let text = crate::telemetry::metrics_handle().unwrap().render();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    #[test]
+    fn each_answer_is_counted_once_under_its_labels_with_the_handle_kept_per_thread() {
+        // A status nothing else in the process answers, so the series is this test's alone.
+        let series =
+            r#"snapgate_http_requests_total{method="PUT",route="/v1/providers",status="418"}"#;
+        crate::telemetry::metrics_handle().unwrap();
+        for _ in 0..3 {
+            super::count(
+                &Method::PUT,
+                "/v1/providers",
+                StatusCode::IM_A_TEAPOT,
+                Duration::from_millis(2),
+            );
+        }
+        // Another thread resolves its own handle onto the same series.
+        std::thread::spawn(|| {
+            let status = StatusCode::IM_A_TEAPOT;
+            super::count(&Method::PUT, "/v1/providers", status, Duration::ZERO);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(value(series), Some(4.0));
+        let count = r#"snapgate_http_request_duration_seconds_count{method="PUT",route="/v1/providers",status="418"}"#;
+        assert_eq!(value(count), Some(4.0));
+        // Another status of the same route is another series, not this one's handle.
+        super::count(
+            &Method::PUT,
+            "/v1/providers",
+            StatusCode::GONE,
+            Duration::ZERO,
+        );
+        assert_eq!(value(series), Some(4.0));
+        let gone =
+            r#"snapgate_http_requests_total{method="PUT",route="/v1/providers",status="410"}"#;
+        assert_eq!(value(gone), Some(1.0));
     }
 }

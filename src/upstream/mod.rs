@@ -307,9 +307,13 @@ impl Upstream {
             .timeout()
             .copied()
             .unwrap_or(Duration::from_millis(config.request_timeout_ms));
-        let _permit = match tokio::time::timeout(wait, guard.permits.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(ProviderError::Timeout),
+        // A free permit is taken at once; only a call that has to queue arms a timer.
+        let _permit = match guard.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout(wait, guard.permits.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(ProviderError::Timeout),
+            },
         };
         let retryable_method = request.method() == Method::GET;
         self.inner.budget.deposit();
@@ -403,16 +407,9 @@ impl Upstream {
             Ok(reply) => span.record("status", reply.status.as_u16()),
             Err(e) => span.record("status", upstream_status(e)),
         };
-        let ms = started.elapsed().as_millis() as u64;
-        metrics::counter!(
-            "snapgate_upstream_requests_total",
-            "provider" => vendor.as_str(),
-            "operation" => operation,
-            "outcome" => outcome(&result)
-        )
-        .increment(1);
-        metrics::histogram!("snapgate_upstream_request_duration_seconds", "provider" => vendor.as_str())
-            .record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        let ms = took.as_millis() as u64;
+        count(vendor, operation, outcome(&result), took);
         match &result {
             Ok(reply) => {
                 tracing::debug!(%vendor, operation, attempt, status = reply.status.as_u16(), ms, "upstream call")
@@ -522,6 +519,35 @@ impl Upstream {
             .or(vendor.rate_limit_window_secs)
             .unwrap_or(config.rate_limit_hold_secs)
     }
+}
+
+thread_local! {
+    /// The call counter and duration histogram of each (vendor, operation, outcome) this
+    /// thread has seen.
+    static HANDLES: crate::telemetry::HandleCache<
+        (ProviderKind, &'static str, &'static str),
+        (metrics::Counter, metrics::Histogram),
+    > = Default::default();
+}
+
+/// Counts one vendor call and records how long it took.
+fn count(vendor: ProviderKind, operation: &'static str, outcome: &'static str, took: Duration) {
+    let make = || {
+        let provider = vendor.as_str();
+        (
+            metrics::counter!(
+                "snapgate_upstream_requests_total",
+                "provider" => provider,
+                "operation" => operation,
+                "outcome" => outcome
+            ),
+            metrics::histogram!("snapgate_upstream_request_duration_seconds", "provider" => provider),
+        )
+    };
+    crate::telemetry::with_handle(&HANDLES, (vendor, operation, outcome), make, |h| {
+        h.0.increment(1);
+        h.1.record(took.as_secs_f64());
+    });
 }
 
 /// Asks the breaker whether a call may go: `Ok(true)` when it is the probe after a cool-down.
@@ -775,6 +801,38 @@ mod retry_after_tests {
         let secs = retry_after(&with(&in_two_minutes), 60);
         assert!((118..=121).contains(&secs), "{secs}");
         assert_eq!(retry_after(&with("soon"), 30), 30);
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use crate::domain::ProviderKind;
+    use std::time::Duration;
+
+    #[test]
+    fn vendor_calls_are_counted_by_provider_operation_and_outcome() {
+        let handle = crate::telemetry::metrics_handle().unwrap();
+        let value = |series: &str| {
+            let text = handle.render();
+            text.lines()
+                .find(|l| l.starts_with(series))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        };
+        // An operation name only this test uses, so the series are its alone.
+        let op = "count-test";
+        for _ in 0..2 {
+            super::count(ProviderKind::Koyeb, op, "ok", Duration::from_millis(1));
+        }
+        super::count(ProviderKind::Koyeb, op, "timeout", Duration::ZERO);
+        super::count(ProviderKind::Hetzner, op, "ok", Duration::ZERO);
+        let series = |provider: &str, outcome: &str| {
+            format!(
+                r#"snapgate_upstream_requests_total{{provider="{provider}",operation="{op}",outcome="{outcome}"}}"#
+            )
+        };
+        assert_eq!(value(&series("koyeb", "ok")), Some(2.0));
+        assert_eq!(value(&series("koyeb", "timeout")), Some(1.0));
+        assert_eq!(value(&series("hetzner", "ok")), Some(1.0));
     }
 }
 
