@@ -669,7 +669,7 @@ impl Connections {
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     // The head copied out of hyper's read buffer, which it can then reuse for
                     // the read it keeps pending while the request is in flight (`api::head`).
-                    let req = crate::api::head::owned(req);
+                    let req = crate::head::owned(req);
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 });
             let conn = hyper::server::conn::http1::Builder::new()

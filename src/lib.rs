@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod domain;
+mod head;
 pub mod otel;
 pub mod private_files;
 pub mod providers;

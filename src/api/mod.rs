@@ -7,7 +7,6 @@ mod accounts;
 mod admission;
 mod events;
 pub mod extract;
-pub mod head;
 mod health;
 mod listing;
 pub mod openapi;

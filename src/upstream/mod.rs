@@ -452,9 +452,13 @@ impl Upstream {
                 .await
                 .map_err(|e| transport_error(vendor, &e))?;
             let (parts, mut incoming) = response.into_parts();
+            // The headers outlive the body read: owned, they let hyper reuse its read buffer
+            // for the connection's next read instead of allocating another (see `crate::head`).
+            let (status, mut headers) = (parts.status, parts.headers);
+            drop(parts.extensions);
+            crate::head::own_values(&mut headers);
             // Sized once from the declared length (within the cap): no regrowth while reading.
-            let declared = parts
-                .headers
+            let declared = headers
                 .get(reqwest::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
                 .unwrap_or(0)
@@ -470,13 +474,13 @@ impl Upstream {
                 };
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(ProviderError::Upstream {
-                        status: Some(parts.status.as_u16()),
+                        status: Some(status.as_u16()),
                         message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
                     });
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok((parts.status, parts.headers, body))
+            Ok((status, headers, body))
         };
         let (status, headers, body) = tokio::time::timeout(wait, exchange)
             .await

@@ -1,15 +1,18 @@
-//! A request head that owns its bytes instead of sharing the connection's read buffer.
+//! Request and response heads that own their bytes instead of sharing a connection's read
+//! buffer.
 //!
-//! hyper parses a request's URI and header values as slices of the connection's 8 KB read
-//! buffer. While the request is in flight, hyper keeps a read pending on the connection (to
-//! notice a caller that hangs up), and since the head still shares the buffer it has to allocate
-//! a fresh 8 KB one for that read. That is one 8 KB allocation and free per request, and two read
-//! buffers per connection with a request in flight: at 1,000 connections, 8 MB more resident.
-//! Copying the head's few hundred bytes into one allocation of its own, before the request is
-//! handed to the router, lets hyper reuse its buffer in place.
+//! hyper parses a head's URI and header values as slices of the connection's 8 KB read buffer.
+//! While a request is in flight, hyper keeps a read pending on the connection (to notice a peer
+//! that hangs up), and since the head still shares the buffer it has to allocate a fresh 8 KB
+//! one for that read. That is one 8 KB allocation and free per message, and two read buffers per
+//! busy connection: at 1,000 connections, 8 MB more resident. Copying the head's few hundred
+//! bytes into one allocation of its own lets hyper reuse its buffer in place. Both sides do
+//! it: the server for each caller's request before routing ([`owned`]), the vendor client for
+//! each vendor answer's headers ([`own_values`]), which the gateway keeps while it reads the
+//! body and decides on rate limits.
 
 use bytes::{Bytes, BytesMut};
-use http::{uri::PathAndQuery, HeaderValue, Request, Uri};
+use http::{uri::PathAndQuery, HeaderMap, HeaderValue, Request, Uri};
 
 /// `request` with its path, query and header values copied into one buffer of their own.
 /// Anything that cannot be rebuilt as it was (it never happens for what hyper parsed) is
@@ -17,18 +20,35 @@ use http::{uri::PathAndQuery, HeaderValue, Request, Uri};
 pub fn owned<B>(request: Request<B>) -> Request<B> {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("", PathAndQuery::as_str);
-    let values: usize = parts.headers.values().map(HeaderValue::len).sum();
-    let mut buffer = BytesMut::with_capacity(path.len() + values);
-    buffer.extend_from_slice(path.as_bytes());
-    for value in parts.headers.values() {
-        buffer.extend_from_slice(value.as_bytes());
-    }
-    let buffer = buffer.freeze();
-    let mut at = path.len();
+    let (buffer, at) = copied(path.as_bytes(), &parts.headers);
     if at > 0 {
         parts.uri = with_path(&parts.uri, buffer.slice(..at));
     }
-    for value in parts.headers.values_mut() {
+    replace_values(&mut parts.headers, &buffer, at);
+    Request::from_parts(parts, body)
+}
+
+/// `headers` with their values copied into one buffer of their own (names never share the
+/// read buffer: `http` copies them).
+pub fn own_values(headers: &mut HeaderMap) {
+    let (buffer, at) = copied(&[], headers);
+    replace_values(headers, &buffer, at);
+}
+
+/// `prefix` and then every header value, in one buffer; and where the values start.
+fn copied(prefix: &[u8], headers: &HeaderMap) -> (Bytes, usize) {
+    let values: usize = headers.values().map(HeaderValue::len).sum();
+    let mut buffer = BytesMut::with_capacity(prefix.len() + values);
+    buffer.extend_from_slice(prefix);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    (buffer.freeze(), prefix.len())
+}
+
+/// Each value of `headers` replaced by its copy in `buffer` (from `at` on, in order).
+fn replace_values(headers: &mut HeaderMap, buffer: &Bytes, mut at: usize) {
+    for value in headers.values_mut() {
         let end = at + value.len();
         if let Ok(mut copy) = HeaderValue::from_maybe_shared(buffer.slice(at..end)) {
             copy.set_sensitive(value.is_sensitive());
@@ -36,7 +56,6 @@ pub fn owned<B>(request: Request<B>) -> Request<B> {
         }
         at = end;
     }
-    Request::from_parts(parts, body)
 }
 
 /// `uri` with its path and query read from `path` (the same text).
@@ -101,6 +120,37 @@ mod tests {
         assert!(
             wire.try_into_mut().is_ok(),
             "the head still shares the buffer"
+        );
+    }
+
+    #[test]
+    fn owned_response_headers_are_the_same_and_free_the_read_buffer() {
+        let wire = Bytes::from(
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 30\r\n\
+              x-ratelimit-remaining: 0\r\nvary: a\r\nvary: b\r\n\r\n"
+                .to_vec(),
+        );
+        let text = std::str::from_utf8(&wire).unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("retry-after", "30"),
+            ("x-ratelimit-remaining", "0"),
+            ("vary", "a"),
+            ("vary", "b"),
+        ] {
+            let at = text.find(&format!("{name}: {value}")).unwrap() + name.len() + 2;
+            let value = HeaderValue::from_maybe_shared(wire.slice(at..at + value.len())).unwrap();
+            headers.append(http::HeaderName::from_static(name), value);
+        }
+        let before = headers.clone();
+        own_values(&mut headers);
+        assert_eq!(headers, before);
+        let varies: Vec<_> = headers.get_all("vary").iter().collect();
+        assert_eq!(varies, ["a", "b"]);
+        drop(before);
+        assert!(
+            wire.try_into_mut().is_ok(),
+            "the headers still share the buffer"
         );
     }
 
