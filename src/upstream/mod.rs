@@ -451,36 +451,7 @@ impl Upstream {
                 .request(request)
                 .await
                 .map_err(|e| transport_error(vendor, &e))?;
-            let (parts, mut incoming) = response.into_parts();
-            // The headers outlive the body read: owned, they let hyper reuse its read buffer
-            // for the connection's next read instead of allocating another (see `crate::head`).
-            let (status, mut headers) = (parts.status, parts.headers);
-            drop(parts.extensions);
-            crate::head::own_values(&mut headers);
-            // Sized once from the declared length (within the cap): no regrowth while reading.
-            let declared = headers
-                .get(reqwest::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-                .unwrap_or(0)
-                .min(MAX_BODY);
-            let mut body = Vec::with_capacity(declared);
-            while let Some(frame) = http_body_util::BodyExt::frame(&mut incoming).await {
-                let frame = frame.map_err(|_| ProviderError::Upstream {
-                    status: None,
-                    message: format!("the connection to {vendor} failed"),
-                })?;
-                let Ok(chunk) = frame.into_data() else {
-                    continue;
-                };
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ProviderError::Upstream {
-                        status: Some(status.as_u16()),
-                        message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok((status, headers, body))
+            read_answer(vendor, response).await
         };
         let (status, headers, body) = tokio::time::timeout(wait, exchange)
             .await
@@ -523,6 +494,43 @@ impl Upstream {
             .or(vendor.rate_limit_window_secs)
             .unwrap_or(config.rate_limit_hold_secs)
     }
+}
+
+/// The status, headers and whole body of a vendor's answer (at most [`MAX_BODY`] bytes).
+async fn read_answer(
+    vendor: ProviderKind,
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), ProviderError> {
+    let (parts, mut incoming) = response.into_parts();
+    // The headers outlive the body read: owned, they let hyper reuse its read buffer for the
+    // connection's next read instead of allocating another (see `crate::head`).
+    let (status, mut headers) = (parts.status, parts.headers);
+    drop(parts.extensions);
+    crate::head::own_values(&mut headers);
+    // Sized once from the declared length (within the cap): no regrowth while reading.
+    let declared = headers
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_BODY);
+    let mut body = Vec::with_capacity(declared);
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut incoming).await {
+        let frame = frame.map_err(|_| ProviderError::Upstream {
+            status: None,
+            message: format!("the connection to {vendor} failed"),
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ProviderError::Upstream {
+                status: Some(status.as_u16()),
+                message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
 }
 
 thread_local! {
@@ -824,19 +832,20 @@ mod count_tests {
         };
         // An operation name only this test uses, so the series are its alone.
         let op = "count-test";
+        let [one, other, ..] = ProviderKind::ALL;
         for _ in 0..2 {
-            super::count(ProviderKind::Koyeb, op, "ok", Duration::from_millis(1));
+            super::count(one, op, "ok", Duration::from_millis(1));
         }
-        super::count(ProviderKind::Koyeb, op, "timeout", Duration::ZERO);
-        super::count(ProviderKind::Hetzner, op, "ok", Duration::ZERO);
+        super::count(one, op, "timeout", Duration::ZERO);
+        super::count(other, op, "ok", Duration::ZERO);
         let series = |provider: &str, outcome: &str| {
             format!(
                 r#"snapgate_upstream_requests_total{{provider="{provider}",operation="{op}",outcome="{outcome}"}}"#
             )
         };
-        assert_eq!(value(&series("koyeb", "ok")), Some(2.0));
-        assert_eq!(value(&series("koyeb", "timeout")), Some(1.0));
-        assert_eq!(value(&series("hetzner", "ok")), Some(1.0));
+        assert_eq!(value(&series(one.as_str(), "ok")), Some(2.0));
+        assert_eq!(value(&series(one.as_str(), "timeout")), Some(1.0));
+        assert_eq!(value(&series(other.as_str(), "ok")), Some(1.0));
     }
 }
 

@@ -311,6 +311,10 @@ async fn a_postgresql_outage_keeps_cached_reads_and_fails_the_rest_fast() {
         .await
         .unwrap();
     let path = format!("/v1/snapshots/{}", page["items"][0]["id"].as_str().unwrap());
+    // The account is opened once its creation has been heard back from the database (its
+    // notification can land after the first reads, and a change heard after an opening makes
+    // that opening stale): only then is it "already opened" as this test means.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.app.get(&path, &s.token).await.status(), 200);
 
     relay.cut();
@@ -325,6 +329,11 @@ async fn a_postgresql_outage_keeps_cached_reads_and_fails_the_rest_fast() {
             started.elapsed()
         );
     }
+    // Still answering after the notification listener has noticed the outage and tried to
+    // listen again (every 500 ms): losing it drops nothing while the database is away.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let read = s.app.get(&path, &s.token).await;
+    assert_eq!(read.status(), 200, "{}", read.text().await.unwrap());
     let started = Instant::now();
     let volume = s.sim.sources(Vendor::Koyeb)[0].clone();
     let body = json!({"account": "koyeb", "source_id": volume, "name": "pg-outage"});

@@ -136,33 +136,53 @@ impl Stamps {
 
 /// Applies other replicas' changes as they are notified, on a connection of its own (never
 /// one of the query pool's): each notification carries what it changes, so applying it is a
-/// memory write, never a query, and account changes never queue behind operation traffic. On
-/// a lost connection, drops every cached account and rebuilds the index once listening again.
-pub(super) async fn listen(store: PostgresStore, mut listener: PgListener) {
-    let channels = [
-        "snapgate_accounts",
-        "snapgate_operations",
-        "snapgate_deliveries",
-    ];
-    if let Err(e) = listener.listen_all(channels).await {
+/// memory write, never a query, and account changes never queue behind operation traffic.
+///
+/// When the connection is lost, nothing is dropped yet: while the database cannot be reached
+/// nobody can change an account, so the cached ones keep serving (a read needs no store). Once
+/// listening again, anything may have changed in the gap: every cached account is reopened
+/// and the index of unfinished work rebuilt.
+pub(super) async fn listen(store: PostgresStore, own: PgPool, mut listener: PgListener) {
+    if let Err(e) = listener.listen_all(CHANNELS).await {
         tracing::error!(error = %e, "cannot listen for store changes; relying on periodic checks");
     }
     loop {
         match listener.try_recv().await {
-            Ok(Some(n)) => apply(&store, n.channel(), n.payload()),
-            Ok(None) => {
-                // The connection dropped and was re-established: anything may have changed.
-                tracing::warn!("store notifications interrupted; reloading shared state");
-                store.stamps.all_changed();
-                store.queued.bump();
-                if let Ok(ops) = list_unfinished(&store.pool).await {
-                    store.pending.replace(ops);
-                }
+            Ok(Some(n)) => {
+                apply(&store, n.channel(), n.payload());
+                continue;
             }
+            Ok(None) => tracing::warn!("store notifications interrupted; listening again"),
+            Err(e) => tracing::warn!(error = %e, "store notifications failed; listening again"),
+        }
+        listener = listen_again(&own).await;
+        store.stamps.all_changed();
+        store.queued.bump();
+        if let Ok(ops) = list_unfinished(&store.pool).await {
+            store.pending.replace(ops);
+        }
+    }
+}
+
+/// The channels other replicas' changes are announced on.
+const CHANNELS: [&str; 3] = [
+    "snapgate_accounts",
+    "snapgate_operations",
+    "snapgate_deliveries",
+];
+
+/// A new listener on every channel, tried every [`FALLBACK_CHECK`] until the database answers.
+async fn listen_again(own: &PgPool) -> PgListener {
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect_with(own).await?;
+            listener.listen_all(CHANNELS).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => return listener,
             Err(e) => {
-                // The database is unreachable: nobody can change an account meanwhile, so the
-                // cached ones keep serving; what changed before is caught on reconnecting.
-                tracing::warn!(error = %e, "store notifications failed; retrying");
+                tracing::debug!(error = %e, "store still unreachable for notifications");
                 tokio::time::sleep(FALLBACK_CHECK).await;
             }
         }

@@ -97,10 +97,12 @@ impl PostgresStore {
         // (A pool of one, with the same TLS settings, that the listener reconnects through.)
         let own = PgPoolOptions::new()
             .max_connections(1)
+            // Listening again after an outage is tried every half second, not once per 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(2))
             .connect_with(options)
             .await?;
         let listener = PgListener::connect_with(&own).await?;
-        tokio::spawn(listen(store.clone(), listener));
+        tokio::spawn(listen(store.clone(), own, listener));
         tokio::spawn(check_forever(store.clone()));
         Ok(store)
     }
