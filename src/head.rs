@@ -72,29 +72,43 @@ fn with_path(uri: &Uri, path: Bytes) -> Uri {
 mod tests {
     use super::*;
 
-    /// A request whose URI and header values are slices of `wire`, as hyper builds them.
-    fn parsed_from(wire: &Bytes) -> Request<()> {
-        let text = std::str::from_utf8(wire).unwrap();
-        let slice = |s: &str| {
-            let at = text.find(s).unwrap();
-            wire.slice(at..at + s.len())
-        };
-        let mut request = Request::builder()
-            .uri(Uri::from_maybe_shared(slice("/v1/snapshots/k1:abc?include=vendor")).unwrap())
-            .body(())
-            .unwrap();
-        let headers = request.headers_mut();
-        for (name, value) in [
-            ("authorization", "Bearer eyJ.secret.sig"),
-            ("accept", "application/json"),
-            ("accept", "text/plain"),
-            ("x-custom", "héllo"),
-        ] {
+    /// `len` bytes of `wire` starting where `text` starts in it.
+    fn slice_at(wire: &Bytes, text: &str, skip: usize, len: usize) -> Bytes {
+        let at = std::str::from_utf8(wire).unwrap().find(text).unwrap() + skip;
+        wire.slice(at..at + len)
+    }
+
+    /// Headers whose values are slices of their `name: value` lines in `wire`, as hyper
+    /// builds them (`authorization` marked sensitive).
+    fn headers_from(wire: &Bytes, pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            let line = format!("{name}: {value}");
+            let bytes = slice_at(wire, &line, name.len() + 2, value.len());
             let name = http::HeaderName::from_static(name);
-            let mut value = HeaderValue::from_maybe_shared(slice(value)).unwrap();
+            let mut value = HeaderValue::from_maybe_shared(bytes).unwrap();
             value.set_sensitive(name == http::header::AUTHORIZATION);
             headers.append(name, value);
         }
+        headers
+    }
+
+    /// A request whose URI and header values are slices of `wire`, as hyper builds them.
+    fn parsed_from(wire: &Bytes) -> Request<()> {
+        let uri = "/v1/snapshots/k1:abc?include=vendor";
+        let mut request = Request::builder()
+            .uri(Uri::from_maybe_shared(slice_at(wire, uri, 0, uri.len())).unwrap())
+            .body(())
+            .unwrap();
+        *request.headers_mut() = headers_from(
+            wire,
+            &[
+                ("authorization", "Bearer eyJ.secret.sig"),
+                ("accept", "application/json"),
+                ("accept", "text/plain"),
+                ("x-custom", "héllo"),
+            ],
+        );
         request
     }
 
@@ -130,18 +144,15 @@ mod tests {
               x-ratelimit-remaining: 0\r\nvary: a\r\nvary: b\r\n\r\n"
                 .to_vec(),
         );
-        let text = std::str::from_utf8(&wire).unwrap().to_owned();
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("retry-after", "30"),
-            ("x-ratelimit-remaining", "0"),
-            ("vary", "a"),
-            ("vary", "b"),
-        ] {
-            let at = text.find(&format!("{name}: {value}")).unwrap() + name.len() + 2;
-            let value = HeaderValue::from_maybe_shared(wire.slice(at..at + value.len())).unwrap();
-            headers.append(http::HeaderName::from_static(name), value);
-        }
+        let mut headers = headers_from(
+            &wire,
+            &[
+                ("retry-after", "30"),
+                ("x-ratelimit-remaining", "0"),
+                ("vary", "a"),
+                ("vary", "b"),
+            ],
+        );
         let before = headers.clone();
         own_values(&mut headers);
         assert_eq!(headers, before);
