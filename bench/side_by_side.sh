@@ -117,7 +117,10 @@ export SNAPGATE_SERVER__LISTEN=127.0.0.1:0
 export SNAPGATE_SERVER__MAX_CONNECTIONS=4096
 export SNAPGATE_STORE__URL="sqlite://$work/bench.db"
 export SNAPGATE_PROVIDERS__KOYEB__BASE_URL=http://127.0.0.1:$UP
-RUST_LOG=error "$BIN" serve > "$work/gw.env" 2>"$work/gw.log" &
+# DHAT=FILE runs the gateway under valgrind's DHAT (see the DHAT mode below).
+GW_WRAP=()
+[ -n "${DHAT:-}" ] && GW_WRAP=(valgrind -q --tool=dhat --dhat-out-file="$DHAT")
+RUST_LOG=error "${GW_WRAP[@]}" "$BIN" serve > "$work/gw.env" 2>"$work/gw.log" &
 GW_PID=$!
 wait_for "$work/gw.env" SNAPGATE_URL
 eval "$(grep ^export "$work/gw.env")"
@@ -197,6 +200,28 @@ if [ -n "${MEMORY:-}" ]; then
   resident idle
   wrk -t2 -c1000 -d5s "${GW_GET[@]}" 2>&1 | grep -E 'requests in|Non-2xx' || true
   resident "after 1,000 connections"
+  exit 0
+fi
+
+# DHAT=FILE: instead of measuring, run the gateway under DHAT, send it DHAT_REQUESTS GETs
+# (default 2000) on one connection and stop it; DHAT writes its heap profile to FILE. Run it
+# twice with two counts and difference them (bench/allocations.py) for allocations per request
+# without the start-up's.
+if [ -n "${DHAT:-}" ]; then
+  n=${DHAT_REQUESTS:-2000}
+  python3 - "$n" "${GW_GET[0]}" "$AUTH" <<'EOF'
+import http.client, sys, urllib.parse
+n, url, auth = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+u = urllib.parse.urlsplit(url)
+name, value = auth.split(": ", 1)
+conn = http.client.HTTPConnection(u.hostname, u.port)
+for _ in range(n):
+    conn.request("GET", u.path, headers={name: value})
+    r = conn.getresponse(); r.read()
+    assert r.status == 200, r.status
+EOF
+  kill -INT "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+  echo "dhat: $n GETs (+6 set-up requests) in $DHAT"
   exit 0
 fi
 

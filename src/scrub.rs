@@ -131,8 +131,8 @@ impl Scrubber {
 
     /// The secrets of one outgoing request (see [`Sent`]), `vendor_header` being the
     /// vendor's own credential header if it has one.
-    pub fn of_request(request: &reqwest::Request, vendor_header: Option<&str>) -> Self {
-        Sent::of(request, vendor_header).build()
+    pub fn of_request(headers: &http::HeaderMap, body: &[u8], vendor_header: Option<&str>) -> Self {
+        Sent::of(headers, body, vendor_header).build()
     }
 
     fn add_basic(&mut self, encoded: &str) {
@@ -391,24 +391,23 @@ pub struct Sent {
 }
 
 impl Sent {
-    pub fn of(request: &reqwest::Request, vendor_header: Option<&str>) -> Self {
-        let headers = SECRET_HEADERS
+    /// What a request with these headers and body carried.
+    pub fn of(headers: &http::HeaderMap, body: &[u8], vendor_header: Option<&str>) -> Self {
+        let secret = SECRET_HEADERS
             .iter()
             .copied()
             .chain(vendor_header)
-            .flat_map(|name| request.headers().get_all(name).iter().cloned())
+            .flat_map(|name| headers.get_all(name).iter().cloned())
             .collect();
-        let form = request
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
+        let form = headers
+            .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let form = request
-            .body()
-            .and_then(|b| b.as_bytes())
-            .filter(|_| form)
-            .map(<[u8]>::to_vec);
-        Self { headers, form }
+        let form = form.then(|| body.to_vec());
+        Self {
+            headers: secret,
+            form,
+        }
     }
 
     /// Every form of every secret the request carried: each credential header (the whole
@@ -532,7 +531,11 @@ mod tests {
             ])
             .build()
             .unwrap();
-        let s = Scrubber::of_request(&request, Some("vendor-key"));
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .unwrap_or_default();
+        let s = Scrubber::of_request(request.headers(), body, Some("vendor-key"));
         let text = "client-id-77 client-secret-88 hs-key-99 user@example.com pa ss&word \
                     pa+ss%26word grant_type password";
         let clean = s.scrub(text);
@@ -677,7 +680,7 @@ mod tests {
             .basic_auth("admin", Some("s3cret-pass-word"))
             .build()
             .unwrap();
-        let sent = Sent::of(&request, None);
+        let sent = Sent::of(request.headers(), b"", None);
         let s = sent.scrubber();
         assert_eq!(s.scrub_data(br#"{"name":"admin-nightly"}"#), None);
         let echoed = s.scrub_data(br#"{"name":"s3cret-pass-word"}"#).unwrap();

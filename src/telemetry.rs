@@ -30,6 +30,15 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
 }
 
+/// The current request's id as a header value, for the vendor calls it makes (none outside a
+/// request).
+pub fn request_id_header() -> Option<http::HeaderValue> {
+    REQUEST_ID
+        .try_with(|id| http::HeaderValue::from_str(id).ok())
+        .ok()
+        .flatten()
+}
+
 tokio::task_local! {
     /// Who the request being served acts for (the caller's `sub`), once authenticated.
     pub static ACTOR: std::cell::RefCell<Option<Arc<str>>>;

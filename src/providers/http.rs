@@ -123,16 +123,17 @@ impl VendorHttp {
     ) -> Result<Reply, ProviderError> {
         let mut rb = self
             .upstream
-            .request(request.method, &wire::url(base_url, request.path));
+            .request(request.method, wire::url(base_url, request.path));
         if let Some((name, value)) = auth {
             rb = rb.header(name, value);
         }
         for (name, value) in self.fixed_headers {
-            rb = rb.header(*name, *value);
+            rb = rb.header(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
-        if !request.query.is_empty() {
-            rb = rb.query(request.query);
-        }
+        rb = rb.query(request.query);
         if let Some(body) = &request.body {
             rb = rb.json(body);
         }

@@ -140,11 +140,13 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 
 /// Joins a base URL and a path without doubling or dropping the slash.
 pub fn url(base: &str, path: &str) -> String {
-    format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+    let (base, path) = (base.trim_end_matches('/'), path.trim_start_matches('/'));
+    // Room for the query the call may add.
+    let mut url = String::with_capacity(base.len() + 1 + path.len() + 64);
+    url.push_str(base);
+    url.push('/');
+    url.push_str(path);
+    url
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 
 mod answer;
 mod guard;
+mod outbound;
 mod url;
 
 pub use answer::{classify, retry_after, RateLimitHeaders};
 use answer::{count, hold_if_spent, outcome, read_answer, transport_error, upstream_status};
+pub use outbound::Outbound;
+use outbound::Ready;
 
 use std::{
     hash::{Hash, Hasher},
@@ -19,7 +22,7 @@ use std::{
 
 use bytes::Bytes;
 use rand::Rng;
-use reqwest::{header::HeaderMap, Method, RequestBuilder, StatusCode};
+use reqwest::{header::HeaderMap, Method, StatusCode};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::scrub::Sent;
@@ -28,7 +31,6 @@ use crate::{
     telemetry,
 };
 use guard::{Admission, GuardConfig, Guards, RetryBudget};
-use url::parse_url;
 
 /// Largest vendor response body read, in bytes.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -116,8 +118,6 @@ type VendorClient = hyper_util::client::legacy::Client<
 /// connection is driven by the thread whose request uses it (see [`set_worker`]).
 #[derive(Clone)]
 pub struct Upstream {
-    /// Builds the adapters' requests (`RequestBuilder`); never sends one.
-    builder: reqwest::Client,
     clients: Arc<[VendorClient]>,
     inner: Arc<Inner>,
 }
@@ -201,16 +201,12 @@ impl Upstream {
                 .build(https)
         };
         let clients: Arc<[VendorClient]> = (0..workers.max(1)).map(|_| build()).collect();
-        let builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         let guards = Guards::new(GuardConfig {
             failure_threshold: config.breaker_failures.max(1),
             cooldown: Duration::from_millis(config.breaker_cooldown_ms),
             max_concurrency: config.max_concurrency_per_account,
         });
         Ok(Self {
-            builder,
             clients,
             inner: Arc::new(Inner {
                 budget: RetryBudget::new(config.retry_budget_ratio),
@@ -225,20 +221,13 @@ impl Upstream {
         &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()]
     }
 
-    /// Starts a request; the adapter adds auth, query and body.
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        let client = &self.builder;
-        let rb = match parse_url(url) {
-            Some(url) => client.request(method, url),
-            // Left to reqwest, which reports why it cannot be sent.
-            None => client.request(method, url),
-        };
-        let mut rb = rb.header(reqwest::header::ACCEPT, "application/json");
-        let id = telemetry::current_request_id();
-        if !id.is_empty() {
-            rb = rb.header("x-request-id", id);
+    /// Starts a request to `url`; the adapter adds auth, query and body.
+    pub fn request(&self, method: Method, url: String) -> Outbound {
+        let request = Outbound::new(method, url);
+        match telemetry::request_id_header() {
+            Some(id) => request.header(http::HeaderName::from_static("x-request-id"), id),
+            None => request,
         }
-        rb
     }
 
     /// Sends a request; non-2xx answers become [`ProviderError`]s, with the vendor's message
@@ -254,11 +243,11 @@ impl Upstream {
         policy: Vendor,
         operation: &'static str,
         identity: u64,
-        request: RequestBuilder,
+        request: Outbound,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
         let vendor = policy.kind;
-        let request = self.build(vendor, request)?;
+        let request = self.ready(vendor, request)?;
         // A vendor limiting by address: one account's 429 holds every account behind it.
         let address = limits_by_address(&self.inner.config, &policy)
             .then(|| self.inner.guards.get(address_identity(&request)));
@@ -277,7 +266,6 @@ impl Upstream {
         let config = &self.inner.config;
         let wait = request
             .timeout()
-            .copied()
             .unwrap_or(Duration::from_millis(config.request_timeout_ms));
         // A free permit is taken at once; only a call that has to queue arms a timer.
         let _permit = match guard.permits.try_acquire() {
@@ -328,17 +316,13 @@ impl Upstream {
     }
 
     /// The request, with the vendor's own timeout where one is configured.
-    fn build(
-        &self,
-        vendor: ProviderKind,
-        request: RequestBuilder,
-    ) -> Result<reqwest::Request, ProviderError> {
-        let mut request = request.build().map_err(|e| ProviderError::Upstream {
+    fn ready(&self, vendor: ProviderKind, request: Outbound) -> Result<Ready, ProviderError> {
+        let mut request = request.ready().map_err(|e| ProviderError::Upstream {
             status: None,
             message: format!("could not build the {vendor} request ({e})"),
         })?;
         if let Some(ms) = self.inner.config.provider_timeout_ms.get(&vendor) {
-            *request.timeout_mut() = Some(Duration::from_millis(*ms));
+            request.set_timeout(Duration::from_millis(*ms));
         }
         Ok(request)
     }
@@ -349,17 +333,12 @@ impl Upstream {
         policy: Vendor,
         operation: &'static str,
         attempt: u32,
-        request: &reqwest::Request,
+        request: &Ready,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
         let vendor = policy.kind;
         let started = Instant::now();
-        let Some(mut this_try) = request.try_clone() else {
-            return Err(ProviderError::Upstream {
-                status: None,
-                message: "request body cannot be resent".into(),
-            });
-        };
+        let mut this_try = request.attempt();
         let span = tracing::info_span!(
             "vendor call",
             otel.name = %format_args!("{vendor} {operation}"),
@@ -371,9 +350,13 @@ impl Upstream {
             outcome = tracing::field::Empty,
         );
         crate::otel::inject(&span, this_try.headers_mut());
-        let result =
-            tracing::Instrument::instrument(self.attempt(policy, this_try, message), span.clone())
-                .await;
+        let wait = request
+            .timeout()
+            .unwrap_or(Duration::from_millis(self.inner.config.request_timeout_ms));
+        // What this very call carried, so a vendor echoing it cannot pass it on.
+        let sent = Sent::of(request.headers(), request.body(), policy.secret_header);
+        let exchange = self.attempt(policy, this_try, wait, sent, message);
+        let result = tracing::Instrument::instrument(exchange, span.clone()).await;
         span.record("outcome", outcome(&result));
         match &result {
             Ok(reply) => span.record("status", reply.status.as_u16()),
@@ -403,20 +386,12 @@ impl Upstream {
     async fn attempt(
         &self,
         policy: Vendor,
-        request: reqwest::Request,
+        request: http::Request<http_body_util::Full<Bytes>>,
+        wait: Duration,
+        sent: Sent,
         message: fn(&[u8]) -> Option<String>,
     ) -> Result<Reply, ProviderError> {
         let vendor = policy.kind;
-        // What this very call carried, so a vendor echoing it cannot pass it on.
-        let sent = Sent::of(&request, policy.secret_header);
-        let wait = request
-            .timeout()
-            .copied()
-            .unwrap_or(Duration::from_millis(self.inner.config.request_timeout_ms));
-        let request = to_http(request).map_err(|message| ProviderError::Upstream {
-            status: None,
-            message: format!("could not build the {vendor} request ({message})"),
-        })?;
         let client = self.client();
         let exchange = async {
             let response = client
@@ -532,43 +507,30 @@ fn limits_by_address(config: &UpstreamConfig, vendor: &Vendor) -> bool {
 }
 
 /// Vendor host alone: every account of the vendor, as seen from the gateway's address.
-fn address_identity(request: &reqwest::Request) -> u64 {
+fn address_identity(request: &Ready) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     "address".hash(&mut h);
-    request.url().host_str().hash(&mut h);
-    request.url().port_or_known_default().hash(&mut h);
+    host_and_port(request.uri()).hash(&mut h);
     h.finish()
 }
 
 /// Vendor host plus the identity the adapter names: one account's view of one vendor.
-fn named_identity(request: &reqwest::Request, id: u64) -> u64 {
+fn named_identity(request: &Ready, id: u64) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    request.url().host_str().hash(&mut h);
-    request.url().port_or_known_default().hash(&mut h);
+    host_and_port(request.uri()).hash(&mut h);
     id.hash(&mut h);
     h.finish()
 }
 
-/// The request as hyper sends it, with the gateway's user agent.
-fn to_http(
-    mut request: reqwest::Request,
-) -> Result<http::Request<http_body_util::Full<Bytes>>, String> {
-    let uri: http::Uri = request.url().as_str().parse().map_err(|e| format!("{e}"))?;
-    let body = match request.body_mut().take() {
-        Some(body) => Bytes::copy_from_slice(body.as_bytes().ok_or("a streamed body")?),
-        None => Bytes::new(),
+/// The host a URI names and its port, the scheme's default where none is written.
+fn host_and_port(uri: &http::Uri) -> (Option<&str>, Option<u16>) {
+    let default = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
     };
-    let mut out = http::Request::new(http_body_util::Full::new(body));
-    *out.method_mut() = request.method().clone();
-    *out.uri_mut() = uri;
-    *out.headers_mut() = std::mem::take(request.headers_mut());
-    out.headers_mut()
-        .entry(reqwest::header::USER_AGENT)
-        .or_insert(http::HeaderValue::from_static(USER_AGENT));
-    Ok(out)
+    (uri.host(), uri.port_u16().or(default))
 }
-
-const USER_AGENT: &str = concat!("snapgate/", env!("CARGO_PKG_VERSION"));
 
 /// TLS for vendor calls: rustls with the Mozilla roots (as reqwest's `rustls-tls` has them).
 fn tls_config() -> rustls::ClientConfig {

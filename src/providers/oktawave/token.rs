@@ -96,11 +96,11 @@ impl Oktawave {
         ];
         let upstream = self.http.upstream();
         let rb = upstream
-            .request(Method::POST, &self.endpoints.token_url)
+            .request(Method::POST, self.endpoints.token_url.clone())
             // RFC 6749 §2.3.1: each part form-urlencoded before HTTP Basic.
             .basic_auth(
-                form_encoded(ctx.secret("client_id")?),
-                Some(form_encoded(ctx.secret("client_secret")?)),
+                &form_encoded(ctx.secret("client_id")?),
+                &form_encoded(ctx.secret("client_secret")?),
             )
             .form(&form);
         let requested = Instant::now();
