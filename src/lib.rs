@@ -19,6 +19,7 @@ pub mod demo;
 pub mod domain;
 mod head;
 pub mod otel;
+mod pair;
 pub mod private_files;
 pub mod providers;
 pub mod scrub;

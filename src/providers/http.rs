@@ -166,7 +166,7 @@ impl VendorHttp {
             ),
             Auth::Obtained => return Ok(None),
         };
-        let value = sensitive(&value).ok_or_else(|| ProviderError::Invalid {
+        let value = sensitive(value).ok_or_else(|| ProviderError::Invalid {
             field: "credentials",
             message: format!(
                 "the stored {} {field} contains characters no HTTP header can carry; replace it with PATCH",
@@ -193,7 +193,7 @@ fn with_scheme(scheme: &str, token: &str) -> String {
 
 /// `Authorization: Bearer {token}`, marked sensitive.
 pub fn bearer(token: &str) -> Result<(HeaderName, HeaderValue), ProviderError> {
-    sensitive(&format!("Bearer {token}"))
+    sensitive(format!("Bearer {token}"))
         .map(|v| (reqwest::header::AUTHORIZATION, v))
         .ok_or_else(|| ProviderError::Upstream {
             status: None,
@@ -201,8 +201,9 @@ pub fn bearer(token: &str) -> Result<(HeaderName, HeaderValue), ProviderError> {
         })
 }
 
-fn sensitive(value: &str) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_str(value).ok()?;
+fn sensitive(value: String) -> Option<HeaderValue> {
+    // From the `String` itself: the secret is not copied again.
+    let mut value = HeaderValue::try_from(value).ok()?;
     value.set_sensitive(true);
     Some(value)
 }

@@ -41,7 +41,7 @@ struct Opened {
 /// TTL bounds staleness whatever happens.
 #[derive(Default)]
 pub(super) struct AccountCache {
-    map: Mutex<HashMap<(String, AccountId), Arc<Opened>>>,
+    map: Mutex<HashMap<(String, String), Arc<Opened>>>,
 }
 
 const ACCOUNT_TTL: Duration = Duration::from_secs(30);
@@ -58,7 +58,7 @@ impl AccountCache {
     /// meanwhile; changes made before are caught when the store is back).
     fn unchanged(&self, tenant: &str, id: &AccountId, stamp: u64) -> Option<Arc<Opened>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(tenant.to_owned(), id.clone()))
+        map.get(&crate::pair::key(tenant, id.as_str()) as &dyn crate::pair::Pair)
             .filter(|o| o.stamp == stamp)
             .cloned()
     }
@@ -71,13 +71,16 @@ impl AccountCache {
                 map.clear();
             }
         }
-        map.insert((tenant.to_owned(), opened.account.id.clone()), opened);
+        map.insert(
+            (tenant.to_owned(), opened.account.id.as_str().to_owned()),
+            opened,
+        );
     }
 
     /// Forgets an account after it changed or was deleted.
     fn invalidate(&self, tenant: &str, id: &AccountId) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(tenant.to_owned(), id.clone()));
+        map.remove(&crate::pair::key(tenant, id.as_str()) as &dyn crate::pair::Pair);
     }
 }
 

@@ -100,7 +100,7 @@ impl Pending {
     pub fn targets(&self, tenant: &str, snapshot_id: &str) -> bool {
         self.lock()
             .by_snapshot
-            .contains_key(&(tenant.to_owned(), snapshot_id.to_owned()))
+            .contains_key(&crate::pair::key(tenant, snapshot_id) as &dyn crate::pair::Pair)
     }
 
     /// Snapshot id → kind of the unfinished work on it, for one tenant.

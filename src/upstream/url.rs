@@ -114,14 +114,27 @@ fn plain(rest: &str) -> bool {
             || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     });
-    let dot_segment = path.split('/').any(|s| {
-        let s = s.to_ascii_lowercase().replace("%2e", ".");
-        s == "." || s == ".."
-    });
     escapes_ok
-        && !dot_segment
+        && !path.split('/').any(dot_segment)
         && path.bytes().all(|b| allowed(b, false))
         && query.bytes().all(|b| allowed(b, true))
+}
+
+/// `.` or `..`, each dot written as it is or as `%2e`.
+fn dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while let Some(&first) = rest.first() {
+        if first == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 /// Bytes the URL parser keeps as they are in a path (`'` too) or in a query (`'` not: the
@@ -177,6 +190,9 @@ mod tests {
             "http://[::1]:9090/a%20b/c d/%2E%2E/x?q=a b&r=%zz",
             "http://h/a/./b/../c",
             "http://h/a/%2e/b",
+            "http://h/a/.%2E/b?x=1",
+            "http://h/a/%2e%2e",
+            "http://h/a/.../b/.x/x./%2e%2e%2e",
             "http://h/a\\b",
             "http://h/a?b#frag",
             "https://Bücher.example/path/./x",
@@ -211,7 +227,12 @@ mod tests {
         ] {
             assert!(target(url).unwrap().host.is_some(), "{url}");
         }
-        for url in ["http://h/a/../b", "http://h/a b", "http://u:p@h/x"] {
+        for url in [
+            "http://h/a/../b",
+            "http://h/a/%2E",
+            "http://h/a b",
+            "http://u:p@h/x",
+        ] {
             assert!(target(url).unwrap().host.is_none(), "{url}");
         }
     }
