@@ -99,6 +99,18 @@ impl FromStr for SnapshotId {
     }
 }
 
+impl SnapshotId {
+    /// What `to_string` gives (`account:native_id`), allocated once at its final size.
+    pub fn joined(&self) -> String {
+        let (account, native) = (self.account.as_str(), self.native_id.as_str());
+        let mut id = String::with_capacity(account.len() + 1 + native.len());
+        id.push_str(account);
+        id.push(':');
+        id.push_str(native);
+        id
+    }
+}
+
 impl fmt::Display for SnapshotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.account, self.native_id)
@@ -384,4 +396,22 @@ pub fn count_unknown_status(provider: ProviderKind, on: &'static str) {
 pub struct Accepted {
     pub operation: Operation,
     pub snapshot: Option<Snapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotId;
+
+    #[test]
+    fn joined_is_to_string() {
+        for id in [
+            "k1:5e0f3c2a-9b8d-4a71-8c6e-2d4f6a8b0c1e",
+            "acct:1268054",
+            "a:b_c.d",
+        ] {
+            let parsed: SnapshotId = id.parse().unwrap();
+            assert_eq!(parsed.joined(), parsed.to_string());
+            assert_eq!(parsed.joined(), id);
+        }
+    }
 }

@@ -340,7 +340,7 @@ impl Service {
     /// Shows the gateway's unfinished work on a snapshot whose vendor has no status for it
     /// (advancing that work from the vendor first).
     pub async fn overlay(&self, tenant: &str, snapshot: &mut Snapshot) -> Result<(), ServiceError> {
-        let id = snapshot.id.to_string();
+        let id = snapshot.id.joined();
         if !self.store.has_unfinished_operation(tenant, &id).await? {
             return Ok(());
         }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use reqwest::{header::HeaderMap, StatusCode};
 
 use super::{guard::Guard, Reply, Vendor, MAX_BODY};
@@ -45,7 +47,7 @@ impl RateLimitHeaders {
 pub(super) async fn read_answer(
     vendor: ProviderKind,
     response: http::Response<hyper::body::Incoming>,
-) -> Result<(StatusCode, HeaderMap, Vec<u8>), ProviderError> {
+) -> Result<(StatusCode, HeaderMap, Bytes), ProviderError> {
     let (parts, mut incoming) = response.into_parts();
     // The headers outlive the body read: owned, they let hyper reuse its read buffer for the
     // connection's next read instead of allocating another (see `crate::head`).
@@ -58,7 +60,7 @@ pub(super) async fn read_answer(
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(0)
         .min(MAX_BODY);
-    let mut body = Vec::with_capacity(declared);
+    let mut body = Body::default();
     while let Some(frame) = http_body_util::BodyExt::frame(&mut incoming).await {
         let frame = frame.map_err(|_| ProviderError::Upstream {
             status: None,
@@ -73,9 +75,39 @@ pub(super) async fn read_answer(
                 message: format!("{vendor} answered with a body over {MAX_BODY} bytes"),
             });
         }
-        body.extend_from_slice(&chunk);
+        body.push(chunk, declared);
     }
-    Ok((status, headers, body))
+    Ok((status, headers, body.into_bytes()))
+}
+
+/// A body being read: a body that comes in one chunk (the usual case) is kept as it came, not
+/// copied; chunks after the first are gathered in one buffer.
+#[derive(Default)]
+struct Body {
+    first: Option<Bytes>,
+    rest: Vec<u8>,
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
+    }
+
+    fn push(&mut self, chunk: Bytes, declared: usize) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(chunk);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.reserve(declared.max(first.len() + chunk.len()));
+            self.rest.extend_from_slice(&first);
+        }
+        self.rest.extend_from_slice(&chunk);
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.rest.into())
+    }
 }
 
 /// The vendor's HTTP status in a failure, for logs (0 when there was none).

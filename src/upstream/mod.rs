@@ -5,6 +5,7 @@
 //! [`ProviderError`]. It knows no vendor's wire format.
 
 mod answer;
+mod connector;
 mod guard;
 mod outbound;
 mod url;
@@ -110,7 +111,9 @@ impl Default for UpstreamConfig {
 /// The connection pool of one serving thread: hyper's client over rustls (HTTP/1.1), no
 /// redirect or retry machinery of its own (this module decides both).
 type VendorClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    connector::Quiet<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    >,
     http_body_util::Full<Bytes>,
 >;
 
@@ -198,7 +201,7 @@ impl Upstream {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_max_idle_per_host(config.max_idle_connections_per_host)
                 .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(https)
+                .build(connector::Quiet(https))
         };
         let clients: Arc<[VendorClient]> = (0..workers.max(1)).map(|_| build()).collect();
         let guards = Guards::new(GuardConfig {
@@ -410,14 +413,14 @@ impl Upstream {
                 Some(clean) => {
                     metrics::counter!("snapgate_vendor_echoed_secret_total", "provider" => vendor.as_str())
                         .increment(1);
-                    clean
+                    clean.into()
                 }
                 None => body,
             };
             return Ok(Reply {
                 status,
                 headers,
-                body: body.into(),
+                body,
             });
         }
         let text = message(&body).map(|m| sent.scrubber().scrub(&m));
