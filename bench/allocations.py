@@ -8,7 +8,8 @@
 Both runs pay the same start-up, so the difference of their totals divided by the difference of
 their request counts is what one request costs. Prints allocations and bytes per request, then
 the allocation sites (grouped by the innermost frame outside the allocator and the standard
-library, with the frame that called it) that make it up, most allocations first.
+library, with the frame that called it) that make it up, most allocations first. A release
+build with line tables (`CARGO_PROFILE_RELEASE_DEBUG=line-tables-only`) names the sites.
 """
 import json
 import re
