@@ -91,7 +91,7 @@ impl Application {
         let sealer = Arc::new(sealer);
         let registry = Registry::new(
             &config.providers,
-            Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers))?,
+            Upstream::for_workers(config.upstream.clone(), worker_count(config.server.workers)),
         )?;
         let service = Service::new(
             store.clone(),

@@ -703,7 +703,7 @@ mod tests {
         assert_eq!(kinds, ProviderKind::ALL.to_vec());
         let registry = Registry::new(
             &ProvidersConfig::default(),
-            Upstream::new(Default::default()).unwrap(),
+            Upstream::new(Default::default()),
         )
         .unwrap();
         for kind in ProviderKind::ALL {

@@ -174,17 +174,17 @@ impl Reply {
 
 impl Upstream {
     /// One pool for callers on any thread.
-    pub fn new(config: UpstreamConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: UpstreamConfig) -> Self {
         Self::for_workers(config, 1)
     }
 
-    /// One pool per serving thread. A client that cannot be built (no TLS backend) is an error,
-    /// never a silent fallback to a client without the configured timeouts.
+    /// One pool per serving thread, over one TLS configuration (rustls with `ring`, built in:
+    /// nothing here can fail at run time).
     #[allow(
         clippy::disallowed_methods,
         reason = "one of the places HTTP clients are built (clippy.toml)"
     )]
-    pub fn for_workers(config: UpstreamConfig, workers: usize) -> Result<Self, reqwest::Error> {
+    pub fn for_workers(config: UpstreamConfig, workers: usize) -> Self {
         // One TLS configuration (root store parsed once) shared by every thread's pool.
         let tls = tls_config();
         let build = || {
@@ -209,14 +209,14 @@ impl Upstream {
             cooldown: Duration::from_millis(config.breaker_cooldown_ms),
             max_concurrency: config.max_concurrency_per_account,
         });
-        Ok(Self {
+        Self {
             clients,
             inner: Arc::new(Inner {
                 budget: RetryBudget::new(config.retry_budget_ratio),
                 config,
                 guards,
             }),
-        })
+        }
     }
 
     /// The calling thread's client.

@@ -55,7 +55,7 @@ fn account() -> Account {
 fn registry(mock: &MockServer) -> Registry {
     let mut config = snapgate::Config::defaults().providers;
     config.set(ProviderKind::Hostinger, "base_url", mock.uri());
-    Registry::new(&config, Upstream::new(Default::default()).unwrap()).unwrap()
+    Registry::new(&config, Upstream::new(Default::default())).unwrap()
 }
 
 #[tokio::test]

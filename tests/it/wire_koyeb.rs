@@ -59,7 +59,7 @@ async fn list(
         .set(ProviderKind::Koyeb, "base_url", mock.uri());
     let registry = Registry::new(
         &config.providers,
-        Upstream::new(Default::default()).unwrap(),
+        Upstream::new(Default::default()),
     )
     .unwrap();
     let mut settings = serde_json::Map::new();

@@ -108,7 +108,7 @@ async fn list(
     configure(&mut config, &mock.uri());
     let registry = Registry::new(
         &config.providers,
-        Upstream::new(Default::default()).unwrap(),
+        Upstream::new(Default::default()),
     )
     .unwrap();
     let account = direct_account(

@@ -78,7 +78,7 @@ async fn list_direct(
         "base_url",
         format!("{}/api/v1", mock.uri()),
     );
-    let registry = Registry::new(&config, Upstream::new(Default::default()).unwrap()).unwrap();
+    let registry = Registry::new(&config, Upstream::new(Default::default())).unwrap();
     let adapter = registry.get(ProviderKind::Syminet);
     let credentials = validate_credentials(
         adapter.info(),
